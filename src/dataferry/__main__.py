@@ -1,0 +1,5 @@
+"""``python -m dataferry``."""
+
+from dataferry.cli import main
+
+main()

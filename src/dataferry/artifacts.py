@@ -1,0 +1,250 @@
+"""Artifacts: key naming, the manifest model, ``latest`` and ``verify``.
+
+An artifact is one or more data objects plus a manifest (JSON) written last. The manifest is the
+commit: no manifest, no artifact. "Latest" is the newest *manifest*; a listing of data objects is
+never trusted.
+
+Keys: ``<database>/<YYYY-MM-DDTHHMMSSZ>-<database>.<format>`` with the manifest beside the data as
+``<YYYY-MM-DDTHHMMSSZ>-<database>.manifest.json``. Timestamps are UTC and sort chronologically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dataferry import __version__
+from dataferry.errors import NotFound, VerificationFailed
+from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
+from dataferry.streams import CHUNK, VerifyingReader
+
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+TS_FORMAT = "%Y-%m-%dT%H%M%SZ"
+_ID_RE = re.compile(r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{6}Z)-(?P<db>.+)$")
+
+
+class DataObject(BaseModel):
+    """One data object of an artifact, with the checksum taken while it streamed out."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    size: int
+    sha256: str
+    format: str = Field(description="what the decompressed bytes are: pg_custom, sql, sqlite, ...")
+    compression: str = "zstd"
+    raw_size: int = Field(0, description="bytes before compression (for capacity checks)")
+
+
+class Sanitisation(BaseModel):
+    """How an artifact was sanitised and what its checks found (no personal values, ever)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    profile: str
+    profile_sha256: str
+    rules: list[str] = Field(default_factory=list)
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    passed: bool
+
+
+class Manifest(BaseModel):
+    """The commit record of an artifact."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    id: str
+    database: str
+    engine: str
+    server_version: str = ""
+    tool: str = f"dataferry {__version__}"
+    source_environment: str
+    created_at: datetime
+    finished_at: datetime
+    objects: list[DataObject]
+    sanitised: bool = False
+    sanitisation: Sanitisation | None = None
+    row_counts: dict[str, int] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The manifest's own key."""
+        return manifest_key(self.database, self.id)
+
+    @property
+    def size(self) -> int:
+        """Total stored bytes of the data objects."""
+        return sum(o.size for o in self.objects)
+
+    def is_publishable_sanitised(self) -> bool:
+        """True only for an artifact that was sanitised and whose checks all passed."""
+        return self.sanitised and self.sanitisation is not None and self.sanitisation.passed
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, to the second (keys have second resolution)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def artifact_id(database: str, when: datetime) -> str:
+    """``<YYYY-MM-DDTHHMMSSZ>-<database>``."""
+    return f"{when.astimezone(UTC).strftime(TS_FORMAT)}-{database}"
+
+
+def data_key(database: str, ident: str, fmt: str) -> str:
+    """Key of a data object: ``<database>/<id>.<format>``."""
+    return f"{database}/{ident}.{fmt}"
+
+
+def manifest_key(database: str, ident: str) -> str:
+    """Key of a manifest: ``<database>/<id>.manifest.json``."""
+    return f"{database}/{ident}{MANIFEST_SUFFIX}"
+
+
+def parse_id(ident: str) -> tuple[datetime, str]:
+    """Split an artifact id into its time and database name."""
+    m = _ID_RE.match(ident)
+    if not m:
+        raise NotFound(f"{ident!r} is not an artifact id (expected YYYY-MM-DDTHHMMSSZ-<database>)")
+    return datetime.strptime(m["ts"], TS_FORMAT).replace(tzinfo=UTC), m["db"]
+
+
+def new_artifact_id(store: Store, database: str) -> tuple[str, datetime]:
+    """A fresh id for ``database``; waits out the second if a manifest already has this one."""
+    for _ in range(3):
+        now = utcnow()
+        ident = artifact_id(database, now)
+        taken = any(o.key.startswith(f"{database}/{ident}.") for o in store.list(f"{database}/{ident}."))
+        if not taken:
+            return ident, now
+        time.sleep(1.05 - (time.time() % 1))
+    raise VerificationFailed(f"cannot find a free artifact id for {database}")
+
+
+def write_manifest(store: Store, manifest: Manifest) -> ObjectInfo:
+    """Write the manifest: the single step that publishes the artifact."""
+    body = manifest.model_dump_json(indent=2).encode()
+    return put_bytes(store, manifest.key, body)
+
+
+def read_manifest(store: Store, key: str) -> Manifest:
+    """Read and validate one manifest; a corrupt one is ``VerificationFailed``."""
+    raw = read_bytes(store, key)
+    try:
+        data = json.loads(raw)
+        manifest = Manifest.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        raise VerificationFailed(
+            f"manifest {key} in {store.url} is not valid: {str(exc).splitlines()[0]}",
+            hint="the artifact cannot be trusted; pick another with --artifact or delete this one",
+        ) from None
+    if manifest.format_version > FORMAT_VERSION:
+        raise VerificationFailed(
+            f"manifest {key} has format version {manifest.format_version}; this dataferry reads "
+            f"up to {FORMAT_VERSION}",
+            hint="upgrade dataferry",
+        )
+    return manifest
+
+
+def manifest_keys(store: Store, database: str) -> list[str]:
+    """Manifest keys of ``database``, newest first (keys sort chronologically)."""
+    keys = [o.key for o in store.list(f"{database}/") if o.key.endswith(MANIFEST_SUFFIX)]
+    return sorted(keys, reverse=True)
+
+
+def iter_manifests(store: Store, database: str) -> Iterator[Manifest]:
+    """Manifests of ``database``, newest first."""
+    for key in manifest_keys(store, database):
+        yield read_manifest(store, key)
+
+
+def latest(store: Store, database: str) -> Manifest:
+    """The newest artifact of ``database``: the newest manifest, never the newest data object."""
+    keys = manifest_keys(store, database)
+    if not keys:
+        raise NotFound(
+            f"no artifact of {database} in {store.url}",
+            hint=f"run 'dataferry backup {database} --env ENV' first",
+        )
+    return read_manifest(store, keys[0])
+
+
+def select(
+    store: Store, database: str, *, artifact: str | None = None, at: datetime | None = None
+) -> Manifest:
+    """Pick an artifact: an explicit id or key, else the newest at or before ``at``, else the latest."""
+    if artifact:
+        ident = _id_from(artifact, database)
+        return read_manifest(store, manifest_key(database, ident))
+    if at is not None:
+        for key in manifest_keys(store, database):
+            when, _ = parse_id(key.rsplit("/", 1)[1][: -len(MANIFEST_SUFFIX)])
+            if when <= at:
+                return read_manifest(store, key)
+        raise NotFound(f"no artifact of {database} in {store.url} at or before {at.isoformat()}")
+    return latest(store, database)
+
+
+def _id_from(artifact: str, database: str) -> str:
+    """Accept an id, a manifest key or a data key."""
+    name = artifact.rsplit("/", 1)[-1]
+    name = name.removesuffix(MANIFEST_SUFFIX)
+    m = re.match(rf"^(\d{{4}}-\d{{2}}-\d{{2}}T\d{{6}}Z-{re.escape(database)})(\..+)?$", name)
+    if not m:
+        raise NotFound(
+            f"{artifact!r} is not an artifact of {database}",
+            hint=f"use an id from 'dataferry list {database} --env ENV'",
+        )
+    return m.group(1)
+
+
+def verify(store: Store, manifest: Manifest) -> None:
+    """Re-read every data object and check size and sha256 against the manifest."""
+    for obj in manifest.objects:
+        with store.open(obj.key) as raw:
+            reader = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
+            while reader.read(CHUNK):
+                pass
+            reader.drain()
+
+
+def check_fresh(manifest: Manifest, max_age: timedelta, now: datetime | None = None) -> None:
+    """Refuse an artifact older than ``max_age``."""
+    now = now or datetime.now(UTC)
+    age = now - manifest.finished_at
+    if age > max_age:
+        raise VerificationFailed(
+            f"newest artifact of {manifest.database} ({manifest.id}) is {_human(age)} old, "
+            f"over the limit of {_human(max_age)}",
+            hint="the upstream backup has not run or failed: check it, or restore a specific "
+            "artifact with --artifact if stale data is acceptable",
+        )
+
+
+def orphans(store: Store, database: str) -> list[ObjectInfo]:
+    """Data objects that no manifest names (interrupted backups), for cleanup."""
+    named: set[str] = set()
+    for m in iter_manifests(store, database):
+        named.update(o.key for o in m.objects)
+    return [
+        o for o in store.list(f"{database}/") if not o.key.endswith(MANIFEST_SUFFIX) and o.key not in named
+    ]
+
+
+def _human(delta: timedelta) -> str:
+    secs = int(delta.total_seconds())
+    if secs >= 86400:
+        return f"{secs / 86400:.1f}d"
+    if secs >= 3600:
+        return f"{secs / 3600:.1f}h"
+    return f"{secs // 60}m"

@@ -1,0 +1,229 @@
+"""The ``dataferry`` command: thin click commands that build objects and call the library.
+
+Errors: a ``FerryError`` prints ``error: ...`` and ``hint: ...`` and exits with its code (see
+``errors.py``); usage errors exit 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from dataferry import __version__, ops
+from dataferry.config import Config, find_config_path, load
+from dataferry.errors import EXIT_CODES, ConfigError, FerryError
+from dataferry.progress import Reporter, default_reporter, human_bytes
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Context:
+    """Per-invocation state: where the config is, and how to report."""
+
+    def __init__(self, config_path: str | None, json_logs: bool, quiet: bool) -> None:
+        self.config_path = config_path
+        self.json_logs = json_logs
+        self.quiet = quiet
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        """The configuration, loaded and validated on first use."""
+        if self._config is None:
+            self._config = load(find_config_path(self.config_path))
+        return self._config
+
+    def reporter(self) -> Reporter:
+        """Progress bars on a terminal, log lines otherwise."""
+        return default_reporter(json_logs=self.json_logs, quiet=self.quiet)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a ``FerryError`` into a message, a hint and its exit code; never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except FerryError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 time; naive times are UTC."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"cannot read time {value!r}", hint="use ISO 8601, e.g. 2026-11-20T01:30:00Z"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file (default: $DATAFERRY_CONFIG, ./dataferry.toml).",
+)
+@click.option("--json-logs", is_flag=True, help="Log as JSON lines on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or log output.")
+@click.version_option(__version__, prog_name="dataferry")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, json_logs: bool, quiet: bool) -> None:
+    """Keep non-production environments supplied with fresh, sanitised copies of production data."""
+    ctx.obj = Context(config_path, json_logs, quiet)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@pass_ctx
+@handle_errors
+def check(c: Context, as_json: bool) -> None:
+    """Validate the config, tools, stores and connections; changes nothing."""
+    report = ops.check(c.config)
+    if as_json:
+        rows = [{"what": w, "ok": ok, "detail": d} for w, ok, d in report.findings]
+        click.echo(json.dumps({"ok": report.ok, "findings": rows}, indent=2))
+    else:
+        click.echo(f"config {c.config.path}: ok")
+        for what, ok, detail in report.findings:
+            click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
+    if not report.ok:
+        raise_not_ready()
+
+
+def raise_not_ready() -> None:
+    """Exit with the not-ready code after a failed check."""
+    from dataferry.errors import NotReady
+
+    raise NotReady(
+        "some checks failed (see FAIL lines above)", hint="fix them and run 'dataferry check' again"
+    )
+
+
+@cli.command()
+@click.argument("database")
+@click.option("--env", "environment", required=True, help="Environment whose database is dumped.")
+@pass_ctx
+@handle_errors
+def backup(c: Context, database: str, environment: str) -> None:
+    """Dump DATABASE in ENV into ENV's store."""
+    result = ops.backup(c.config, database, environment, reporter=c.reporter())
+    m = result.manifest
+    click.echo(f"{m.id}\t{human_bytes(m.size)}\t{result.store_url}{m.key}")
+
+
+@cli.command()
+@click.argument("database")
+@click.option("--env", "environment", required=True, help="Environment to restore into.")
+@click.option("--from", "source", required=True, help="Environment whose store holds the artifact.")
+@click.option("--artifact", help="A specific artifact id or key (see 'dataferry list').")
+@click.option("--at", "at", help="The newest artifact at or before this time (ISO 8601).")
+@click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
+@click.option("--force", is_flag=True, help="Allow restoring into a protected environment.")
+@click.option("--dry-run", is_flag=True, help="Check everything and show the artifact; change nothing.")
+@pass_ctx
+@handle_errors
+def restore(
+    c: Context,
+    database: str,
+    environment: str,
+    source: str,
+    artifact: str | None,
+    at: str | None,
+    jobs: int,
+    force: bool,
+    dry_run: bool,
+) -> None:
+    """Restore SRC's latest verified artifact of DATABASE into ENV (shadow, verify, swap)."""
+    if artifact and at:
+        raise ConfigError("give --artifact or --at, not both")
+    req = ops.RestoreRequest(
+        database=database,
+        environment=environment,
+        source=source,
+        artifact=artifact,
+        at=parse_time(at),
+        jobs=jobs,
+        force=force,
+        dry_run=dry_run,
+    )
+    result = ops.restore(c.config, req, reporter=c.reporter())
+    verb = "would restore" if dry_run else "restored"
+    click.echo(f"{verb} {result.manifest.id} into {database} ({environment})")
+
+
+@cli.command("list")
+@click.argument("database")
+@click.option("--env", "environment", required=True, help="Environment whose store is listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print manifests as JSON.")
+@pass_ctx
+@handle_errors
+def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None:
+    """List artifacts of DATABASE in ENV's store, newest first."""
+    manifests = ops.list_artifacts(c.config, database, environment)
+    if as_json:
+        click.echo(json.dumps([m.model_dump(mode="json") for m in manifests], indent=2))
+        return
+    if not manifests:
+        click.echo(f"no artifacts of {database} in {environment}", err=True)
+        return
+    click.echo("ID\tSIZE\tFINISHED\tSANITISED")
+    for m in manifests:
+        finished = m.finished_at.strftime("%Y-%m-%d %H:%M:%SZ")
+        click.echo(f"{m.id}\t{human_bytes(m.size)}\t{finished}\t{'yes' if m.sanitised else 'no'}")
+
+
+@cli.command()
+@click.argument("database")
+@click.option("--env", "environment", required=True, help="Environment whose store holds the artifact.")
+@click.option("--artifact", help="Artifact id or key (default: latest).")
+@pass_ctx
+@handle_errors
+def verify(c: Context, database: str, environment: str, artifact: str | None) -> None:
+    """Re-read an artifact and check it against its manifest."""
+    m = ops.verify(c.config, database, environment, artifact)
+    click.echo(f"ok {m.id}: {len(m.objects)} object(s), {human_bytes(m.size)}, sha256 verified")
+
+
+@cli.command("exit-codes")
+def exit_codes() -> None:
+    """Print the documented exit codes."""
+    for code, meaning in EXIT_CODES.items():
+        click.echo(f"{code}\t{meaning}")
+
+
+@cli.command()
+@click.argument("directory", default="dataferry-quickstart", type=click.Path(path_type=Path))
+@pass_ctx
+@handle_errors
+def quickstart(c: Context, directory: Path) -> None:
+    """Create a sample chain on SQLite and local stores in DIRECTORY, and run it."""
+    from dataferry.quickstart import run_quickstart
+
+    run_quickstart(directory, reporter=c.reporter(), echo=click.echo)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``dataferry`` command."""
+    return cli.main(args=argv, prog_name="dataferry")

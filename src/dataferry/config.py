@@ -1,0 +1,366 @@
+"""The configuration file: a pydantic model, loading, and validation errors with file and line.
+
+The file is TOML. Secrets are never written in it: connections name an environment variable
+(``password_env``) and the value is read only when a connection is made. Every problem in a file
+is reported at once, each with its location, and loading raises ``ConfigError`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dataferry.errors import ConfigError, NotFound, NotReady
+
+ENGINES = ("postgresql", "mysql", "sqlite", "mongodb", "elasticsearch")
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Model):
+    """Where an environment's artifacts live, with S3 options when it is a bucket."""
+
+    url: str = Field(description="s3://bucket/prefix, file:///path or a directory path")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, moto...)")
+    region: str | None = Field(None, description="S3 region")
+    profile: str | None = Field(None, description="AWS shared-config profile")
+    access_key_id_env: str | None = Field(None, description="env var holding the access key id")
+    secret_access_key_env: str | None = Field(None, description="env var holding the secret key")
+    sse: str | None = Field(None, description="server-side encryption: AES256 or aws:kms")
+    sse_kms_key_id: str | None = Field(None, description="KMS key for sse = aws:kms")
+    part_size_mib: int = Field(16, ge=5, le=5120, description="multipart part size")
+    concurrency: int = Field(4, ge=1, le=64, description="parts uploaded at once")
+
+    def options(self) -> dict[str, object]:
+        """The S3 options that are set, for ``open_store``."""
+        return {k: v for k, v in self.model_dump(exclude={"url"}).items() if v is not None}
+
+
+class EnvironmentConfig(_Model):
+    """An environment: its store and its safety flags."""
+
+    store: StoreConfig
+    protected: bool = Field(False, description="never a restore target unless --force")
+    requires_sanitised: bool = Field(
+        False,
+        description="store accepts only sanitised, check-passed artifacts; restores from it refuse others",
+    )
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_from_string(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+
+class ConnectionConfig(_Model):
+    """How to reach one database in one environment. No passwords here: name an env var."""
+
+    url: str = Field(
+        description="postgresql://user@host:port/db, mysql://user@host:port/db or sqlite:///path"
+    )
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    owner: str | None = Field(None, description="PostgreSQL: owner of the restored database")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.password:
+            raise ValueError(
+                "the URL contains a password; remove it and set password_env to the name of an "
+                "environment variable that holds it"
+            )
+        if not parts.scheme:
+            raise ValueError("the URL has no scheme (postgresql://, mysql://, sqlite:///)")
+        return v
+
+
+class DatabaseConfig(_Model):
+    """A logical database, its engine and its connection in each environment."""
+
+    engine: Literal["postgresql", "mysql", "sqlite", "mongodb", "elasticsearch"]
+    environments: dict[str, ConnectionConfig] = Field(default_factory=dict)
+    sanitise: str | None = Field(None, description="path of the sanitisation profile (TOML)")
+    exclude_tables: list[str] = Field(default_factory=list, description="tables left out of backups")
+    compression_level: int | None = Field(None, ge=1, le=22, description="zstd level for this database")
+
+
+class JobConfig(_Model):
+    """A job: ordered steps for one database in one environment, and what triggers it."""
+
+    environment: str
+    database: str
+    steps: list[str] = Field(min_length=1)
+    schedule: str | None = None
+    timezone: str = "UTC"
+    after: str | None = None
+    max_age: str | None = Field(None, description="refuse source artifacts older than this (e.g. 26h)")
+    max_runtime: str | None = Field(None, description="fail a run that takes longer (e.g. 12h)")
+    retries: int = Field(0, ge=0, le=10, description="retries for transient failures only")
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, steps: list[str]) -> list[str]:
+        for step in steps:
+            kind = step.split(":", 1)[0]
+            if kind not in ("restore", "sanitise", "backup", "hook", "verify"):
+                raise ValueError(
+                    f"unknown step {step!r}: use restore:<env>, sanitise, backup, verify, hook:<cmd>"
+                )
+            if kind in ("restore", "hook") and not step.partition(":")[2]:
+                raise ValueError(f"step {step!r} needs a value after the colon")
+        return steps
+
+
+class Settings(_Model):
+    """Defaults for every database and job."""
+
+    compression_level: int = Field(3, ge=1, le=22, description="zstd level for backups")
+    spool_dir: str | None = Field(
+        None, description="directory for parallel-restore spooling (default: system temp)"
+    )
+    state_environment: str | None = Field(None, description="environment whose store keeps global holds")
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    settings: Settings = Field(default_factory=Settings)
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
+    databases: dict[str, DatabaseConfig] = Field(default_factory=dict)
+    jobs: dict[str, JobConfig] = Field(default_factory=dict)
+    path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        for section in ("environments", "databases", "jobs"):
+            for name in getattr(self, section):
+                if not re.match(NAME_RE, name):
+                    problems.append(f"{section}.{name}: names use letters, digits, '.', '_' and '-'")
+        for db_name, db in self.databases.items():
+            for env_name in db.environments:
+                if env_name not in self.environments:
+                    problems.append(f"databases.{db_name}.environments.{env_name}: no such environment")
+        for job_name, job in self.jobs.items():
+            problems += _job_problems(self, job_name, job)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- lookups used by the library and the CLI -------------------------------------------------
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        """The named environment or a ``ConfigError`` listing the known ones."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            raise ConfigError(
+                f"no environment {name!r} in the configuration",
+                hint=f"known environments: {', '.join(sorted(self.environments)) or 'none'}",
+            ) from None
+
+    def database(self, name: str) -> DatabaseConfig:
+        """The named database or a ``ConfigError`` listing the known ones."""
+        try:
+            return self.databases[name]
+        except KeyError:
+            raise ConfigError(
+                f"no database {name!r} in the configuration",
+                hint=f"known databases: {', '.join(sorted(self.databases)) or 'none'}",
+            ) from None
+
+    def job(self, name: str) -> JobConfig:
+        """The named job, or ``NotFound``."""
+        try:
+            return self.jobs[name]
+        except KeyError:
+            raise NotFound(
+                f"no job {name!r} in the configuration",
+                hint=f"known jobs: {', '.join(sorted(self.jobs)) or 'none'}",
+            ) from None
+
+    def resolve_path(self, value: str) -> Path:
+        """Paths in the file are relative to the file's directory."""
+        p = Path(value).expanduser()
+        if not p.is_absolute() and self.path is not None:
+            p = self.path.parent / p
+        return p
+
+
+def _job_problems(cfg: Config, job_name: str, job: JobConfig) -> list[str]:
+    where = f"jobs.{job_name}"
+    out: list[str] = []
+    if job.environment not in cfg.environments:
+        out.append(f"{where}.environment: no such environment {job.environment!r}")
+    if job.database not in cfg.databases:
+        out.append(f"{where}.database: no such database {job.database!r}")
+    if job.after is not None and job.after not in cfg.jobs:
+        out.append(f"{where}.after: no such job {job.after!r}")
+    for step in job.steps:
+        if step.startswith("restore:") and step.split(":", 1)[1] not in cfg.environments:
+            out.append(f"{where}.steps: {step!r} names no known environment")
+    return out
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def find_config_path(explicit: str | None) -> Path:
+    """``--config PATH``, else ``$DATAFERRY_CONFIG``, else ``./dataferry.toml``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("DATAFERRY_CONFIG")
+    if env:
+        return Path(env)
+    return Path("dataferry.toml")
+
+
+def load(path: Path) -> Config:
+    """Read and validate a configuration file; every problem is reported at once."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} not found",
+            hint="pass --config PATH, set DATAFERRY_CONFIG, or run 'dataferry quickstart' for an example",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Config:
+    """Validate TOML text; ``path`` is used for messages and relative paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line shown") from None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(err, text, path) for err in exc.errors()]
+        raise ConfigError(
+            f"{path}: {len(lines)} problem(s):\n" + "\n".join(f"  - {line}" for line in lines),
+            hint="fix the keys listed above; docs/configuration.md describes every key",
+        ) from None
+    return cfg.model_copy(update={"path": path.resolve()})
+
+
+def _describe(err: Any, text: str, path: Path) -> str:
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (misspelt, or not allowed here)"
+    dotted = ".".join(loc) or "(top level)"
+    line = _line_of(text, loc)
+    where = f"{path.name}:{line}" if line else path.name
+    return f"{where}: {dotted}: {msg}"
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """Best-effort line number of a dotted location: its table header or its key."""
+    lines = text.splitlines()
+    best: int | None = None
+    for depth in range(len(loc), 0, -1):
+        header = ".".join(_toml_key(p) for p in loc[:depth])
+        for i, line in enumerate(lines, 1):
+            stripped = line.strip()
+            if stripped in (f"[{header}]", f"[[{header}]]"):
+                best = i
+                key = loc[depth] if depth < len(loc) else None
+                if key is None:
+                    return best
+                for j in range(i, len(lines)):
+                    if lines[j].strip().startswith("["):
+                        break
+                    if re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", lines[j]):
+                        return j + 1
+                return best
+    if loc:
+        for i, line in enumerate(lines, 1):
+            if re.match(rf"^\s*\"?{re.escape(loc[-1])}\"?\s*=", line):
+                return i
+    return best
+
+
+def _toml_key(part: str) -> str:
+    return part if re.match(r"^[A-Za-z0-9_-]+$", part) else f'"{part}"'
+
+
+# -- connection details handed to engines ----------------------------------------------------------
+
+
+class DatabaseRef(_Model):
+    """Everything an engine needs to reach one database in one environment; the password is a secret."""
+
+    name: str
+    environment: str
+    engine: str
+    url: str
+    password: SecretStr | None = None
+    owner: str | None = None
+    exclude_tables: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"DatabaseRef({self.name!r}, env={self.environment!r}, url={self.url!r})"
+
+    __str__ = __repr__
+
+
+def database_ref(cfg: Config, database: str, environment: str) -> DatabaseRef:
+    """Connection details for ``database`` in ``environment``, reading the password env var now."""
+    db = cfg.database(database)
+    cfg.environment(environment)
+    conn = db.environments.get(environment)
+    if conn is None:
+        raise ConfigError(
+            f"database {database!r} has no connection for environment {environment!r}",
+            hint=f"add [databases.{database}.environments] {environment} = {{ url = ... }}",
+        )
+    password = None
+    if conn.password_env:
+        value = os.environ.get(conn.password_env)
+        if value is None:
+            raise NotReady(
+                f"environment variable {conn.password_env} is not set "
+                f"(password for {database} in {environment})",
+                hint=f"export {conn.password_env} before running dataferry",
+            )
+        password = SecretStr(value)
+    url = conn.url
+    if db.engine == "sqlite":
+        url = _absolute_sqlite_url(cfg, url)
+    return DatabaseRef(
+        name=database,
+        environment=environment,
+        engine=db.engine,
+        url=url,
+        password=password,
+        owner=conn.owner,
+        exclude_tables=tuple(db.exclude_tables),
+    )
+
+
+def _absolute_sqlite_url(cfg: Config, url: str) -> str:
+    """``sqlite:///rel/path`` is relative to the config file; ``sqlite:////abs/path`` is absolute."""
+    rest = url.split("://", 1)[1]
+    path = rest[1:] if rest.startswith("/") else rest
+    return "sqlite:///" + str(cfg.resolve_path(path))

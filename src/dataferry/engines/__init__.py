@@ -1,0 +1,138 @@
+"""Engines dump and restore one kind of database behind one protocol, found through a registry.
+
+Every engine must pass ``tests/contract/test_engine_contract.py``. The restore is always in two
+steps: ``restore_shadow`` loads into a new, separate database that nobody uses, and ``swap`` is
+the one destructive step, atomic, at the very end. Anything that fails before ``swap`` is cleaned
+up with ``drop_shadow`` and leaves the live database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
+
+from dataferry.config import DatabaseRef
+from dataferry.errors import ConfigError, NotReady
+
+
+@dataclass
+class Shadow:
+    """A restored copy that is not live yet: ``name`` is the shadow database (or file, or schema)."""
+
+    ref: DatabaseRef
+    name: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Dump:
+    """A dump in progress: the byte stream, and exact per-table row counts taken in the dump's own
+    snapshot (filled in by the time the stream reaches EOF; empty if the engine cannot count)."""
+
+    stream: BinaryIO
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolCheck:
+    """One finding of ``Engine.check``: what was checked and whether it is usable."""
+
+    what: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How to restore: parallelism and where parallel restores may spool (local disk, cleaned up)."""
+
+    jobs: int = 1
+    spool_dir: Path | None = None
+
+
+class Engine(Protocol):
+    """Dumps and restores one kind of database. All I/O streams."""
+
+    name: ClassVar[str]
+    #: format of the decompressed dump bytes, recorded in the manifest (pg_custom, sql, sqlite, ...)
+    dump_format: ClassVar[str]
+
+    def check(self, db: DatabaseRef) -> list[ToolCheck]:
+        """Tools present and compatible with the server, server reachable. Changes nothing."""
+        ...
+
+    def server_version(self, db: DatabaseRef) -> str:
+        """The server's version string, for the manifest."""
+        ...
+
+    def dump(self, db: DatabaseRef) -> AbstractContextManager[Dump]:
+        """A dump of ``db``. A failed dump raises on read of its stream (at EOF at the latest)."""
+        ...
+
+    def row_counts(self, db: DatabaseRef, shadow: Shadow | None = None) -> dict[str, int]:
+        """Exact rows per table of the live database, or of ``shadow`` when given (tables named as in
+        ``Dump.row_counts``, so a restore can compare them)."""
+        ...
+
+    def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
+        """Load ``src`` into a new shadow beside ``db``. On failure, drops it and raises."""
+        ...
+
+    def swap(self, shadow: Shadow) -> None:
+        """Atomically make the shadow the live database and drop the old one."""
+        ...
+
+    def drop_shadow(self, shadow: Shadow) -> None:
+        """Remove a shadow that will not be swapped in; idempotent."""
+        ...
+
+
+@runtime_checkable
+class RunsSql(Protocol):
+    """Optional capability of SQL engines, used by sanitisation: run scripts and queries on the
+    live database, or on ``shadow`` when given. Any SQL error raises ``EngineError``."""
+
+    def run_sql(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> None:
+        """Run a script; the first failing statement stops it and raises."""
+        ...
+
+    def query(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+        """Run one query and return its rows."""
+        ...
+
+
+_REGISTRY: dict[str, str] = {
+    "postgresql": "dataferry.engines.postgresql:PostgresEngine",
+    "mysql": "dataferry.engines.mysql:MySQLEngine",
+    "sqlite": "dataferry.engines.sqlite:SQLiteEngine",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register an engine class by ``module:Class`` path (third-party engines use this too)."""
+    _REGISTRY[name] = target
+
+
+def engine_names() -> list[str]:
+    """Names of the engines this dataferry can use."""
+    return sorted(_REGISTRY)
+
+
+def get_engine(name: str) -> Engine:
+    """An instance of the named engine."""
+    target = _REGISTRY.get(name)
+    if target is None:
+        raise ConfigError(
+            f"engine {name!r} is not supported yet",
+            hint=f"supported engines: {', '.join(engine_names())}",
+        )
+    module_name, _, cls_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise NotReady(f"engine {name!r} cannot be loaded: {exc}") from exc
+    engine: Engine = getattr(module, cls_name)()
+    return engine

@@ -1,0 +1,162 @@
+"""SQLite: backup through the online backup API, restore by temp file, fsync and atomic rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dataferry.config import DatabaseRef
+from dataferry.engines import Dump, RestoreOptions, Shadow, ToolCheck
+from dataferry.errors import EngineError, NotFound, NotReady, VerificationFailed
+from dataferry.streams import copy_stream
+
+_SHADOW_MARK = ".dataferry-shadow-"
+
+
+def sqlite_path(db: DatabaseRef) -> Path:
+    """The file behind ``sqlite:///path`` (relative paths were resolved by the config)."""
+    rest = db.url.split("://", 1)[1]
+    return Path(rest[1:] if rest.startswith("/") else rest)
+
+
+class SQLiteEngine:
+    """The embedded engine: one database is one file."""
+
+    name = "sqlite"
+    dump_format = "sqlite"
+
+    def check(self, db: DatabaseRef) -> list[ToolCheck]:
+        """The library version, and whether the file (or its directory, for a target) is usable."""
+        path = sqlite_path(db)
+        found = [ToolCheck("sqlite library", True, sqlite3.sqlite_version)]
+        if path.exists():
+            found.append(ToolCheck(f"database file {path}", os.access(path, os.R_OK), "exists"))
+        else:
+            ok = path.parent.is_dir() and os.access(path.parent, os.W_OK)
+            found.append(
+                ToolCheck(f"directory {path.parent}", ok, "writable" if ok else "missing or read-only")
+            )
+        return found
+
+    def server_version(self, db: DatabaseRef) -> str:
+        """SQLite has no server: the library version."""
+        return f"SQLite {sqlite3.sqlite_version}"
+
+    @contextlib.contextmanager
+    def dump(self, db: DatabaseRef) -> Iterator[Dump]:
+        """A consistent copy through the online backup API (safe while the database is in use)."""
+        path = sqlite_path(db)
+        if not path.exists():
+            raise NotFound(
+                f"SQLite database {path} does not exist", hint="check the url in the configuration"
+            )
+        fd, tmp = tempfile.mkstemp(prefix="dataferry-sqlite-", suffix=".db")
+        os.close(fd)
+        try:
+            src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            dst = sqlite3.connect(tmp)
+            try:
+                src.backup(dst)
+                dst.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error as exc:
+                raise EngineError(f"SQLite backup of {path} failed: {exc}") from exc
+            finally:
+                dst.close()
+                src.close()
+            counts = _count_rows(Path(tmp))
+            with open(tmp, "rb") as f:
+                yield Dump(stream=f, row_counts=counts)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def row_counts(self, db: DatabaseRef, shadow: Shadow | None = None) -> dict[str, int]:
+        """Exact counts with ``count(*)`` per table."""
+        return _count_rows(Path(shadow.name) if shadow else sqlite_path(db))
+
+    def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
+        """Write beside the target, fsync, and check integrity before it can be swapped in."""
+        target = sqlite_path(db)
+        if not target.parent.is_dir():
+            raise NotReady(f"directory {target.parent} does not exist", hint="create it or fix the url")
+        fd, tmp = tempfile.mkstemp(prefix=target.name + _SHADOW_MARK, dir=target.parent)
+        shadow = Shadow(ref=db, name=tmp)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                copy_stream(src, out)
+                out.flush()
+                os.fsync(out.fileno())
+            _integrity_check(Path(tmp))
+        except BaseException:
+            self.drop_shadow(shadow)
+            raise
+        return shadow
+
+    def swap(self, shadow: Shadow) -> None:
+        """Checkpoint the live file's WAL, then rename the shadow over it (atomic on POSIX)."""
+        target = sqlite_path(shadow.ref)
+        if Path(str(target) + "-wal").exists():
+            # A WAL left beside the new file would be replayed into it: fold it into the old file first.
+            con = sqlite3.connect(target)
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                con.close()
+        os.replace(shadow.name, target)
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(target) + suffix)
+            if side.exists() and side.stat().st_size == 0:
+                side.unlink()
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def drop_shadow(self, shadow: Shadow) -> None:
+        """Delete the shadow file; missing is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(shadow.name)
+
+    def run_sql(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> None:
+        """Run a script (used by sanitisation) in one transaction; any error is fatal."""
+        path = Path(shadow.name) if shadow else sqlite_path(db)
+        con = sqlite3.connect(path)
+        try:
+            con.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
+        except sqlite3.Error as exc:
+            raise EngineError(f"SQL failed on {path.name}: {exc}") from exc
+        finally:
+            con.close()
+
+
+def _count_rows(path: Path) -> dict[str, int]:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        return {t: int(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
+    finally:
+        con.close()
+
+
+def _integrity_check(path: Path) -> None:
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            result = con.execute("PRAGMA integrity_check").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise VerificationFailed(f"restored SQLite file is not a valid database: {exc}") from exc
+    if not result or result[0] != "ok":
+        raise VerificationFailed(f"restored SQLite file failed its integrity check: {result}")

@@ -1,0 +1,343 @@
+"""The operations behind the commands: backup, restore, list, verify, check.
+
+Each function takes a validated ``Config`` and plain arguments, and is what the CLI, the job runner
+and tests all call. The order inside ``backup`` and ``restore`` is where the invariants live:
+checks before anything destructive, data before manifest, checksum before swap, swap last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from dataferry import artifacts
+from dataferry.artifacts import DataObject, Manifest, Sanitisation
+from dataferry.config import Config, DatabaseRef, database_ref
+from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, get_engine
+from dataferry.errors import ConfigError, NotReady, Refused, StoreError, VerificationFailed
+from dataferry.progress import NullReporter, Reporter
+from dataferry.stores import Store, open_store
+from dataferry.streams import HashingReader, ProgressReader, VerifyingReader, zstd_compress, zstd_decompress
+
+#: Called on the shadow after its checksum and row counts were verified and before the swap.
+#: Sanitisation plugs in here; raising aborts the restore and the shadow is dropped.
+BeforeSwap = Callable[[Engine, Shadow], Sanitisation | None]
+
+
+def store_for(cfg: Config, environment: str) -> Store:
+    """The store of an environment."""
+    store_cfg = cfg.environment(environment).store
+    url = store_cfg.url
+    if "://" not in url:
+        url = str(cfg.resolve_path(url))
+    return open_store(url, store_cfg.options())
+
+
+def engine_for(cfg: Config, database: str) -> Engine:
+    """The engine of a configured database."""
+    return get_engine(cfg.database(database).engine)
+
+
+def require_ready(checks: list[ToolCheck], ref: DatabaseRef) -> None:
+    """Raise ``NotReady`` listing every failed check (invariant 1: check before you destroy)."""
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        lines = "; ".join(f"{c.what}: {c.detail}" for c in failed)
+        raise NotReady(
+            f"{ref.name} in {ref.environment} is not ready: {lines}",
+            hint="run 'dataferry check' for the full report",
+        )
+
+
+# -- backup --------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackupResult:
+    """A published artifact and where it went."""
+
+    manifest: Manifest
+    store_url: str
+
+
+def backup(
+    cfg: Config,
+    database: str,
+    environment: str,
+    *,
+    reporter: Reporter | None = None,
+    sanitisation: Sanitisation | None = None,
+    engine: Engine | None = None,
+    ref: DatabaseRef | None = None,
+) -> BackupResult:
+    """Dump ``database`` in ``environment`` into that environment's store and publish it.
+
+    The data object is uploaded first; the manifest (the commit) only after the upload succeeded
+    and its size matched. ``ref``/``engine`` let callers back up a shadow or scratch database
+    (sanitised backups) under the configured name.
+    """
+    reporter = reporter or NullReporter()
+    env_cfg = cfg.environment(environment)
+    db_cfg = cfg.database(database)
+    engine = engine or get_engine(db_cfg.engine)
+    ref = ref or database_ref(cfg, database, environment)
+    if env_cfg.requires_sanitised and (sanitisation is None or not sanitisation.passed):
+        raise Refused(
+            f"the store of {environment} accepts only sanitised artifacts",
+            hint=f"use 'dataferry backup {database} --env {environment} --sanitise'",
+        )
+    store = store_for(cfg, environment)
+    require_ready(engine.check(ref), ref)
+    server_version = engine.server_version(ref)
+    level = db_cfg.compression_level or cfg.settings.compression_level
+    ident, created = artifacts.new_artifact_id(store, database)
+    key = artifacts.data_key(database, ident, f"{engine.dump_format}.zst")
+    reporter.info(f"backup {database} ({environment}) -> {store.url}{key}")
+    transfer = reporter.transfer(f"backup {database}", None)
+    try:
+        with engine.dump(ref) as dump:
+            raw = HashingReader(ProgressReader(dump.stream, transfer.advance))
+            hashed = HashingReader(zstd_compress(raw, level=level))
+            info = store.put(key, hashed)
+            row_counts = dict(dump.row_counts)
+    finally:
+        transfer.done()
+    if info.size != hashed.size:
+        store.delete(key)
+        raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
+    obj = DataObject(
+        key=key, size=hashed.size, sha256=hashed.sha256, format=engine.dump_format, raw_size=raw.size
+    )
+    manifest = Manifest(
+        id=ident,
+        database=database,
+        engine=engine.name,
+        server_version=server_version,
+        source_environment=environment,
+        created_at=created,
+        finished_at=artifacts.utcnow(),
+        objects=[obj],
+        sanitised=sanitisation is not None and sanitisation.passed,
+        sanitisation=sanitisation,
+        row_counts=row_counts,
+    )
+    artifacts.write_manifest(store, manifest)
+    reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    return BackupResult(manifest=manifest, store_url=store.url)
+
+
+# -- restore -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RestoreRequest:
+    """What to restore where, and how."""
+
+    database: str
+    environment: str
+    source: str
+    artifact: str | None = None
+    at: datetime | None = None
+    jobs: int = 1
+    force: bool = False
+    max_age: object | None = None  # a timedelta; kept loose so jobs can pass their own
+    dry_run: bool = False
+
+
+@dataclass
+class RestoreResult:
+    """What was restored, and what sanitisation (if any) found."""
+
+    manifest: Manifest
+    swapped: bool
+    sanitisation: Sanitisation | None = None
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+
+def plan_restore(cfg: Config, req: RestoreRequest) -> tuple[Manifest, Store]:
+    """Every check a restore makes before touching anything; returns the chosen artifact.
+
+    Raises ``Refused`` for a protected target without ``force``, and for an unsanitised artifact
+    from a store that requires sanitised ones.
+    """
+    target_env = cfg.environment(req.environment)
+    source_env = cfg.environment(req.source)
+    db_cfg = cfg.database(req.database)
+    if target_env.protected and not req.force:
+        raise Refused(
+            f"{req.environment} is protected: dataferry does not restore into it",
+            hint="if you really mean to overwrite it, repeat the command with --force",
+        )
+    if req.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    store = store_for(cfg, req.source)
+    manifest = artifacts.select(store, req.database, artifact=req.artifact, at=req.at)
+    if manifest.engine != db_cfg.engine:
+        raise ConfigError(
+            f"artifact {manifest.id} was made by the {manifest.engine} engine, "
+            f"but {req.database} is configured as {db_cfg.engine}"
+        )
+    if source_env.requires_sanitised and not manifest.is_publishable_sanitised():
+        raise Refused(
+            f"artifact {manifest.id} in {req.source} is not sanitised, and {req.source} requires "
+            "sanitised artifacts",
+            hint="restore a sanitised artifact, or fix the job that published this one",
+        )
+    if req.max_age is not None:
+        artifacts.check_fresh(manifest, req.max_age)  # type: ignore[arg-type]
+    if len(manifest.objects) != 1:
+        raise VerificationFailed(
+            f"artifact {manifest.id} has {len(manifest.objects)} data objects; expected 1"
+        )
+    return manifest, store
+
+
+def restore(
+    cfg: Config,
+    req: RestoreRequest,
+    *,
+    reporter: Reporter | None = None,
+    before_swap: BeforeSwap | None = None,
+) -> RestoreResult:
+    """Restore an artifact of ``req.source`` into ``req.environment``: shadow, verify, swap.
+
+    Nothing destructive happens before the swap. Any failure before it drops the shadow and
+    leaves the live database exactly as it was.
+    """
+    reporter = reporter or NullReporter()
+    manifest, store = plan_restore(cfg, req)
+    engine = engine_for(cfg, req.database)
+    ref = database_ref(cfg, req.database, req.environment)
+    require_ready(engine.check(ref), ref)
+    spool = _spool_dir(cfg, req, manifest)
+    if req.dry_run:
+        return RestoreResult(manifest=manifest, swapped=False)
+    obj = manifest.objects[0]
+    reporter.info(f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}")
+    with _shadow_restore(
+        engine, ref, store, obj, RestoreOptions(jobs=req.jobs, spool_dir=spool), reporter
+    ) as shadow:
+        counts = _check_row_counts(engine, ref, shadow, manifest)
+        sanitisation = before_swap(engine, shadow) if before_swap else None
+        reporter.info(f"swap {shadow.name} -> live {req.database}")
+        engine.swap(shadow)
+    reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")
+    return RestoreResult(manifest=manifest, swapped=True, sanitisation=sanitisation, row_counts=counts)
+
+
+@contextlib.contextmanager
+def _shadow_restore(
+    engine: Engine,
+    ref: DatabaseRef,
+    store: Store,
+    obj: DataObject,
+    options: RestoreOptions,
+    reporter: Reporter,
+) -> Iterator[Shadow]:
+    """Stream ``obj`` into a shadow with its checksum verified; drop the shadow unless swapped."""
+    transfer = reporter.transfer(f"restore {ref.name}", obj.size)
+    shadow: Shadow | None = None
+    swapped = False
+    try:
+        with store.open(obj.key) as raw:
+            verifying = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
+            stream: BinaryIO = zstd_decompress(ProgressReader(verifying, transfer.advance))
+            shadow = engine.restore_shadow(ref, stream, options)
+            verifying.drain()  # the engine may stop before EOF: verify what it did not read too
+        yield shadow
+        swapped = True
+    finally:
+        transfer.done()
+        if shadow is not None and not swapped:
+            engine.drop_shadow(shadow)
+
+
+def _check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest) -> dict[str, int]:
+    """Compare the shadow's rows per table with the manifest (a cheap restore check)."""
+    if not manifest.row_counts:
+        return {}
+    counts = engine.row_counts(ref, shadow)
+    diffs = [
+        f"{t}: {manifest.row_counts[t]} expected, {counts.get(t)} restored"
+        for t in sorted(manifest.row_counts)
+        if counts.get(t) != manifest.row_counts[t]
+    ]
+    if diffs:
+        raise VerificationFailed(
+            f"restored rows differ from the manifest of {manifest.id}: " + "; ".join(diffs[:5]),
+            hint="the live database was not changed; the artifact or the restore is broken",
+        )
+    return counts
+
+
+def _spool_dir(cfg: Config, req: RestoreRequest, manifest: Manifest) -> Path | None:
+    """Where a parallel restore spools; checks free space first (invariant 1)."""
+    if req.jobs <= 1:
+        return None
+    base = Path(cfg.settings.spool_dir) if cfg.settings.spool_dir else Path(tempfile.gettempdir())
+    need = max(o.raw_size or o.size for o in manifest.objects)
+    free = shutil.disk_usage(base).free if base.exists() else 0
+    if free < need * 1.1:
+        raise NotReady(
+            f"a parallel restore spools {need} bytes to {base}, but only {free} are free",
+            hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
+        )
+    return base
+
+
+# -- list, verify, check -------------------------------------------------------------------------
+
+
+def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifest]:
+    """Artifacts of ``database`` in ``environment``'s store, newest first."""
+    cfg.database(database)
+    return list(artifacts.iter_manifests(store_for(cfg, environment), database))
+
+
+def verify(cfg: Config, database: str, environment: str, artifact: str | None = None) -> Manifest:
+    """Re-read an artifact (default: the latest) and check it against its manifest."""
+    store = store_for(cfg, environment)
+    manifest = artifacts.select(store, database, artifact=artifact)
+    artifacts.verify(store, manifest)
+    return manifest
+
+
+@dataclass
+class CheckReport:
+    """The findings of ``dataferry check``: one line per thing checked."""
+
+    findings: list[tuple[str, bool, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return all(ok for _, ok, _ in self.findings)
+
+
+def check(cfg: Config) -> CheckReport:
+    """Validate stores, tools and connections for every configured database; changes nothing."""
+    report = CheckReport()
+    for env_name in sorted(cfg.environments):
+        try:
+            store = store_for(cfg, env_name)
+            next(iter(store.list("_dataferry/")), None)
+            report.findings.append((f"store of {env_name}", True, store.url))
+        except Exception as exc:  # a report lists every failure, it does not stop at one
+            report.findings.append((f"store of {env_name}", False, str(exc)))
+    for db_name in sorted(cfg.databases):
+        db_cfg = cfg.databases[db_name]
+        for env_name in sorted(db_cfg.environments):
+            where = f"{db_name} in {env_name}"
+            try:
+                ref = database_ref(cfg, db_name, env_name)
+                for c in get_engine(db_cfg.engine).check(ref):
+                    report.findings.append((f"{where}: {c.what}", c.ok, c.detail))
+            except Exception as exc:  # report, and go on to the next database
+                report.findings.append((where, False, str(exc)))
+    return report

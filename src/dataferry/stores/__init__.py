@@ -1,0 +1,91 @@
+"""Stores: where artifacts live. One protocol, a registry by URL scheme, and helpers written once.
+
+Every implementation must pass ``tests/contract/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, Protocol
+
+from dataferry.errors import ConfigError, NotFound
+from dataferry.streams import ByteSource
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its key, size in bytes and last-modified time (UTC) when known."""
+
+    key: str
+    size: int
+    modified: datetime | None = None
+
+
+class Store(Protocol):
+    """Artifacts of one environment. ``put`` is atomic: a key is visible only once fully written."""
+
+    url: str
+
+    def put(self, key: str, src: ByteSource) -> ObjectInfo:
+        """Stream ``src`` to ``key`` until EOF. If reading ``src`` raises, nothing becomes visible."""
+        ...
+
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Open ``key`` for streaming reads. Raises ``NotFound`` if it does not exist."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix``, in no particular order."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        ...
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create ``key`` with ``data`` only if it does not exist; False if it already does."""
+        ...
+
+
+def read_bytes(store: Store, key: str, *, limit: int = 16 * 1024 * 1024) -> bytes:
+    """Read a small object (a manifest, a lock) whole; refuses anything over ``limit`` bytes."""
+    with store.open(key) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise NotFound(f"object {key!r} is larger than {limit} bytes; it is not a small metadata object")
+    return data
+
+
+def put_bytes(store: Store, key: str, data: bytes) -> ObjectInfo:
+    """Atomically write a small object."""
+    return store.put(key, io.BytesIO(data))
+
+
+def exists(store: Store, key: str) -> bool:
+    """True if ``key`` exists in ``store``."""
+    return any(o.key == key for o in store.list(key))
+
+
+def open_store(url: str, options: dict[str, object] | None = None) -> Store:
+    """Build the store for ``url``: ``s3://bucket/prefix``, ``file:///path`` or a plain directory path."""
+    options = options or {}
+    if url.startswith("s3://"):
+        from dataferry.stores.s3 import S3Store
+
+        return S3Store.from_url(url, options)
+    if url.startswith("file://") or "://" not in url:
+        from dataferry.stores.local import LocalStore
+
+        return LocalStore.from_url(url)
+    scheme = url.split("://", 1)[0]
+    raise ConfigError(
+        f"unknown store scheme {scheme!r} in {url!r}",
+        hint="use s3://bucket/prefix for object storage or a directory path for a local store",
+    )
+
+
+__all__ = ["ObjectInfo", "Store", "exists", "open_store", "put_bytes", "read_bytes"]

@@ -1,0 +1,145 @@
+"""A store in a local directory: temp file, fsync, rename, fsync the directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from dataferry.errors import ConfigError, NotFound, StoreError
+from dataferry.stores import ObjectInfo
+from dataferry.streams import ByteSource
+
+_CHUNK = 1024 * 1024
+_TMP_PREFIX = ".dataferry-tmp-"
+
+
+class LocalStore:
+    """Artifacts as files below a root directory; keys are relative POSIX paths."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = str(root).rstrip("/") + "/"
+
+    @classmethod
+    def from_url(cls, url: str) -> LocalStore:
+        """Build from ``file:///path`` or a plain path."""
+        path = url[len("file://") :] if url.startswith("file://") else url
+        if not path:
+            raise ConfigError(f"empty local store path in {url!r}")
+        return cls(Path(path))
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        parts = [p for p in key.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            raise StoreError(f"invalid key {key!r}: keys are relative paths without '.' or '..'")
+        return self.root.joinpath(*parts)
+
+    def put(self, key: str, src: ByteSource) -> ObjectInfo:
+        """Copy ``src`` to a temp file beside the target, fsync it, then rename it into place."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = _copy(src, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+        return ObjectInfo(key=key, size=size, modified=_mtime(target))
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        """Open the file behind ``key`` for reading."""
+        path = self._path(key)
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"no object {key!r} in {self.root}") from None
+        with f:
+            yield f
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Walk the directory below the longest directory part of ``prefix``."""
+        base_dir = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(base_dir) if base_dir else self.root
+        if not start.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                if name.startswith(_TMP_PREFIX):
+                    continue  # an upload in progress, or one killed halfway: never an object
+                path = Path(dirpath, name)
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    st = path.stat()
+                    yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def delete(self, key: str) -> None:
+        """Unlink the file; missing is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create with ``O_EXCL`` so two processes can never both succeed."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return True
+
+    def cleanup_temp_files(self) -> int:
+        """Remove temp files left by killed uploads; returns how many were removed."""
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(_TMP_PREFIX):
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+        return removed
+
+
+def _copy(src: ByteSource, out: BinaryIO) -> int:
+    size = 0
+    while chunk := src.read(_CHUNK):
+        out.write(chunk)
+        size += len(chunk)
+    return size
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_free(path: Path) -> int:
+    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free

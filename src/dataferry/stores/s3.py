@@ -1,0 +1,244 @@
+"""A store in an S3 bucket (any S3-compatible endpoint) through boto3.
+
+Uploads stream as multipart uploads with a fixed part size and concurrency, so memory is bounded
+(part size x concurrency) whatever the object size. S3 makes an object visible only when its upload
+completes, and boto3 aborts the multipart upload when reading the source raises: a failed dump
+therefore never leaves an object behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from dataferry.errors import ConfigError, FerryError, NotFound, StoreError, StoreUnavailable
+from dataferry.stores import ObjectInfo
+from dataferry.streams import ByteSource
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+_MiB = 1024 * 1024
+_OPTION_KEYS = {
+    "endpoint_url",
+    "region",
+    "profile",
+    "access_key_id_env",
+    "secret_access_key_env",
+    "sse",
+    "sse_kms_key_id",
+    "part_size_mib",
+    "concurrency",
+}
+
+
+class S3Store:
+    """Objects under ``s3://bucket/prefix``; keys are relative to the prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        client: S3Client,
+        *,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        part_size: int = 16 * _MiB,
+        concurrency: int = 4,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.url = f"s3://{bucket}/{self.prefix}"
+        self._client = client
+        self._extra: dict[str, str] = {}
+        if sse:
+            self._extra["ServerSideEncryption"] = sse
+        if sse_kms_key_id:
+            self._extra["SSEKMSKeyId"] = sse_kms_key_id
+        self._transfer = TransferConfig(
+            multipart_threshold=part_size,
+            multipart_chunksize=part_size,
+            max_concurrency=concurrency,
+            use_threads=concurrency > 1,
+        )
+
+    @classmethod
+    def from_url(cls, url: str, options: Mapping[str, object]) -> S3Store:
+        """Build from ``s3://bucket/prefix`` and the store options of the configuration."""
+        unknown = set(options) - _OPTION_KEYS
+        if unknown:
+            raise ConfigError(f"unknown S3 store option(s): {', '.join(sorted(unknown))}")
+        rest = url[len("s3://") :]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise ConfigError(f"no bucket in store URL {url!r}", hint="write it as s3://bucket/prefix")
+        session = boto3.session.Session(
+            profile_name=_opt(options, "profile"),
+            aws_access_key_id=_env(options, "access_key_id_env"),
+            aws_secret_access_key=_env(options, "secret_access_key_env"),
+        )
+        client = session.client(
+            "s3",
+            endpoint_url=_opt(options, "endpoint_url"),
+            region_name=_opt(options, "region"),
+            # Checksums only where S3 requires them: third-party endpoints reject the newer defaults,
+            # and dataferry checks its own sha256 end to end anyway.
+            config=BotoConfig(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 5, "mode": "standard"},
+            ),
+        )
+        part = int(str(options.get("part_size_mib", 16)))
+        return cls(
+            bucket,
+            prefix,
+            client,
+            sse=_opt(options, "sse"),
+            sse_kms_key_id=_opt(options, "sse_kms_key_id"),
+            part_size=max(part, 5) * _MiB,
+            concurrency=int(str(options.get("concurrency", 4))),
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key.lstrip("/")
+
+    def put(self, key: str, src: ByteSource) -> ObjectInfo:
+        """Stream ``src`` as a multipart upload; an exception while reading aborts it."""
+        counter = _CountingReader(src)
+        with _mapped(f"upload {key!r} to {self.url}"):
+            self._client.upload_fileobj(
+                counter,  # type: ignore[arg-type]
+                self.bucket,
+                self._key(key),
+                ExtraArgs=dict(self._extra) or None,
+                Config=self._transfer,
+            )
+        return ObjectInfo(key=key, size=counter.count)
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        """Stream the whole object with one GET (ranged GETs are slow on some endpoints)."""
+        with _mapped(f"read {key!r} from {self.url}", missing_key=key):
+            resp = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+        body = resp["Body"]
+        try:
+            yield _BodyReader(body)  # type: ignore[misc]
+        finally:
+            body.close()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Paginate ListObjectsV2 under the store prefix."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        with _mapped(f"list {self.url}{prefix}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"][len(self.prefix) :], obj["Size"], obj["LastModified"])
+
+    def delete(self, key: str) -> None:
+        """DeleteObject is idempotent in S3."""
+        with _mapped(f"delete {key!r} from {self.url}"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """PutObject with ``If-None-Match: *``: S3 answers 412 when the key exists."""
+        try:
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                IfNoneMatch="*",
+                **self._extra,  # type: ignore[arg-type]
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise _translate(exc, f"create {key!r} in {self.url}") from exc
+        return True
+
+
+class _CountingReader:
+    """Counts bytes read, so ``put`` can report the size without a HEAD request."""
+
+    def __init__(self, src: ByteSource) -> None:
+        self._src = src
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        self.count += len(data)
+        return data
+
+
+class _BodyReader:
+    """Adapts botocore's StreamingBody to the small file-like surface we use."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._body.read(None if n < 0 else n)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def _opt(options: Mapping[str, object], name: str) -> str | None:
+    value = options.get(name)
+    return None if value is None else str(value)
+
+
+def _env(options: Mapping[str, object], name: str) -> str | None:
+    var = _opt(options, name)
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"environment variable {var} (from store option {name}) is not set")
+    return value
+
+
+@contextlib.contextmanager
+def _mapped(action: str, missing_key: str | None = None) -> Iterator[None]:
+    """Translate boto errors into dataferry errors at this boundary; dataferry errors pass through."""
+    try:
+        yield
+    except FerryError:
+        raise
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if missing_key is not None and code in ("NoSuchKey", "404", "NotFound"):
+            raise NotFound(f"no object {missing_key!r} in the store") from None
+        raise _translate(exc, action) from exc
+    except EndpointConnectionError as exc:
+        raise StoreUnavailable(f"cannot {action}: {exc}", hint="check endpoint_url and the network") from exc
+    except BotoCoreError as exc:
+        raise StoreError(f"cannot {action}: {exc}") from exc
+
+
+def _translate(exc: ClientError, action: str) -> StoreError:
+    err = exc.response.get("Error", {})
+    code, msg = err.get("Code", "?"), err.get("Message", "")
+    hint = None
+    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        hint = "check the store credentials and the bucket policy"
+    elif code == "NoSuchBucket":
+        hint = "create the bucket or fix the store URL"
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    cls = StoreUnavailable if status >= 500 or code in ("SlowDown", "RequestTimeout") else StoreError
+    return cls(f"cannot {action}: {code} {msg}".strip(), hint=hint)

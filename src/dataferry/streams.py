@@ -1,0 +1,255 @@
+"""Streaming building blocks: process readers that raise when the producer fails, zstd codecs,
+hashing and verifying readers. Nothing here holds a whole dump in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, BinaryIO, Protocol, cast
+
+import zstandard
+
+from dataferry.errors import EngineError, NotReady, VerificationFailed
+
+CHUNK = 1024 * 1024
+
+
+class ByteSource(Protocol):
+    """Anything with ``read(n) -> bytes``: files, process pipes, our readers, S3 bodies."""
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes; b'' at EOF."""
+        ...
+
+
+class Reader:
+    """Minimal binary reader base: subclasses implement ``read``; the rest makes it file-like enough."""
+
+    def read(self, n: int = -1) -> bytes:  # pragma: no cover - abstract
+        """Read up to ``n`` bytes (all when negative); b'' at EOF."""
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        """Fill ``buf`` from ``read`` (used by some consumers such as zstandard)."""
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+class StderrTail:
+    """Collects the last lines of a child's stderr in a thread (bounded memory)."""
+
+    def __init__(self, stream: IO[bytes], lines: int = 40) -> None:
+        self._lines: collections.deque[str] = collections.deque(maxlen=lines)
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            self._lines.append(raw.decode("utf-8", "replace").rstrip())
+        stream.close()
+
+    def text(self) -> str:
+        """The collected tail, after the stream closed."""
+        self._thread.join(timeout=10)
+        return "\n".join(self._lines)
+
+
+def redact_argv(argv: Sequence[str], secrets: Sequence[str] = ()) -> list[str]:
+    """Return ``argv`` with any secret replaced by ``***`` (secrets should never be there anyway)."""
+    out = []
+    for arg in argv:
+        for s in secrets:
+            if s:
+                arg = arg.replace(s, "***")
+        out.append(arg)
+    return out
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+    stdout: int | IO[bytes] | None = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """Start a tool with a clean, explicit environment; a missing binary is ``NotReady``."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    try:
+        return subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=full_env)
+    except FileNotFoundError:
+        raise NotReady(
+            f"{argv[0]} is not installed or not on PATH",
+            hint="install the database client tools (see README: requirements)",
+        ) from None
+
+
+class ProcessReader(Reader):
+    """Reads a child's stdout; at EOF waits for it and raises ``EngineError`` if it failed.
+
+    This puts the failure *inside* the consumer's read loop, so a store upload fed by a failed
+    dump is aborted rather than completed with a truncated object.
+    """
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, what: str = "") -> None:
+        self.argv = list(argv)
+        self.what = what or os.path.basename(self.argv[0])
+        self._proc = spawn(argv, env=env)
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._out = self._proc.stdout
+        self._err = StderrTail(self._proc.stderr)
+        self._done = False
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._proc.pid
+
+    def read(self, n: int = -1) -> bytes:
+        """Read from the child; at EOF check its exit status."""
+        data = self._out.read(n if n is not None and n >= 0 else -1) if n else b""
+        if n != 0 and not data:
+            self._finish()
+        return data
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        code = self._proc.wait()
+        if code != 0:
+            raise process_failed(self.what, self.argv, code, self._err.text())
+
+    def close(self) -> None:
+        """Stop the child if it is still running (the consumer gave up) and reap it."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._out.close()
+        self._done = True
+
+
+def process_failed(what: str, argv: Sequence[str], code: int, stderr: str) -> EngineError:
+    """The error for a tool that exited non-zero, with a short stderr tail and no secrets."""
+    tail = "\n".join(stderr.strip().splitlines()[-8:])
+    detail = f": {tail}" if tail else ""
+    reason = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+    return EngineError(
+        f"{what} failed ({reason}){detail}",
+        argv=list(argv),
+        returncode=code,
+        stderr_tail=tail,
+        hint="the message above is the tool's own; fix its cause and re-run",
+    )
+
+
+class HashingReader(Reader):
+    """Passes bytes through while computing sha256 and counting them."""
+
+    def __init__(self, src: ByteSource) -> None:
+        self._src = src
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        """Read and account."""
+        data = self._src.read(n)
+        self._sha.update(data)
+        self.size += len(data)
+        return data
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of everything read so far."""
+        return self._sha.hexdigest()
+
+
+class VerifyingReader(HashingReader):
+    """Raises ``VerificationFailed`` at EOF (or earlier, on overrun) if size or sha256 differ."""
+
+    def __init__(self, src: ByteSource, *, size: int, sha256: str, name: str) -> None:
+        super().__init__(src)
+        self.expected_size = size
+        self.expected_sha256 = sha256
+        self.name = name
+        self.verified = False
+
+    def read(self, n: int = -1) -> bytes:
+        """Read, and verify when the source is exhausted."""
+        data = super().read(n)
+        if self.size > self.expected_size:
+            raise self._mismatch(f"longer than the {self.expected_size} bytes in its manifest")
+        if not data and n != 0:
+            self._verify()
+        return data
+
+    def drain(self) -> None:
+        """Read whatever the consumer left unread, then verify; call before trusting the data."""
+        while self.read(CHUNK):
+            pass
+        self._verify()
+
+    def _verify(self) -> None:
+        if self.verified:
+            return
+        if self.size != self.expected_size:
+            raise self._mismatch(f"{self.size} bytes, manifest says {self.expected_size}")
+        if self.sha256 != self.expected_sha256:
+            raise self._mismatch("sha256 differs from its manifest")
+        self.verified = True
+
+    def _mismatch(self, what: str) -> VerificationFailed:
+        return VerificationFailed(
+            f"object {self.name} is corrupt or truncated: {what}",
+            hint="the artifact was refused and nothing was changed; restore an older artifact "
+            "with --artifact KEY, or take a new backup",
+        )
+
+
+class ProgressReader(Reader):
+    """Calls ``on_bytes(n)`` for every chunk read (progress bars, metrics)."""
+
+    def __init__(self, src: ByteSource, on_bytes: Callable[[int], None]) -> None:
+        self._src = src
+        self._on_bytes = on_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        """Read and report."""
+        data = self._src.read(n)
+        if data:
+            self._on_bytes(len(data))
+        return data
+
+
+def zstd_compress(src: ByteSource, level: int = 3, threads: int = -1) -> BinaryIO:
+    """A reader yielding the zstd compression of ``src`` (multi-threaded like ``zstd -T0``)."""
+    cctx = zstandard.ZstdCompressor(level=level, threads=threads)
+    return cast(BinaryIO, cctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK))
+
+
+def zstd_decompress(src: ByteSource) -> BinaryIO:
+    """A reader yielding the decompression of zstd ``src`` (all frames)."""
+    dctx = zstandard.ZstdDecompressor()
+    return cast(BinaryIO, dctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK, read_across_frames=True))
+
+
+def copy_stream(src: ByteSource, dst: IO[bytes]) -> int:
+    """Copy until EOF in fixed chunks; returns the byte count."""
+    total = 0
+    while chunk := src.read(CHUNK):
+        dst.write(chunk)
+        total += len(chunk)
+    return total
