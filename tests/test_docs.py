@@ -1,0 +1,53 @@
+"""The docs are part of the feature: these tests keep README and the configuration reference true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from dataferry import config
+from dataferry.cli import cli
+from dataferry.errors import EXIT_CODES
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+
+def _models() -> list[type[BaseModel]]:
+    return [
+        m
+        for m in vars(config).values()
+        if isinstance(m, type)
+        and issubclass(m, BaseModel)
+        and m.__module__ == config.__name__
+        and m not in (config.Config, config.DatabaseRef)  # the root, and the runtime (not file) model
+        and not m.__name__.startswith("_")
+    ]
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda m: m.__name__)
+def test_every_config_key_is_documented(model: type[BaseModel]) -> None:
+    missing = [name for name in model.model_fields if f"`{name}`" not in CONFIG_DOC]
+    assert not missing, f"{model.__name__} keys missing from docs/configuration.md: {missing}"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    missing = [name for name in cli.commands if not re.search(rf"dataferry {re.escape(name)}\b", README)]
+    assert not missing, f"commands missing from README.md: {missing}"
+
+
+def test_readme_exit_codes_match_the_code() -> None:
+    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", README, flags=re.M))
+    assert {int(k): v for k, v in rows.items()} == EXIT_CODES
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    blocks = re.findall(r"```sh\n(.+?)\n```", README, flags=re.S)
+    assert "dataferry quickstart" in blocks[0]
+    assert blocks[1].strip() == "bash scripts/test"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^bash scripts/test$", ci, flags=re.M), ".ci/run must run the README's test command"
