@@ -7,9 +7,10 @@ Errors: a ``FerryError`` prints ``error: ...`` and ``hint: ...`` and exits with 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -204,6 +205,38 @@ def verify(c: Context, database: str, environment: str, artifact: str | None) ->
     """Re-read an artifact and check it against its manifest."""
     m = ops.verify(c.config, database, environment, artifact)
     click.echo(f"ok {m.id}: {len(m.objects)} object(s), {human_bytes(m.size)}, sha256 verified")
+
+
+@cli.command()
+@click.argument("database")
+@click.option("--env", "environment", required=True, help="Environment whose store is cleaned.")
+@click.option("--keep", type=int, help="Also delete all but the newest KEEP artifacts.")
+@click.option("--older-than", default="24h", show_default=True, help="Only leftovers older than this.")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@pass_ctx
+@handle_errors
+def cleanup(c: Context, database: str, environment: str, keep: int | None, older_than: str, dry_run: bool) -> None:
+    """Remove orphaned data of interrupted backups, and old artifacts with --keep."""
+    report = ops.cleanup(
+        c.config, database, environment, older_than=parse_duration(older_than), keep=keep, dry_run=dry_run
+    )
+    verb = "would remove" if dry_run else "removed"
+    for key in report.orphans:
+        click.echo(f"{verb} orphaned object {key}")
+    for ident in report.expired:
+        click.echo(f"{verb} artifact {ident}")
+    if report.incomplete_uploads:
+        click.echo(f"{verb} {report.incomplete_uploads} incomplete upload(s)")
+    click.echo(f"{len(report.orphans)} orphan(s), {len(report.expired)} expired artifact(s)")
+
+
+def parse_duration(value: str) -> timedelta:
+    """``90m``, ``26h``, ``7d`` or ``45s`` as a timedelta."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
+    if not m:
+        raise ConfigError(f"cannot read duration {value!r}", hint="use a number and a unit: 45s, 90m, 26h, 7d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+    return timedelta(**{unit: int(m.group(1))})
 
 
 @cli.command("exit-codes")

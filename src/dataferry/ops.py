@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,7 +22,7 @@ from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, get_engine
 from dataferry.errors import ConfigError, NotReady, Refused, StoreError, VerificationFailed
 from dataferry.progress import NullReporter, Reporter
-from dataferry.stores import Store, open_store
+from dataferry.stores import CleansIncomplete, Store, open_store
 from dataferry.streams import HashingReader, ProgressReader, VerifyingReader, zstd_compress, zstd_decompress
 
 #: Called on the shadow after its checksum and row counts were verified and before the swap.
@@ -289,6 +289,59 @@ def _spool_dir(cfg: Config, req: RestoreRequest, manifest: Manifest) -> Path | N
             hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
         )
     return base
+
+
+# -- cleanup and retention -----------------------------------------------------------------------
+
+
+@dataclass
+class CleanupReport:
+    """What ``cleanup`` removed (or, with ``dry_run``, would remove)."""
+
+    orphans: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    incomplete_uploads: int = 0
+    dry_run: bool = False
+
+
+def cleanup(
+    cfg: Config,
+    database: str,
+    environment: str,
+    *,
+    older_than: timedelta = timedelta(hours=24),
+    keep: int | None = None,
+    dry_run: bool = False,
+) -> CleanupReport:
+    """Remove orphaned data (interrupted backups) and, with ``keep``, all but the newest artifacts.
+
+    Only leftovers older than ``older_than`` are touched, so a backup running right now (data
+    uploaded, manifest not yet written) is never mistaken for an orphan. An expired artifact loses
+    its manifest first, so a cleanup killed halfway leaves an orphan, never a manifest without data.
+    """
+    cfg.database(database)
+    store = store_for(cfg, environment)
+    report = CleanupReport(dry_run=dry_run)
+    cutoff = datetime.now(UTC) - older_than
+    for obj in artifacts.orphans(store, database):
+        if obj.modified is not None and obj.modified < cutoff:
+            report.orphans.append(obj.key)
+    if keep is not None:
+        if keep < 1:
+            raise ConfigError("--keep must be at least 1: dataferry never deletes the newest artifact")
+        for key in artifacts.manifest_keys(store, database)[keep:]:
+            manifest = artifacts.read_manifest(store, key)
+            report.expired.append(manifest.id)
+            if not dry_run:
+                store.delete(key)
+                for data in manifest.objects:
+                    store.delete(data.key)
+    if not dry_run:
+        for key in report.orphans:
+            store.delete(key)
+        if isinstance(store, CleansIncomplete):
+            report.incomplete_uploads = store.cleanup_incomplete(older_than)
+    return report
 
 
 # -- list, verify, check -------------------------------------------------------------------------

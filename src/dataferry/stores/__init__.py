@@ -9,8 +9,8 @@ import io
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import BinaryIO, Protocol
+from datetime import datetime, timedelta
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from dataferry.errors import ConfigError, NotFound
 from dataferry.streams import ByteSource
@@ -51,6 +51,15 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
+class CleansIncomplete(Protocol):
+    """Optional capability: remove what uploads killed halfway left behind (never visible objects)."""
+
+    def cleanup_incomplete(self, older_than: timedelta) -> int:
+        """Remove leftovers older than ``older_than``; returns how many."""
+        ...
+
+
 def read_bytes(store: Store, key: str, *, limit: int = 16 * 1024 * 1024) -> bytes:
     """Read a small object (a manifest, a lock) whole; refuses anything over ``limit`` bytes."""
     with store.open(key) as f:
@@ -88,4 +97,4 @@ def open_store(url: str, options: dict[str, object] | None = None) -> Store:
     )
 
 
-__all__ = ["ObjectInfo", "Store", "exists", "open_store", "put_bytes", "read_bytes"]
+__all__ = ["CleansIncomplete", "ObjectInfo", "Store", "exists", "open_store", "put_bytes", "read_bytes"]

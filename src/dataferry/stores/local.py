@@ -6,8 +6,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -107,13 +108,15 @@ class LocalStore:
             os.fsync(out.fileno())
         return True
 
-    def cleanup_temp_files(self) -> int:
-        """Remove temp files left by killed uploads; returns how many were removed."""
+    def cleanup_incomplete(self, older_than: timedelta) -> int:
+        """Remove temp files of uploads killed halfway, once older than ``older_than``."""
+        cutoff = time.time() - older_than.total_seconds()
         removed = 0
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.startswith(_TMP_PREFIX):
-                    os.unlink(os.path.join(dirpath, name))
+                path = os.path.join(dirpath, name)
+                if name.startswith(_TMP_PREFIX) and os.stat(path).st_mtime < cutoff:
+                    os.unlink(path)
                     removed += 1
         return removed
 

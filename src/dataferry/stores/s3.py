@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
@@ -166,6 +167,22 @@ class S3Store:
                 return False
             raise _translate(exc, f"create {key!r} in {self.url}") from exc
         return True
+
+
+    def cleanup_incomplete(self, older_than: timedelta) -> int:
+        """Abort multipart uploads under the prefix started before ``older_than`` ago (killed runs)."""
+        cutoff = datetime.now(UTC) - older_than
+        aborted = 0
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        with _mapped(f"clean up incomplete uploads in {self.url}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for up in page.get("Uploads", []):
+                    if up["Initiated"] < cutoff:
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
+                        )
+                        aborted += 1
+        return aborted
 
 
 class _CountingReader:
