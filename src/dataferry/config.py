@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -114,11 +115,12 @@ class JobConfig(_Model):
     max_age: str | None = Field(None, description="refuse source artifacts older than this (e.g. 26h)")
     max_runtime: str | None = Field(None, description="fail a run that takes longer (e.g. 12h)")
     retries: int = Field(0, ge=0, le=10, description="retries for transient failures only")
+    retry_delay: str = Field("30s", description="wait before the first retry; doubles on each retry")
 
     @field_validator("steps")
     @classmethod
     def _known_steps(cls, steps: list[str]) -> list[str]:
-        for step in steps:
+        for i, step in enumerate(steps):
             kind = step.split(":", 1)[0]
             if kind not in ("restore", "sanitise", "backup", "hook", "verify"):
                 raise ValueError(
@@ -126,7 +128,62 @@ class JobConfig(_Model):
                 )
             if kind in ("restore", "hook") and not step.partition(":")[2]:
                 raise ValueError(f"step {step!r} needs a value after the colon")
+            # Sanitisation runs on the restore's shadow before the swap, so it cannot stand alone.
+            if kind == "sanitise" and (i == 0 or not steps[i - 1].startswith("restore:")):
+                raise ValueError("a 'sanitise' step must directly follow a 'restore:<env>' step")
         return steps
+
+    @field_validator("max_age", "max_runtime", "retry_delay")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        from croniter import croniter
+
+        if v is not None and not croniter.is_valid(v):
+            raise ValueError(f"{v!r} is not a cron expression (e.g. '36 1 * * 1-5')")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/London)") from None
+        return v
+
+    def max_age_delta(self) -> timedelta | None:
+        """``max_age`` as a timedelta, or None when there is no limit."""
+        return parse_duration(self.max_age) if self.max_age else None
+
+    def max_runtime_delta(self) -> timedelta | None:
+        """``max_runtime`` as a timedelta, or None when there is no limit."""
+        return parse_duration(self.max_runtime) if self.max_runtime else None
+
+    def retry_delay_delta(self) -> timedelta:
+        """``retry_delay`` as a timedelta."""
+        return parse_duration(self.retry_delay)
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"26h"``, ``"7d"``, ``"90m"``, ``"30s"`` or combinations such as ``"1d12h"``."""
+    compact = text.strip().lower().replace(" ", "")
+    parts = _DURATION_RE.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit d, h, m or s (e.g. 26h)")
+    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
 class Settings(_Model):
@@ -137,6 +194,19 @@ class Settings(_Model):
         None, description="directory for parallel-restore spooling (default: system temp)"
     )
     state_environment: str | None = Field(None, description="environment whose store keeps global holds")
+    lock_ttl: str = Field("10m", description="a job lock not refreshed for this long is taken over")
+    max_parallel_jobs: int = Field(2, ge=1, le=64, description="jobs the scheduler runs at once")
+    metrics_textfile_dir: str | None = Field(
+        None, description="directory of node_exporter's textfile collector for Prometheus metrics"
+    )
+    pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway to push metrics to")
+
+    @field_validator("lock_ttl")
+    @classmethod
+    def _ttl(cls, v: str) -> str:
+        if parse_duration(v).total_seconds() < 1:
+            raise ValueError("lock_ttl must be at least 1s")
+        return v
 
 
 class Config(_Model):
@@ -161,6 +231,9 @@ class Config(_Model):
                     problems.append(f"databases.{db_name}.environments.{env_name}: no such environment")
         for job_name, job in self.jobs.items():
             problems += _job_problems(self, job_name, job)
+        state_env = self.settings.state_environment
+        if state_env and state_env not in self.environments:
+            problems.append(f"settings.state_environment: no such environment {state_env!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -217,7 +290,28 @@ def _job_problems(cfg: Config, job_name: str, job: JobConfig) -> list[str]:
     for step in job.steps:
         if step.startswith("restore:") and step.split(":", 1)[1] not in cfg.environments:
             out.append(f"{where}.steps: {step!r} names no known environment")
+        if step == f"restore:{job.environment}":
+            out.append(f"{where}.steps: {step!r} restores the job's own environment into itself")
+    if job.after is not None and job.after in cfg.jobs:
+        if "backup" not in cfg.jobs[job.after].steps:
+            out.append(
+                f"{where}.after: job {job.after!r} has no backup step, so it never publishes an artifact"
+            )
+        if _after_cycle(cfg, job_name):
+            out.append(f"{where}.after: the 'after' chain loops back to {job_name!r}")
     return out
+
+
+def _after_cycle(cfg: Config, start: str) -> bool:
+    """True if following ``after`` from ``start`` comes back to it."""
+    seen: set[str] = set()
+    current = cfg.jobs[start].after
+    while current is not None and current in cfg.jobs and current not in seen:
+        if current == start:
+            return True
+        seen.add(current)
+        current = cfg.jobs[current].after
+    return False
 
 
 # -- loading -------------------------------------------------------------------------------------
