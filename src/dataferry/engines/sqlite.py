@@ -6,7 +6,7 @@ import contextlib
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -126,13 +126,45 @@ class SQLiteEngine:
     def run_sql(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> None:
         """Run a script (used by sanitisation) in one transaction; any error is fatal."""
         path = Path(shadow.name) if shadow else sqlite_path(db)
-        con = sqlite3.connect(path)
+        con = _connect(path)
         try:
             con.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
         except sqlite3.Error as exc:
             raise EngineError(f"SQL failed on {path.name}: {exc}") from exc
         finally:
             con.close()
+
+    def query(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+        """Run one read-only query and return its rows (the file is opened read-only)."""
+        path = Path(shadow.name) if shadow else sqlite_path(db)
+        if not path.exists():
+            raise NotFound(
+                f"SQLite database {path} does not exist", hint="check the url in the configuration"
+            )
+        con = _connect(path, read_only=True)
+        try:
+            return [tuple(row) for row in con.execute(sql).fetchall()]
+        except sqlite3.Error as exc:
+            raise EngineError(f"SQL query failed on {path.name}: {exc}") from exc
+        finally:
+            con.close()
+
+
+#: Deterministic SQL functions every ``run_sql``/``query`` connection gets. SQLite has no sha256 or
+#: REGEXP built in, so sanitisation registers Python ones here (``register_sql_function``).
+_SQL_FUNCTIONS: dict[str, tuple[int, Callable[..., object]]] = {}
+
+
+def register_sql_function(name: str, nargs: int, fn: Callable[..., object]) -> None:
+    """Make ``fn`` callable as ``name(...)`` from SQL run by this engine; it must be deterministic."""
+    _SQL_FUNCTIONS[name] = (nargs, fn)
+
+
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if read_only else sqlite3.connect(path)
+    for name, (nargs, fn) in _SQL_FUNCTIONS.items():
+        con.create_function(name, nargs, fn, deterministic=True)
+    return con
 
 
 def _count_rows(path: Path) -> dict[str, int]:
