@@ -150,12 +150,14 @@ class SQLiteEngine:
             con.close()
 
 
+SqlFunction = Callable[..., str | int | float | bytes | None]
+
 #: Deterministic SQL functions every ``run_sql``/``query`` connection gets. SQLite has no sha256 or
 #: REGEXP built in, so sanitisation registers Python ones here (``register_sql_function``).
-_SQL_FUNCTIONS: dict[str, tuple[int, Callable[..., object]]] = {}
+_SQL_FUNCTIONS: dict[str, tuple[int, SqlFunction]] = {}
 
 
-def register_sql_function(name: str, nargs: int, fn: Callable[..., object]) -> None:
+def register_sql_function(name: str, nargs: int, fn: SqlFunction) -> None:
     """Make ``fn`` callable as ``name(...)`` from SQL run by this engine; it must be deterministic."""
     _SQL_FUNCTIONS[name] = (nargs, fn)
 
