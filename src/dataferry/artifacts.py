@@ -77,8 +77,8 @@ class Manifest(BaseModel):
 
     @property
     def key(self) -> str:
-        """The manifest's own key."""
-        return manifest_key(self.database, self.id)
+        """The manifest's own key (a compatibility layout records where it put it)."""
+        return str(self.extra.get("manifest_key") or manifest_key(self.database, self.id))
 
     @property
     def size(self) -> int:

@@ -48,10 +48,13 @@ class StoreConfig(_Model):
     sse_kms_key_id: str | None = Field(None, description="KMS key for sse = aws:kms")
     part_size_mib: int = Field(16, ge=5, le=5120, description="multipart part size")
     concurrency: int = Field(4, ge=1, le=64, description="parts uploaded at once")
+    layout: Literal["dataferry", "govuk"] = Field(
+        "dataferry", description="key layout: dataferry's, or GOV.UK's <path>/<ts>-<db>.gz + latest-<db>.txt"
+    )
 
     def options(self) -> dict[str, object]:
         """The S3 options that are set, for ``open_store``."""
-        return {k: v for k, v in self.model_dump(exclude={"url"}).items() if v is not None}
+        return {k: v for k, v in self.model_dump(exclude={"url", "layout"}).items() if v is not None}
 
 
 class EnvironmentConfig(_Model):
@@ -101,6 +104,12 @@ class DatabaseConfig(_Model):
     sanitise: str | None = Field(None, description="path of the sanitisation profile (TOML)")
     exclude_tables: list[str] = Field(default_factory=list, description="tables left out of backups")
     compression_level: int | None = Field(None, ge=1, le=22, description="zstd level for this database")
+    store_path: str | None = Field(
+        None, description="layout govuk: directory of this database's objects (GOV.UK's DB host)"
+    )
+    store_name: str | None = Field(
+        None, description="layout govuk: database name in object names (<ts>-<name>.gz, latest-<name>.txt)"
+    )
 
 
 class JobConfig(_Model):

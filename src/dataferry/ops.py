@@ -39,6 +39,11 @@ def store_for(cfg: Config, environment: str) -> Store:
     return open_store(url, store_cfg.options())
 
 
+def uses_govuk_layout(cfg: Config, environment: str) -> bool:
+    """True when the environment's store has GOV.UK's key layout (``dataferry.compat.layout``)."""
+    return cfg.environment(environment).store.layout == "govuk"
+
+
 def engine_for(cfg: Config, database: str) -> Engine:
     """The engine of a configured database."""
     return get_engine(cfg.database(database).engine)
@@ -82,6 +87,12 @@ def backup(
     and its size matched. ``ref``/``engine`` let callers back up a shadow or scratch database
     (sanitised backups) under the configured name.
     """
+    if uses_govuk_layout(cfg, environment):
+        from dataferry.compat import layout
+
+        return layout.backup(
+            cfg, database, environment, reporter=reporter, sanitisation=sanitisation, engine=engine, ref=ref
+        )
     reporter = reporter or NullReporter()
     env_cfg = cfg.environment(environment)
     db_cfg = cfg.database(database)
@@ -210,6 +221,10 @@ def restore(
     Nothing destructive happens before the swap. Any failure before it drops the shadow and
     leaves the live database exactly as it was.
     """
+    if uses_govuk_layout(cfg, req.source):
+        from dataferry.compat import layout
+
+        return layout.restore(cfg, req, reporter=reporter, before_swap=before_swap)
     reporter = reporter or NullReporter()
     manifest, store = plan_restore(cfg, req)
     engine = engine_for(cfg, req.database)
@@ -320,6 +335,12 @@ def cleanup(
     its manifest first, so a cleanup killed halfway leaves an orphan, never a manifest without data.
     """
     cfg.database(database)
+    if uses_govuk_layout(cfg, environment):
+        # Its directories hold GOV.UK's own dumps and pointers, which have no manifest: never orphans.
+        raise Refused(
+            f"the store of {environment} uses the govuk layout; dataferry does not clean it up",
+            hint="leave expiry to the bucket's lifecycle rules, as GOV.UK does",
+        )
     store = store_for(cfg, environment)
     report = CleanupReport(dry_run=dry_run)
     cutoff = datetime.now(UTC) - older_than
@@ -349,12 +370,20 @@ def cleanup(
 
 def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifest]:
     """Artifacts of ``database`` in ``environment``'s store, newest first."""
+    if uses_govuk_layout(cfg, environment):
+        from dataferry.compat import layout
+
+        return layout.list_artifacts(cfg, database, environment)
     cfg.database(database)
     return list(artifacts.iter_manifests(store_for(cfg, environment), database))
 
 
 def verify(cfg: Config, database: str, environment: str, artifact: str | None = None) -> Manifest:
     """Re-read an artifact (default: the latest) and check it against its manifest."""
+    if uses_govuk_layout(cfg, environment):
+        from dataferry.compat import layout
+
+        return layout.verify(cfg, database, environment, artifact)
     store = store_for(cfg, environment)
     manifest = artifacts.select(store, database, artifact=artifact)
     artifacts.verify(store, manifest)
