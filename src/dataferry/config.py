@@ -102,6 +102,9 @@ class DatabaseConfig(_Model):
     engine: Literal["postgresql", "mysql", "sqlite", "mongodb", "elasticsearch"]
     environments: dict[str, ConnectionConfig] = Field(default_factory=dict)
     sanitise: str | None = Field(None, description="path of the sanitisation profile (TOML)")
+    scratch: ConnectionConfig | None = Field(
+        None, description="sanitising server: where 'backup --sanitise' sanitises a scratch copy"
+    )
     exclude_tables: list[str] = Field(default_factory=list, description="tables left out of backups")
     compression_level: int | None = Field(None, ge=1, le=22, description="zstd level for this database")
     store_path: str | None = Field(
@@ -438,6 +441,13 @@ def database_ref(cfg: Config, database: str, environment: str) -> DatabaseRef:
             f"database {database!r} has no connection for environment {environment!r}",
             hint=f"add [databases.{database}.environments] {environment} = {{ url = ... }}",
         )
+    return connection_ref(cfg, database, environment, conn)
+
+
+def connection_ref(cfg: Config, database: str, environment: str, conn: ConnectionConfig) -> DatabaseRef:
+    """Connection details from one connection table (an environment's, or a database's ``scratch``);
+    ``environment`` is the label used in messages."""
+    db = cfg.database(database)
     password = None
     if conn.password_env:
         value = os.environ.get(conn.password_env)
