@@ -69,6 +69,10 @@ class S3Store:
             max_concurrency=concurrency,
             use_threads=concurrency > 1,
         )
+        # A non-seekable source is buffered part by part, and s3transfer allows 10 parts in memory
+        # whatever the concurrency (boto3's TransferConfig does not take it as an argument).
+        # Holding no more parts than are being sent keeps memory near part size x (concurrency + 1).
+        self._transfer.max_in_memory_upload_chunks = concurrency
 
     @classmethod
     def from_url(cls, url: str, options: Mapping[str, object]) -> S3Store:
@@ -152,22 +156,27 @@ class S3Store:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        """PutObject with ``If-None-Match: *``: S3 answers 412 when the key exists."""
-        try:
-            self._client.put_object(
-                Bucket=self.bucket,
-                Key=self._key(key),
-                Body=data,
-                IfNoneMatch="*",
-                **self._extra,  # type: ignore[arg-type]
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                return False
-            raise _translate(exc, f"create {key!r} in {self.url}") from exc
-        return True
+        """PutObject with ``If-None-Match: *``: S3 answers 412 when the key exists.
 
+        409 ConditionalRequestConflict means another conditional write to the key is in flight:
+        that writer wins, so this one reports False. Every other error is translated like the
+        other operations (a lock attempt must not end in a boto traceback).
+        """
+        with _mapped(f"create {key!r} in {self.url}"):
+            try:
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=data,
+                    IfNoneMatch="*",
+                    **self._extra,  # type: ignore[arg-type]
+                )
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    return False
+                raise
+        return True
 
     def cleanup_incomplete(self, older_than: timedelta) -> int:
         """Abort multipart uploads under the prefix started before ``older_than`` ago (killed runs)."""
@@ -186,16 +195,39 @@ class S3Store:
 
 
 class _CountingReader:
-    """Counts bytes read, so ``put`` can report the size without a HEAD request."""
+    """Counts bytes read, so ``put`` can report the size without a HEAD request, and fills reads.
+
+    s3transfer treats a short read as the end of a part, and a short *first* read as a small
+    object that it then finishes with one unbounded ``read()``. Sources such as pipes return less
+    than asked, which would silently truncate the object or hold the rest of it in memory, so every
+    read here returns exactly ``n`` bytes unless the source is exhausted.
+    """
 
     def __init__(self, src: ByteSource) -> None:
         self._src = src
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self._src.read(n)
-        self.count += len(data)
-        return data
+        if n is None or n < 0:
+            return self._read_all()
+        chunks: list[bytes] = []
+        want = n
+        while want > 0:
+            data = self._src.read(want)
+            if not data:
+                break
+            chunks.append(data)
+            want -= len(data)
+        out = b"".join(chunks)
+        self.count += len(out)
+        return out
+
+    def _read_all(self) -> bytes:
+        # Only reached after EOF once reads are filled; kept correct (in bounded pieces) regardless.
+        chunks: list[bytes] = []
+        while data := self.read(_MiB):
+            chunks.append(data)
+        return b"".join(chunks)
 
 
 class _BodyReader:

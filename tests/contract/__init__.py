@@ -1,0 +1,1 @@
+"""Contract suites: one behavioural suite run against every store and every engine."""
