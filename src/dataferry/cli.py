@@ -260,3 +260,8 @@ def quickstart(c: Context, directory: Path) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``dataferry`` command."""
     return cli.main(args=argv, prog_name="dataferry")
+
+
+from dataferry.cli_jobs import register as _register_jobs  # noqa: E402  (needs the group above)
+
+_register_jobs(cli)

@@ -80,6 +80,7 @@ def backup(
     sanitisation: Sanitisation | None = None,
     engine: Engine | None = None,
     ref: DatabaseRef | None = None,
+    extra: dict[str, object] | None = None,
 ) -> BackupResult:
     """Dump ``database`` in ``environment`` into that environment's store and publish it.
 
@@ -137,6 +138,7 @@ def backup(
         sanitised=sanitisation is not None and sanitisation.passed,
         sanitisation=sanitisation,
         row_counts=row_counts,
+        extra=dict(extra or {}),  # e.g. the job run and the origin time of re-backed-up data
     )
     artifacts.write_manifest(store, manifest)
     reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
