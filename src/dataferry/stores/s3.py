@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from dataferry.errors import ConfigError, FerryError, NotFound, StoreError, StoreUnavailable
 from dataferry.stores import ObjectInfo
@@ -138,7 +147,7 @@ class S3Store:
             resp = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
         body = resp["Body"]
         try:
-            yield _BodyReader(body)  # type: ignore[misc]
+            yield _BodyReader(body, f"read {key!r} from {self.url}")  # type: ignore[misc]
         finally:
             body.close()
 
@@ -231,13 +240,19 @@ class _CountingReader:
 
 
 class _BodyReader:
-    """Adapts botocore's StreamingBody to the small file-like surface we use."""
+    """Adapts botocore's StreamingBody to the small file-like surface we use.
 
-    def __init__(self, body: Any) -> None:
+    A connection that drops or stalls mid-object surfaces here, long after ``get_object``
+    returned, so reads are translated too.
+    """
+
+    def __init__(self, body: Any, action: str) -> None:
         self._body = body
+        self._action = action
 
     def read(self, n: int = -1) -> bytes:
-        data: bytes = self._body.read(None if n < 0 else n)
+        with _mapped(self._action):
+            data: bytes = self._body.read(None if n < 0 else n)
         return data
 
     def readable(self) -> bool:
@@ -262,6 +277,17 @@ def _env(options: Mapping[str, object], name: str) -> str | None:
     return value
 
 
+#: Failures of the connection rather than of the request: retrying may succeed.
+_CONNECTION_ERRORS = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ConnectionClosedError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    IncompleteReadError,
+)
+
+
 @contextlib.contextmanager
 def _mapped(action: str, missing_key: str | None = None) -> Iterator[None]:
     """Translate boto errors into dataferry errors at this boundary; dataferry errors pass through."""
@@ -274,7 +300,7 @@ def _mapped(action: str, missing_key: str | None = None) -> Iterator[None]:
         if missing_key is not None and code in ("NoSuchKey", "404", "NotFound"):
             raise NotFound(f"no object {missing_key!r} in the store") from None
         raise _translate(exc, action) from exc
-    except EndpointConnectionError as exc:
+    except _CONNECTION_ERRORS as exc:
         raise StoreUnavailable(f"cannot {action}: {exc}", hint="check endpoint_url and the network") from exc
     except BotoCoreError as exc:
         raise StoreError(f"cannot {action}: {exc}") from exc

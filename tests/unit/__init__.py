@@ -1,0 +1,1 @@
+"""Unit tests of the core: config, artifacts, streams, stores, progress (no servers)."""
