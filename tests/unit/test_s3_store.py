@@ -104,7 +104,7 @@ def truncating_endpoint() -> Iterator[str]:
                 conn.recv(65536)
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nContent-Type: binary/octet-stream\r\n"
-                    b"ETag: \"x\"\r\n\r\n0123456789"
+                    b'ETag: "x"\r\n\r\n0123456789'
                 )
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -126,7 +126,7 @@ def test_connection_dropped_mid_object_is_transient_store_error(truncating_endpo
         config=BotoConfig(retries={"max_attempts": 1}),
     )
     store = S3Store("bucket", "p", client)
-    with pytest.raises(StoreUnavailable) as excinfo, store.open("db/object") as f:  # noqa: PT012
+    with pytest.raises(StoreUnavailable) as excinfo, store.open("db/object") as f:
         assert f.read(10) == b"0123456789"
         while f.read(65536):
             pass
