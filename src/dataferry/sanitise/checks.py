@@ -1,0 +1,145 @@
+"""The checks that gate publication: SQL queries that must return no rows, and a scan of every text
+column for personal data left behind.
+
+Results carry names, tables, columns and counts, never a value: a check is wrapped as
+``SELECT count(*) FROM (<query>)`` and the scan sums matches per column, so no row leaves the server.
+
+The scan's regular expressions use the subset PostgreSQL (ARE), MariaDB (PCRE) and Python agree on,
+including ``(?!...)`` lookahead; matching ignores case. The tests run one corpus through all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dataferry.sanitise.dialects import Dialect
+from dataferry.sanitise.profile import Profile
+from dataferry.sanitise.schema import Schema
+
+#: PII-scan results carry at most this many findings each (the count of columns is always complete)
+MAX_FINDINGS = 50
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A named regular expression; ``needs`` is a substring every match contains (a cheap prefilter)."""
+
+    name: str
+    pattern: str
+    needs: str | None = None
+
+
+def email_pattern(allowed_domains: list[str]) -> str:
+    """An address whose domain is not one of ``allowed_domains`` (or a subdomain of one).
+
+    The lookahead right after ``@`` rejects allowed domains followed by the end of the address (a
+    trailing full stop of a sentence is allowed); ``example.com.evil.org`` is still found.
+    """
+    assert allowed_domains, "the profile always allows the domain of its own fakes"
+    allowed = "|".join(d.replace(".", r"\.") for d in allowed_domains)  # validated: [a-z0-9.-] only
+    return (
+        r"[a-z0-9._%+-]+@"
+        rf"(?!(?:[a-z0-9-]+\.)*(?:{allowed})\.?(?:[^a-z0-9.-]|$))"
+        r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
+    )
+
+
+#: UK numbers (0 or +44, then 9-10 more digits with optional spaces, hyphens or brackets) and
+#: international ones (+ and 8-15 digits), not inside a longer digit string, not Ofcom's drama
+#: range 07700 900xxx (which our fake_phone uses).
+PHONE_PATTERN = (
+    r"(?:^|[^0-9+])"
+    r"(?!(?:\+44\s?|0)7700\s?900\d{3}(?:[^0-9]|$))"
+    r"(?:(?:\+44\s?(?:\(0\)\s?)?|\(?0)[1-9](?:[\s-]?\)?[\s-]?\d){8,9}|\+[1-9](?:[\s.-]?\d){7,14})"
+    r"(?:[^0-9]|$)"
+)
+
+
+def detectors(profile: Profile) -> list[Detector]:
+    """The scan's detectors for this profile."""
+    found = []
+    if profile.scan.emails:
+        found.append(Detector("email", email_pattern(profile.allowed_domains()), needs="@"))
+    if profile.scan.phones:
+        found.append(Detector("phone", PHONE_PATTERN))
+    found += [Detector(name, pattern) for name, pattern in profile.scan.patterns.items()]
+    return found
+
+
+@dataclass(frozen=True)
+class ScanQuery:
+    """One table's scan: a single pass that sums matches of every detector in every text column."""
+
+    table: str
+    cells: tuple[tuple[str, str], ...]  # (column, detector) per result column
+    sql: str
+
+
+def scan_queries(profile: Profile, schema: Schema, d: Dialect) -> list[ScanQuery]:
+    """The scan as one query per table with text columns."""
+    if not profile.scan.enabled:
+        return []
+    dets = detectors(profile)
+    skip = set(profile.scan.skip)
+    out = []
+    for table, columns in schema.tables.items():
+        if table in skip:
+            continue
+        cells: list[tuple[str, str]] = []
+        sums: list[str] = []
+        for column in columns:
+            if not column.is_text or f"{table}.{column.name}" in skip:
+                continue
+            for det in dets:
+                cells.append((column.name, det.name))
+                sums.append(_match_sum(d, d.ident(column.name), det))
+        if cells:
+            out.append(ScanQuery(table, tuple(cells), f"SELECT {', '.join(sums)} FROM {d.table(table)}"))
+    return out
+
+
+def _match_sum(d: Dialect, col: str, det: Detector) -> str:
+    cond = d.regex(col, det.pattern)
+    if det.needs:
+        cond = f"{d.contains(d.as_text(col), d.string(det.needs))} AND {cond}"
+    return f"COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0)"
+
+
+def check_query(sql: str) -> str:
+    """A check's query wrapped so only its row count comes back."""
+    return f"SELECT count(*) FROM ({sql}) AS dataferry_check"
+
+
+def scan_results(profile: Profile, counts: dict[tuple[str, str, str], int]) -> list[dict[str, Any]]:
+    """One result per detector from ``{(table, column, detector): matches}``."""
+    results = []
+    for det in detectors(profile):
+        mine = {(t, c): n for (t, c, name), n in counts.items() if name == det.name}
+        findings = [{"table": t, "column": c, "count": n} for (t, c), n in sorted(mine.items()) if n > 0]
+        results.append(
+            {
+                "check": "scan",
+                "name": det.name,
+                "columns_scanned": len(mine),
+                "passed": not findings,
+                "findings": findings[:MAX_FINDINGS],
+            }
+        )
+    return results
+
+
+def failures(results: list[dict[str, Any]]) -> list[str]:
+    """One line per failed result: names and counts only."""
+    lines = []
+    for r in results:
+        if r["passed"]:
+            continue
+        if r["check"] == "sql":
+            lines.append(f"check {r['name']!r} returned {r['rows']} row(s)")
+        elif r["check"] == "scan":
+            where = ", ".join(f"{f['table']}.{f['column']} ({f['count']})" for f in r["findings"][:10])
+            lines.append(f"scan found {r['name']} in {where}")
+        else:
+            lines.append(f"{r['check']} {r.get('name', '')}: {r.get('detail', 'failed')}")
+    return lines

@@ -1,0 +1,40 @@
+"""Database error messages without the data in them.
+
+A failing UPDATE on unsanitised data gets messages such as ``Key (address)=(ann@mail.com) already
+exists`` (PostgreSQL) or ``Duplicate entry 'ann@mail.com' for key 'address'`` (MariaDB), and the
+statement echoed in ``LINE 1: ...``. Those messages end up in run records and alerts, so before one is
+shown: context lines are dropped, quoted text is replaced by ``…`` unless it is a known table or column
+name, and any secret (the salt) is replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+_CONTEXT_LINE = re.compile(r"^\s*(DETAIL|CONTEXT|LINE \d+|QUERY|STATEMENT|HINT|WHERE)\b|^\s*\^\s*$")
+_KEY_VALUE = re.compile(r"=\([^)]*\)")
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`")
+MAX_CHARS = 400
+
+
+def scrub(message: str, identifiers: Collection[str] = (), secrets: Collection[str] = ()) -> str:
+    """``message`` with personal data and secrets taken out; names in ``identifiers`` are kept."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    kept = [line for line in message.splitlines() if line.strip() and not _CONTEXT_LINE.match(line)]
+    text = " ".join(line.strip() for line in kept)
+    text = _KEY_VALUE.sub("=(…)", text)
+    known = set(identifiers)
+
+    def _quoted(m: re.Match[str]) -> str:
+        inner = m.group(0)[1:-1]
+        return (
+            m.group(0)
+            if inner in known or inner.split(".")[-1] in known
+            else m.group(0)[0] + "…" + m.group(0)[-1]
+        )
+
+    text = _QUOTED.sub(_quoted, text)
+    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"
