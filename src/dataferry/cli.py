@@ -125,11 +125,14 @@ def raise_not_ready() -> None:
 @cli.command()
 @click.argument("database")
 @click.option("--env", "environment", required=True, help="Environment whose database is dumped.")
+@click.option("--sanitise", is_flag=True, help="Sanitise a scratch copy and publish that (source untouched).")
 @pass_ctx
 @handle_errors
-def backup(c: Context, database: str, environment: str) -> None:
+def backup(c: Context, database: str, environment: str, sanitise: bool) -> None:
     """Dump DATABASE in ENV into ENV's store."""
-    result = ops.backup(c.config, database, environment, reporter=c.reporter())
+    from dataferry.sanitise import backup_for  # checks live data first where ENV requires_sanitised
+
+    result = backup_for(c.config, database, environment, c.reporter(), sanitise=sanitise)
     m = result.manifest
     click.echo(f"{m.id}\t{human_bytes(m.size)}\t{result.store_url}{m.key}")
 
@@ -143,6 +146,7 @@ def backup(c: Context, database: str, environment: str) -> None:
 @click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
 @click.option("--force", is_flag=True, help="Allow restoring into a protected environment.")
 @click.option("--dry-run", is_flag=True, help="Check everything and show the artifact; change nothing.")
+@click.option("--sanitise", is_flag=True, help="Sanitise on the shadow before the swap (implied by ENV).")
 @pass_ctx
 @handle_errors
 def restore(
@@ -155,6 +159,7 @@ def restore(
     jobs: int,
     force: bool,
     dry_run: bool,
+    sanitise: bool,
 ) -> None:
     """Restore SRC's latest verified artifact of DATABASE into ENV (shadow, verify, swap)."""
     if artifact and at:
@@ -169,9 +174,13 @@ def restore(
         force=force,
         dry_run=dry_run,
     )
-    result = ops.restore(c.config, req, reporter=c.reporter())
+    from dataferry.sanitise import restore_hook  # pins the artifact; sanitises where ENV requires it
+
+    req, before_swap = restore_hook(c.config, req, c.reporter(), sanitise=sanitise)
+    result = ops.restore(c.config, req, reporter=c.reporter(), before_swap=before_swap)
     verb = "would restore" if dry_run else "restored"
-    click.echo(f"{verb} {result.manifest.id} into {database} ({environment})")
+    done = ", sanitised" if result.sanitisation else (" (would sanitise)" if before_swap else "")
+    click.echo(f"{verb} {result.manifest.id} into {database} ({environment}){done}")
 
 
 @cli.command("list")
@@ -265,3 +274,7 @@ def main(argv: list[str] | None = None) -> Any:
 from dataferry.cli_jobs import register as _register_jobs  # noqa: E402  (needs the group above)
 
 _register_jobs(cli)
+
+from dataferry.cli_sanitise import register as _register_sanitise  # noqa: E402  (needs the group above)
+
+_register_sanitise(cli)
