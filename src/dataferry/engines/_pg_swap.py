@@ -1,0 +1,227 @@
+"""The PostgreSQL swap: the one destructive step of a restore, made as safe as PostgreSQL allows.
+
+Order (GOV.UK's db-backup approach, with its holes closed):
+
+1. Database-level properties that a dump does not carry (grants on the database, per-database and
+   per-role settings, connection limit, comment) are copied from the live database to the shadow,
+   so that applications keep their CONNECT grant and ``search_path`` after the swap.
+2. New connections to the live database are refused (``ALLOW_CONNECTIONS false``).
+3. In one transaction: sessions still open on the live database or on the shadow are terminated,
+   the live database is renamed to ``<db>-dataferry-old`` and the shadow to ``<db>``. Both renames
+   commit together or not at all. If a session slips in (the rename then fails with "being
+   accessed by other users"), the transaction is retried a few times.
+4. If it never succeeds, the live database gets its ALLOW_CONNECTIONS back and is otherwise
+   untouched; the caller drops the shadow.
+5. The old database is dropped (``WITH (FORCE)``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dataferry.engines._pg_sql import Conn, database_props, first_line, sql_errors
+from dataferry.errors import EngineError, Refused
+
+SHADOW_SUFFIX = "-dataferry-shadow"
+OLD_SUFFIX = "-dataferry-old"
+#: Comments that mark databases dataferry made, so it never drops one it did not make.
+SHADOW_MARK = "dataferry shadow of "
+OLD_MARK = "dataferry: previous copy of "
+
+#: Attempts of the rename transaction, and the pause between them (tests shorten these).
+SWAP_ATTEMPTS = 10
+SWAP_RETRY_SECONDS = 5.0
+#: How long pg_terminate_backend waits for each session to exit (PostgreSQL 14+).
+TERMINATE_TIMEOUT_MS = 10_000
+
+#: GUCs whose stored value is a list of quoted items: re-set item by item (as pg_dump does).
+_LIST_GUCS = frozenset(
+    {
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    }
+)
+
+_DATABASE_PRIVILEGES = frozenset({"CONNECT", "CREATE", "TEMPORARY"})
+
+# Sessions we may terminate: everything on the two databases except our own and RDS's agent;
+# a non-superuser cannot terminate a superuser's session, so it does not try (the rename will
+# then fail and be retried, and finally fail loudly).
+_TERMINATE = """
+SELECT count({terminate})
+FROM pg_stat_activity a
+WHERE a.datname IN (%s, %s)
+  AND a.pid <> pg_backend_pid()
+  AND a.usename IS DISTINCT FROM 'rdsadmin'
+  AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       OR NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid), false))
+"""
+
+
+def ident(name: str) -> sql.Identifier:
+    """A quoted identifier."""
+    return sql.Identifier(name)
+
+
+def drop_database(conn: Conn, name: str) -> None:
+    """``DROP DATABASE IF EXISTS ... WITH (FORCE)``: idempotent, disconnects its sessions."""
+    with sql_errors(f"dropping database {name}"):
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(name)))
+
+
+def drop_leftover(conn: Conn, name: str, mark: str) -> None:
+    """Drop a database left by an interrupted run, but only if its comment says dataferry made it."""
+    props = database_props(conn, name)
+    if props is None:
+        return
+    if not str(props.get("comment") or "").startswith(mark):
+        raise Refused(
+            f"a database named {name} exists and was not made by dataferry; it was left alone",
+            hint="dataferry needs this name for its restores: rename or drop that database",
+        )
+    drop_database(conn, name)
+
+
+def mark(conn: Conn, name: str, comment: str | None) -> None:
+    """Set (or clear, with None) the comment of a database."""
+    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident(name), sql.Literal(comment)))
+
+
+def carry_over(conn: Conn, live: dict[str, Any], shadow: str) -> None:
+    """Copy the live database's grants, settings and connection limit onto the shadow."""
+    with sql_errors(f"copying grants and settings of {live['datname']} to {shadow}"):
+        _carry_acl(conn, live, shadow)
+        for entry in live.get("settings") or []:
+            for item in entry["config"] or []:
+                conn.execute(_set_statement(shadow, entry["role"], item))
+        if int(live.get("datconnlimit", -1)) != -1:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(
+                    ident(shadow), sql.Literal(int(live["datconnlimit"]))
+                )
+            )
+
+
+def _carry_acl(conn: Conn, live: dict[str, Any], shadow: str) -> None:
+    if live.get("datacl") is None:
+        return  # default privileges: the new database already has them
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident(shadow)))
+    for entry in live.get("acl") or []:
+        if entry["privilege"] not in _DATABASE_PRIVILEGES:
+            raise EngineError(f"unexpected privilege {entry['privilege']!r} on database {live['datname']}")
+        grantee = ident(entry["grantee"]) if entry["grantee"] else sql.SQL("PUBLIC")
+        grant = sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+            sql.SQL(entry["privilege"]), ident(shadow), grantee
+        )
+        if entry["grantable"]:
+            grant = sql.Composed([grant, sql.SQL(" WITH GRANT OPTION")])
+        conn.execute(grant)
+
+
+def _set_statement(db: str, role: str | None, item: str) -> sql.Composed:
+    """``ALTER DATABASE db SET name TO value`` (or ``ALTER ROLE r IN DATABASE db SET ...``)."""
+    name, _, value = item.partition("=")
+    if name.lower() in _LIST_GUCS:
+        values = sql.SQL(", ").join(sql.Literal(v) for v in split_guc_list(value))
+    else:
+        values = sql.Composed([sql.Literal(value)])
+    target = (
+        sql.SQL("ROLE {} IN DATABASE {}").format(ident(role), ident(db))
+        if role
+        else sql.SQL("DATABASE {}").format(ident(db))
+    )
+    return sql.SQL("ALTER {} SET {} TO {}").format(target, ident(name), values)
+
+
+def split_guc_list(value: str) -> list[str]:
+    """Split a stored list setting (``"$user", public``) into its items, unquoting them."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if ch == '"':
+            if quoted and value[i + 1 : i + 2] == '"':
+                current.append('"')
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+def rename_into_place(conn: Conn, shadow: str, live: str) -> None:
+    """There is no live database yet: the shadow simply takes its name."""
+    with sql_errors(f"renaming {shadow} to {live}"), conn.transaction():
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(shadow), ident(live)))
+        mark(conn, live, None)
+
+
+def replace_live(conn: Conn, live: dict[str, Any], shadow: str, old: str, server_major: int) -> None:
+    """Steps 2-4 of the module docstring: block, terminate, rename both in one transaction."""
+    name = str(live["datname"])
+    allow = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
+    with sql_errors(f"blocking new connections to {name}"):
+        conn.execute(allow.format(ident(name), sql.SQL("false")))
+    try:
+        _rename_with_retries(conn, live, shadow, old, server_major)
+    except BaseException:
+        # The renames did not commit: give the untouched live database its connections back.
+        with sql_errors(f"re-allowing connections to {name}"):
+            conn.execute(allow.format(ident(name), sql.SQL("true" if live["datallowconn"] else "false")))
+        raise
+
+
+def _rename_with_retries(conn: Conn, live: dict[str, Any], shadow: str, old: str, server_major: int) -> None:
+    name = str(live["datname"])
+    last: psycopg.Error | None = None
+    for attempt in range(SWAP_ATTEMPTS):
+        if attempt:
+            time.sleep(SWAP_RETRY_SECONDS)
+        try:
+            with conn.transaction():
+                terminate_sessions(conn, (name, shadow), server_major)
+                rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+                conn.execute(rename.format(ident(name), ident(old)))
+                conn.execute(rename.format(ident(shadow), ident(name)))
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                mark(conn, old, f"{OLD_MARK}{name}, replaced {stamp}")
+                mark(conn, name, live.get("comment"))
+            return
+        except psycopg.errors.ObjectInUse as exc:
+            last = exc  # a session connected between termination and rename: try again
+        except psycopg.Error as exc:
+            raise EngineError(f"swapping {shadow} into {name} failed: {first_line(exc)}") from None
+    raise EngineError(
+        f"could not swap {shadow} into {name}: sessions kept it busy through {SWAP_ATTEMPTS} "
+        f"attempts ({first_line(last) if last else 'unknown'})",
+        hint="the live database was not changed; find what keeps connecting (pg_stat_activity) and re-run",
+    )
+
+
+def terminate_sessions(conn: Conn, databases: tuple[str, str], server_major: int) -> int:
+    """Terminate the sessions on ``databases`` that we are allowed to; returns how many."""
+    terminate = (
+        sql.SQL("pg_terminate_backend(a.pid, {})").format(sql.Literal(TERMINATE_TIMEOUT_MS))
+        if server_major >= 14
+        else sql.SQL("pg_terminate_backend(a.pid)")
+    )
+    query = sql.SQL(_TERMINATE).format(terminate=terminate)
+    row = conn.execute(query, databases).fetchone()
+    return int(row[0]) if row else 0
