@@ -55,6 +55,9 @@ FLAG_KEYS = {
     "e": "excluded_tables",
 }
 _ARG_FLAGS = set(FLAG_KEYS) | {"f"}
+#: dataferry's own long options: flags, and options that take a value.
+LONG_FLAGS = ("--force", "--dry-run", "--help")
+LONG_OPTIONS = ("--env", "--password-env")
 
 ACTIONS = ("push", "pull", "s3_sync")
 SUPPORTED_DBMS = ("postgresql", "mysql")
@@ -63,7 +66,8 @@ LEGACY_DBMS = ("mongo", "documentdb", "postgresql", "mysql", "elasticsearch", "f
 USAGE = (
     "usage: dataferry legacy [-f FILE.cfg] [-a push|pull|s3_sync] [-D postgresql|mysql] [-S s3] "
     "[-T TEMPPATH] [-d DATABASE] [-H DB_HOST] [-u BUCKET] [-p PATH] [-s POST_RESTORE.sql] "
-    "[-F PRE_DUMP.sql] [-t TIMESTAMP|FILE] [-e TABLE,TABLE] [--force] [--dry-run]"
+    "[-F PRE_DUMP.sql] [-t TIMESTAMP|FILE] [-e TABLE,TABLE] [--env NAME] [--password-env VAR] "
+    "[--force] [--dry-run]"
 )
 
 _KEY_RE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
@@ -223,7 +227,8 @@ def _expansion(where: str) -> ConfigError:
 def getopts(argv: Sequence[str]) -> list[tuple[str, str]]:
     """Split ``argv`` like bash's getopts: ``-x VALUE``, ``-xVALUE`` and grouped ``-h``.
 
-    Returns ``(letter, value)`` pairs in order. Unknown flags, missing values and stray arguments are
+    Returns ``(letter, value)`` pairs in order; dataferry's own long options come back as
+    ``("--force", "")`` or ``("--env", NAME)``. Unknown flags, missing values and stray arguments are
     ``ConfigError`` (the original printed its usage and exited 0, which hid typos in cron lines).
     """
     pairs: list[tuple[str, str]] = []
@@ -235,32 +240,60 @@ def getopts(argv: Sequence[str]) -> list[tuple[str, str]]:
             break
         if not arg.startswith("-") or arg == "-":
             break
-        j = 1
-        while j < len(arg):
-            letter = arg[j]
-            if letter == "h":
-                pairs.append(("h", ""))
-                j += 1
-                continue
-            if letter not in _ARG_FLAGS:
-                raise ConfigError(f"unknown option -{letter}", hint=USAGE)
-            value = arg[j + 1 :]
-            if not value:
-                i += 1
-                if i >= len(argv):
-                    raise ConfigError(f"option -{letter} requires a value", hint=USAGE)
-                value = argv[i]
-            pairs.append((letter, value))
-            break
-        i += 1
+        i = _long_option(argv, i, pairs) if arg.startswith("--") else _short_options(argv, i, pairs)
     if i < len(argv):
         raise ConfigError(f"unexpected argument {argv[i]!r}", hint=USAGE)
     return pairs
 
 
+def _short_options(argv: Sequence[str], i: int, pairs: list[tuple[str, str]]) -> int:
+    """One ``-x VALUE``, ``-xVALUE`` or ``-h`` group; returns the index after it."""
+    arg = argv[i]
+    for j in range(1, len(arg)):
+        letter = arg[j]
+        if letter == "h":
+            pairs.append(("h", ""))
+            continue
+        if letter not in _ARG_FLAGS:
+            raise ConfigError(f"unknown option -{letter}", hint=USAGE)
+        value = arg[j + 1 :]
+        if not value:
+            i += 1
+            if i >= len(argv):
+                raise ConfigError(f"option -{letter} requires a value", hint=USAGE)
+            value = argv[i]
+        pairs.append((letter, value))
+        break
+    return i + 1
+
+
+def _long_option(argv: Sequence[str], i: int, pairs: list[tuple[str, str]]) -> int:
+    """dataferry's own options (``--force``, ``--env NAME`` ...); returns the index after them."""
+    name, eq, value = argv[i].partition("=")
+    if name in LONG_FLAGS:
+        if eq:
+            raise ConfigError(f"option {name} takes no value", hint=USAGE)
+        pairs.append((name, ""))
+        return i + 1
+    if name not in LONG_OPTIONS:
+        raise ConfigError(f"unknown option {name}", hint=USAGE)
+    if not eq:
+        i += 1
+        if i >= len(argv):
+            raise ConfigError(f"option {name} requires a value", hint=USAGE)
+        value = argv[i]
+    pairs.append((name, value))
+    return i + 1
+
+
 def wants_help(pairs: Sequence[tuple[str, str]]) -> bool:
-    """True when ``-h`` was given (the original printed its usage and stopped)."""
-    return any(letter == "h" for letter, _ in pairs)
+    """True when ``-h`` or ``--help`` was given (the original printed its usage and stopped)."""
+    return any(letter in ("h", "--help") for letter, _ in pairs)
+
+
+def long_options(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """dataferry's own ``--`` options from ``getopts`` pairs (the last one of a name wins)."""
+    return {name: value for name, value in pairs if name.startswith("--")}
 
 
 def resolve(pairs: Sequence[tuple[str, str]]) -> LegacyJob:
@@ -341,7 +374,7 @@ def _check_engine(job: LegacyJob) -> None:
 
 
 def _check_scripts(job: LegacyJob) -> None:
-    """Transformation files must exist before anything runs; misplaced ones are reported."""
+    """Values that the action does not use are reported and dropped, as the original ignored them."""
     if job.pre_dump_transformation_sql_file and job.dbms != "mysql":
         raise ConfigError("a pre-dump transformation (-F) is for mysql only, as in govuk_env_sync")
     if job.pre_dump_transformation_sql_file and job.action != "push":
@@ -353,6 +386,10 @@ def _check_scripts(job: LegacyJob) -> None:
     if job.timestamp and job.action != "pull":
         job.warnings.append("-t (timestamp to restore) applies to pull only; ignored for push")
         job.timestamp = ""
+
+
+def check_files(job: LegacyJob) -> None:
+    """Transformation files must exist before anything runs (checked at run time, not on import)."""
     for script in (job.transformation_sql_file, job.pre_dump_transformation_sql_file):
         if script and not Path(script).is_file():
             raise ConfigError(f"transformation file {script} not found", hint="check the path (-s / -F)")
