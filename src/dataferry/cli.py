@@ -278,3 +278,7 @@ _register_jobs(cli)
 from dataferry.cli_sanitise import register as _register_sanitise  # noqa: E402  (needs the group above)
 
 _register_sanitise(cli)
+
+from dataferry.cli_compat import register as _register_compat  # noqa: E402  (needs the group above)
+
+_register_compat(cli)
