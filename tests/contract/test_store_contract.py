@@ -388,6 +388,32 @@ def test_create_exclusive_refuses_over_a_put_object(store: Store) -> None:
     assert read_bytes(store, "locks/x") == b"from put"
 
 
+def test_create_exclusive_content_is_never_seen_half_written(store: Store) -> None:
+    """A reader polling for a lock sees nothing, or the whole content: never an empty or partial one."""
+    data = random.Random(8).randbytes(8 * MiB)
+    seen: list[bytes] = []
+    created = threading.Event()
+
+    def poll() -> None:
+        while True:
+            try:
+                seen.append(read_bytes(store, "_dataferry/locks/big.lock"))
+                return
+            except NotFound:
+                if created.is_set():
+                    seen.append(b"missing after creation")
+                    return
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    assert store.create_exclusive("_dataferry/locks/big.lock", data) is True
+    created.set()
+    reader.join()
+    assert len(seen) == 1
+    assert len(seen[0]) == len(data)
+    assert seen[0] == data
+
+
 def test_create_exclusive_race_has_one_winner(store: Store) -> None:
     """Many threads racing for the same key: exactly one wins, and its content is what is stored."""
     contenders = 8

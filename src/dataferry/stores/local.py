@@ -47,20 +47,25 @@ class LocalStore:
     def put(self, key: str, src: ByteSource) -> ObjectInfo:
         """Copy ``src`` to a temp file beside the target, fsync it, then rename it into place."""
         target = self._path(key)
+        with _os_errors(f"write {key!r} to {self.root}"):
+            fd, tmp = self._temp_file(target)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    size = _copy(src, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(target.parent)
+            return ObjectInfo(key=key, size=size, modified=_mtime(target))
+
+    def _temp_file(self, target: Path) -> tuple[int, str]:
+        """A temp file beside ``target`` (same filesystem, so renaming it in is atomic)."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                size = _copy(src, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(target.parent)
-        return ObjectInfo(key=key, size=size, modified=_mtime(target))
+        return tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
@@ -68,8 +73,11 @@ class LocalStore:
         path = self._path(key)
         try:
             f = path.open("rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            # A directory, or a path through an object, is no object either (as in S3).
             raise NotFound(f"no object {key!r} in {self.root}") from None
+        except OSError as exc:
+            raise _store_error(f"read {key!r} from {self.root}", exc) from exc
         with f:
             yield f
 
@@ -86,26 +94,45 @@ class LocalStore:
                 path = Path(dirpath, name)
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    st = path.stat()
+                    try:
+                        st = path.stat()
+                    except FileNotFoundError:
+                        continue  # deleted since the directory was read (cleanup, retention)
                     yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def delete(self, key: str) -> None:
-        """Unlink the file; missing is fine."""
-        with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+        """Unlink the file; missing is fine (and a directory is not an object, so it is missing)."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        except OSError as exc:
+            raise _store_error(f"delete {key!r} from {self.root}", exc) from exc
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        """Create with ``O_EXCL`` so two processes can never both succeed."""
+        """Write a temp file whole, then hard-link it to ``key``: link fails if ``key`` exists.
+
+        Like ``O_EXCL`` two processes can never both succeed, but a reader also never sees a
+        lock that is empty or half written, and a crash leaves only a temp file that cleanup
+        removes, never a truncated lock that blocks the job for good.
+        """
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        with _os_errors(f"create {key!r} in {self.root}"):
+            fd, tmp = self._temp_file(path)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            _fsync_dir(path.parent)
         return True
 
     def cleanup_incomplete(self, older_than: timedelta) -> int:
@@ -115,10 +142,28 @@ class LocalStore:
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
                 path = os.path.join(dirpath, name)
-                if name.startswith(_TMP_PREFIX) and os.stat(path).st_mtime < cutoff:
-                    os.unlink(path)
-                    removed += 1
+                # A running upload may rename its temp file into place at any moment.
+                with contextlib.suppress(FileNotFoundError):
+                    if name.startswith(_TMP_PREFIX) and os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
         return removed
+
+
+@contextlib.contextmanager
+def _os_errors(action: str) -> Iterator[None]:
+    """Filesystem failures (disk full, read-only, a file where a directory should be) as StoreError."""
+    try:
+        yield
+    except OSError as exc:
+        raise _store_error(action, exc) from exc
+
+
+def _store_error(action: str, exc: OSError) -> StoreError:
+    return StoreError(
+        f"cannot {action}: {exc.strerror or exc}",
+        hint="the store must be a writable directory with free space, and keys must not run through objects",
+    )
 
 
 def _copy(src: ByteSource, out: BinaryIO) -> int:
