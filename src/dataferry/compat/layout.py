@@ -23,12 +23,13 @@ and the operator is warned. Either way it is restored into a shadow and swapped 
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from dataferry import artifacts, ops
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
@@ -51,6 +52,25 @@ _SNIFF_BYTES = 64 * 1024
 #: Engine dump format -> how the ``.gz`` object holds it. PostgreSQL's custom format is already
 #: compressed (GOV.UK: ``pg_dump -Fc -Z1``), MySQL's SQL is gzip'd (``mysqldump | gzip -1``).
 COMPRESSION = {"pg_custom": "none", "sql": "gzip"}
+
+
+#: pg_dump's own compression level for custom-format dumps in this layout (GOV.UK: ``-Z1``).
+PG_COMPRESSION = 1
+
+
+@runtime_checkable
+class _CompressesDumps(Protocol):
+    """Engines whose dump tool compresses by itself (PostgreSQL's custom format)."""
+
+    dump_compression: int
+
+
+def govuk_engine(engine: Engine) -> Engine:
+    """A copy of ``engine`` set up for this layout: ``pg_dump -Fc -Z1`` like GOV.UK's db-backup."""
+    if isinstance(engine, _CompressesDumps) and compression_for(engine) == "none":
+        engine = copy.copy(engine)
+        engine.dump_compression = PG_COMPRESSION
+    return engine
 
 
 @dataclass(frozen=True)
@@ -280,6 +300,7 @@ def backup(
             hint=f"use 'dataferry backup {database} --env {environment} --sanitise'",
         )
     compression = compression_for(engine)
+    engine = govuk_engine(engine)
     naming = naming_for(cfg, database)
     store = ops.store_for(cfg, environment)
     ops.require_ready(engine.check(ref), ref)

@@ -86,6 +86,9 @@ class PostgresEngine:
 
     def __init__(self) -> None:
         self._tools: PgTools | None = None
+        #: pg_dump's own compression: 0 because dataferry compresses with zstd; GOV.UK's layout
+        #: (``dataferry.compat.layout``) sets 1, as its consumers pg_restore the object directly.
+        self.dump_compression = 0
 
     def tools(self) -> PgTools:
         """The client tools, found once per engine."""
@@ -166,7 +169,7 @@ class PostgresEngine:
             argv = [
                 tools.pg_dump.path,
                 "--format=custom",
-                "--compress=0",
+                f"--compress={self.dump_compression}",
                 "--no-password",
                 f"--snapshot={snapshot}",
                 *(f"--exclude-table-data={dump_pattern(t)}" for t in sorted(skipped)),
