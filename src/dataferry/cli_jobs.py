@@ -189,9 +189,9 @@ def collect_status(cfg: Config, environment: str | None = None) -> dict[str, Any
     stores = StoreCache(cfg)
     now = now_utc()
     envs = [environment] if environment else sorted(cfg.environments)
-    global_holds = []
-    for env in state.global_hold_environments(cfg):
-        hold = state.read_hold(stores.get(env), "all", "*")
+    global_holds: list[dict[str, Any]] = []
+    for env in envs:
+        hold = state.read_hold(stores.get(state.global_hold_environment_for(cfg, env)), "all", "*")
         if hold is not None and hold.active(now):
             global_holds.append(hold.model_dump(mode="json"))
             break

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -415,7 +416,7 @@ def _run_step(ctx: _Ctx, step: StepRecord) -> None:
                     raise
                 ctx.reporter.warn(
                     f"job {ctx.name}: step {step.index} failed transiently ({exc.message}); "
-                    f"retry {step.attempts} of {ctx.job.retries} in {delay:.0f}s"
+                    f"retry {step.attempts} of {ctx.job.retries} in {delay:.1f}s"
                 )
                 _sleep(ctx.guard, delay)
                 delay *= 2
@@ -563,11 +564,12 @@ def _verify(ctx: _Ctx, step: StepRecord) -> None:
 
 def _hook(ctx: _Ctx, step: StepRecord) -> None:
     command = step.step.split(":", 1)[1]
-    argv = shlex.split(command)
+    context = hook_environment(ctx)
+    argv = [expand_dataferry_vars(arg, context) for arg in shlex.split(command)]
     if not argv:
         raise ConfigError(f"job {ctx.name}: step {step.index} has an empty hook command")
     env = dict(os.environ)
-    env.update(hook_environment(ctx))
+    env.update(context)
     cwd = ctx.cfg.path.parent if ctx.cfg.path else None
     try:
         proc = subprocess.Popen(
@@ -612,6 +614,15 @@ def hook_environment(ctx: _Ctx) -> dict[str, str]:
     if ctx.cfg.path is not None:
         env["DATAFERRY_CONFIG"] = str(ctx.cfg.path)
     return env
+
+
+_VAR_RE = re.compile(r"\$(?:\{(DATAFERRY_[A-Z_]+)\}|(DATAFERRY_[A-Z_]+))")
+
+
+def expand_dataferry_vars(arg: str, context: dict[str, str]) -> str:
+    """Expand ``$DATAFERRY_*`` in a hook argument (hooks run without a shell). Only these are
+    expanded, so a secret in the environment can never be put on a command line by accident."""
+    return _VAR_RE.sub(lambda m: context.get(m.group(1) or m.group(2), m.group(0)), arg)
 
 
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:

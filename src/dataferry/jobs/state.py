@@ -278,24 +278,29 @@ def delete_hold(store: Store, scope: HoldScope, target: str) -> bool:
 
 
 def global_hold_environments(cfg: Config) -> list[str]:
-    """Where a hold on everything lives: ``settings.state_environment`` when set (one store every
-    machine can read), else every environment's store, so a machine that reads only its own
-    environment's bucket still sees it."""
+    """Where ``pause --all`` writes its hold: the store of ``settings.state_environment`` when set
+    (one store every machine can read), else every environment's store, so that each job finds
+    every hold that concerns it in its own environment's store and never needs to read another
+    environment's bucket (an integration machine may not be allowed to read production's)."""
     if cfg.settings.state_environment:
         return [cfg.settings.state_environment]
     return sorted(cfg.environments)
+
+
+def global_hold_environment_for(cfg: Config, environment: str) -> str:
+    """The store a job of ``environment`` reads the hold on everything from."""
+    return cfg.settings.state_environment or environment
 
 
 def active_holds(cfg: Config, job_name: str, stores: StoreCache, now: datetime | None = None) -> list[Hold]:
     """Every active hold that stops ``job_name``: on the job, on its environment, on everything."""
     job = cfg.job(job_name)
     env_store = stores.get(job.environment)
-    found = [read_hold(env_store, "job", job_name), read_hold(env_store, "environment", job.environment)]
-    for env in global_hold_environments(cfg):
-        hold = read_hold(stores.get(env), "all", "*")
-        if hold is not None:
-            found.append(hold)
-            break
+    found = [
+        read_hold(env_store, "job", job_name),
+        read_hold(env_store, "environment", job.environment),
+        read_hold(stores.get(global_hold_environment_for(cfg, job.environment)), "all", "*"),
+    ]
     return [h for h in found if h is not None and h.active(now)]
 
 
@@ -525,9 +530,9 @@ class JobLock:
                     return
                 put_bytes(self.store, lock_key(self.job), self._encode(self._info(self._acquired_at)))
                 valid_until = started + self.ttl
-            except FerryError as exc:
-                # A store hiccup: keep trying until our lock would have expired anyway.
-                self.reporter.warn(f"cannot refresh the lock of job {self.job}: {exc.message}")
+            except Exception as exc:  # the thread must not die silently: retry until expiry
+                # A store hiccup: keep trying; once our lock would have expired, it is lost (above).
+                self.reporter.warn(f"cannot refresh the lock of job {self.job}: {exc}")
 
     def _lose(self, why: str) -> None:
         self.reporter.warn(f"lost the lock of job {self.job}: {why}", job=self.job)
