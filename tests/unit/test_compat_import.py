@@ -1,0 +1,188 @@
+"""``dataferry import``: job-file directories and db-backup Helm values become a valid config."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from dataferry.cli import cli
+from dataferry.compat.importer import default_db_owner, import_path, render
+from dataferry.config import parse
+from dataferry.errors import ConfigError
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "govuk"
+VALUES = FIXTURES / "db-backup-values.yaml"
+
+
+def _imported(source: Path, env: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    result = import_path(source, env)
+    text = render(result)
+    parse(text, Path("imported.toml"))
+    return tomllib.loads(text), result.untranslated
+
+
+def test_helm_values_become_jobs_with_their_operations_schedules_and_owner() -> None:
+    cfg, _ = _imported(VALUES)
+    staging = cfg["jobs"]["staging-publishing-api-postgres"]
+    assert staging == {
+        "environment": "staging",
+        "database": "publishing_api_production",
+        "steps": ["restore:production", "sanitise", "backup"],
+        "schedule": "36 1 * * 1-5",
+        "max_runtime": "12h",
+    }
+    assert cfg["jobs"]["staging-content-data-api-postgresql-primary"]["max_runtime"] == "1d"
+    assert cfg["jobs"]["integration-publishing-api-postgres"]["steps"] == ["restore:staging", "backup"]
+    assert cfg["jobs"]["production-signon-mysql"]["steps"] == ["backup"]
+    db = cfg["databases"]["publishing_api_production"]
+    assert (db["engine"], db["store_path"], db["store_name"]) == (
+        "postgresql",
+        "publishing-api-postgres",
+        "publishing_api_production",
+    )
+    conns = db["environments"]
+    assert conns["staging"]["owner"] == "publishing-api-owner-role"  # DB_OWNER from extraEnv
+    assert conns["integration"]["owner"] == "publishing_api"  # db-backup's default rule
+    assert "owner" not in conns["production"]  # production only backs up
+    assert conns["staging"]["password_env"] == "PUBLISHING_API_POSTGRES_PASSWORD"
+    assert (
+        conns["staging"]["url"]
+        == "postgresql://aws_db_admin@publishing-api-postgres/publishing_api_production"
+    )
+    assert cfg["databases"]["content_performance_manager_production"]["store_path"] == (
+        "content-data-api-postgresql-primary"
+    )
+
+
+def test_helm_environments_are_govuk_layout_stores_and_production_is_protected() -> None:
+    cfg, _ = _imported(VALUES)
+    for name in ("production", "staging", "integration"):
+        store = cfg["environments"][name]["store"]
+        assert store == {"url": f"s3://govuk-{name}-database-backups", "layout": "govuk", "sse": "AES256"}
+    assert cfg["environments"]["production"]["protected"] is True
+    assert "protected" not in cfg["environments"]["staging"]
+
+
+def test_helm_untranslated_parts_are_listed() -> None:
+    cfg, notes = _imported(VALUES)
+    text = "\n".join(notes)
+    assert "production/shared-documentdb: dbms documentdb is not supported yet" in text
+    assert "integration/signon-mysql-restore: restores integration from its own bucket" in text
+    assert "integration/ckan-postgres: suspended in the chart" in text
+    assert "integration/ckan-postgres: environment variable FILENAME is not translated" in text
+    assert "staging/publishing-api-postgres: transformation publishing-api.sql" in text
+    assert "production-shared-documentdb" not in cfg["jobs"]
+    assert "integration-signon-mysql-restore" not in cfg["jobs"]
+    assert "VERBOSE" not in text  # chart-wide logging switch: nothing to translate
+
+
+def test_helm_one_environment_only() -> None:
+    cfg, _ = _imported(VALUES, "staging")
+    assert {j["environment"] for j in cfg["jobs"].values()} == {"staging"}
+    assert set(cfg["environments"]) == {"staging", "production"}  # production: the restore source
+
+
+def test_helm_unknown_environment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no cronjobs for environment 'qa'"):
+        import_path(VALUES, "qa")
+
+
+def test_helm_file_without_cronjobs(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("replicas: 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no 'cronjobs' map"):
+        import_path(values)
+
+
+def test_staging_job_files() -> None:
+    cfg, notes = _imported(FIXTURES / "etc-staging")
+    assert cfg["jobs"]["pull_content_data_admin_production_daily"] == {
+        "environment": "staging",
+        "database": "content_data_admin_production",
+        "steps": ["restore:production"],
+    }
+    assert cfg["jobs"]["push_whitehall_staging_daily"]["steps"] == ["backup"]
+    assert cfg["databases"]["signon_production"]["engine"] == "mysql"
+    text = "\n".join(notes)
+    assert "push_content_store_daily.cfg: dbms mongo is not supported yet" in text
+    assert "s3_sync_content_publisher_from_production_daily.cfg: s3_sync" in text
+    assert "push_whitehall_staging_daily: pre-dump transformation" in text
+    assert "no schedule" in text
+
+
+def test_integration_job_files_keep_excluded_tables_and_transformations() -> None:
+    cfg, notes = _imported(FIXTURES / "etc-integration")
+    assert cfg["jobs"]["pull_email_alert_api_production_daily"]["steps"] == ["restore:production", "sanitise"]
+    assert cfg["jobs"]["pull_whitehall_production_daily"]["steps"] == ["restore:staging"]
+    assert cfg["databases"]["whitehall_production"]["exclude_tables"] == ["sessions", "versions"]
+    assert (
+        cfg["databases"]["email-alert-api_production"]["sanitise"]
+        == "sanitise/anonymise_email_addresses.toml"
+    )
+    assert any("anonymise_email_addresses.sql" in n for n in notes)
+
+
+def test_job_files_without_a_push_need_env(tmp_path: Path) -> None:
+    src = FIXTURES / "etc-staging" / "pull_signon_production_daily.cfg"
+    shutil.copy(src, tmp_path / src.name)
+    with pytest.raises(ConfigError, match="cannot tell which environment"):
+        import_path(tmp_path)
+    cfg, _ = _imported(tmp_path, "staging")
+    assert cfg["jobs"]["pull_signon_production_daily"]["environment"] == "staging"
+
+
+def test_a_job_file_that_restores_its_own_bucket_is_listed(tmp_path: Path) -> None:
+    (tmp_path / "pull_self.cfg").write_text(
+        'action="pull"\ndbms="mysql"\nstoragebackend="s3"\ndatabase="signon_production"\n'
+        'database_hostname="signon-mysql"\nurl="govuk-integration-database-backups"\npath="signon-mysql"\n',
+        encoding="utf-8",
+    )
+    cfg, notes = _imported(tmp_path, "integration")
+    assert "jobs" not in cfg
+    assert any("restores integration from its own bucket" in n for n in notes)
+
+
+def test_not_a_source(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match="neither a directory"):
+        import_path(tmp_path / "x.txt")
+    with pytest.raises(ConfigError, match=r"no \.cfg job files"):
+        import_path(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("database", "owner"),
+    [
+        ("publishing_api_production", "publishing_api"),
+        ("draft_content_store_production", "content_store"),
+        ("draft-content-store_production", "content_store"),
+        ("email-alert-api_production", "email_alert_api"),
+        ("ckan", "ckan"),
+    ],
+)
+def test_default_owner_rule_of_db_backup(database: str, owner: str) -> None:
+    assert default_db_owner(database) == owner
+
+
+def test_cli_import_writes_the_file_and_lists_what_it_could_not_translate(tmp_path: Path) -> None:
+    out = tmp_path / "dataferry.toml"
+    result = CliRunner().invoke(cli, ["import", str(VALUES), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "not translated: production/shared-documentdb" in result.stderr
+    parse(out.read_text(encoding="utf-8"), out)
+    again = CliRunner().invoke(cli, ["import", str(VALUES), "-o", str(out)])
+    assert again.exit_code == 2 and "exists" in again.stderr
+    forced = CliRunner().invoke(cli, ["import", str(VALUES), "-o", str(out), "--force"])
+    assert forced.exit_code == 0
+
+
+def test_cli_import_to_stdout() -> None:
+    result = CliRunner().invoke(cli, ["import", str(FIXTURES / "etc-staging")])
+    assert result.exit_code == 0, result.output
+    assert "[jobs.pull_signon_production_daily]" in result.stdout
+    assert "not translated" not in result.stdout
