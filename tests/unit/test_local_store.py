@@ -6,6 +6,7 @@ The behaviour every store shares is in ``tests/contract/test_store_contract.py``
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,7 @@ def test_root_that_is_a_file_is_a_store_error(tmp_path: Path) -> None:
     root = tmp_path / "not-a-dir"
     root.write_text("oops")
     store = LocalStore(root)
-    operations = {
+    operations: dict[str, Callable[[], object]] = {
         "put": lambda: store.put("db/x", io.BytesIO(b"x")),
         "create_exclusive": lambda: store.create_exclusive("locks/x", b"x"),
     }

@@ -79,7 +79,7 @@ def test_in_memory_parts_are_bounded_by_concurrency() -> None:
     """Memory is part size x concurrency, not boto3's default of ten buffered parts."""
     store = S3Store.from_url("s3://bucket", {"concurrency": 3, "region": "x"})
     assert store._transfer.max_in_memory_upload_chunks == 3
-    assert store._transfer.max_concurrency == 3
+    assert store._transfer.max_request_concurrency == 3
 
 
 # -- a connection that drops mid-body ------------------------------------------------------------

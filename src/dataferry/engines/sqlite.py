@@ -100,6 +100,8 @@ class SQLiteEngine:
     def swap(self, shadow: Shadow) -> None:
         """Checkpoint the live file's WAL, then rename the shadow over it (atomic on POSIX)."""
         target = sqlite_path(shadow.ref)
+        if not Path(shadow.name).is_file():
+            raise EngineError(f"the shadow {shadow.name} is gone; nothing was swapped")
         if Path(str(target) + "-wal").exists():
             # A WAL left beside the new file would be replayed into it: fold it into the old file first.
             con = sqlite3.connect(target)
