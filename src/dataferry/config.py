@@ -13,7 +13,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -24,11 +24,24 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from dataferry.errors import ConfigError, NotFound, NotReady
 
 ENGINES = ("postgresql", "mysql", "sqlite", "mongodb", "elasticsearch")
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+#: URL query parameters that carry a password (libpq and MySQL URLs accept ``?password=``).
+_PASSWORD_PARAMS = {"password", "passwd", "pwd", "pass"}
+#: Keys people write by mistake for secrets, and the key that names an env var instead.
+_SECRET_KEYS = {
+    "password": "password_env",
+    "passwd": "password_env",
+    "pwd": "password_env",
+    "access_key_id": "access_key_id_env",
+    "secret_access_key": "secret_access_key_env",
+}
+
+Location = tuple[str, ...]
 
 
 class _Model(BaseModel):
@@ -86,7 +99,8 @@ class ConnectionConfig(_Model):
     @classmethod
     def _no_password_in_url(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.password:
+        query_keys = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+        if parts.password or query_keys & _PASSWORD_PARAMS:
             raise ValueError(
                 "the URL contains a password; remove it and set password_env to the name of an "
                 "environment variable that holds it"
@@ -232,22 +246,24 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        problems: list[str] = []
+        # Each problem keeps its own location, so ``parse`` can point at its line.
+        problems: list[tuple[Location, str]] = []
         for section in ("environments", "databases", "jobs"):
             for name in getattr(self, section):
                 if not re.match(NAME_RE, name):
-                    problems.append(f"{section}.{name}: names use letters, digits, '.', '_' and '-'")
+                    problems.append(((section, name), "names use letters, digits, '.', '_' and '-'"))
         for db_name, db in self.databases.items():
             for env_name in db.environments:
                 if env_name not in self.environments:
-                    problems.append(f"databases.{db_name}.environments.{env_name}: no such environment")
+                    problems.append((("databases", db_name, "environments", env_name), "no such environment"))
         for job_name, job in self.jobs.items():
             problems += _job_problems(self, job_name, job)
         state_env = self.settings.state_environment
         if state_env and state_env not in self.environments:
-            problems.append(f"settings.state_environment: no such environment {state_env!r}")
+            problems.append((("settings", "state_environment"), f"no such environment {state_env!r}"))
         if problems:
-            raise ValueError("; ".join(problems))
+            summary = "; ".join(f"{'.'.join(loc)}: {msg}" for loc, msg in problems)
+            raise PydanticCustomError("references", "{summary}", {"summary": summary, "problems": problems})
         return self
 
     # -- lookups used by the library and the CLI -------------------------------------------------
@@ -290,27 +306,29 @@ class Config(_Model):
         return p
 
 
-def _job_problems(cfg: Config, job_name: str, job: JobConfig) -> list[str]:
-    where = f"jobs.{job_name}"
-    out: list[str] = []
+def _job_problems(cfg: Config, job_name: str, job: JobConfig) -> list[tuple[Location, str]]:
+    def at(key: str) -> Location:
+        return ("jobs", job_name, key)
+
+    out: list[tuple[Location, str]] = []
     if job.environment not in cfg.environments:
-        out.append(f"{where}.environment: no such environment {job.environment!r}")
+        out.append((at("environment"), f"no such environment {job.environment!r}"))
     if job.database not in cfg.databases:
-        out.append(f"{where}.database: no such database {job.database!r}")
+        out.append((at("database"), f"no such database {job.database!r}"))
     if job.after is not None and job.after not in cfg.jobs:
-        out.append(f"{where}.after: no such job {job.after!r}")
+        out.append((at("after"), f"no such job {job.after!r}"))
     for step in job.steps:
         if step.startswith("restore:") and step.split(":", 1)[1] not in cfg.environments:
-            out.append(f"{where}.steps: {step!r} names no known environment")
+            out.append((at("steps"), f"{step!r} names no known environment"))
         if step == f"restore:{job.environment}":
-            out.append(f"{where}.steps: {step!r} restores the job's own environment into itself")
+            out.append((at("steps"), f"{step!r} restores the job's own environment into itself"))
     if job.after is not None and job.after in cfg.jobs:
         if "backup" not in cfg.jobs[job.after].steps:
             out.append(
-                f"{where}.after: job {job.after!r} has no backup step, so it never publishes an artifact"
+                (at("after"), f"job {job.after!r} has no backup step, so it never publishes an artifact")
             )
         if _after_cycle(cfg, job_name):
-            out.append(f"{where}.after: the 'after' chain loops back to {job_name!r}")
+            out.append((at("after"), f"the 'after' chain loops back to {job_name!r}"))
     return out
 
 
@@ -350,6 +368,11 @@ def load(path: Path) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"configuration file {path} is not UTF-8 text (byte {exc.start})",
+            hint="TOML files are UTF-8: save it as UTF-8, or check that this is the right file",
+        ) from None
     return parse(text, path)
 
 
@@ -362,7 +385,12 @@ def parse(text: str, path: Path) -> Config:
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(err, text, path) for err in exc.errors()]
+        lines: list[str] = []
+        for err in exc.errors():
+            if err["type"] == "references":
+                lines += [_describe_at(list(loc), msg, text, path) for loc, msg in err["ctx"]["problems"]]
+            else:
+                lines.append(_describe(err, text, path))
         raise ConfigError(
             f"{path}: {len(lines)} problem(s):\n" + "\n".join(f"  - {line}" for line in lines),
             hint="fix the keys listed above; docs/configuration.md describes every key",
@@ -375,6 +403,15 @@ def _describe(err: Any, text: str, path: Path) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key (misspelt, or not allowed here)"
+        if loc and loc[-1].lower() in _SECRET_KEYS:
+            msg = (
+                "secrets never go in the configuration file: put it in an environment variable and "
+                f"set {_SECRET_KEYS[loc[-1].lower()]} to that variable's name"
+            )
+    return _describe_at(loc, msg, text, path)
+
+
+def _describe_at(loc: list[str], msg: str, text: str, path: Path) -> str:
     dotted = ".".join(loc) or "(top level)"
     line = _line_of(text, loc)
     where = f"{path.name}:{line}" if line else path.name
@@ -401,6 +438,11 @@ def _line_of(text: str, loc: list[str]) -> int | None:
                         return j + 1
                 return best
     if loc:
+        # A misspelt table such as [enviroments.qa] only exists as a prefix of deeper headers.
+        prefix = ".".join(_toml_key(p) for p in loc)
+        for i, line in enumerate(lines, 1):
+            if line.strip().startswith((f"[{prefix}.", f"[[{prefix}.")):
+                return i
         for i, line in enumerate(lines, 1):
             if re.match(rf"^\s*\"?{re.escape(loc[-1])}\"?\s*=", line):
                 return i
