@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+import zstandard
+
 from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
@@ -265,7 +267,11 @@ def _shadow_restore(
         with store.open(obj.key) as raw:
             verifying = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
             stream: BinaryIO = zstd_decompress(ProgressReader(verifying, transfer.advance))
-            shadow = engine.restore_shadow(ref, stream, options)
+            try:
+                shadow = engine.restore_shadow(ref, stream, options)
+            except Exception as exc:
+                _refuse_if_corrupt(verifying, exc)
+                raise
             verifying.drain()  # the engine may stop before EOF: verify what it did not read too
         yield shadow
         swapped = True
@@ -273,6 +279,27 @@ def _shadow_restore(
         transfer.done()
         if shadow is not None and not swapped:
             engine.drop_shadow(shadow)
+
+
+def _refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
+    """Report a restore that failed on damaged bytes as what it is: ``VerificationFailed``.
+
+    The checksum can only be checked at the end of the object, but damaged bytes usually break
+    the decompressor or the database tool first; reading the rest of the object tells the two apart.
+    """
+    if isinstance(exc, VerificationFailed):
+        return
+    try:
+        verifying.drain()
+    except VerificationFailed as corrupt:
+        raise corrupt from exc
+    except Exception:  # the store failed as well: the original error is the one to report
+        return
+    if isinstance(exc, zstandard.ZstdError):
+        raise VerificationFailed(
+            f"object {verifying.name} matches its checksum but does not decompress: {exc}",
+            hint="the backup that wrote it was broken; restore an older artifact with --artifact KEY",
+        ) from exc
 
 
 def _check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest) -> dict[str, int]:
