@@ -194,6 +194,7 @@ class PgSetup:
     staging_protected: bool = False
     owner: str | None = None
     user: str | None = None
+    src_user: str | None = None
     exclude: list[str] = field(default_factory=list)
 
     @property
@@ -219,7 +220,7 @@ engine = "postgresql"
 exclude_tables = [{exclude}]
 
 [databases.app.environments]
-production = {connection(self.pg, self.src)}
+production = {connection(self.pg, self.src, user=self.src_user)}
 staging = {connection(self.pg, self.dst, owner=self.owner, user=self.user)}
 """,
             encoding="utf-8",

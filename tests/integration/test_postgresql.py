@@ -344,10 +344,7 @@ def test_row_counts_match_the_dump_snapshot_under_concurrent_writes(pg_setup: Pg
     assert pg.psql("SELECT count(*) FROM public.events;", pg_setup.dst) == "200"
 
 
-def test_manifest_is_plain_json_without_the_password(
-    pg_setup: PgSetup, monkeypatch: pytest.MonkeyPatch
-) -> None:
-
+def test_manifest_is_plain_json_without_the_password(pg_setup: PgSetup) -> None:
     backup = ops.backup(pg_setup.config(), "app", "production")
     text = (pg_setup.tmp / "store-production" / backup.manifest.key).read_text()
     assert json.loads(text)["row_counts"]["public.users"] == 200

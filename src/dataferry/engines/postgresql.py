@@ -323,13 +323,18 @@ class RowCounter:
         self._thread.start()
 
     def _run(self) -> None:
+        # Inside a savepoint: a failed count must not abort the transaction, which would void the
+        # exported snapshot before pg_dump imported it and hide pg_dump's own, clearer error.
         try:
+            self._conn.execute("SAVEPOINT dataferry_count")
             for table in self._tables:
                 if self._stopping:
                     return
                 self._counts[table_key(table)] = count_rows(self._conn, table)
         except BaseException as exc:  # handed to the reading thread by result()
             self._error = exc
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK TO SAVEPOINT dataferry_count")
 
     def result(self) -> dict[str, int]:
         """Wait for the counts; a failed count fails the backup."""
