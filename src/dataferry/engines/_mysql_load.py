@@ -1,0 +1,252 @@
+"""Loading a dump into the shadow database: one streamed client, or spooled chunks loaded in parallel.
+
+``jobs == 1`` streams the dump through one ``mariadb`` client: nothing is written to local disk.
+
+``jobs > 1`` reads the whole dump first (so its checksum is verified before the server is touched),
+spooling it into a private directory: one schema script (tables, sequences, view stand-ins), the
+rows of each table cut into chunks of whole INSERT statements, and the schema objects kept in
+memory. Then the schema is created, the chunks are loaded by ``jobs`` clients at once (largest
+first, unique and foreign-key checks off), and the triggers, events, routines and views last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from dataferry.engines._mysql_conn import MAX_PACKET, OptionFile, Tool
+from dataferry.engines._mysql_dumpfile import DumpScanner, Part, SchemaObjects, is_data_control
+from dataferry.streams import StderrTail, process_failed, spawn
+
+#: Unique and foreign-key checks are off while rows load (the dump's rows are already consistent).
+INIT_COMMAND = "SET SESSION unique_checks=0, foreign_key_checks=0"
+#: Rows of one table are cut into chunks of about this size, so one big table loads in parallel too.
+CHUNK_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Client:
+    """How to run the ``mariadb``/``mysql`` client against one database."""
+
+    tool: Tool
+    opts: OptionFile
+    database: str
+
+    def argv(self, *extra: str) -> list[str]:
+        """The command line: the option file FIRST, then batch mode without client commands."""
+        return [
+            self.tool.path,
+            self.opts.arg,
+            "--batch",
+            "--binary-mode",  # no shell escapes or client commands from a dump (DELIMITER still works)
+            f"--max-allowed-packet={MAX_PACKET}",
+            f"--database={self.database}",
+            *extra,
+        ]
+
+    def run(self, script: bytes, what: str) -> None:
+        """Run a script held in memory (schema objects: small); a failure raises ``EngineError``."""
+        argv = self.argv()
+        proc = spawn(argv, env=self.opts.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        assert proc.stdin is not None and proc.stderr is not None
+        err = StderrTail(proc.stderr)
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(script)
+            proc.stdin.close()
+        code = proc.wait()
+        if code != 0:
+            raise process_failed(what, argv, code, err.text())
+
+
+# -- jobs = 1: stream -------------------------------------------------------------------------------
+
+
+def stream_load(client: Client, lines: Iterable[bytes], scanner: DumpScanner, objects: SchemaObjects) -> None:
+    """Pipe the dump into one client, keeping the schema objects aside; events stay out of the shadow
+    (they are created disabled, so the scheduler does not run them on a copy)."""
+    argv = client.argv(f"--init-command={INIT_COMMAND}")
+    proc = spawn(argv, env=client.opts.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stderr is not None
+    err = StderrTail(proc.stderr)
+    what = f"{client.tool.name} (loading shadow {client.database})"
+    try:
+        _feed(proc.stdin, lines, scanner, objects)
+    except BrokenPipeError:
+        pass  # the client stopped reading: its exit status and stderr say why
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    code = proc.wait()
+    if code != 0:
+        raise process_failed(what, argv, code, err.text())
+
+
+def _feed(stdin: IO[bytes], lines: Iterable[bytes], scanner: DumpScanner, objects: SchemaObjects) -> None:
+    write = stdin.write
+    classify = scanner.classify
+    for line in lines:
+        part = classify(line)
+        write(line if part is Part.DATA else objects.add(part, scanner.name, line))
+    stdin.close()
+
+
+# -- jobs > 1: spool, then load in parallel --------------------------------------------------------
+
+
+@dataclass
+class SpoolPlan:
+    """The spooled dump: the schema script and the row chunks (path, size)."""
+
+    schema: Path
+    chunks: list[tuple[Path, int]] = field(default_factory=list)
+
+
+class _Spooler:
+    """Routes classified lines to the schema script and to per-table chunk files."""
+
+    def __init__(self, directory: Path, objects: SchemaObjects, chunk_bytes: int) -> None:
+        self.dir = directory
+        self.objects = objects
+        self.chunk_bytes = chunk_bytes
+        self.plan = SpoolPlan(schema=directory / "schema.sql")
+        self._schema = self.plan.schema.open("wb")
+        self._chunk: IO[bytes] | None = None
+        self._chunk_size = 0
+
+    def line(self, part: Part, name: str, line: bytes) -> None:
+        if part is Part.DATA:
+            self._data(line)
+            return
+        self._close_chunk()
+        kept = self.objects.add(part, name, line)
+        if part in (Part.PREAMBLE, Part.STRUCTURE, Part.SEQUENCE, Part.STANDIN, Part.POSTAMBLE):
+            self._schema.write(kept)
+
+    def _data(self, line: bytes) -> None:
+        if is_data_control(line) or line.startswith(b"--") or not line.strip():
+            return
+        if self._chunk is None:
+            path = self.dir / f"chunk-{len(self.plan.chunks):06d}.sql"
+            self._chunk = path.open("wb")
+            self._chunk.write(self.objects.preamble)  # each client needs the dump's session settings
+            self._chunk_size = 0
+            self.plan.chunks.append((path, 0))
+        self._chunk.write(line)
+        self._chunk_size += len(line)
+        if self._chunk_size >= self.chunk_bytes and line.endswith(b";\n"):
+            self._close_chunk()  # cut only between whole INSERT statements
+
+    def _close_chunk(self) -> None:
+        if self._chunk is not None:
+            self._chunk.close()
+            path, _ = self.plan.chunks[-1]
+            self.plan.chunks[-1] = (path, self._chunk_size)
+            self._chunk = None
+
+    def close(self) -> None:
+        self._close_chunk()
+        self._schema.close()
+
+
+def spool(
+    lines: Iterable[bytes],
+    scanner: DumpScanner,
+    objects: SchemaObjects,
+    directory: Path,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> SpoolPlan:
+    """Read the whole dump into ``directory`` (see the module docstring)."""
+    spooler = _Spooler(directory, objects, chunk_bytes)
+    try:
+        for line in lines:
+            spooler.line(scanner.classify(line), scanner.name, line)
+    finally:
+        spooler.close()
+    return spooler.plan
+
+
+@contextlib.contextmanager
+def spool_dir(base: Path | None) -> Iterator[Path]:
+    """A private directory under ``base`` (default: the system temp dir), always removed."""
+    path = Path(tempfile.mkdtemp(prefix="dataferry-mysql-spool-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class _Loads:
+    """The client processes of a parallel load; the first failure stops all of them."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.argv = client.argv(f"--init-command={INIT_COMMAND}")
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self.cancelled = False
+
+    def load(self, path: Path) -> None:
+        """Load one chunk file."""
+        with self._lock:
+            if self.cancelled:
+                return
+            with path.open("rb") as f:
+                proc = spawn(self.argv, env=self.client.opts.env, stdin=f, stdout=subprocess.DEVNULL)
+            self._procs.add(proc)
+        assert proc.stderr is not None
+        err = StderrTail(proc.stderr)
+        code = proc.wait()
+        with self._lock:
+            self._procs.discard(proc)
+            if code != 0 and not self.cancelled:
+                what = f"{self.client.tool.name} (loading {path.name} into shadow {self.client.database})"
+                raise process_failed(what, self.argv, code, err.text())
+
+    def cancel(self) -> None:
+        """Stop every running client; chunks not started yet are skipped."""
+        with self._lock:
+            self.cancelled = True
+            for proc in self._procs:
+                proc.kill()
+
+
+def parallel_load(client: Client, chunks: Sequence[tuple[Path, int]], jobs: int) -> None:
+    """Load ``chunks`` with ``jobs`` clients at once, largest first (shortest total time)."""
+    loads = _Loads(client)
+    ordered = sorted(chunks, key=lambda c: c[1], reverse=True)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dataferry-mysql-load") as pool:
+        futures = [pool.submit(loads.load, path) for path, _ in ordered]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                loads.cancel()
+                exc = failed[0].exception()
+                assert exc is not None
+                raise exc
+        except BaseException:
+            loads.cancel()
+            raise
+
+
+def load_spooled(client: Client, plan: SpoolPlan, objects: SchemaObjects, jobs: int) -> None:
+    """Schema first, rows in parallel, then triggers, events (disabled), routines and views."""
+    with plan.schema.open("rb") as f:
+        argv = client.argv(f"--init-command={INIT_COMMAND}")
+        proc = spawn(argv, env=client.opts.env, stdin=f, stdout=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    err = StderrTail(proc.stderr)
+    code = proc.wait()
+    if code != 0:
+        raise process_failed(f"{client.tool.name} (creating the shadow's tables)", argv, code, err.text())
+    parallel_load(client, plan.chunks, jobs)
+    client.run(objects.shadow_script(), f"{client.tool.name} (creating the shadow's triggers and views)")
