@@ -62,7 +62,7 @@ class Target:
             raise self._failed(what, exc) from None
 
     def _failed(self, what: str, exc: EngineError) -> SanitisationFailed:
-        detail = scrub(f"{exc.message}\n{exc.stderr_tail}", self.known, self.secrets)
+        detail = scrub(exc.message, self.known, self.secrets)  # the message has the stderr tail
         return SanitisationFailed(
             f"sanitisation step {what!r} failed on {self.where}: {detail}",
             hint="nothing was published or swapped in; fix the profile or the script and run again",

@@ -4,7 +4,8 @@ A failing UPDATE on unsanitised data gets messages such as ``Key (address)=(ann@
 exists`` (PostgreSQL) or ``Duplicate entry 'ann@mail.com' for key 'address'`` (MariaDB), and the
 statement echoed in ``LINE 1: ...``. Those messages end up in run records and alerts, so before one is
 shown: context lines are dropped, quoted text is replaced by ``…`` unless it is a known table or column
-name, and any secret (the salt) is replaced by ``***``.
+name (or, double-quoted, has the shape of a name and does not follow ``": "``, where PostgreSQL puts
+input values), and any secret (the salt) is replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Collection
 
 _CONTEXT_LINE = re.compile(r"^\s*(DETAIL|CONTEXT|LINE \d+|QUERY|STATEMENT|HINT|WHERE)\b|^\s*\^\s*$")
 _KEY_VALUE = re.compile(r"=\([^)]*\)")
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`")
+_QUOTED = re.compile(r"(: )?('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`)")
+#: PostgreSQL double-quotes names (tables, columns, constraints); an input value it quotes follows ": "
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$.]*$")
 MAX_CHARS = 400
 
 
@@ -29,12 +32,12 @@ def scrub(message: str, identifiers: Collection[str] = (), secrets: Collection[s
     known = set(identifiers)
 
     def _quoted(m: re.Match[str]) -> str:
-        inner = m.group(0)[1:-1]
-        return (
-            m.group(0)
-            if inner in known or inner.split(".")[-1] in known
-            else m.group(0)[0] + "…" + m.group(0)[-1]
-        )
+        colon, quoted = m.group(1) or "", m.group(2)
+        inner = quoted[1:-1]
+        is_name = inner in known or inner.split(".")[-1] in known
+        if not is_name and quoted[0] == '"' and not colon and _NAME.match(inner):
+            is_name = True
+        return colon + (quoted if is_name else quoted[0] + "…" + quoted[-1])
 
     text = _QUOTED.sub(_quoted, text)
     return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"

@@ -1,0 +1,229 @@
+"""Sanitisation profiles, detectors, pseudonyms and error scrubbing: everything that needs no database."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dataferry import sanitise
+from dataferry.errors import ConfigError, NotReady
+from dataferry.sanitise import checks, fakes
+from dataferry.sanitise.profile import Profile, load
+from dataferry.sanitise.scrub import scrub
+
+SALT = "unit-test-salt-0123456789"
+
+MINIMAL = """
+salt_env = "FERRY_TEST_SALT"
+strict = true
+[tables.people]
+keep = ["id"]
+mask = { email = "fake_email" }
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "profile.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- profile validation --------------------------------------------------------------------------
+
+
+def test_minimal_profile_loads_with_hash_and_path(tmp_path: Path) -> None:
+    profile = load(write(tmp_path, MINIMAL))
+    assert profile.strict and profile.salt_env == "FERRY_TEST_SALT"
+    assert profile.tables["people"].rules()["email"].rule == "fake_email"
+    assert len(profile.sha256) == 64 and profile.name == "profile.toml"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ('[tables.t]\nmask = { a = "constant" }', "constant rule needs value"),
+        ('[tables.t]\nmask = { a = { rule = "null", value = 1 } }', "value is only for constant"),
+        ('[tables.t]\nmask = { a = { rule = "substitute", source = "b" } }', "substitute rule needs"),
+        ('[tables.t]\nmask = { a = { rule = "redact", length = 3 } }', "length is only for hash"),
+        ('[tables.t]\nmask = { a = "shuffle" }', "Input should be"),
+        ('[tables.t]\nkeep = ["a"]\ndrop = ["a"]', "classified twice"),
+        ('[tables.t]\nmask = { a = "fake_name" }', "need a salt"),
+        ('salt_env = "not a name!"', "not an environment variable name"),
+        ('[[rows]]\ntable = "t"', "exactly one of"),
+        ('[[rows]]\ntable = "t"\nkeep_newer_than_days = 3', "go together"),
+        ('[[checks]]\nname = "x"\nsql = "SELECT 1; DROP TABLE t"', "one query"),
+        ('[scan]\npatterns = { nino = "([" }', "not a regular expression"),
+        ('[scan]\nallowed_email_domains = ["not a domain"]', "not domain names"),
+        (
+            'salt_env = "S"\n[tables.t]\nkeep = ["a"]\nmask = { b = { rule = "substitute", source = "c", fake = "hash" } }',
+            "source 'c'",
+        ),
+        ("unknown_key = 1", "unknown key"),
+    ],
+)
+def test_bad_profiles_are_config_errors_naming_the_problem(
+    tmp_path: Path, snippet: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, snippet))
+    assert expected in info.value.message
+    assert info.value.exit_code == 2
+
+
+def test_problem_is_reported_with_its_line(tmp_path: Path) -> None:
+    text = 'strict = true\n\n[tables.t]\nkeep = ["a"]\nmask = { b = "constant" }\n'
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, text))
+    assert "profile.toml:3" in info.value.message or "profile.toml:5" in info.value.message
+
+
+def test_missing_profile_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(write(tmp_path, "strict = = true"))
+
+
+def test_scripts_are_relative_to_the_profile_and_part_of_its_hash(tmp_path: Path) -> None:
+    (tmp_path / "sql").mkdir()
+    script = tmp_path / "sql" / "one.sql"
+    script.write_text("DELETE FROM t;")
+    path = write(tmp_path, 'scripts = ["sql/one.sql"]\n')
+    first = load(path)
+    assert first.script_paths() == [script.resolve()]
+    script.write_text("DELETE FROM t WHERE 1 = 0;")
+    assert load(path).sha256 != first.sha256
+    script.unlink()
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load(path)
+
+
+def test_salt_comes_from_the_named_variable_and_must_be_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = load(write(tmp_path, MINIMAL))
+    with pytest.raises(NotReady, match="FERRY_TEST_SALT is not set"):
+        sanitise.load_salt(profile)
+    monkeypatch.setenv("FERRY_TEST_SALT", "short")
+    with pytest.raises(NotReady, match="shorter than") as info:
+        sanitise.load_salt(profile)
+    assert "short" not in info.value.message.replace("shorter", "")
+    monkeypatch.setenv("FERRY_TEST_SALT", SALT)
+    assert sanitise.load_salt(profile) == SALT
+
+
+def test_allowed_domains_always_include_the_fake_domain(tmp_path: Path) -> None:
+    profile = load(
+        write(tmp_path, 'fake_email_domain = "Fake.Test"\n[scan]\nallowed_email_domains = ["gov.uk"]')
+    )
+    assert profile.allowed_domains() == ["gov.uk", "fake.test"]
+
+
+# -- pseudonyms ----------------------------------------------------------------------------------
+
+
+def test_pseudonyms_are_deterministic_and_depend_on_the_salt() -> None:
+    a = fakes.fake_email(SALT, "ann@example.net", "example.com")
+    assert a == fakes.fake_email(SALT, "ann@example.net", "example.com")
+    assert a != fakes.fake_email(SALT + "x", "ann@example.net", "example.com")
+    assert re.fullmatch(r"anon-[0-9a-f]{24}@example\.com", a)
+    assert fakes.fake_name(SALT, "Ann Smith").split(" ")[0] in fakes.FIRST_NAMES
+    assert re.fullmatch(r"07700 900\d{3}", fakes.fake_phone(SALT, "07911 123456"))
+    assert fakes.fake_address(SALT, "1 Real Street").split(", ")[1] in fakes.TOWNS
+    assert len(fakes.keyed_hash(SALT, "x", 10)) == 10
+    assert fakes.redact("héllo") == "*****"
+
+
+def test_fake_email_keeps_distinct_inputs_distinct() -> None:
+    values = {fakes.fake_email(SALT, f"user{i}@mail.test", "example.com") for i in range(20000)}
+    assert len(values) == 20000
+
+
+# -- detectors -----------------------------------------------------------------------------------
+
+EMAIL_CASES = [
+    ("ann@gmail.com", True),
+    ("Contact ANN@GMAIL.COM today", True),
+    ("a.b+tag@digital.cabinet-office.gov.uk", True),
+    ("mailto:<bob@x.co.uk>", True),
+    ("x@notexample.com", True),
+    ("x@example.community", True),
+    ("x@example.com.evil.org", True),
+    ("anon-0123abcd@example.com", False),
+    ("x@sub.example.com", False),
+    ("Write to x@example.com.", False),
+    ("X@EXAMPLE.ORG", False),
+    ("no address here", False),
+    ("user@localhost", False),
+]
+PHONE_CASES = [
+    ("07911 123456", True),
+    ("+44 7911 123456", True),
+    ("+447911123456", True),
+    ("call 020 7946 0123 now", True),
+    ("(01632) 960123", True),
+    ("+1 415 555 0100", True),
+    ("07700 900123", False),
+    ("+44 7700 900123", False),
+    ("Call 07700 900999.", False),
+    ("order 1207911123456", False),
+    ("07911123456789", False),
+    ("2026-11-20 01:02:03", False),
+    ("version 3.0.1, 12345", False),
+]
+
+
+def test_email_detector_respects_the_allow_list() -> None:
+    pattern = checks.email_pattern(["example.com", "example.org"])
+    found = {text: bool(re.search(pattern, text, re.IGNORECASE)) for text, _ in EMAIL_CASES}
+    assert found == dict(EMAIL_CASES)
+
+
+def test_phone_detector_skips_fiction_numbers_and_long_digit_strings() -> None:
+    found = {text: bool(re.search(checks.PHONE_PATTERN, text, re.IGNORECASE)) for text, _ in PHONE_CASES}
+    assert found == dict(PHONE_CASES)
+
+
+def test_our_own_fakes_pass_the_scan() -> None:
+    email = checks.email_pattern(["example.com"])
+    for i in range(500):
+        assert not re.search(email, fakes.fake_email(SALT, str(i), "example.com"), re.I)
+        assert not re.search(checks.PHONE_PATTERN, fakes.fake_phone(SALT, str(i)), re.I)
+        assert not re.search(checks.PHONE_PATTERN, fakes.fake_address(SALT, str(i)), re.I)
+
+
+def test_scan_results_carry_counts_not_values() -> None:
+    profile = Profile()
+    results = checks.scan_results(
+        profile, {("t", "c", "email"): 3, ("t", "d", "email"): 0, ("t", "c", "phone"): 0}
+    )
+    email = next(r for r in results if r["name"] == "email")
+    assert email == {
+        "check": "scan",
+        "name": "email",
+        "columns_scanned": 2,
+        "passed": False,
+        "findings": [{"table": "t", "column": "c", "count": 3}],
+    }
+    assert checks.failures(results) == ["scan found email in t.c (3)"]
+
+
+# -- scrubbing -----------------------------------------------------------------------------------
+
+
+def test_scrub_removes_values_context_lines_and_secrets_but_keeps_names() -> None:
+    pg = (
+        "SQL script on app failed (exit 3): psql:<stdin>:2: ERROR:  duplicate key value violates unique "
+        'constraint "people_email_key"\nDETAIL:  Key (email)=(ann@gmail.com) already exists.\n'
+        f"LINE 1: SET dataferry.salt = '{SALT}'\n        ^"
+    )
+    out = scrub(pg, {"people", "email"}, [SALT])
+    assert "ann@gmail.com" not in out and SALT not in out and "DETAIL" not in out
+    assert '"people_email_key"' in out and "duplicate key" in out
+    maria = "ERROR 1062 (23000) at line 2: Duplicate entry 'ann@gmail.com' for key 'email'"
+    out = scrub(maria, {"email"})
+    assert "ann@gmail.com" not in out and "'email'" in out
+    assert "Ann" not in scrub('invalid input syntax for type integer: "Ann Smith"', {"people"})
+    assert "Ann" not in scrub('invalid input syntax for type integer: "Ann"', {"people"})
