@@ -109,6 +109,9 @@ def backup(
     store = store_for(cfg, environment)
     require_ready(engine.check(ref), ref)
     server_version = engine.server_version(ref)
+    # Optional engine hook: structured facts for Manifest.extra (MySQL: character set, dump tool).
+    manifest_extra = getattr(engine, "manifest_extra", None)
+    engine_extra: dict[str, object] = manifest_extra(ref) if manifest_extra else {}
     level = db_cfg.compression_level or cfg.settings.compression_level
     ident, created = artifacts.new_artifact_id(store, database)
     key = artifacts.data_key(database, ident, f"{engine.dump_format}.zst")
@@ -140,7 +143,7 @@ def backup(
         sanitised=sanitisation is not None and sanitisation.passed,
         sanitisation=sanitisation,
         row_counts=row_counts,
-        extra=dict(extra or {}),  # e.g. the job run and the origin time of re-backed-up data
+        extra={**engine_extra, **(extra or {})},  # e.g. the job run and the origin time of re-backed-up data
     )
     artifacts.write_manifest(store, manifest)
     reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
