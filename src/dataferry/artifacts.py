@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dataferry import __version__
 from dataferry.errors import NotFound, VerificationFailed
@@ -74,6 +74,13 @@ class Manifest(BaseModel):
     sanitisation: Sanitisation | None = None
     row_counts: dict[str, int] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("created_at", "finished_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        # Manifests written by hand or by other tools may omit the zone: they mean UTC, and
+        # comparing a naive time with an aware one would fail deep inside a freshness check.
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
 
     @property
     def key(self) -> str:
@@ -157,15 +164,36 @@ def read_manifest(store: Store, key: str) -> Manifest:
 
 
 def manifest_keys(store: Store, database: str) -> list[str]:
-    """Manifest keys of ``database``, newest first (keys sort chronologically)."""
-    keys = [o.key for o in store.list(f"{database}/") if o.key.endswith(MANIFEST_SUFFIX)]
+    """Manifest keys of ``database``, newest first (keys sort chronologically).
+
+    Only keys named like artifacts count: a stray ``notes.manifest.json`` would otherwise sort
+    after every timestamp and become "latest".
+    """
+    pattern = re.compile(rf"^{re.escape(database)}/\d{{4}}-\d{{2}}-\d{{2}}T\d{{6}}Z-{re.escape(database)}")
+    keys = [
+        o.key
+        for o in store.list(f"{database}/")
+        if o.key.endswith(MANIFEST_SUFFIX) and pattern.fullmatch(o.key.removesuffix(MANIFEST_SUFFIX))
+    ]
     return sorted(keys, reverse=True)
+
+
+def _read_listed(store: Store, database: str, key: str) -> Manifest:
+    """Read a manifest found under ``database``'s keys and check it describes that very artifact."""
+    manifest = read_manifest(store, key)
+    if manifest.database != database or manifest.key != key:
+        raise VerificationFailed(
+            f"manifest {key} in {store.url} describes {manifest.database} artifact {manifest.id}, "
+            "not the artifact its key names",
+            hint="it was copied or renamed by hand: the artifact cannot be trusted; delete or move it",
+        )
+    return manifest
 
 
 def iter_manifests(store: Store, database: str) -> Iterator[Manifest]:
     """Manifests of ``database``, newest first."""
     for key in manifest_keys(store, database):
-        yield read_manifest(store, key)
+        yield _read_listed(store, database, key)
 
 
 def latest(store: Store, database: str) -> Manifest:
@@ -176,7 +204,7 @@ def latest(store: Store, database: str) -> Manifest:
             f"no artifact of {database} in {store.url}",
             hint=f"run 'dataferry backup {database} --env ENV' first",
         )
-    return read_manifest(store, keys[0])
+    return _read_listed(store, database, keys[0])
 
 
 def select(
@@ -185,12 +213,13 @@ def select(
     """Pick an artifact: an explicit id or key, else the newest at or before ``at``, else the latest."""
     if artifact:
         ident = _id_from(artifact, database)
-        return read_manifest(store, manifest_key(database, ident))
+        return _read_listed(store, database, manifest_key(database, ident))
     if at is not None:
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)  # naive means UTC, as on the command line
         for key in manifest_keys(store, database):
             when, _ = parse_id(key.rsplit("/", 1)[1][: -len(MANIFEST_SUFFIX)])
             if when <= at:
-                return read_manifest(store, key)
+                return _read_listed(store, database, key)
         raise NotFound(f"no artifact of {database} in {store.url} at or before {at.isoformat()}")
     return latest(store, database)
 
@@ -223,9 +252,10 @@ def check_fresh(manifest: Manifest, max_age: timedelta, now: datetime | None = N
     now = now or datetime.now(UTC)
     age = now - manifest.finished_at
     if age > max_age:
+        shown_age, shown_limit = _human_pair(age, max_age)
         raise VerificationFailed(
-            f"newest artifact of {manifest.database} ({manifest.id}) is {_human(age)} old, "
-            f"over the limit of {_human(max_age)}",
+            f"newest artifact of {manifest.database} ({manifest.id}) is {shown_age} old, "
+            f"over the limit of {shown_limit}",
             hint="the upstream backup has not run or failed: check it, or restore a specific "
             "artifact with --artifact if stale data is acceptable",
         )
@@ -248,3 +278,20 @@ def _human(delta: timedelta) -> str:
     if secs >= 3600:
         return f"{secs / 3600:.1f}h"
     return f"{secs // 60}m"
+
+
+def _human_pair(age: timedelta, limit: timedelta) -> tuple[str, str]:
+    """Both rounded (``2.0d``, ``1.1d``), or both exact (``1d 2h 1s``, ``1d 2h``) when rounding
+    would make an age just over the limit read the same as the limit."""
+    rounded = _human(age), _human(limit)
+    return rounded if rounded[0] != rounded[1] else (_exact(age), _exact(limit))
+
+
+def _exact(delta: timedelta) -> str:
+    secs = int(delta.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, secs = divmod(secs, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts) or "0s"
