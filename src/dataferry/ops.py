@@ -184,6 +184,10 @@ def plan_restore(cfg: Config, req: RestoreRequest) -> tuple[Manifest, Store]:
     Raises ``Refused`` for a protected target without ``force``, and for an unsanitised artifact
     from a store that requires sanitised ones.
     """
+    if uses_govuk_layout(cfg, req.source):
+        from dataferry.compat import layout
+
+        return layout.plan_restore(cfg, req)
     target_env = cfg.environment(req.environment)
     source_env = cfg.environment(req.source)
     db_cfg = cfg.database(req.database)

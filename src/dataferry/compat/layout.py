@@ -408,6 +408,13 @@ def restore(
     return ops.RestoreResult(manifest=manifest, swapped=True, sanitisation=sanitisation, row_counts=counts)
 
 
+def plan_restore(cfg: Config, req: ops.RestoreRequest) -> tuple[Manifest, Store]:
+    """``ops.plan_restore`` for a ``govuk`` store: the chosen dump's manifest (a stand-in for a dump
+    without one; its id names the dump for a later ``--artifact``) after every check."""
+    found, store, engine = plan(cfg, req, NullReporter())
+    return found.manifest or _legacy_manifest(found, req, engine), store
+
+
 def plan(cfg: Config, req: ops.RestoreRequest, reporter: Reporter) -> tuple[Found, Store, Engine]:
     """Every check before anything is touched (invariant 1); returns the chosen dump."""
     target_env = cfg.environment(req.environment)
