@@ -8,7 +8,6 @@ Python reference in ``dataferry.sanitise.fakes``, never written out by hand.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
 import sqlite3
@@ -26,7 +25,7 @@ from dataferry import ops
 from dataferry.cli import cli
 from dataferry.config import Config, database_ref, load
 from dataferry.engines import RunsSql, get_engine
-from dataferry.errors import EngineError, Refused, SanitisationFailed
+from dataferry.errors import Refused, SanitisationFailed
 from dataferry.progress import NullReporter
 from dataferry.sanitise import (
     backup_for,
@@ -51,7 +50,6 @@ DOMAINS = ["gmail.com", "outlook.com", "btinternet.com", "yahoo.co.uk"]
 FIRST = ["Ann", "Bilal", "Cerys", "Dmitri", "Efua", "Fionn"]
 LAST = ["Okafor", "Nowak", "Price", "Rahman", "Sutherland"]
 SEED_SUBSCRIBERS = 24
-MYSQL_ENGINE = importlib.util.find_spec("dataferry.engines.mysql") is not None
 
 # -- the scenario ---------------------------------------------------------------------------------
 
@@ -202,58 +200,6 @@ def sql_literal(value: object) -> str:
 # -- engines --------------------------------------------------------------------------------------
 
 
-class PyMySQLRunner:
-    """``RunsSql`` over PyMySQL, for the SQL-level tests until ``engines/mysql.py`` lands; the
-    server is the real MariaDB fixture (only the client differs)."""
-
-    name = "mysql"
-
-    def __init__(self, server: MariaDbServer) -> None:
-        self.server = server
-
-    def _connect(self, db: Any, shadow: Any) -> Any:
-        import pymysql
-
-        dbname = shadow.name if shadow else db.url.rsplit("/", 1)[1]
-        return pymysql.connect(
-            host=self.server.host,
-            port=self.server.port,
-            user=self.server.user,
-            password=self.server.password,
-            database=dbname,
-            charset="utf8mb4",
-            client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
-        )
-
-    def run_sql(self, db: Any, sql: str, shadow: Any = None) -> None:
-        import pymysql
-
-        con = self._connect(db, shadow)
-        try:
-            with con.cursor() as cur:
-                cur.execute(sql)
-                while cur.nextset():
-                    pass
-            con.commit()
-        except pymysql.MySQLError as exc:
-            raise EngineError(f"ERROR {exc.args[0]}: {exc.args[1]}") from None
-        finally:
-            con.close()
-
-    def query(self, db: Any, sql: str, shadow: Any = None) -> list[tuple[object, ...]]:
-        import pymysql
-
-        con = self._connect(db, shadow)
-        try:
-            with con.cursor() as cur:
-                cur.execute(sql)
-                return [tuple(r) for r in cur.fetchall()]
-        except pymysql.MySQLError as exc:
-            raise EngineError(f"ERROR {exc.args[0]}: {exc.args[1]}") from None
-        finally:
-            con.close()
-
-
 @dataclass
 class Backend:
     """One engine under test: how to make databases on it and talk to it."""
@@ -265,18 +211,11 @@ class Backend:
     execute: Callable[[str, str], None]  # (sql, url)
     names: Callable[[], set[str]]  # databases or files that exist (to find leftover shadows)
     password: str | None = None
-    adapter: RunsSql | None = None  # used when the engine itself is not available yet
 
     def runner(self) -> RunsSql:
-        if self.adapter is not None and not (self.engine == "mysql" and MYSQL_ENGINE):
-            return self.adapter
         engine = get_engine(self.engine)
         assert isinstance(engine, RunsSql)
         return engine
-
-    @property
-    def has_engine(self) -> bool:
-        return self.engine != "mysql" or MYSQL_ENGINE
 
 
 def _sqlite_backend(tmp_path: Path) -> Backend:
@@ -319,7 +258,7 @@ def _mysql_backend(tmp_path: Path, my: MariaDbServer) -> Backend:
     def execute(sql: str, url: str) -> None:
         my.execute(sql, url.rsplit("/", 1)[1])
 
-    return Backend("mysql", "DATETIME", tmp_path, make, execute, my.databases, my.password, PyMySQLRunner(my))
+    return Backend("mysql", "DATETIME", tmp_path, make, execute, my.databases, my.password)
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
@@ -408,11 +347,6 @@ sanitise = "app-sanitise.toml"
 @pytest.fixture
 def world(backend: Backend) -> World:
     return make_world(backend)
-
-
-def needs_engine(backend: Backend) -> None:
-    if not backend.has_engine:
-        pytest.skip("dataferry.engines.mysql has not landed yet: ops-level flow needs the engine")
 
 
 def direct_target(w: World, env: str = "production") -> Target:
@@ -524,7 +458,6 @@ def restore_staging(w: World, *, sanitise: bool = False) -> ops.RestoreResult:
 
 
 def test_restore_into_a_requires_sanitised_environment_sanitises_on_the_shadow(world: World) -> None:
-    needs_engine(world.backend)
     backup_production(world)
     result = restore_staging(world)  # no --sanitise: staging requires sanitised data
     assert result.swapped and result.sanitisation is not None and result.sanitisation.passed
@@ -552,7 +485,6 @@ def test_restore_into_a_requires_sanitised_environment_sanitises_on_the_shadow(w
     ["failing script", "failing check", "scan finds emails", "unclassified column", "vanished column"],
 )
 def test_a_failure_stops_the_run_with_live_database_and_stores_untouched(world: World, breakage: str) -> None:
-    needs_engine(world.backend)
     backup_production(world)
     workdir = world.backend.workdir
     if breakage == "failing script":
@@ -601,7 +533,6 @@ def test_a_failure_stops_the_run_with_live_database_and_stores_untouched(world: 
 
 
 def test_a_requires_sanitised_store_refuses_unsanitised_artifacts(world: World) -> None:
-    needs_engine(world.backend)
     ident = backup_production(world)
     with pytest.raises(Refused):
         ops.backup(world.cfg, "app", "staging")  # no sanitisation: refused before dumping
@@ -621,7 +552,6 @@ def test_a_requires_sanitised_store_refuses_unsanitised_artifacts(world: World) 
 
 
 def test_backing_up_a_requires_sanitised_database_checks_it_first(world: World) -> None:
-    needs_engine(world.backend)
     backup_production(world)
     restore_staging(world)
     world.backend.execute(
@@ -641,7 +571,6 @@ def test_backing_up_a_requires_sanitised_database_checks_it_first(world: World) 
 
 
 def test_sanitised_backup_goes_through_scratch_and_leaves_the_source_alone(backend: Backend) -> None:
-    needs_engine(backend)
     w = make_world(backend, scratch=True)
     source_before = w.snapshot("production")
     result = backup_for(w.cfg, "app", "production", NullReporter(), sanitise=True)
@@ -662,7 +591,6 @@ def test_sanitised_backup_goes_through_scratch_and_leaves_the_source_alone(backe
 
 
 def test_sanitised_backup_that_fails_publishes_nothing(backend: Backend) -> None:
-    needs_engine(backend)
     w = make_world(backend, scratch=True)
     write_profile(backend.workdir, **KEEP_BODY)
     source_before = w.snapshot("production")
@@ -675,7 +603,6 @@ def test_sanitised_backup_that_fails_publishes_nothing(backend: Backend) -> None
 
 
 def test_dry_run_counts_what_would_be_touched_and_changes_nothing(world: World) -> None:
-    needs_engine(world.backend)
     before = world.snapshot("production")
     plan = plan_live(world.cfg, "app", "production", NullReporter())
     assert plan.ok
@@ -705,7 +632,6 @@ def test_dry_run_counts_what_would_be_touched_and_changes_nothing(world: World) 
 
 
 def test_cli_restore_sanitises_for_staging_and_fails_with_exit_8(world: World) -> None:
-    needs_engine(world.backend)
     backup_production(world)
     runner = CliRunner()
     args = ["--config", str(world.cfg.path), "restore", "app", "--env", "staging", "--from", "production"]
