@@ -191,13 +191,19 @@ def collect_status(cfg: Config, environment: str | None = None) -> dict[str, Any
     envs = [environment] if environment else sorted(cfg.environments)
     global_holds: list[dict[str, Any]] = []
     for env in envs:
-        hold = state.read_hold(stores.get(state.global_hold_environment_for(cfg, env)), "all", "*")
+        try:
+            hold = state.read_hold(stores.get(state.global_hold_environment_for(cfg, env)), "all", "*")
+        except FerryError:
+            continue  # reported with the environment below
         if hold is not None and hold.active(now):
             global_holds.append(hold.model_dump(mode="json"))
             break
     out: dict[str, Any] = {"time": _iso(now), "global_holds": global_holds, "environments": []}
     for env in envs:
-        out["environments"].append(_env_status(cfg, env, stores, now))
+        try:
+            out["environments"].append(_env_status(cfg, env, stores, now))
+        except FerryError as exc:  # one unreachable store must not hide the others
+            out["environments"].append({"name": env, "error": exc.message, "holds": [], "databases": []})
     return out
 
 
@@ -312,6 +318,9 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     for hold in data["global_holds"]:
         lines.append("HELD: " + Hold.model_validate(hold).describe())
     for env in data["environments"]:
+        if "error" in env:
+            lines.append(f"{env['name']}  ERROR: {env['error']}")
+            continue
         lines.append(f"{env['name']}  ({env['store']})")
         for hold in env["holds"]:
             lines.append("  HELD: " + Hold.model_validate(hold).describe())
@@ -375,9 +384,15 @@ def status(c: Context, environment: str | None, as_json: bool) -> None:
     data = collect_status(c.config, environment)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
-    for line in _status_lines(data):
-        click.echo(line)
+    else:
+        for line in _status_lines(data):
+            click.echo(line)
+    broken = [e["name"] for e in data["environments"] if "error" in e]
+    if broken:
+        raise FerryError(
+            f"the store of {', '.join(broken)} could not be read; its status is incomplete",
+            hint="run 'dataferry check' to see what is wrong with it",
+        )
 
 
 # -- history -------------------------------------------------------------------------------------

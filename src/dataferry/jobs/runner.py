@@ -73,6 +73,13 @@ class RunOptions:
 # -- stopping ------------------------------------------------------------------------------------
 
 
+class _StopNow(BaseException):
+    """Raised by the signal handler inside a step. A ``BaseException`` so that no ``except
+    Exception`` cleanup on the way out (such as reading the rest of a stream to classify an
+    error) runs; ``finally`` blocks (dropping the shadow) still do. It becomes ``Interrupted`` or
+    ``RunTimedOut`` at the step boundary."""
+
+
 class StopGuard:
     """Turns SIGTERM/SIGINT and the runtime limit into exceptions at safe points.
 
@@ -116,7 +123,7 @@ class StopGuard:
             self.reason = signal.Signals(signum).name
         self.stop.set()
         if self._armed and not self._critical:
-            raise self.error()
+            raise _StopNow()
 
     def error(self) -> FerryError:
         """The exception that reports why the run stopped."""
@@ -149,6 +156,8 @@ class StopGuard:
         self._armed = True
         try:
             yield
+        except _StopNow:
+            raise self.error() from None
         finally:
             self._armed = False
 

@@ -173,6 +173,9 @@ class Scheduler:
             self._attempted[child.due] = code
             if code in (0, Held.exit_code, LockBusy.exit_code):
                 self.reporter.info(f"scheduler: job {name} exited {code}", job=name, exit_code=code)
+            elif self._stopping.is_set():
+                # Asked to stop: the run recorded itself as interrupted; it is run again later.
+                self.reporter.info(f"scheduler: job {name} stopped (exit {code})", job=name, exit_code=code)
             else:
                 self.failed += 1
                 self.reporter.warn(
