@@ -94,7 +94,14 @@ def backup(
         from dataferry.compat import layout
 
         return layout.backup(
-            cfg, database, environment, reporter=reporter, sanitisation=sanitisation, engine=engine, ref=ref
+            cfg,
+            database,
+            environment,
+            reporter=reporter,
+            sanitisation=sanitisation,
+            engine=engine,
+            ref=ref,
+            extra=extra,
         )
     reporter = reporter or NullReporter()
     env_cfg = cfg.environment(environment)

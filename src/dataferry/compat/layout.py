@@ -288,6 +288,7 @@ def backup(
     sanitisation: Sanitisation | None = None,
     engine: Engine | None = None,
     ref: DatabaseRef | None = None,
+    extra: dict[str, object] | None = None,
 ) -> ops.BackupResult:
     """``ops.backup`` for a ``govuk`` store: dump, then manifest, then the pointer, in that order."""
     reporter = reporter or NullReporter()
@@ -305,6 +306,8 @@ def backup(
     store = ops.store_for(cfg, environment)
     ops.require_ready(engine.check(ref), ref)
     server_version = engine.server_version(ref)
+    manifest_extra = getattr(engine, "manifest_extra", None)  # optional engine hook, as in ops.backup
+    engine_extra: dict[str, object] = manifest_extra(ref) if manifest_extra else {}
     key, created = _free_key(store, naming)
     reporter.info(f"backup {database} ({environment}) -> {store.url}{key}")
     obj, row_counts = _upload(store, key, engine, ref, compression, reporter)
@@ -320,7 +323,7 @@ def backup(
         sanitised=sanitisation is not None and sanitisation.passed,
         sanitisation=sanitisation,
         row_counts=row_counts,
-        extra=_extra(naming, key),
+        extra={**engine_extra, **(extra or {}), **_extra(naming, key)},
     )
     put_bytes(store, manifest_key_for(key), manifest.model_dump_json(indent=2).encode())
     # The pointer is GOV.UK's commit: its consumers trust it, so it moves only after everything else.
@@ -517,7 +520,12 @@ def _shadow_restore(
             counted = ProgressReader(check, transfer.advance)
             gzip = compression_for(engine) == "gzip"
             stream: BinaryIO = GzipDecompressor(counted, name=found.key) if gzip else counted  # type: ignore[assignment]
-            shadow = engine.restore_shadow(ref, stream, options)
+            try:
+                shadow = engine.restore_shadow(ref, stream, options)
+            except Exception as exc:
+                if isinstance(check, VerifyingReader):
+                    ops._refuse_if_corrupt(check, exc)  # damaged bytes are VerificationFailed
+                raise
             _drain(stream, check, found)
         yield shadow
         swapped = True
