@@ -112,6 +112,7 @@ class ProcessReader(Reader):
         self._out = self._proc.stdout
         self._err = StderrTail(self._proc.stderr)
         self._done = False
+        self._failure: EngineError | None = None
 
     @property
     def pid(self) -> int:
@@ -119,10 +120,17 @@ class ProcessReader(Reader):
         return self._proc.pid
 
     def read(self, n: int = -1) -> bytes:
-        """Read from the child; at EOF check its exit status."""
-        data = self._out.read(n if n is not None and n >= 0 else -1) if n else b""
-        if n != 0 and not data:
-            self._finish()
+        """Read from the child; at EOF check its exit status.
+
+        A failure is raised again on every later read: a consumer that catches it and reads on
+        must never mistake the end of a failed dump for a clean EOF.
+        """
+        if self._failure is not None:
+            raise self._failure
+        read_all = n is None or n < 0
+        data = self._out.read(-1 if read_all else n) if n else b""
+        if read_all or (n != 0 and not data):
+            self._finish()  # read(-1) has reached EOF even when it returned data
         return data
 
     def _finish(self) -> None:
@@ -131,7 +139,8 @@ class ProcessReader(Reader):
         self._done = True
         code = self._proc.wait()
         if code != 0:
-            raise process_failed(self.what, self.argv, code, self._err.text())
+            self._failure = process_failed(self.what, self.argv, code, self._err.text())
+            raise self._failure
 
     def close(self) -> None:
         """Stop the child if it is still running (the consumer gave up) and reap it."""
@@ -235,15 +244,44 @@ class ProgressReader(Reader):
 
 
 def zstd_compress(src: ByteSource, level: int = 3, threads: int = -1) -> BinaryIO:
-    """A reader yielding the zstd compression of ``src`` (multi-threaded like ``zstd -T0``)."""
-    cctx = zstandard.ZstdCompressor(level=level, threads=threads)
+    """A reader yielding the zstd compression of ``src`` (multi-threaded like ``zstd -T0``).
+
+    Frames carry zstd's own content checksum, so damage inside a frame is caught by the
+    decompressor too, not only by the artifact's sha256 at the end.
+    """
+    cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
     return cast(BinaryIO, cctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK))
 
 
 def zstd_decompress(src: ByteSource) -> BinaryIO:
-    """A reader yielding the decompression of zstd ``src`` (all frames)."""
+    """A reader yielding the decompression of zstd ``src`` (all frames); corrupt input raises
+    ``VerificationFailed``. A stream cut short between blocks is not detected here: callers
+    verify the compressed bytes (``VerifyingReader``) before trusting the result."""
     dctx = zstandard.ZstdDecompressor()
-    return cast(BinaryIO, dctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK, read_across_frames=True))
+    reader = dctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK, read_across_frames=True)
+    return cast(BinaryIO, _ZstdErrors(cast(BinaryIO, reader)))
+
+
+class _ZstdErrors(Reader):
+    """Turns the decompressor's errors into ``VerificationFailed``: damaged data, not a bug."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        """Decompress up to ``n`` bytes."""
+        try:
+            return self._inner.read(n)
+        except zstandard.ZstdError as exc:
+            raise VerificationFailed(
+                f"the compressed data is corrupt ({exc})",
+                hint="the artifact was refused and nothing was changed; restore an older artifact "
+                "with --artifact KEY, or take a new backup",
+            ) from None
+
+    def close(self) -> None:
+        """Release the decompressor."""
+        self._inner.close()
 
 
 def copy_stream(src: ByteSource, dst: IO[bytes]) -> int:
