@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -135,7 +136,9 @@ class RichReporter(LogReporter):
     def _emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
         style = "yellow" if level == "warn" else "dim"
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        self.console.print(f"[{style}]{datetime.now().strftime('%H:%M:%S')}[/] {message} {extra}".rstrip())
+        # Messages carry TOML tables, keys and URLs: brackets and colons are text, not markup or emoji.
+        text = escape(f"{message} {extra}".rstrip())
+        self.console.print(f"[{style}]{datetime.now().strftime('%H:%M:%S')}[/] {text}", emoji=False)
 
     def transfer(self, label: str, total: int | None) -> Transfer:
         """A rich progress bar for this transfer."""

@@ -1,0 +1,121 @@
+"""Progress reporting: plain log lines, JSON lines, rich output that never chokes on a message."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from dataferry.progress import LogReporter, NullReporter, RichReporter, default_reporter, human_bytes
+
+LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z) (INFO |WARN ) (.*)$")
+
+
+def test_plain_lines_are_timestamped_and_carry_fields() -> None:
+    """``<UTC time> LEVEL message (k=v ...)``, one line per event, flushed as it happens."""
+    out = io.StringIO()
+    log = LogReporter(out)
+    before = datetime.now(UTC).replace(microsecond=0)
+    log.info("backup app (production) -> s3://b/app/x", size=123, sha256="abc")
+    log.warn("lock refreshed late")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (LINE.match(line) for line in lines)
+    assert first and second, lines
+    stamp = datetime.strptime(first[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= stamp <= datetime.now(UTC)
+    assert first[2] == "INFO "
+    assert first[3] == "backup app (production) -> s3://b/app/x (size=123 sha256=abc)"
+    assert second[2] == "WARN "
+    assert second[3] == "lock refreshed late"
+
+
+def test_json_lines_are_one_object_per_line() -> None:
+    """--json-logs: each line parses on its own, with time, level, message and the fields."""
+    out = io.StringIO()
+    log = LogReporter(out, as_json=True)
+    log.info("published 2026-11-26T010203Z-app", size=10, path=Path("/x"))
+    log.warn('odd "quotes"\nand a newline')
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["level"] == "info"
+    assert first["message"] == "published 2026-11-26T010203Z-app"
+    assert first["size"] == 10
+    assert first["path"] == "/x"  # anything not JSON-native is written as text
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", first["time"])
+    assert second == {"time": second["time"], "level": "warn", "message": 'odd "quotes"\nand a newline'}
+
+
+def test_transfer_logs_start_and_end_with_size_and_rate() -> None:
+    """A transfer says when it starts and how much moved, at what rate, when it is done."""
+    out = io.StringIO()
+    t = LogReporter(out).transfer("backup app", 3 * 1024 * 1024)
+    for _ in range(3):
+        t.advance(1024 * 1024)
+    t.done()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("backup app: started (total_bytes=3145728)")
+    assert re.search(r"backup app: 3\.0 MiB in \d+\.\ds \(rate=[\d.]+ (B|KiB|MiB|GiB|TiB)/s\)$", lines[1])
+
+
+def test_transfer_without_total() -> None:
+    """Dumps have no known size in advance."""
+    out = io.StringIO()
+    LogReporter(out).transfer("backup app", None).done()
+    assert out.getvalue().splitlines()[0].endswith("backup app: started")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "restore [databases.app] from s3://bucket/[prefix]/x",
+        "closing tag [/] and [bold]markup[/bold]",
+        "table users:smile: and :warning: stay text",
+    ],
+)
+def test_rich_output_prints_messages_literally(message: str) -> None:
+    """Brackets (TOML tables, keys) and :names: are text, never rich markup, emoji or an error."""
+    out = io.StringIO()
+    rich = RichReporter(Console(file=out, force_terminal=False, width=200))
+    rich.info(message, key="[x]")
+    rich.warn(message)
+    text = out.getvalue()
+    assert text.count(message) == 2, text
+    assert "key=[x]" in text
+
+
+def test_null_reporter_says_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """Library use and tests: silence."""
+    r = NullReporter()
+    r.info("x", a=1)
+    r.warn("y")
+    t = r.transfer("z", 10)
+    t.advance(5)
+    t.done()
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""
+
+
+def test_default_reporter_choice() -> None:
+    """quiet wins, then JSON, else plain lines when stderr is not a terminal (as under pytest)."""
+    assert isinstance(default_reporter(quiet=True, json_logs=True), NullReporter)
+    json_log = default_reporter(json_logs=True)
+    assert isinstance(json_log, LogReporter) and json_log.as_json
+    plain = default_reporter()
+    assert type(plain) is LogReporter and not plain.as_json
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (5 * 1024**3, "5.0 GiB"), (3 * 1024**5, "3072.0 TiB")],
+)
+def test_human_bytes(n: int, text: str) -> None:
+    """Binary units, one decimal."""
+    assert human_bytes(n) == text
