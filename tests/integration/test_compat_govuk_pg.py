@@ -405,3 +405,33 @@ def test_config_with_govuk_layout_through_backup_list_verify_restore(govuk: Govu
     assert fingerprint(g.pg, staging_db) == fingerprint(g.pg, g.db)
     cleanup = run.invoke(cli, ["--config", config, "cleanup", "content-data-admin", "--env", "production"])
     assert cleanup.exit_code == 9 and g.dumps() == [key]
+
+
+# -- imported job files run as dataferry jobs ----------------------------------------------------------
+
+
+def test_imported_job_files_run_as_a_dataferry_job(govuk: Govuk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dataferry import /etc/govuk_env_sync`` then ``dataferry run`` a translated pull job: it
+    restores the dump a legacy push wrote, through the same govuk layout."""
+    g = govuk
+    push(g)
+    expected = fingerprint(g.pg, g.db)
+    mutate(g)
+    config = g.tmp / "dataferry.toml"
+    imported = CliRunner().invoke(cli, ["import", str(FIXTURES / "etc-staging"), "-o", str(config)])
+    assert imported.exit_code == 0, imported.output
+    text = config.read_text(encoding="utf-8")
+    # Point the imported file at this test's server and bucket; everything else is as imported.
+    text = text.replace("aws_db_admin@content-data-admin-postgres", f"{g.pg.user}@{g.host}")
+    text = text.replace("content_data_admin_production", g.db)
+    text = text.replace("s3://govuk-production-database-backups", f"s3://{g.bucket}")
+    text = text.replace("s3://govuk-staging-database-backups", f"s3://{g.bucket}/staging")  # run records
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("CONTENT_DATA_ADMIN_POSTGRES_PASSWORD", g.pg.password)
+    monkeypatch.setenv("SIGNON_MYSQL_PASSWORD", "unused")
+    monkeypatch.setenv("WHITEHALL_MYSQL_PASSWORD", "unused")
+    job = f"pull_{g.db}_daily"  # the job file's title, with this test's database name in it
+    result = CliRunner().invoke(cli, ["--config", str(config), "run", job])
+    assert result.exit_code == 0, result.output
+    assert fingerprint(g.pg, g.db) == expected
+    assert dataferry_databases(g.pg, g.db) == set()
