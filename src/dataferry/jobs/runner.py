@@ -14,7 +14,6 @@ released and the record says why the run stopped.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
 import shlex
@@ -26,13 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
-from dataferry import artifacts, ops
+from dataferry import artifacts, ops, sanitise
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, JobConfig
 from dataferry.engines import Engine, Shadow
-from dataferry.errors import ConfigError, FerryError, Held, NotReady, Transient
+from dataferry.errors import ConfigError, FerryError, Held, NotReady, SanitisationFailed, Transient
 from dataferry.jobs import state, triggers
 from dataferry.jobs.state import ErrorInfo, JobLock, RunRecord, StepRecord, StoreCache, now_utc
 from dataferry.metrics import Metrics, step_labels
@@ -462,9 +461,12 @@ def _restore(ctx: _Ctx, step: StepRecord) -> None:
     )
     following = ctx.record.steps[step.index] if step.index < len(ctx.record.steps) else None
     sanitise_step = following if following is not None and following.step == "sanitise" else None
+    # The agreed restore semantics (sanitise.restore_hook): a 'sanitise' step sanitises the shadow,
+    # and so does a target that requires sanitised data when the artifact is not sanitised.
+    req, hook = sanitise.restore_hook(ctx.cfg, req, ctx.reporter, sanitise=sanitise_step is not None)
 
     def before_swap(engine: Engine, shadow: Shadow) -> Sanitisation | None:
-        result = _sanitise_shadow(ctx, sanitise_step, engine, shadow) if sanitise_step else None
+        result = _sanitise_shadow(ctx, sanitise_step, hook, engine, shadow) if hook else None
         ctx.guard.check()  # the last moment a stop can still leave the live database untouched
         ctx.guard.enter_critical()  # from here to the end of the swap a stop waits
         return result
@@ -477,6 +479,8 @@ def _restore(ctx: _Ctx, step: StepRecord) -> None:
     step.artifact = manifest.id
     step.bytes = manifest.size
     step.detail = f"from {source}, {sum(result.row_counts.values())} rows checked"
+    if hook is not None and sanitise_step is None:
+        step.detail += f"; sanitised on the shadow because {job.environment} requires sanitised data"
     ctx.record.restored_artifact = manifest.id
     ctx.restored = manifest
     ctx.data_as_of = _data_as_of(manifest)
@@ -504,8 +508,12 @@ def _data_as_of(manifest: Manifest) -> datetime:
     return manifest.created_at
 
 
-def _sanitise_shadow(ctx: _Ctx, step: StepRecord, engine: Engine, shadow: Shadow) -> Sanitisation:
-    """The ``sanitise`` step, run on the shadow inside the restore before the swap."""
+def _sanitise_shadow(
+    ctx: _Ctx, step: StepRecord | None, hook: ops.BeforeSwap, engine: Engine, shadow: Shadow
+) -> Sanitisation:
+    """Sanitise the shadow inside the restore, before the swap; recorded as the ``sanitise`` step."""
+    if step is None:
+        return _passed(hook(engine, shadow), ctx.job.database)
     labels = step_labels(ctx.cfg, ctx.name, step.index)
     stem = f"{ctx.name}-{step.index}"
     step.status = "running"
@@ -513,11 +521,7 @@ def _sanitise_shadow(ctx: _Ctx, step: StepRecord, engine: Engine, shadow: Shadow
     step.attempts += 1
     ctx.metrics.step(labels, stem, "started", started_at=step.started_at)
     try:
-        make_before_swap = _sanitise_api("make_before_swap")
-        hook = make_before_swap(ctx.cfg, ctx.job.database, ctx.reporter)
-        result = cast(Sanitisation | None, hook(engine, shadow))
-        if result is None or not result.passed:
-            raise NotReady(f"sanitisation of {ctx.job.database} returned no passing result")
+        result = _passed(hook(engine, shadow), ctx.job.database)
     except BaseException as exc:
         step.status = "failed"
         step.finished_at = now_utc()
@@ -526,30 +530,33 @@ def _sanitise_shadow(ctx: _Ctx, step: StepRecord, engine: Engine, shadow: Shadow
         raise
     step.status = "succeeded"
     step.finished_at = now_utc()
-    step.detail = f"profile {result.profile}, {len(result.checks)} check(s) passed"
+    step.detail = (
+        f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
+    )
     ctx.ran_sanitise = True
     ctx.metrics.step(labels, stem, "succeeded", started_at=step.started_at, finished_at=step.finished_at)
     return result
 
 
-def _sanitise_api(name: str) -> Callable[..., Any]:
-    """A function of the sanitise package (imported late: it is optional for jobs without it)."""
-    try:
-        module = importlib.import_module("dataferry.sanitise")
-        fn: Callable[..., Any] = getattr(module, name)
-    except (ImportError, AttributeError) as exc:
-        raise NotReady(f"sanitisation is not available in this dataferry: {exc}") from None
-    return fn
+def _passed(result: Sanitisation | None, database: str) -> Sanitisation:
+    """A sanitisation hook must return a passing result; anything else never reaches the swap."""
+    if result is None or not result.passed:
+        raise SanitisationFailed(
+            f"sanitisation of {database} did not pass", hint="nothing was swapped in or published"
+        )
+    return result
 
 
 def _backup(ctx: _Ctx, step: StepRecord) -> None:
     job = ctx.job
     sanitisation = ctx.sanitisation
     sanitise_before = any(s.step == "sanitise" for s in ctx.record.steps[: step.index - 1])
-    if sanitisation is None and sanitise_before and not ctx.ran_sanitise:
-        # --from-step skipped the restore+sanitise: re-check the live data instead of trusting it.
-        check_live = _sanitise_api("check_live")
-        sanitisation = cast(Sanitisation, check_live(ctx.cfg, job.database, job.environment, ctx.reporter))
+    requires = ctx.cfg.environment(job.environment).requires_sanitised
+    if sanitisation is None and (sanitise_before or requires):
+        # Not sanitised in this run (--from-step skipped it, or the data came sanitised): check the
+        # live data read-only instead of trusting it (the agreed semantics of sanitise.backup_for).
+        sanitisation = sanitise.check_live(ctx.cfg, job.database, job.environment, ctx.reporter)
+        step.detail = "live data checked"
     extra: dict[str, object] = {"job": ctx.name, "run_id": ctx.record.run_id}
     if ctx.data_as_of is not None:
         extra["data_as_of"] = ctx.data_as_of.isoformat()
@@ -559,7 +566,9 @@ def _backup(ctx: _Ctx, step: StepRecord) -> None:
     manifest = result.manifest
     step.artifact = manifest.id
     step.bytes = manifest.size
-    step.detail = "sanitised" if manifest.sanitised else "not sanitised"
+    step.detail = ("sanitised" if manifest.sanitised else "not sanitised") + (
+        f", {step.detail}" if step.detail else ""
+    )
     ctx.record.published_artifact = manifest.id
     ctx.published = manifest
 
@@ -699,14 +708,22 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
         manifest, store = ops.plan_restore(cfg, req)
         age = artifacts.utcnow() - manifest.finished_at
         target = cfg.database(job.database).environments.get(job.environment)
+        following = job.steps[job.steps.index(step) + 1 :][:1]
+        forced = ""
+        if (
+            following != ["sanitise"]
+            and cfg.environment(job.environment).requires_sanitised
+            and not manifest.is_publishable_sanitised()
+        ):
+            sanitise.require_profile(cfg, job.database, f"{job.environment} requires sanitised data")
+            forced = f"; not sanitised, so sanitised on the shadow ({job.environment} requires it)"
         return (
             f"would restore {manifest.id} ({manifest.size} bytes, finished {age.total_seconds() / 3600:.1f}h ago"
             f"{', sanitised' if manifest.sanitised else ''}) from {store.url} into {target.url if target else '?'} "
-            "through a shadow and an atomic swap"
+            f"through a shadow and an atomic swap{forced}"
         )
     if kind == "sanitise":
-        profile_for = _sanitise_api("profile_for")
-        profile = profile_for(cfg, job.database)
+        profile = sanitise.profile_for(cfg, job.database)
         if profile is None:
             raise ConfigError(
                 f"job has a sanitise step but database {job.database} has no sanitisation profile",
