@@ -1,0 +1,136 @@
+"""``dataferry quickstart DIR`` as a newcomer runs it: the installed command, no servers.
+
+It must succeed, leave staging equal to production (schema and rows), publish an artifact that
+verifies, and work again when run a second time in the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from dataferry import artifacts
+from dataferry.stores.local import LocalStore
+
+DATAFERRY = str(Path(sys.executable).with_name("dataferry"))
+DB = "email-alert-api"
+
+
+def dataferry(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the installed command; never through a shell."""
+    return subprocess.run(
+        [DATAFERRY, *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True, timeout=300
+    )
+
+
+def dump(path: Path) -> list[str]:
+    """Schema and rows of a SQLite database as SQL text."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        return list(con.iterdump())
+
+
+def row_counts(path: Path) -> dict[str, int]:
+    """Rows per table."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def succeeded(proc: subprocess.CompletedProcess[str]) -> None:
+    """Exit 0 and no traceback."""
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """Where the quickstart is asked to put everything (it does not exist yet)."""
+    return tmp_path / "ferry"
+
+
+def test_quickstart_makes_staging_equal_to_production(tmp_path: Path, project: Path) -> None:
+    """One command: sample data, backup, restore, list and verify, with staging = production."""
+    proc = dataferry("quickstart", str(project), cwd=tmp_path)
+    succeeded(proc)
+    for step in ("1. made", "2. backed it up", "3. restored", "4. production's store holds 1", "5. verified"):
+        assert step in proc.stdout, proc.stdout
+
+    production = project / "databases/production" / f"{DB}.db"
+    staging = project / "databases/staging" / f"{DB}.db"
+    prod_rows = dump(production)
+    assert sum(line.startswith("INSERT") for line in prod_rows) > 1000  # a real sample, not an empty file
+    assert dump(staging) == prod_rows
+    leftovers = [p.name for p in staging.parent.iterdir() if p.name != staging.name]
+    assert leftovers == [], "no shadow or journal files left beside the restored database"
+
+    store = LocalStore(project / "stores/production")
+    manifest = artifacts.latest(store, DB)
+    artifacts.verify(store, manifest)
+    assert manifest.row_counts == row_counts(production)
+    assert manifest.row_counts["subscribers"] > 0
+    config = project / "dataferry.toml"
+    verify = dataferry("--config", str(config), "verify", DB, "--env", "production", cwd=tmp_path)
+    succeeded(verify)
+    assert verify.stdout.startswith(f"ok {manifest.id}")
+
+
+def test_quickstart_runs_again_in_the_same_directory(tmp_path: Path, project: Path) -> None:
+    """A second run publishes a second artifact and restores it; nothing breaks."""
+    succeeded(dataferry("quickstart", str(project), cwd=tmp_path))
+    succeeded(dataferry("quickstart", str(project), cwd=tmp_path))
+
+    config = project / "dataferry.toml"
+    listed = dataferry("--config", str(config), "list", DB, "--env", "production", "--json", cwd=tmp_path)
+    succeeded(listed)
+    ids = [m["id"] for m in json.loads(listed.stdout)]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert ids == sorted(ids, reverse=True)  # newest first
+    assert dump(project / "databases/staging" / f"{DB}.db") == dump(
+        project / "databases/production" / f"{DB}.db"
+    )
+    for ident in ids:
+        succeeded(
+            dataferry(
+                "--config",
+                str(config),
+                "verify",
+                DB,
+                "--env",
+                "production",
+                "--artifact",
+                ident,
+                cwd=tmp_path,
+            )
+        )
+
+
+def test_quickstart_default_directory_is_relative_to_where_it_runs(tmp_path: Path) -> None:
+    """Without DIR it uses ./dataferry-quickstart, and the printed hint names a config that works."""
+    proc = dataferry("quickstart", cwd=tmp_path)
+    succeeded(proc)
+    config = tmp_path / "dataferry-quickstart" / "dataferry.toml"
+    assert config.is_file()
+    hint = next(line for line in proc.stdout.splitlines() if line.startswith("try:"))
+    args = hint.removeprefix("try:").split()
+    assert args[0] == "dataferry"
+    succeeded(dataferry(*args[1:], cwd=tmp_path))
+
+
+def test_quickstart_refuses_a_directory_with_someone_elses_config(tmp_path: Path, project: Path) -> None:
+    """It never overwrites a dataferry.toml it did not write (exit 2, file unchanged)."""
+    project.mkdir()
+    mine = project / "dataferry.toml"
+    mine.write_text('[environments.production]\nstore = "s3://real-backups"\n', encoding="utf-8")
+    proc = dataferry("quickstart", str(project), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ")
+    assert "Traceback" not in proc.stderr
+    assert mine.read_text(encoding="utf-8") == '[environments.production]\nstore = "s3://real-backups"\n'
+    assert not (project / "databases").exists()
