@@ -337,6 +337,10 @@ def test_production_is_protected_and_dry_run_changes_nothing(
     dry = ok(legacy("-f", g.job_file("pull"), "--dry-run", "--force"))
     assert dry.stdout.startswith("would pull ")
     assert fingerprint(g.pg, g.db) == before
+    objects = g.object_keys()
+    dry_push = ok(legacy("-f", g.job_file("push"), "--dry-run"))
+    assert dry_push.stdout.startswith(f"would push {g.db} to s3://{g.bucket}/")
+    assert g.object_keys() == objects
 
 
 def test_no_password_in_argv_output_or_objects(govuk: Govuk) -> None:
