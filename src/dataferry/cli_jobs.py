@@ -342,7 +342,7 @@ def _db_lines(db: dict[str, Any], now: datetime) -> list[str]:
         )
     live = db["live_data"]
     live_text = (
-        f"; live data from {_age(datetime.fromisoformat(live['data_as_of']), now)} ago" if live else ""
+        f"; live data as of {_age(datetime.fromisoformat(live['data_as_of']), now)} ago" if live else ""
     )
     lines = [f"  {db['name']}: {art}{live_text}"]
     for j in db["jobs"]:

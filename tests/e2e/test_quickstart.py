@@ -55,26 +55,47 @@ def project(tmp_path: Path) -> Path:
     return tmp_path / "ferry"
 
 
-def test_quickstart_makes_staging_equal_to_production(tmp_path: Path, project: Path) -> None:
-    """One command: sample data, backup, restore, list and verify, with staging = production."""
+def test_quickstart_runs_the_chain_and_no_personal_data_leaves_production(
+    tmp_path: Path, project: Path
+) -> None:
+    """One command: sample data, production backup, staging restore + sanitise + backup (after
+    production), integration restore (after staging), status; no production address or phone
+    number reaches staging or integration, and every row arrives."""
     proc = dataferry("quickstart", str(project), cwd=tmp_path)
     succeeded(proc)
-    for step in ("1. made", "2. backed it up", "3. restored", "4. production's store holds 1", "5. verified"):
+    for step in (
+        "1. made",
+        "2. job email-alert-api-production",
+        "3. job email-alert-api-staging",
+        "4. job email-alert-api-integration",
+        "dataferry status:",
+    ):
         assert step in proc.stdout, proc.stdout
+    assert "staging: 0 of them found" in proc.stdout and "integration: 0 of them found" in proc.stdout
 
     production = project / "databases/production" / f"{DB}.db"
     staging = project / "databases/staging" / f"{DB}.db"
+    integration = project / "databases/integration" / f"{DB}.db"
     prod_rows = dump(production)
     assert sum(line.startswith("INSERT") for line in prod_rows) > 1000  # a real sample, not an empty file
-    assert dump(staging) == prod_rows
-    leftovers = [p.name for p in staging.parent.iterdir() if p.name != staging.name]
-    assert leftovers == [], "no shadow or journal files left beside the restored database"
+    assert row_counts(staging) == row_counts(production) == row_counts(integration)
+    assert dump(integration) == dump(staging)  # integration got staging's sanitised data
+    prod_addresses = {r[0] for r in sqlite3.connect(production).execute("SELECT address FROM subscribers")}
+    staged = "\n".join(dump(staging))
+    assert not any(
+        a in staged for a in prod_addresses
+    )  # checked independently of the quickstart's own report
+    for db in (staging, integration):
+        leftovers = [p.name for p in db.parent.iterdir() if p.name != db.name]
+        assert leftovers == [], "no shadow or journal files left beside the restored database"
 
     store = LocalStore(project / "stores/production")
     manifest = artifacts.latest(store, DB)
     artifacts.verify(store, manifest)
     assert manifest.row_counts == row_counts(production)
     assert manifest.row_counts["subscribers"] > 0
+    sanitised = artifacts.latest(LocalStore(project / "stores/staging"), DB)
+    assert sanitised.is_publishable_sanitised()
     config = project / "dataferry.toml"
     verify = dataferry("--config", str(config), "verify", DB, "--env", "production", cwd=tmp_path)
     succeeded(verify)
@@ -93,7 +114,7 @@ def test_quickstart_runs_again_in_the_same_directory(tmp_path: Path, project: Pa
     assert len(ids) == 2 and len(set(ids)) == 2
     assert ids == sorted(ids, reverse=True)  # newest first
     assert dump(project / "databases/staging" / f"{DB}.db") == dump(
-        project / "databases/production" / f"{DB}.db"
+        project / "databases/integration" / f"{DB}.db"
     )
     for ident in ids:
         succeeded(
