@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -297,6 +298,11 @@ def test_upload_killed_halfway_leaves_no_visible_object(store_case: StoreCase) -
             assert proc.stdout is not None
             line = proc.stdout.readline()
             assert line.strip() == b"stalled", proc.stderr.read() if proc.stderr else b""
+            # The multipart upload is created concurrently with reading the parts: wait until the
+            # upload really is in flight before killing it.
+            deadline = time.monotonic() + 30
+            while not leftovers(store_case) and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
