@@ -161,10 +161,8 @@ def _s3_defaults(url: str) -> dict[str, str]:
 
 
 def _notes(job: LegacyJob) -> list[str]:
-    notes = list(job.warnings)
-    if job.temppath:
-        notes.append(f"temppath {job.temppath} is not needed: dataferry streams without temporary files")
-    return notes
+    """What the operator should look at: values of the job that were ignored, and why."""
+    return list(job.warnings)
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -185,6 +183,8 @@ def run(
     p = plan(job, opts, environ)
     for note in p.notes:
         reporter.warn(note)
+    if job.temppath:  # every job file has one: say it once, quietly
+        reporter.info(f"temppath {job.temppath} is not used: dataferry streams without temporary files")
     if job.action == "push":
         return _push(job, p, opts, reporter)
     return _pull(job, p, opts, reporter, os.environ if environ is None else environ)
