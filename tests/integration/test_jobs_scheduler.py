@@ -166,3 +166,53 @@ def test_hooks_get_their_context_and_never_a_shell(tmp_path: Path) -> None:
     assert artifact.endswith("-a")
     # $DATAFERRY_* is expanded; anything else (and ';') reaches the command as plain text
     assert row["argv"] == [f"{artifact};echo", "$HOME"]
+
+
+def test_a_schedule_fire_runs_once(tmp_path: Path) -> None:
+    every_minute = (
+        '[jobs.nightly]\nenvironment = "local"\ndatabase = "a"\nsteps = ["backup"]\n'
+        'schedule = "* * * * *"\ntimezone = "Europe/London"\n'
+    )
+    config = project(tmp_path, every_minute)
+    first = dataferry(config, "scheduler", "--once")
+    assert first.returncode == 0, first.stderr
+    cfg = load(config)
+    records = list(state.iter_runs(StoreCache(cfg).for_job("nightly"), "nightly"))
+    # one run per fire (two only if the minute turned between two passes), never two for one fire
+    assert 1 <= len(records) <= 2 and all(r.trigger == "schedule" for r in records)
+    assert len({r.trigger_detail for r in records}) == len(records)
+    again = dataferry(config, "scheduler", "--once")
+    assert again.returncode == 0, again.stderr
+    after = list(state.iter_runs(StoreCache(cfg).for_job("nightly"), "nightly"))
+    assert len({r.trigger_detail for r in after}) == len(after)  # no fire handled twice
+
+
+def test_unknown_job_and_bad_from_step_are_refused(tmp_path: Path) -> None:
+    config = project(
+        tmp_path,
+        upstream("a")
+        + '[jobs.pull]\nenvironment = "local"\ndatabase = "a"\nsteps = ["restore:up", "sanitise"]\n',
+    )
+    unknown = dataferry(config, "run", "nope")
+    assert unknown.returncode == 4 and "known jobs: pull, up-a" in unknown.stderr
+    sanitise_first = dataferry(config, "run", "pull", "--from-step", "2")
+    assert sanitise_first.returncode == 2 and "--from-step 1" in sanitise_first.stderr
+    assert "Traceback" not in unknown.stderr + sanitise_first.stderr
+
+
+def test_unlock_removes_only_an_expired_lock_without_force(tmp_path: Path) -> None:
+    config = project(tmp_path, upstream("a"), settings='lock_ttl = "1s"')
+    cfg = load(config)
+    store = StoreCache(cfg).for_job("up-a")
+    lock = state.JobLock(store, "up-a", ttl=state.lock_ttl(cfg), run_id="r-live")
+    lock.acquire()
+    try:
+        live = dataferry(config, "unlock", "up-a")
+        assert live.returncode == 6 and "r-live" in live.stderr
+    finally:
+        lock._stop.set()  # the holder "dies": no more heartbeats, nothing released
+        lock._held = False
+    forced = dataferry(config, "unlock", "up-a")  # by now (>1s later) the lock has expired
+    assert forced.returncode == 0 and "removed the lock" in forced.stdout
+    assert state.read_lock(store, "up-a", state.lock_ttl(cfg)) is None
+    assert "is not locked" in dataferry(config, "unlock", "up-a").stdout
