@@ -67,7 +67,8 @@ _HEADERS: tuple[tuple[re.Pattern[bytes], Part], ...] = (
 _POSTAMBLE_RE = re.compile(rb"/\*!\d{5} SET [A-Z_]+ ?= ?@OLD_[A-Z_]+ ?\*/;")
 _DEFINER_RE = re.compile(rb"(/\*!50017 |/\*!50117 |/\*!50013 |^CREATE )DEFINER=`(?:[^`]|``)*`@`(?:[^`]|``)*`")
 _EVENT_STATUS_RE = re.compile(rb"( ON COMPLETION (?:NOT )?PRESERVE )(?:ENABLE|DISABLE ON SLAVE|DISABLE)\b")
-_INSERT_RE = re.compile(rb"INSERT INTO `(?:[^`]|``)*` VALUES ?")
+#: ``INSERT INTO `t` VALUES`` or, from mysqldump for tables with generated columns, with a column list.
+_INSERT_RE = re.compile(rb"INSERT INTO `(?:[^`]|``)*`(?: \((?:[^)`]|`(?:[^`]|``)*`)*\))? VALUES ?")
 #: A quoted string as the dump tools write it (backslash escapes); unrolled for speed.
 _STRING_RE = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.DOTALL)
 _ROUTINE_DROP_RE = re.compile(rb"/\*!50003 DROP (PROCEDURE|FUNCTION) IF EXISTS `((?:[^`]|``)*)` \*/;")

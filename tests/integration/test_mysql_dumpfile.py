@@ -1,0 +1,342 @@
+"""The MySQL dump scanner, row counter, spooler and schema-object rewriting, on dump text.
+
+No server here: these tests feed hand-written dumps in the layouts of MySQL 8's ``mysqldump``
+(every row of an INSERT on one line) and MariaDB 10.11's ``mariadb-dump`` (one row per line), with
+the awkward cases the real tools produce: strings containing ``),(``, quotes and backslashes,
+routine bodies with comment lines that look like section headers, tables without rows.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from dataferry.engines._mysql_conn import ServerInfo, Tool, compatibility, version_tuple
+from dataferry.engines._mysql_dumpfile import (
+    DumpHeader,
+    DumpScanner,
+    Part,
+    RowCounter,
+    SchemaObjects,
+    disable_event,
+    insert_rows,
+    iter_lines,
+    replace_view,
+    strip_definer,
+)
+from dataferry.engines._mysql_load import spool
+from dataferry.engines.mysql import CountingReader, derived_name
+from dataferry.errors import EngineError
+
+PREAMBLE = b"""/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
+/*!40101 SET NAMES utf8mb4 */;
+/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */;
+/*!40103 SET TIME_ZONE='+00:00' */;
+/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;
+"""
+
+POSTAMBLE = b"""/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */;
+/*!40101 SET CHARACTER_SET_CLIENT=@OLD_CHARACTER_SET_CLIENT */;
+
+-- Dump completed on 2026-01-01 10:00:00
+"""
+
+
+def table(name: str, rows: bytes, triggers: bytes = b"") -> bytes:
+    """A table's structure and data sections (``rows`` is the INSERT text, may be empty)."""
+    return (
+        b"--\n-- Table structure for table `" + name.encode() + b"`\n--\n\n"
+        b"DROP TABLE IF EXISTS `" + name.encode() + b"`;\n"
+        b"/*!40101 SET @saved_cs_client     = @@character_set_client */;\n"
+        b"CREATE TABLE `"
+        + name.encode()
+        + b"` (\n  `id` int NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n"
+        b"/*!40101 SET character_set_client = @saved_cs_client */;\n\n"
+        b"--\n-- Dumping data for table `" + name.encode() + b"`\n--\n\n"
+        b"LOCK TABLES `" + name.encode() + b"` WRITE;\n"
+        b"/*!40000 ALTER TABLE `"
+        + name.encode()
+        + b"` DISABLE KEYS */;\n"
+        + rows
+        + b"/*!40000 ALTER TABLE `"
+        + name.encode()
+        + b"` ENABLE KEYS */;\nUNLOCK TABLES;\n"
+        + triggers
+    )
+
+
+TRIGGER = b"""/*!50003 SET @saved_cs_client      = @@character_set_client */ ;
+/*!50003 SET sql_mode              = 'STRICT_TRANS_TABLES' */ ;
+DELIMITER ;;
+/*!50003 CREATE*/ /*!50017 DEFINER=`app`@`%`*/ /*!50003 TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW SET @x = 1 */;;
+DELIMITER ;
+/*!50003 SET sql_mode              = @saved_sql_mode */ ;
+"""
+
+EVENTS = b"""--
+-- Dumping events for database 'shop'
+--
+/*!50106 SET @save_time_zone= @@TIME_ZONE */ ;
+/*!50106 DROP EVENT IF EXISTS `purge` */;
+DELIMITER ;;
+/*!50106 CREATE*/ /*!50117 DEFINER=`app`@`%`*/ /*!50106 EVENT `purge` ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' ON COMPLETION NOT PRESERVE ENABLE DO DELETE FROM t WHERE id < 0 */ ;;
+DELIMITER ;
+/*!50106 SET TIME_ZONE= @save_time_zone */ ;
+"""
+
+ROUTINES = b"""--
+-- Dumping routines for database 'shop'
+--
+/*!50003 DROP PROCEDURE IF EXISTS `p``odd` */;
+/*!50003 SET @saved_cs_client      = @@character_set_client */ ;
+DELIMITER ;;
+CREATE DEFINER=`app`@`%` PROCEDURE `p``odd`()
+BEGIN
+--
+-- Table structure for table `not_a_table`
+--
+  SELECT 1;
+END ;;
+DELIMITER ;
+"""
+
+VIEWS = b"""--
+-- Final view structure for view `v`
+--
+
+/*!50001 DROP VIEW IF EXISTS `v`*/;
+/*!50001 SET @saved_cs_client          = @@character_set_client */;
+/*!50001 CREATE ALGORITHM=UNDEFINED */
+/*!50013 DEFINER=`app`@`%` SQL SECURITY DEFINER */
+/*!50001 VIEW `v` AS select `t`.`id` AS `id` from `t` */;
+/*!50001 SET character_set_client      = @saved_cs_client */;
+"""
+
+STANDIN = b"""--
+-- Temporary table structure for view `v`
+--
+
+DROP TABLE IF EXISTS `v`;
+/*!50001 DROP VIEW IF EXISTS `v`*/;
+/*!50001 CREATE VIEW `v` AS SELECT
+ 1 AS `id` */;
+"""
+
+# MySQL 8 layout: all rows of an INSERT on one line; strings hold "),(", quotes and backslashes.
+MYSQL8_ROWS = (
+    b"INSERT INTO `t` VALUES (1,'a),(b'),(2,'it\\'s \\\\'),(3,NULL),(4,'x\\\\'),(5,0x2729);\n"
+    b"INSERT INTO `t` VALUES (6,'),('),(7,'');\n"
+)
+# MariaDB 10.11 layout: "INSERT INTO `t` VALUES" alone, then one row per line.
+MARIADB_ROWS = b"INSERT INTO `u` VALUES\n(1,'a),(b'),\n(2,'line\\nbreak'),\n(3,'(');\n"
+
+
+def sample_dump() -> bytes:
+    """A dump with two tables with rows, an empty table, triggers, a view, events and routines."""
+    return (
+        b"-- MySQL dump 10.13\n--\n"
+        + PREAMBLE
+        + table("t", MYSQL8_ROWS, TRIGGER)
+        + table("u", MARIADB_ROWS)
+        + table("empty", b"")
+        + STANDIN
+        + EVENTS
+        + ROUTINES
+        + VIEWS
+        + POSTAMBLE
+    )
+
+
+# -- row counting ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "rows"),
+    [
+        (b"INSERT INTO `t` VALUES (1,'a'),(2,'b');", 2),
+        (b"INSERT INTO `t` VALUES (1,'a),(b'),(2,'b');", 2),
+        (b"INSERT INTO `t` VALUES (1,'it\\'s),('),(2,'\\\\'),(3,'\\\\\\'),(');", 3),
+        (b"INSERT INTO `odd`` VALUES (x` VALUES (1),(2),(3);", 3),
+        (b"INSERT INTO `t` VALUES (1);", 1),
+        (b"INSERT INTO `t` (`a`, `b)`) VALUES (1,'),('),(2,'x');", 2),
+        (b"INSERT INTO `t` VALUES", 0),
+        (b"INSERT INTO `t` VALUES\n", 0),
+    ],
+)
+def test_insert_rows_counts_tuples_not_separators_inside_strings(line: bytes, rows: int) -> None:
+    assert insert_rows(line) == rows
+
+
+def test_row_counter_on_both_layouts_ignores_headers_inside_routine_bodies() -> None:
+    counter = RowCounter()
+    for line in sample_dump().splitlines():
+        counter.feed(line)
+    assert counter.counts == {"t": 7, "u": 3, "empty": 0}
+    assert counter.scanner.completed
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_counting_reader_passes_bytes_through_and_counts_whatever_the_chunking(chunk: int) -> None:
+    dump = sample_dump()
+    header = DumpHeader("shop", "utf8mb4", "utf8mb4_bin").line()
+    reader = CountingReader(io.BytesIO(dump), header)
+    out = bytearray()
+    while data := reader.read(chunk):
+        out += data
+    assert bytes(out) == header + dump
+    assert reader.counts == {"t": 7, "u": 3, "empty": 0}
+
+
+def test_counting_reader_refuses_a_dump_without_its_trailer() -> None:
+    dump = sample_dump().replace(b"-- Dump completed", b"-- Dump stopped")
+    reader = CountingReader(io.BytesIO(dump), b"")
+    with pytest.raises(EngineError, match="incomplete"):
+        while reader.read(1024):
+            pass
+
+
+# -- classification and schema objects -----------------------------------------------------------
+
+
+def test_scanner_classifies_every_section() -> None:
+    scanner = DumpScanner()
+    parts: dict[Part, set[str]] = {}
+    for line in iter_lines(io.BytesIO(sample_dump())):
+        part = scanner.classify(line)
+        parts.setdefault(part, set()).add(scanner.name)
+    assert parts[Part.DATA] == {"t", "u", "empty"}
+    assert parts[Part.TRIGGERS] == {"t"}
+    assert parts[Part.STANDIN] == {"v"}
+    assert parts[Part.VIEW] == {"v"}
+    assert Part.EVENTS in parts and Part.ROUTINES in parts and Part.POSTAMBLE in parts
+    assert scanner.completed
+
+
+def collect(dump: bytes) -> tuple[SchemaObjects, bytes]:
+    """The schema objects of ``dump`` and the text the shadow would be given."""
+    scanner, objects = DumpScanner(), SchemaObjects()
+    shadow = bytearray()
+    for line in iter_lines(io.BytesIO(dump)):
+        part = scanner.classify(line)
+        shadow += objects.add(part, scanner.name, line)
+    return objects, bytes(shadow)
+
+
+def test_schema_objects_are_kept_with_definers_stripped_and_events_disabled_in_the_shadow() -> None:
+    objects, shadow = collect(sample_dump())
+    assert b"DEFINER=`app`" not in shadow
+    assert shadow.count(b"DEFINER=CURRENT_USER") == 4  # trigger, event, procedure, view
+    assert b"PRESERVE DISABLE DO" in shadow and b"PRESERVE ENABLE" not in shadow
+    assert b"ON COMPLETION NOT PRESERVE ENABLE DO" in objects.events  # the live copy keeps its status
+    assert objects.routine_names == [("PROCEDURE", "p`odd")]
+    assert objects.event_names == ["purge"]
+    assert list(objects.views) == ["v"] and list(objects.standins) == ["v"]
+    assert b"TRIGGER t_ai" in objects.triggers
+    assert objects.preamble.startswith(b"/*!40101 SET @OLD_CHARACTER_SET_CLIENT")
+    assert b"@OLD_TIME_ZONE */;" in objects.postamble
+
+
+def test_live_script_replaces_views_in_place_and_adds_stand_ins_only_for_new_views() -> None:
+    objects, _ = collect(sample_dump())
+    existing = objects.live_script({"v"})
+    assert b"DROP VIEW IF EXISTS `v`" not in existing  # never dropped: readers keep a view
+    assert b"CREATE OR REPLACE ALGORITHM=UNDEFINED" in existing
+    assert b"CREATE VIEW `v` AS SELECT\n 1 AS `id`" not in existing
+    fresh = objects.live_script(set())
+    assert b"CREATE VIEW `v` AS SELECT\n 1 AS `id`" in fresh
+    assert fresh.index(b"TRIGGER t_ai") < fresh.index(b"CREATE OR REPLACE ALGORITHM")
+    assert fresh.startswith(bytes(objects.preamble)) and fresh.endswith(bytes(objects.postamble))
+
+
+def test_schema_objects_survive_serialisation_with_any_bytes() -> None:
+    objects, _ = collect(sample_dump().replace(b"SELECT 1;", b"SELECT '\xff\xfe not utf-8';"))
+    again = SchemaObjects.from_json(objects.to_json())
+    assert again == objects
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            b"/*!50003 CREATE*/ /*!50017 DEFINER=`a``b`@`%`*/ /*!50003 TRIGGER x",
+            b"/*!50003 CREATE*/ /*!50017 DEFINER=CURRENT_USER*/ /*!50003 TRIGGER x",
+        ),
+        (b"CREATE DEFINER=`root`@`localhost` FUNCTION `f`()", b"CREATE DEFINER=CURRENT_USER FUNCTION `f`()"),
+        (
+            b"/*!50013 DEFINER=`u`@`10.0.%` SQL SECURITY INVOKER */",
+            b"/*!50013 DEFINER=CURRENT_USER SQL SECURITY INVOKER */",
+        ),
+        (b"SELECT 'DEFINER=`x`@`y`' FROM t", b"SELECT 'DEFINER=`x`@`y`' FROM t"),  # data is not touched
+    ],
+)
+def test_strip_definer(line: bytes, expected: bytes) -> None:
+    assert strip_definer(line) == expected
+
+
+def test_disable_event_changes_only_the_status() -> None:
+    line = b"EVENT `e` ON SCHEDULE EVERY 1 DAY ON COMPLETION PRESERVE DISABLE ON SLAVE DO SELECT 'ENABLE'"
+    assert (
+        disable_event(line)
+        == b"EVENT `e` ON SCHEDULE EVERY 1 DAY ON COMPLETION PRESERVE DISABLE DO SELECT 'ENABLE'"
+    )
+
+
+def test_replace_view_keeps_an_unknown_layout() -> None:
+    odd = b"DROP VIEW IF EXISTS v;\nCREATE VIEW v AS SELECT 1;\n"
+    assert replace_view(odd) == odd
+
+
+# -- spooling for a parallel restore ---------------------------------------------------------------
+
+
+def test_spool_cuts_chunks_between_statements_and_drops_lock_statements(tmp_path: Path) -> None:
+    rows = b"".join(b"INSERT INTO `t` VALUES (%d,'a;\\nb'),(%d,'c');\n" % (i, i + 1000) for i in range(50))
+    dump = PREAMBLE + table("t", rows) + table("u", MARIADB_ROWS) + POSTAMBLE
+    scanner, objects = DumpScanner(), SchemaObjects()
+    plan = spool(iter_lines(io.BytesIO(dump)), scanner, objects, tmp_path, chunk_bytes=200)
+    assert scanner.completed
+    assert len(plan.chunks) > 5
+    inserts = b""
+    for path, size in plan.chunks:
+        text = path.read_bytes()
+        assert text.startswith(bytes(objects.preamble))  # each client gets the session settings
+        body = text[len(objects.preamble) :]
+        assert len(body) == size
+        assert body.endswith(b";\n")  # whole statements only
+        assert b"LOCK TABLES" not in body and b"DISABLE KEYS" not in body
+        inserts += body
+    assert inserts == rows + MARIADB_ROWS
+    schema = plan.schema.read_bytes()
+    assert b"CREATE TABLE `t`" in schema and b"CREATE TABLE `u`" in schema and b"INSERT" not in schema
+
+
+# -- names, versions and tool compatibility -------------------------------------------------------
+
+
+def test_derived_names_fit_mysql_limits_and_stay_distinct() -> None:
+    assert derived_name("shop", "_dfshadow") == "shop_dfshadow"
+    a, b = derived_name("x" * 60 + "a", "_dfshadow"), derived_name("x" * 60 + "b", "_dfshadow")
+    assert len(a) <= 64 and len(b) <= 64 and a != b and a.endswith("_dfshadow")
+
+
+def test_version_tuple() -> None:
+    assert version_tuple("mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for debian") == (10, 11)
+    assert version_tuple("8.0.36") == (8, 0)
+
+
+@pytest.mark.parametrize(
+    ("tool", "server", "ok"),
+    [
+        ("mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB", "10.11.19-MariaDB-0+deb12u1", True),
+        ("mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB", "8.0.36", False),
+        ("mysqldump  Ver 8.0.36 for Linux on x86_64", "10.11.19-MariaDB", False),
+        ("mysqldump  Ver 8.0.36 for Linux on x86_64", "8.0.30", True),
+        ("mysqldump  Ver 5.7.44 for Linux on x86_64", "8.0.30", False),
+    ],
+)
+def test_tools_must_match_the_server_family(tool: str, server: str, ok: bool) -> None:
+    info = ServerInfo(server, "mariadb" in server.lower(), "utf8mb4", "utf8mb4_general_ci")
+    assert compatibility(Tool("/usr/bin/x", tool), info)[0] is ok
