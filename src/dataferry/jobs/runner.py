@@ -368,7 +368,13 @@ def _finish(ctx: _Ctx, exc: BaseException | None) -> None:
             if step.status == "pending":
                 step.status = "skipped"
                 step.detail = "not reached"
-    ctx.save()
+    try:
+        ctx.save()
+    except FerryError as save_error:
+        if exc is None:
+            raise  # a success that cannot be recorded is not a success: downstream would not see it
+        # Keep the run's own error as the one reported; the store failure is logged next to it.
+        ctx.reporter.warn(f"job {ctx.name}: cannot write the run record: {save_error.message}")
     ctx.metrics.job(
         ctx.name,
         ctx.job.environment,
