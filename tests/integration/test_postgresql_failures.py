@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -487,3 +488,73 @@ def test_password_in_the_url_is_rejected(pg_setup: PgSetup) -> None:
     assert info.value.exit_code == 2
     assert "password" in str(info.value)
     assert secret not in str(info.value) and secret not in (info.value.hint or "")
+
+
+def test_swap_killed_while_connections_are_blocked_heals_on_the_next_restore(pg_setup: PgSetup) -> None:
+    """dataferry SIGKILLed mid-swap, after it blocked new connections to the live database: the
+    renames never committed, check says what happened, and the next restore gives the
+    connections back (GOV.UK's tooling could leave CONNECTION LIMIT 0 behind forever)."""
+    pg = pg_setup.pg
+    admin = unique("restorer")
+    pg.psql(f"CREATE ROLE {quote(admin)} LOGIN CREATEDB PASSWORD '{pg.password}';")
+    target = unique("owned")
+    pg.psql(f"CREATE DATABASE {quote(target)} OWNER {quote(admin)};")
+    pg.psql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('live data');", target)
+    original = pg_setup.dst
+    pg_setup.dst, pg_setup.user, pg_setup.owner = target, admin, admin
+    before = fingerprint(pg, target)
+    # a superuser session the non-superuser restorer cannot end keeps the swap retrying
+    blocker = psycopg.connect(pg.dsn(target), password=pg.password, autocommit=True)
+    cli = None
+    try:
+        ops.backup(pg_setup.config(), "app", "production")
+        argv = ["-q", "--config", str(pg_setup.config_path), "restore", "app", "--env", "staging"]
+        cli = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dataferry"), *argv, "--from", "production"],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 120
+        while datallowconn(pg, target) != "f":
+            assert cli.poll() is None and time.time() < deadline, "the swap never blocked connections"
+            time.sleep(0.05)
+        cli.kill()
+        cli.wait()
+        assert datallowconn(pg, target) == "f"
+        blocker.close()
+
+        ref = database_ref(pg_setup.config(), "app", "staging")
+        checks = ops.engine_for(pg_setup.config(), "app").check(ref)
+        blocked = [c for c in checks if "refuses connections" in c.detail]
+        assert len(blocked) == 1 and blocked[0].ok and "interrupted dataferry swap" in blocked[0].detail
+
+        pg.psql(f"ALTER DATABASE {quote(target)} ALLOW_CONNECTIONS true;")
+        assert fingerprint(pg, target) == before  # nothing was renamed or changed
+        pg.psql(f"ALTER DATABASE {quote(target)} ALLOW_CONNECTIONS false;")
+
+        ops.restore(pg_setup.config(), restore_req())
+        assert datallowconn(pg, target) == "t"
+        assert fingerprint(pg, target)["public.users"] == fingerprint(pg, pg_setup.src)["public.users"]
+        assert dataferry_databases(pg, target) == set()
+    finally:
+        if cli is not None and cli.poll() is None:
+            cli.kill()
+        blocker.close()
+        for db in (target, target + SHADOW_SUFFIX, target + "-dataferry-old", original):
+            pg.drop_db(db)
+        pg.psql(f"DROP ROLE {quote(admin)};")
+
+
+def test_live_database_blocked_by_someone_else_fails_the_check(pg_setup: PgSetup) -> None:
+    pg = pg_setup.pg
+    ops.backup(pg_setup.config(), "app", "production")
+    pg.psql(f"ALTER DATABASE {quote(pg_setup.dst)} ALLOW_CONNECTIONS false;")
+    ref = database_ref(pg_setup.config(), "app", "staging")
+    checks = ops.engine_for(pg_setup.config(), "app").check(ref)
+    failed = [c for c in checks if not c.ok]
+    assert len(failed) == 1 and "ALLOW_CONNECTIONS true" in failed[0].detail
+    with pytest.raises(NotReady, match="refuses connections"):
+        ops.restore(pg_setup.config(), restore_req())
+    assert datallowconn(pg, pg_setup.dst) == "f"  # not ours to undo
+    assert dataferry_databases(pg, pg_setup.dst) == set()

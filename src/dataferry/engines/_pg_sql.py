@@ -131,6 +131,11 @@ def is_missing_database(exc: BaseException) -> bool:
     )
 
 
+def is_not_accepting_connections(exc: BaseException) -> bool:
+    """True when a connection failed because its database has ALLOW_CONNECTIONS false."""
+    return isinstance(exc, psycopg.OperationalError) and "not currently accepting connections" in str(exc)
+
+
 @contextlib.contextmanager
 def admin(db: DatabaseRef) -> Iterator[Conn]:
     """An autocommit connection to a maintenance database, for CREATE/DROP/ALTER DATABASE."""

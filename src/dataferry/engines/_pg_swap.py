@@ -32,6 +32,9 @@ OLD_SUFFIX = "-dataferry-old"
 #: Comments that mark databases dataferry made, so it never drops one it did not make.
 SHADOW_MARK = "dataferry shadow of "
 OLD_MARK = "dataferry: previous copy of "
+#: Added to the shadow's comment while the live database is blocked, so that if dataferry dies
+#: before the renames commit, the next run knows it was dataferry that blocked it (see heal_blocked).
+BLOCKED_NOTE = "; blocking connections to the live database"
 
 #: Attempts of the rename transaction, and the pause between them (tests shorten these).
 SWAP_ATTEMPTS = 10
@@ -166,6 +169,26 @@ def split_guc_list(value: str) -> list[str]:
     return [item for item in items if item]
 
 
+def heal_blocked(conn: Conn, shadow: str, live: str) -> bool:
+    """Give ``live`` its connections back if a dataferry swap blocked them and died before the
+    renames committed (the shadow's comment says so); True when it did."""
+    props = database_props(conn, shadow)
+    if props is None or not str(props.get("comment") or "").endswith(BLOCKED_NOTE):
+        return False
+    live_props = database_props(conn, live)
+    if live_props is None or live_props["datallowconn"]:
+        return False
+    with sql_errors(f"re-allowing connections to {live}"):
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(ident(live)))
+    return True
+
+
+def blocked_by_interrupted_swap(conn: Conn, shadow: str) -> bool:
+    """True when ``shadow`` is a leftover of a swap that died while the live database was blocked."""
+    props = database_props(conn, shadow)
+    return props is not None and str(props.get("comment") or "").endswith(BLOCKED_NOTE)
+
+
 def rename_into_place(conn: Conn, shadow: str, live: str) -> None:
     """There is no live database yet: the shadow simply takes its name."""
     with sql_errors(f"renaming {shadow} to {live}"), conn.transaction():
@@ -178,6 +201,8 @@ def replace_live(conn: Conn, live: dict[str, Any], shadow: str, old: str, server
     name = str(live["datname"])
     allow = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
     with sql_errors(f"blocking new connections to {name}"):
+        if live["datallowconn"]:
+            mark(conn, shadow, SHADOW_MARK + name + BLOCKED_NOTE)
         conn.execute(allow.format(ident(name), sql.SQL("false")))
     try:
         _rename_with_retries(conn, live, shadow, old, server_major)

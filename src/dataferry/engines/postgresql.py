@@ -60,6 +60,7 @@ from dataferry.engines._pg_sql import (
     derived_name,
     first_line,
     is_missing_database,
+    is_not_accepting_connections,
     live_name,
     scalar,
     server_version,
@@ -110,6 +111,8 @@ class PostgresEngine:
         try:
             conn = connect_raw(db)
         except psycopg.OperationalError as exc:
+            if is_not_accepting_connections(exc):
+                return self._probe_blocked(db, found)
             if not is_missing_database(exc):
                 found.append(ToolCheck(f"connection to {where(db)}", False, first_line(exc)))
                 return None
@@ -120,6 +123,25 @@ class PostgresEngine:
                 found.append(ToolCheck(f"connection to {where(db, 'postgres')}", False, exc2.message))
                 return None
         return self._server_facts(contextlib.closing(conn), db, found)
+
+    def _probe_blocked(self, db: DatabaseRef, found: list[ToolCheck]) -> int | None:
+        """The live database refuses connections: fine if an interrupted dataferry swap did it
+        (the next restore gives them back), a failed check otherwise."""
+        name = live_name(db)
+        try:
+            with admin(db) as conn:
+                ours = swapping.blocked_by_interrupted_swap(conn, derived_name(name, swapping.SHADOW_SUFFIX))
+        except NotReady as exc:
+            found.append(ToolCheck(f"connection to {where(db)}", False, exc.message))
+            return None
+        detail = (
+            "refuses connections: an interrupted dataferry swap blocked them; the next restore gives them back"
+            if ours
+            else f'refuses connections (ALLOW_CONNECTIONS false); to undo: ALTER DATABASE "{name}" '
+            "ALLOW_CONNECTIONS true"
+        )
+        found.append(ToolCheck(f"database {name}", ours, detail))
+        return self._server_facts(admin(db), db, found)
 
     def _server_facts(
         self, opened: contextlib.AbstractContextManager[Conn], db: DatabaseRef, found: list[ToolCheck]
@@ -175,8 +197,8 @@ class PostgresEngine:
                 *(f"--exclude-table-data={dump_pattern(t)}" for t in sorted(skipped)),
                 f"--dbname={conninfo(db)}",
             ]
-            counter = RowCounter(conn, [t for t in tables if t not in skipped])
-            stream = DumpStream(ProcessReader(argv, env=tool_env(db), what="pg_dump"), counter)
+            reader = ProcessReader(argv, env=tool_env(db), what="pg_dump")
+            stream = DumpStream(reader, RowCounter(conn, [t for t in tables if t not in skipped]))
             try:
                 yield Dump(stream=cast(BinaryIO, stream), row_counts=stream.row_counts)
             finally:
@@ -196,6 +218,7 @@ class PostgresEngine:
         live = live_name(db)
         shadow = Shadow(ref=db, name=derived_name(live, swapping.SHADOW_SUFFIX), details={"live": live})
         with admin(db) as conn:
+            swapping.heal_blocked(conn, shadow.name, live)
             swapping.drop_leftover(conn, shadow.name, swapping.SHADOW_MARK)
             create_shadow(conn, shadow.name, live, db.owner)
         try:
