@@ -20,7 +20,7 @@ from dataferry import ops
 from dataferry.config import database_ref
 from dataferry.engines import Engine, Shadow, get_engine
 from dataferry.engines.postgresql import PostgresEngine
-from dataferry.errors import ConfigError, EngineError
+from dataferry.errors import ConfigError, EngineError, NotReady
 from servers import PgServer, S3Server
 
 from ._pg_helpers import (
@@ -367,3 +367,30 @@ def test_seed_is_realistic(pg_server: PgServer) -> None:
         assert pg_server.psql("SELECT public.total_for(2);", db) != "0"
     finally:
         pg_server.drop_db(db)
+
+
+def test_check_fails_when_the_client_tools_are_too_old(
+    pg_setup: PgSetup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tools older than the server (pg_dump cannot dump a newer server) fail the check, and the
+    backup stops before running anything. The old install is simulated by scripts that report an
+    old version: only 15 is installed here."""
+    bindir = tmp_path / "old-bin"
+    bindir.mkdir()
+    for name in ("pg_dump", "pg_restore", "psql"):
+        script = bindir / name
+        script.write_text(f"#!/bin/sh\necho '{name} (PostgreSQL) 12.22'\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("DATAFERRY_PG_BINDIR", str(bindir))
+    ref = database_ref(pg_setup.config(), "app", "production")
+    checks = PostgresEngine().check(ref)
+    failed = {c.what: c.detail for c in checks if not c.ok}
+    assert set(failed) == {"pg_dump", "pg_restore", "psql"}
+    assert "cannot handle PostgreSQL 1" in failed["pg_dump"] and "DATAFERRY_PG_BINDIR" in failed["pg_dump"]
+    with pytest.raises(NotReady, match="pg_dump"):
+        ops.backup(pg_setup.config(), "app", "production")
+    assert not (pg_setup.tmp / "store-production" / "app").exists()
+
+    monkeypatch.setenv("DATAFERRY_PG_BINDIR", str(tmp_path / "nowhere"))
+    checks = PostgresEngine().check(ref)
+    assert [c.what for c in checks if not c.ok] == ["PostgreSQL client tools"]

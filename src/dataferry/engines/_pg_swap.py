@@ -13,6 +13,11 @@ Order (GOV.UK's db-backup approach, with its holes closed):
 4. If it never succeeds, the live database gets its ALLOW_CONNECTIONS back and is otherwise
    untouched; the caller drops the shadow.
 5. The old database is dropped (``WITH (FORCE)``).
+
+If dataferry itself dies between steps 2 and 3 (SIGKILL, lost machine), the renames never commit
+but the live database is left refusing connections. The shadow's comment records that dataferry
+blocked it, so ``check`` explains the state and the next restore gives the connections back
+(GOV.UK's tooling could leave ``CONNECTION LIMIT 0`` behind with no one noticing).
 """
 
 from __future__ import annotations

@@ -86,6 +86,12 @@ def find_tools() -> PgTools:
         paths = [directory / name for name in TOOLS]
         if all(p.exists() for p in paths):
             return PgTools(*(_tool(name, str(p)) for name, p in zip(TOOLS, paths, strict=True)))
+    if os.environ.get(BINDIR_ENV):  # an explicit choice is not silently replaced by PATH
+        missing = [name for name in TOOLS if not (Path(os.environ[BINDIR_ENV]) / name).exists()]
+        raise NotReady(
+            f"{BINDIR_ENV}={os.environ[BINDIR_ENV]} lacks {', '.join(missing)}",
+            hint=f"point {BINDIR_ENV} at the bin directory of a PostgreSQL client install, or unset it",
+        )
     on_path = [shutil.which(name) for name in TOOLS]
     missing = [name for name, p in zip(TOOLS, on_path, strict=True) if p is None]
     if missing:

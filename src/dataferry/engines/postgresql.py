@@ -29,7 +29,8 @@ Swap (see ``_pg_swap``)
 
 Databases named ``<db>-dataferry-shadow`` and ``<db>-dataferry-old`` are dataferry's: a leftover
 from an interrupted run is dropped by the next one, but only if its comment shows dataferry
-made it. The connecting role needs CREATEDB (or superuser) to restore, and PostgreSQL 13 or newer.
+made it. A live database left refusing connections by a dataferry that died mid-swap gets them
+back at the next restore. The connecting role needs CREATEDB (or superuser) to restore, and PostgreSQL 13 or newer.
 The password reaches tools only through ``PGPASSWORD`` and psycopg only as a keyword argument.
 """
 
