@@ -28,7 +28,7 @@ from dataferry.engines._mysql_dumpfile import (
 )
 from dataferry.engines._mysql_load import spool
 from dataferry.engines.mysql import CountingReader, derived_name
-from dataferry.errors import EngineError
+from dataferry.errors import EngineError, VerificationFailed
 
 PREAMBLE = b"""/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
 /*!40101 SET NAMES utf8mb4 */;
@@ -340,3 +340,30 @@ def test_version_tuple() -> None:
 def test_tools_must_match_the_server_family(tool: str, server: str, ok: bool) -> None:
     info = ServerInfo(server, "mariadb" in server.lower(), "utf8mb4", "utf8mb4_general_ci")
     assert compatibility(Tool("/usr/bin/x", tool), info)[0] is ok
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        b"USE `live`;\n",
+        b"use live;\n",
+        b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `live`;\n",
+        b"DROP SCHEMA live;\n",
+        b"  alter database live charset latin1;\n",
+    ],
+)
+def test_a_dump_that_changes_database_is_refused_before_the_line_is_loaded(statement: bytes) -> None:
+    """A dump made with --databases would load into (or drop) the live database, not the shadow."""
+    scanner = DumpScanner()
+    with pytest.raises(VerificationFailed, match="changes database"):
+        for line in iter_lines(io.BytesIO(PREAMBLE + statement + table("t", MYSQL8_ROWS))):
+            scanner.classify(line)
+
+
+def test_use_inside_a_routine_body_or_a_row_is_not_a_database_change() -> None:
+    body = ROUTINES.replace(b"  SELECT 1;", b"  SELECT a FROM t\nUSE INDEX (PRIMARY);")
+    rows = b"INSERT INTO `u` VALUES\n(1,'USE `live`;'),\n(2,'x');\n"
+    counter = RowCounter()
+    for line in (PREAMBLE + table("u", rows) + body + POSTAMBLE).splitlines():
+        counter.feed(line)
+    assert counter.counts == {"u": 2}

@@ -138,7 +138,9 @@ def rows(conn: Any, sql: str, args: Sequence[object] | None = None) -> list[tupl
             cur.execute(sql, args)
             return list(cast(Sequence[tuple[Any, ...]], cur.fetchall()))
     except _MYSQL_ERRORS as exc:
-        raise EngineError(f"MySQL statement failed: {error_text(exc)}") from None
+        statement = " ".join(sql.split())
+        statement = statement if len(statement) <= 100 else statement[:97] + "..."
+        raise EngineError(f"MySQL statement failed: {error_text(exc)} (in: {statement})") from None
 
 
 def execute(conn: Any, sql: str, args: Sequence[object] | None = None) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataferry.errors import VerificationFailed
 from dataferry.streams import CHUNK, ByteSource
 
 #: The first line of every dump dataferry makes: a SQL comment with what the restore needs to know.
@@ -77,6 +78,8 @@ _VIEW_DROP_PREFIX = b"/*!50001 DROP VIEW IF EXISTS "
 _VIEW_CREATE = b"/*!50001 CREATE ALGORITHM="
 _TRIGGER_START = b"/*!50003 SET @saved_cs_client"
 _DATA_CONTROL = (b"LOCK TABLES ", b"UNLOCK TABLES", b"/*!40000 ALTER TABLE ")
+#: Statements that would take the load out of the shadow (dumps made with ``--databases``).
+_SWITCH_RE = re.compile(rb"\s*(?:USE\s|(?:CREATE|DROP|ALTER)\s+(?:DATABASE|SCHEMA)\b)", re.IGNORECASE)
 
 
 def _ident(raw: bytes) -> str:
@@ -107,6 +110,11 @@ class DumpScanner:
         first = line[:1]
         if first == b"-":
             return self._comment(line) if line.startswith(b"-- ") else part
+        if first in b"UuCcDdAa \t" and _SWITCH_RE.match(line):
+            raise VerificationFailed(
+                "the dump changes database (USE, CREATE or DROP DATABASE): it would not load into the shadow",
+                hint="dataferry restores dumps made without --databases; nothing was changed",
+            )
         if first == b"D" and line.rstrip() == b"DELIMITER ;;":
             self._in_block = True
         elif first == b"/":
@@ -274,6 +282,7 @@ class SchemaObjects:
         data = json.loads(text)
 
         def raw(key: str) -> bytearray:
+            """The bytes stored under ``key``."""
             return bytearray(_bytes(data[key]))
 
         obj = cls(raw("preamble"), raw("postamble"), raw("triggers"))
@@ -303,9 +312,11 @@ class _Raw(io.RawIOBase):
         self._src = src
 
     def readable(self) -> bool:
+        """Always readable."""
         return True
 
     def readinto(self, buf: Any) -> int:
+        """Fill ``buf`` with one read of the source (0 at EOF)."""
         data = self._src.read(len(buf))
         buf[: len(data)] = data
         return len(data)

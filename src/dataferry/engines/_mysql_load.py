@@ -123,6 +123,7 @@ class _Spooler:
         self._chunk_size = 0
 
     def line(self, part: Part, name: str, line: bytes) -> None:
+        """Route one classified line."""
         if part is Part.DATA:
             self._data(line)
             return
@@ -153,6 +154,7 @@ class _Spooler:
             self._chunk = None
 
     def close(self) -> None:
+        """Close every file (also after a failure, so the directory can be removed)."""
         self._close_chunk()
         self._schema.close()
 

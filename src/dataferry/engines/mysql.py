@@ -114,11 +114,7 @@ class MySQLEngine:
         try:
             with connection(db) as conn:
                 info = server_info(conn, target.database)
-                leftovers = [
-                    n
-                    for n in (derived_name(target.database, s) for s in (_SHADOW_SUFFIX, _OLD_SUFFIX))
-                    if server_info(conn, n).charset is not None
-                ]
+                leftovers = _leftovers(conn, target.database)
             found.append(ToolCheck(f"server {target.describe()}", True, f"{info.flavor} {info.version}"))
         except FerryError as exc:
             found.append(ToolCheck(f"server {target.describe()}", False, exc.message))
@@ -263,18 +259,12 @@ class MySQLEngine:
             objects = SchemaObjects.from_json(shadow.details["objects"])
             info = server_info(conn, live)
             tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
-            _drop_leftover(conn, old, info)
             execute(conn, f"SET SESSION lock_wait_timeout = {int(self.swap_lock_timeout)}")
-            created_live = info.charset is None
-            if created_live:
-                execute(conn, f"CREATE DATABASE {_q(live)}{_charset_clause(shadow.details)}")
-            _create_marked(conn, old, info, {}, f"old copy of {live}")
+            created_live = self._prepare(conn, shadow, info)
             kept_views = self._move_tables(conn, opts, tool, shadow, created_live)
             try:
-                wanted = (shadow.details["charset"], shadow.details["collation"])
-                if not created_live and wanted[0] and wanted != (info.charset, info.collation):
-                    # routines take the database's collation when created: set it first
-                    execute(conn, f"ALTER DATABASE {_q(live)}{_charset_clause(shadow.details)}")
+                if not created_live:
+                    _set_defaults(conn, live, shadow.details, info)
                 self._recreate_objects(conn, Client(tool, opts, live), objects, kept_views)
             except FerryError as exc:
                 raise EngineError(
@@ -286,6 +276,22 @@ class MySQLEngine:
             _drop_leftover(conn, old, info)
             _drop_leftover(conn, shadow.name, info)
 
+    def _prepare(self, conn: Any, shadow: Shadow, info: ServerInfo) -> bool:
+        """Create the old schema (and the live database on a first restore); True if live was created."""
+        live = Target.from_ref(shadow.ref).database
+        old = shadow.details["old"]
+        _drop_leftover(conn, old, info)
+        created_live = info.charset is None
+        if created_live:
+            execute(conn, f"CREATE DATABASE {_q(live)}{_charset_clause(shadow.details)}")
+        try:
+            _create_marked(conn, old, info, {}, f"old copy of {live}")
+        except FerryError:
+            if created_live:
+                execute(conn, f"DROP DATABASE IF EXISTS {_q(live)}")
+            raise
+        return created_live
+
     def _move_tables(
         self, conn: Any, opts: OptionFile, tool: Tool, shadow: Shadow, created_live: bool
     ) -> set[str]:
@@ -296,16 +302,17 @@ class MySQLEngine:
         """
         live = Target.from_ref(shadow.ref).database
         old = shadow.details["old"]
-        live_tables, shadow_tables = tables(conn, live), tables(conn, shadow.name)
-        live_views = set(tables(conn, live, ("VIEW",)))
-        # A live view named like an incoming table moves aside in the same statement.
-        clashing = sorted(live_views & set(shadow_tables))
-        aside = [f"_dataferry_old_view_{i}" for i in range(len(clashing))]
-        saved = _dump_triggers(opts, tool, live) if _triggers(conn, live) else b""
-        renames = [f"{_q(live, t)} TO {_q(old, t)}" for t in live_tables]
-        renames += [f"{_q(live, v)} TO {_q(live, a)}" for v, a in zip(clashing, aside, strict=True)]
-        renames += [f"{_q(shadow.name, t)} TO {_q(live, t)}" for t in shadow_tables]
+        saved = b""
         try:
+            live_tables, shadow_tables = tables(conn, live), tables(conn, shadow.name)
+            live_views = set(tables(conn, live, ("VIEW",)))
+            # A live view named like an incoming table moves aside in the same statement.
+            clashing = sorted(live_views & set(shadow_tables))
+            aside = [f"_dataferry_old_view_{i}" for i in range(len(clashing))]
+            saved = _dump_triggers(opts, tool, live) if _triggers(conn, live) else b""
+            renames = [f"{_q(live, t)} TO {_q(old, t)}" for t in live_tables]
+            renames += [f"{_q(live, v)} TO {_q(live, a)}" for v, a in zip(clashing, aside, strict=True)]
+            renames += [f"{_q(shadow.name, t)} TO {_q(live, t)}" for t in shadow_tables]
             for schema in (shadow.name, live):
                 for trigger in _triggers(conn, schema):
                     execute(conn, f"DROP TRIGGER {_q(schema, trigger)}")
@@ -510,6 +517,7 @@ def _dump_triggers(opts: OptionFile, tool: Tool, database: str) -> bytes:
         opts.arg,
         "--no-data",
         "--no-create-info",
+        "--skip-lock-tables",  # definitions only: no need to wait for writers
         "--triggers",
         "--skip-routines",
         "--skip-events",
@@ -563,3 +571,17 @@ def _drop_leftover(conn: Any, name: str, info: ServerInfo) -> None:
 def _create_marked(conn: Any, name: str, info: ServerInfo, details: dict[str, str], what: str) -> None:
     comment = f" COMMENT '{_MARK} {what}'" if _has_comments(info) else ""
     execute(conn, f"CREATE DATABASE {_q(name)}{_charset_clause(details)}{comment}")
+
+
+def _leftovers(conn: Any, database: str) -> list[str]:
+    """The shadow and old databases of ``database`` that exist now (left by an interrupted run)."""
+    names = (derived_name(database, suffix) for suffix in (_SHADOW_SUFFIX, _OLD_SUFFIX))
+    return [n for n in names if server_info(conn, n).charset is not None]
+
+
+def _set_defaults(conn: Any, live: str, details: dict[str, str], info: ServerInfo) -> None:
+    """Give the live database the artifact's default character set and collation (routines and
+    triggers take the database's collation when they are created, so this comes first)."""
+    wanted = (details.get("charset"), details.get("collation"))
+    if wanted[0] and wanted != (info.charset, info.collation):
+        execute(conn, f"ALTER DATABASE {_q(live)}{_charset_clause(details)}")
