@@ -367,3 +367,33 @@ def test_use_inside_a_routine_body_or_a_row_is_not_a_database_change() -> None:
     for line in (PREAMBLE + table("u", rows) + body + POSTAMBLE).splitlines():
         counter.feed(line)
     assert counter.counts == {"u": 2}
+
+
+def test_urls_and_the_option_file() -> None:
+    """The URL gives user, host, port, database (and a socket); the option file is 0600, private,
+    quotes the password, and is gone afterwards."""
+    from pydantic import SecretStr
+
+    from dataferry.config import DatabaseRef
+    from dataferry.engines._mysql_conn import Target, option_file
+    from dataferry.errors import ConfigError
+
+    def ref(url: str) -> DatabaseRef:
+        return DatabaseRef(name="db", environment="e", engine="mysql", url=url, password=SecretStr('a"b\\c'))
+
+    assert Target.from_ref(ref("mysql://app@db.example:3307/shop")) == Target(
+        "app", "db.example", 3307, "shop"
+    )
+    assert Target.from_ref(ref("mysql://app@db/shop")).port == 3306
+    assert Target.from_ref(ref("mysql://app@localhost/shop?socket=/run/m.sock")).socket == "/run/m.sock"
+    for bad in ("mysql://app@db/", "postgresql://app@db/shop", "mysql://app@db:99999/shop"):
+        with pytest.raises(ConfigError):
+            Target.from_ref(ref(bad))
+    with option_file(ref("mysql://app@db.example:3307/shop")) as opts:
+        assert opts.path.stat().st_mode & 0o777 == 0o600
+        assert opts.path.parent.stat().st_mode & 0o777 == 0o700
+        text = opts.path.read_text()
+        assert 'password="a\\"b\\\\c"' in text and "host=" in text and "port=3307" in text
+        assert opts.arg == f"--defaults-extra-file={opts.path}"
+        assert opts.env == {"HOME": str(opts.path.parent)}
+    assert not opts.path.exists() and not opts.path.parent.exists()

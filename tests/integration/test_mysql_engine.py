@@ -921,3 +921,27 @@ def test_a_database_in_the_way_of_the_shadow_is_left_alone(world: World) -> None
     with pytest.raises(FerryError, match="not made by dataferry"):
         world.restore()
     assert sql(world.server, f"SHOW TABLES FROM `{world.target}_dfshadow`") == [("keep",)]
+
+
+def test_any_password_reaches_the_tools_through_the_option_file(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quotes, backslashes, '#', ';', '$' and spaces survive the option file: the tools log in."""
+    account = f"odd_{uuid.uuid4().hex[:8]}"
+    password = "p\"a's s#w;o\\rd $x `y`"
+    literal = "'" + password.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    world.server.execute(
+        f"CREATE USER '{account}'@'%' IDENTIFIED BY {literal}; GRANT ALL ON *.* TO '{account}'@'%';"
+    )
+    try:
+        monkeypatch.setenv(PASSWORD_ENV, password)
+        url = f"mysql://{account}@{world.server.host}:{world.server.port}/{world.source}"
+        ref = database_ref(world.cfg, DB, "production").model_copy(update={"url": url})
+        engine = MySQLEngine()
+        assert all(f.ok for f in engine.check(ref))
+        with engine.dump(ref) as dump:
+            while dump.stream.read(1 << 20):
+                pass
+        assert dump.row_counts["posts"] == 600
+    finally:
+        world.server.execute(f"DROP USER '{account}'@'%';")
