@@ -204,7 +204,7 @@ def test_a_killed_run_leaves_a_lock_that_expires_and_is_taken_over(
     tmp_path: Path, cleanup_groups: list[subprocess.Popen[str]]
 ) -> None:
     config = write_project(
-        tmp_path, ttl="3s", stage_steps=f'["restore:production", "hook:{PY} wait_for_go.py", "backup"]'
+        tmp_path, ttl="5s", stage_steps=f'["restore:production", "hook:{PY} wait_for_go.py", "backup"]'
     )
     assert dataferry(config, "run", "prod").returncode == 0
     victim = spawn(config, "run", "stage")
@@ -214,11 +214,11 @@ def test_a_killed_run_leaves_a_lock_that_expires_and_is_taken_over(
     os.kill(victim.pid, signal.SIGKILL)  # the dataferry process only, as the OOM killer would
     victim.wait()
     store = stage_store(config)
-    lock = state.read_lock(store, "stage", timedelta(seconds=3))
+    lock = state.read_lock(store, "stage", timedelta(seconds=5))
     assert lock is not None and lock.run_id == victim_run and lock.pid == victim.pid
     with pytest.raises(LockBusy):  # still valid: nobody may run yet
-        JobLock(store, "stage", ttl=timedelta(seconds=3)).acquire()
-    wait_for(lambda: lock.expired(), timeout=10, what="the lock to expire")
+        JobLock(store, "stage", ttl=timedelta(seconds=5)).acquire()
+    wait_for(lambda: lock.expired(), timeout=15, what="the lock to expire")
     (tmp_path / "go").touch()
     rerun = dataferry(config, "run", "stage")
     assert rerun.returncode == 0, rerun.stderr
@@ -230,7 +230,7 @@ def test_a_killed_run_leaves_a_lock_that_expires_and_is_taken_over(
     assert dead.error is not None and "took it over" in dead.error.message
     history = dataferry(config, "history", "stage")
     assert "abandoned" in history.stdout and "took over the expired lock" in history.stdout
-    assert state.read_lock(store, "stage", timedelta(seconds=3)) is None
+    assert state.read_lock(store, "stage", timedelta(seconds=5)) is None
 
 
 def test_a_held_job_is_skipped_and_runs_when_the_hold_expires(tmp_path: Path) -> None:

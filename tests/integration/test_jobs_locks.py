@@ -103,11 +103,11 @@ def test_many_contenders_one_winner(store: Store) -> None:
 
 
 def test_heartbeat_keeps_a_live_lock_past_its_ttl(store: Store) -> None:
-    ttl = timedelta(seconds=1.2)
+    ttl = timedelta(seconds=2)
     lock = JobLock(store, "job-hb", ttl=ttl)
     lock.acquire()
     try:
-        time.sleep(2.5)  # two TTLs: only the heartbeat keeps it valid
+        time.sleep(4.5)  # two TTLs: only the heartbeat keeps it valid
         current = state.read_lock(store, "job-hb", ttl)
         assert current is not None and current.token == lock.token and not current.expired()
         with pytest.raises(LockBusy):
@@ -118,13 +118,13 @@ def test_heartbeat_keeps_a_live_lock_past_its_ttl(store: Store) -> None:
 
 
 def test_dead_lock_expires_and_is_taken_over_once(store: Store) -> None:
-    ttl = timedelta(seconds=1)
+    ttl = timedelta(seconds=3)
     dead = JobLock(store, "job-dead", ttl=ttl, run_id="dead-run")
     dead.acquire()
     _die(dead)
     with pytest.raises(LockBusy):  # not expired yet
         JobLock(store, "job-dead", ttl=ttl).acquire()
-    time.sleep(1.3)
+    time.sleep(3.3)
 
     def attempt() -> JobLock:
         lock = JobLock(store, "job-dead", ttl=timedelta(seconds=30))
