@@ -596,7 +596,7 @@ def machine_facts(workdir: Path, extra_versions: Mapping[str, Sequence[str]]) ->
 
 TABLE_HEADER = (
     "step",
-    "wall s",
+    "wall s (median, range)",
     "dataferry vs raw",
     "CPU s",
     "dataferry process peak RSS MiB",
@@ -608,9 +608,11 @@ def table_row(series: Series, versus: str) -> list[str]:
     """One row of a results table (see TABLE_HEADER)."""
     tools = series.tools
     name = f" ({tools.tools_rss_name})" if tools.tools_rss_name else ""
+    times = [m.seconds for m in series.runs]
+    spread = f" ({min(times):.2f}..{max(times):.2f})" if len(times) > 1 else ""
     return [
         series.label,
-        f"{series.seconds:.2f}",
+        f"{series.seconds:.2f}{spread}",
         versus,
         f"{series.cpu_seconds:.1f}",
         mib(series.ferry_rss_kib),

@@ -208,11 +208,12 @@ class Client:
 
 
 def database_size(client: Client, database: str) -> int:
-    """Data + index bytes of ``database`` from information_schema, after fresh statistics."""
+    """Data + index bytes of the benchmark tables from information_schema, after fresh statistics."""
     client.run("ANALYZE TABLE " + ", ".join(TABLES) + ";", database)
+    names = ", ".join(common.sql_string(t) for t in TABLES)  # not the paragraph pool
     out = client.run(
         "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-        f"WHERE table_schema = {common.sql_string(database)};"
+        f"WHERE table_schema = {common.sql_string(database)} AND table_name IN ({names});"
     )
     return int(out)
 
