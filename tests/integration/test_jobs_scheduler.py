@@ -216,3 +216,21 @@ def test_unlock_removes_only_an_expired_lock_without_force(tmp_path: Path) -> No
     assert forced.returncode == 0 and "removed the lock" in forced.stdout
     assert state.read_lock(store, "up-a", state.lock_ttl(cfg)) is None
     assert "is not locked" in dataferry(config, "unlock", "up-a").stdout
+
+
+def test_verify_step_rereads_what_the_run_published(tmp_path: Path) -> None:
+    config = project(
+        tmp_path, '[jobs.bv]\nenvironment = "local"\ndatabase = "a"\nsteps = ["backup", "verify"]\n'
+    )
+    cfg = load(config)
+    record = runner.run_job(cfg, "bv")
+    assert record is not None and record.status == "succeeded"
+    assert record.steps[1].artifact == record.published_artifact
+    # damage the published data object: a verify-only re-run (--from-step 2) must catch it
+    data = next((tmp_path / "stores" / "local" / "a").glob("*.zst"))
+    raw = data.read_bytes()
+    data.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))
+    proc = dataferry(config, "run", "bv", "--from-step", "2")
+    assert proc.returncode == 7, proc.stderr
+    latest = next(state.iter_runs(StoreCache(cfg).for_job("bv"), "bv"))
+    assert latest.status == "failed" and latest.steps[1].error is not None
