@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dataferry import __version__
-from dataferry.errors import NotFound, VerificationFailed
+from dataferry.errors import NotFound, StoreError, VerificationFailed
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
 
@@ -134,7 +134,13 @@ def new_artifact_id(store: Store, database: str) -> tuple[str, datetime]:
         if not taken:
             return ident, now
         time.sleep(1.05 - (time.time() % 1))
-    raise VerificationFailed(f"cannot find a free artifact id for {database}")
+    # Not a verification failure: nothing is wrong with any artifact, the clock or another
+    # backup of the same database keeps taking the id.
+    raise StoreError(
+        f"cannot find a free artifact id for {database}: three seconds in a row were taken",
+        hint="another backup of this database is writing to the same store; check the clock, or "
+        "run the backups one at a time",
+    )
 
 
 def write_manifest(store: Store, manifest: Manifest) -> ObjectInfo:

@@ -18,7 +18,7 @@ import pytest
 
 from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
-from dataferry.errors import NotFound, VerificationFailed
+from dataferry.errors import NotFound, StoreError, VerificationFailed
 from dataferry.stores import put_bytes, read_bytes
 from dataferry.stores.local import LocalStore
 
@@ -349,3 +349,15 @@ def test_new_artifact_id_never_reuses_a_taken_second(store: LocalStore) -> None:
     assert second != first
     assert when2 > when
     assert sorted([first, second]) == [first, second]
+
+
+def test_new_artifact_id_gives_up_with_a_store_error(store: LocalStore) -> None:
+    """If every second keeps being taken (a clashing backup, a stuck clock) it stops: exit 1, not 7."""
+    now = artifacts.utcnow()
+    for offset in range(-1, 8):
+        ident = artifacts.artifact_id(DB, now + timedelta(seconds=offset))
+        put_bytes(store, artifacts.data_key(DB, ident, "sqlite.zst"), b"x")
+    with pytest.raises(StoreError) as excinfo:
+        artifacts.new_artifact_id(store, DB)
+    assert type(excinfo.value) is StoreError
+    assert excinfo.value.hint
