@@ -22,7 +22,7 @@ from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, get_engine
-from dataferry.errors import ConfigError, NotReady, Refused, StoreError, VerificationFailed
+from dataferry.errors import ConfigError, FerryError, NotReady, Refused, StoreError, VerificationFailed
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete, Store, open_store
 from dataferry.streams import HashingReader, ProgressReader, VerifyingReader, zstd_compress, zstd_decompress
@@ -295,6 +295,9 @@ def _shadow_restore(
             engine.drop_shadow(shadow)
 
 
+_DRAIN_LIMIT = 256 * 1024 * 1024
+
+
 def _refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
     """Report a restore that failed on damaged bytes as what it is: ``VerificationFailed``.
 
@@ -302,6 +305,15 @@ def _refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
     the decompressor or the database tool first; reading the rest of the object tells the two apart.
     """
     if isinstance(exc, VerificationFailed):
+        return
+    unread = verifying.expected_size - verifying.size
+    if unread > _DRAIN_LIMIT:
+        # Reading gigabytes just to classify an error (a missing role, a full disk) costs hours:
+        # report the tool's error and say how to check the artifact instead.
+        if isinstance(exc, FerryError) and not exc.hint:
+            exc.hint = (
+                f"if the artifact may be damaged, check it with 'dataferry verify' ({unread} bytes unread)"
+            )
         return
     try:
         verifying.drain()
@@ -423,6 +435,7 @@ def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifes
 
 def verify(cfg: Config, database: str, environment: str, artifact: str | None = None) -> Manifest:
     """Re-read an artifact (default: the latest) and check it against its manifest."""
+    cfg.database(database)
     if uses_govuk_layout(cfg, environment):
         from dataferry.compat import layout
 
