@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -170,6 +171,9 @@ PHONE_CASES = [
     ("Call 07700 900999.", False),
     ("order 1207911123456", False),
     ("07911123456789", False),
+    ("anon-a07123456789bcd0e1f2a3b4@example.com", False),
+    ("550e8400-e29b-41d4-a716-07911234567f", False),
+    ("tel:07911123456;", True),
     ("2026-11-20 01:02:03", False),
     ("version 3.0.1, 12345", False),
 ]
@@ -184,6 +188,31 @@ def test_email_detector_respects_the_allow_list() -> None:
 def test_phone_detector_skips_fiction_numbers_and_long_digit_strings() -> None:
     found = {text: bool(re.search(checks.PHONE_PATTERN, text, re.IGNORECASE)) for text, _ in PHONE_CASES}
     assert found == dict(PHONE_CASES)
+
+
+def test_scan_shortcuts_never_change_an_answer() -> None:
+    """``clean`` values never match and every match satisfies ``needs`` and ``prefilter``: checked on
+    random strings built from the characters that matter (digits, hex, separators, addresses)."""
+    rng = random.Random(1)
+    pieces = ["0", "7", "07700", " 900", "+44", "(0)", "-", ".", " ", "a", "f", "@", "example.com", "gmail.com",
+              "anon-", "0123456789", "(", ")", "x", "\n"]  # fmt: skip
+    values = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(20000)]
+    values += [fakes.fake_phone(SALT, str(i)) for i in range(200)] + [
+        fakes.fake_email(SALT, str(i), "example.com") for i in range(200)
+    ]
+    profile = Profile()
+    for det in checks.detectors(profile):
+        full = re.compile(det.pattern, re.I)
+        for v in values:
+            if not full.search(v):
+                continue
+            assert det.needs is None or det.needs in v, (det.name, v)
+            assert det.prefilter is None or re.search(det.prefilter, v, re.I), (det.name, v)
+            assert det.clean is None or not re.search(det.clean, v, re.I), (det.name, v)
+    # and the clean shortcuts do fire on our own fakes, which fill the columns scanned most
+    clean = {det.name: re.compile(det.clean or "(?!)", re.I) for det in checks.detectors(profile)}
+    assert all(clean["email"].search(fakes.fake_email(SALT, str(i), "example.com")) for i in range(200))
+    assert all(clean["phone"].search(fakes.fake_phone(SALT, str(i))) for i in range(200))
 
 
 def test_our_own_fakes_pass_the_scan() -> None:

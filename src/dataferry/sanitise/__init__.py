@@ -25,9 +25,9 @@ from dataferry.config import Config, DatabaseRef, connection_ref, database_ref
 from dataferry.engines import Dump, Engine, RestoreOptions, Shadow
 from dataferry.errors import ConfigError, NotReady, VerificationFailed
 from dataferry.progress import NullReporter, Reporter
-from dataferry.sanitise import dialects
+from dataferry.sanitise import dialects, runner
 from dataferry.sanitise.profile import Profile, load
-from dataferry.sanitise.runner import ChecksFailed, DryRun, dry_run, gate, sanitise, target
+from dataferry.sanitise.runner import ChecksFailed, DryRun, target
 from dataferry.streams import CHUNK
 
 __all__ = [
@@ -95,7 +95,7 @@ def make_before_swap(cfg: Config, database: str, reporter: Reporter) -> ops.Befo
 
     def before_swap(engine: Engine, shadow: Shadow) -> Sanitisation:
         secrets = (salt,) if salt else ()
-        return sanitise(target(engine, shadow.ref, shadow, secrets), profile, salt, reporter)
+        return runner.sanitise(target(engine, shadow.ref, shadow, secrets), profile, salt, reporter)
 
     return before_swap
 
@@ -106,7 +106,7 @@ def check_live(cfg: Config, database: str, environment: str, reporter: Reporter)
     engine = ops.engine_for(cfg, database)
     ref = database_ref(cfg, database, environment)
     reporter.info(f"check sanitisation of {database} in {environment} ({profile.name})")
-    result = gate(target(engine, ref, None), profile, [], reporter)
+    result = runner.gate(target(engine, ref, None), profile, [], reporter)
     return result.model_copy(update={"mode": "checked live"})
 
 
@@ -115,7 +115,7 @@ def plan_live(cfg: Config, database: str, environment: str, reporter: Reporter) 
     profile = require_profile(cfg, database, "a dry run needs one")
     engine = ops.engine_for(cfg, database)
     ref = database_ref(cfg, database, environment)
-    return dry_run(target(engine, ref, None), profile, reporter)
+    return runner.dry_run(target(engine, ref, None), profile, reporter)
 
 
 def scratch_ref(cfg: Config, database: str) -> DatabaseRef:
@@ -183,7 +183,7 @@ def _sanitise_scratch(
                 hint="nothing was published; the dump or the restore is broken",
             )
     secrets = (salt,) if salt else ()
-    return sanitise(target(engine, scratch, shadow, secrets), profile, salt, reporter)
+    return runner.sanitise(target(engine, scratch, shadow, secrets), profile, salt, reporter)
 
 
 def restore_hook(

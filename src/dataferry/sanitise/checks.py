@@ -23,11 +23,28 @@ MAX_FINDINGS = 50
 
 @dataclass(frozen=True)
 class Detector:
-    """A named regular expression; ``needs`` is a substring every match contains (a cheap prefilter)."""
+    """A named regular expression, with optional shortcuts that never change the answer: ``clean``
+    matches only whole values that cannot contain a match (a column of our own fakes), and ``needs``
+    (a substring) and ``prefilter`` (a simple regular expression) hold for every value that does.
+    Regular expressions with lookahead are several times slower than these in PostgreSQL and MariaDB,
+    and most scanned values are decided by the shortcuts."""
 
     name: str
     pattern: str
     needs: str | None = None
+    prefilter: str | None = None
+    clean: str | None = None
+
+
+def _allowed(allowed_domains: list[str]) -> str:
+    assert allowed_domains, "the profile always allows the domain of its own fakes"
+    return "|".join(d.replace(".", r"\.") for d in allowed_domains)  # validated: [a-z0-9.-] only
+
+
+def email_clean(allowed_domains: list[str]) -> str:
+    """A whole value that is exactly one allowed address (it has one ``@``, followed by an allowed
+    domain and the end, so ``email_pattern`` cannot match in it)."""
+    return rf"^[a-z0-9._%+-]+@(?:[a-z0-9-]+\.)*(?:{_allowed(allowed_domains)})\.?$"
 
 
 def email_pattern(allowed_domains: list[str]) -> str:
@@ -36,8 +53,7 @@ def email_pattern(allowed_domains: list[str]) -> str:
     The lookahead right after ``@`` rejects allowed domains followed by the end of the address (a
     trailing full stop of a sentence is allowed); ``example.com.evil.org`` is still found.
     """
-    assert allowed_domains, "the profile always allows the domain of its own fakes"
-    allowed = "|".join(d.replace(".", r"\.") for d in allowed_domains)  # validated: [a-z0-9.-] only
+    allowed = _allowed(allowed_domains)
     return (
         r"[a-z0-9._%+-]+@"
         rf"(?!(?:[a-z0-9-]+\.)*(?:{allowed})\.?(?:[^a-z0-9.-]|$))"
@@ -46,23 +62,32 @@ def email_pattern(allowed_domains: list[str]) -> str:
 
 
 #: UK numbers (0 or +44, then 9-10 more digits with optional spaces, hyphens or brackets) and
-#: international ones (+ and 8-15 digits), not inside a longer digit string, not Ofcom's drama
-#: range 07700 900xxx (which our fake_phone uses).
+#: international ones (+ and 8-15 digits), standing alone (not inside a longer run of letters or
+#: digits: hex digests, UUIDs and our own pseudonyms are full of digit runs), and not in Ofcom's
+#: drama range 07700 900xxx (which our fake_phone uses).
 PHONE_PATTERN = (
-    r"(?:^|[^0-9+])"
-    r"(?!(?:\+44\s?|0)7700\s?900\d{3}(?:[^0-9]|$))"
+    r"(?:^|[^0-9a-z+])"
+    r"(?!(?:\+44\s?|0)7700\s?900\d{3}(?:[^0-9a-z]|$))"
     r"(?:(?:\+44\s?(?:\(0\)\s?)?|\(?0)[1-9](?:[\s-]?\)?[\s-]?\d){8,9}|\+[1-9](?:[\s.-]?\d){7,14})"
-    r"(?:[^0-9]|$)"
+    r"(?:[^0-9a-z]|$)"
 )
+
+
+#: Every PHONE_PATTERN match, without its boundaries, is 9 or more characters of ``[0-9\s().+-]``
+#: starting with a digit, "+" or "(": a necessary condition, and a cheap one to test.
+PHONE_PREFILTER = r"[0-9+(][0-9\s().+-]{8}"
+#: A whole value that is one number of the drama range, as fake_phone writes them.
+PHONE_CLEAN = r"^(?:\+44\s?|0)7700\s?900[0-9]{3}$"
 
 
 def detectors(profile: Profile) -> list[Detector]:
     """The scan's detectors for this profile."""
     found = []
     if profile.scan.emails:
-        found.append(Detector("email", email_pattern(profile.allowed_domains()), needs="@"))
+        domains = profile.allowed_domains()
+        found.append(Detector("email", email_pattern(domains), needs="@", clean=email_clean(domains)))
     if profile.scan.phones:
-        found.append(Detector("phone", PHONE_PATTERN))
+        found.append(Detector("phone", PHONE_PATTERN, prefilter=PHONE_PREFILTER, clean=PHONE_CLEAN))
     found += [Detector(name, pattern) for name, pattern in profile.scan.patterns.items()]
     return found
 
@@ -100,10 +125,17 @@ def scan_queries(profile: Profile, schema: Schema, d: Dialect) -> list[ScanQuery
 
 
 def _match_sum(d: Dialect, col: str, det: Detector) -> str:
-    cond = d.regex(col, det.pattern)
+    """Matches of one detector in one column. The shortcuts come first, cheapest first, in a CASE
+    (whose order every engine keeps; the order of AND's operands is not guaranteed)."""
+    arms = []
     if det.needs:
-        cond = f"{d.contains(d.as_text(col), d.string(det.needs))} AND {cond}"
-    return f"COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0)"
+        arms.append(f"WHEN NOT ({d.contains(d.as_text(col), d.string(det.needs))}) THEN 0")
+    if det.prefilter:
+        arms.append(f"WHEN NOT ({d.regex(col, det.prefilter)}) THEN 0")
+    if det.clean:
+        arms.append(f"WHEN {d.regex(col, det.clean)} THEN 0")
+    arms.append(f"WHEN {d.regex(col, det.pattern)} THEN 1")
+    return f"COALESCE(SUM(CASE {' '.join(arms)} ELSE 0 END), 0)"
 
 
 def check_query(sql: str) -> str:
