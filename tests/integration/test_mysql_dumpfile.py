@@ -20,10 +20,12 @@ from dataferry.engines._mysql_dumpfile import (
     Part,
     RowCounter,
     SchemaObjects,
+    Segment,
+    Splitter,
     disable_event,
     insert_rows,
-    iter_lines,
     replace_view,
+    segments,
     strip_definer,
 )
 from dataferry.engines._mysql_load import spool
@@ -170,12 +172,36 @@ def test_insert_rows_counts_tuples_not_separators_inside_strings(line: bytes, ro
     assert insert_rows(line) == rows
 
 
-def test_row_counter_on_both_layouts_ignores_headers_inside_routine_bodies() -> None:
+def classified(dump: bytes, chunk: int = 1 << 20) -> tuple[DumpScanner, list[Segment]]:
+    """The segments of ``dump`` pushed ``chunk`` bytes at a time."""
+    scanner = DumpScanner()
+    splitter = Splitter(scanner)
+    out: list[Segment] = []
+    for i in range(0, len(dump), chunk):
+        out += splitter.push(dump[i : i + chunk])
+    return scanner, out + splitter.finish()
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64, 1 << 20])
+def test_segments_rejoin_exactly_and_row_blocks_hold_only_rows(chunk: int) -> None:
+    dump = sample_dump() + b"(no newline at the end"
+    _, segs = classified(dump, chunk)
+    assert b"".join(seg for _, _, seg in segs) == dump
+    for part, _, seg in segs:
+        if seg[:1] == b"(" and part is Part.DATA:
+            assert all(line.startswith(b"(") for line in seg.splitlines())
+        else:
+            assert seg.count(b"\n") <= 1
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_row_counter_on_both_layouts_ignores_headers_inside_routine_bodies(chunk: int) -> None:
+    scanner, segs = classified(sample_dump(), chunk)
     counter = RowCounter()
-    for line in sample_dump().splitlines():
-        counter.feed(line)
+    for seg in segs:
+        counter.feed(*seg)
     assert counter.counts == {"t": 7, "u": 3, "empty": 0}
-    assert counter.scanner.completed
+    assert scanner.completed
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
@@ -202,11 +228,10 @@ def test_counting_reader_refuses_a_dump_without_its_trailer() -> None:
 
 
 def test_scanner_classifies_every_section() -> None:
-    scanner = DumpScanner()
+    scanner, segs = classified(sample_dump(), 3)
     parts: dict[Part, set[str]] = {}
-    for line in iter_lines(io.BytesIO(sample_dump())):
-        part = scanner.classify(line)
-        parts.setdefault(part, set()).add(scanner.name)
+    for part, name, _ in segs:
+        parts.setdefault(part, set()).add(name)
     assert parts[Part.DATA] == {"t", "u", "empty"}
     assert parts[Part.TRIGGERS] == {"t"}
     assert parts[Part.STANDIN] == {"v"}
@@ -217,11 +242,10 @@ def test_scanner_classifies_every_section() -> None:
 
 def collect(dump: bytes) -> tuple[SchemaObjects, bytes]:
     """The schema objects of ``dump`` and the text the shadow would be given."""
-    scanner, objects = DumpScanner(), SchemaObjects()
+    objects = SchemaObjects()
     shadow = bytearray()
-    for line in iter_lines(io.BytesIO(dump)):
-        part = scanner.classify(line)
-        shadow += objects.add(part, scanner.name, line)
+    for part, name, seg in segments(io.BytesIO(dump), DumpScanner()):
+        shadow += seg if part is Part.DATA else objects.add(part, name, seg)
     return objects, bytes(shadow)
 
 
@@ -296,7 +320,7 @@ def test_spool_cuts_chunks_between_statements_and_drops_lock_statements(tmp_path
     rows = b"".join(b"INSERT INTO `t` VALUES (%d,'a;\\nb'),(%d,'c');\n" % (i, i + 1000) for i in range(50))
     dump = PREAMBLE + table("t", rows) + table("u", MARIADB_ROWS) + POSTAMBLE
     scanner, objects = DumpScanner(), SchemaObjects()
-    plan = spool(iter_lines(io.BytesIO(dump)), scanner, objects, tmp_path, chunk_bytes=200)
+    plan = spool(segments(io.BytesIO(dump), scanner), objects, tmp_path, chunk_bytes=200)
     assert scanner.completed
     assert len(plan.chunks) > 5
     inserts = b""
@@ -354,18 +378,16 @@ def test_tools_must_match_the_server_family(tool: str, server: str, ok: bool) ->
 )
 def test_a_dump_that_changes_database_is_refused_before_the_line_is_loaded(statement: bytes) -> None:
     """A dump made with --databases would load into (or drop) the live database, not the shadow."""
-    scanner = DumpScanner()
     with pytest.raises(VerificationFailed, match="changes database"):
-        for line in iter_lines(io.BytesIO(PREAMBLE + statement + table("t", MYSQL8_ROWS))):
-            scanner.classify(line)
+        classified(PREAMBLE + statement + table("t", MYSQL8_ROWS))
 
 
 def test_use_inside_a_routine_body_or_a_row_is_not_a_database_change() -> None:
     body = ROUTINES.replace(b"  SELECT 1;", b"  SELECT a FROM t\nUSE INDEX (PRIMARY);")
     rows = b"INSERT INTO `u` VALUES\n(1,'USE `live`;'),\n(2,'x');\n"
     counter = RowCounter()
-    for line in (PREAMBLE + table("u", rows) + body + POSTAMBLE).splitlines():
-        counter.feed(line)
+    for seg in classified(PREAMBLE + table("u", rows) + body + POSTAMBLE)[1]:
+        counter.feed(*seg)
     assert counter.counts == {"u": 2}
 
 

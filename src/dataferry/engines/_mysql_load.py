@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from dataferry.engines._mysql_conn import MAX_PACKET, OptionFile, Tool
-from dataferry.engines._mysql_dumpfile import DumpScanner, Part, SchemaObjects, is_data_control
+from dataferry.engines._mysql_dumpfile import Part, SchemaObjects, Segment, is_data_control
 from dataferry.streams import StderrTail, process_failed, spawn
 
 #: Unique and foreign-key checks are off while rows load (the dump's rows are already consistent).
@@ -69,7 +69,7 @@ class Client:
 # -- jobs = 1: stream -------------------------------------------------------------------------------
 
 
-def stream_load(client: Client, lines: Iterable[bytes], scanner: DumpScanner, objects: SchemaObjects) -> None:
+def stream_load(client: Client, segs: Iterable[Segment], objects: SchemaObjects) -> None:
     """Pipe the dump into one client, keeping the schema objects aside; events stay out of the shadow
     (they are created disabled, so the scheduler does not run them on a copy)."""
     argv = client.argv(f"--init-command={INIT_COMMAND}")
@@ -78,7 +78,7 @@ def stream_load(client: Client, lines: Iterable[bytes], scanner: DumpScanner, ob
     err = StderrTail(proc.stderr)
     what = f"{client.tool.name} (loading shadow {client.database})"
     try:
-        _feed(proc.stdin, lines, scanner, objects)
+        _feed(proc.stdin, segs, objects)
     except BrokenPipeError:
         pass  # the client stopped reading: its exit status and stderr say why
     except BaseException:
@@ -90,12 +90,10 @@ def stream_load(client: Client, lines: Iterable[bytes], scanner: DumpScanner, ob
         raise process_failed(what, argv, code, err.text())
 
 
-def _feed(stdin: IO[bytes], lines: Iterable[bytes], scanner: DumpScanner, objects: SchemaObjects) -> None:
+def _feed(stdin: IO[bytes], segs: Iterable[Segment], objects: SchemaObjects) -> None:
     write = stdin.write
-    classify = scanner.classify
-    for line in lines:
-        part = classify(line)
-        write(line if part is Part.DATA else objects.add(part, scanner.name, line))
+    for part, name, seg in segs:
+        write(seg if part is Part.DATA else objects.add(part, name, seg))
     stdin.close()
 
 
@@ -133,7 +131,8 @@ class _Spooler:
             self._schema.write(kept)
 
     def _data(self, line: bytes) -> None:
-        if is_data_control(line) or line.startswith(b"--") or not line.strip():
+        """A block of rows, or one line of a table's data section."""
+        if line[:1] != b"(" and (is_data_control(line) or line.startswith(b"--") or not line.strip()):
             return
         if self._chunk is None:
             path = self.dir / f"chunk-{len(self.plan.chunks):06d}.sql"
@@ -160,17 +159,13 @@ class _Spooler:
 
 
 def spool(
-    lines: Iterable[bytes],
-    scanner: DumpScanner,
-    objects: SchemaObjects,
-    directory: Path,
-    chunk_bytes: int = CHUNK_BYTES,
+    segs: Iterable[Segment], objects: SchemaObjects, directory: Path, chunk_bytes: int = CHUNK_BYTES
 ) -> SpoolPlan:
     """Read the whole dump into ``directory`` (see the module docstring)."""
     spooler = _Spooler(directory, objects, chunk_bytes)
     try:
-        for line in lines:
-            spooler.line(scanner.classify(line), scanner.name, line)
+        for part, name, seg in segs:
+            spooler.line(part, name, seg)
     finally:
         spooler.close()
     return spooler.plan

@@ -77,7 +77,9 @@ from dataferry.engines._mysql_dumpfile import (
     DumpScanner,
     RowCounter,
     SchemaObjects,
-    iter_lines,
+    Segment,
+    Splitter,
+    segments,
 )
 from dataferry.engines._mysql_load import CHUNK_BYTES, Client, load_spooled, spool, spool_dir, stream_load
 from dataferry.errors import ConfigError, EngineError, FerryError, Refused, VerificationFailed
@@ -205,12 +207,13 @@ class MySQLEngine:
         """Load ``src`` into the shadow database (a leftover one is dropped first); on any failure
         drop it and raise."""
         target = Target.from_ref(db)
-        lines = iter_lines(src)
-        first = next(lines, b"")
-        header = DumpHeader.parse(first)
+        scanner, objects = DumpScanner(), SchemaObjects()
+        segs = segments(src, scanner)
+        first = next(segs, None)
+        header = DumpHeader.parse(first[2]) if first else None
         if header is None:  # a dump not made by dataferry: load it all the same
             header = DumpHeader()
-            lines = itertools.chain([first], lines)
+            segs = itertools.chain([first] if first else [], segs)
         shadow = Shadow(ref=db, name=derived_name(target.database, _SHADOW_SUFFIX))
         with connection(db) as conn:
             info = server_info(conn, target.database)
@@ -221,16 +224,15 @@ class MySQLEngine:
             charset=header.charset or info.charset or "",
             collation=header.collation or info.collation or "",
         )
-        scanner, objects = DumpScanner(), SchemaObjects()
         try:
             with option_file(db) as opts:
                 client = Client(tool, opts, shadow.name)
                 if options.jobs <= 1:
                     self._create_shadow(db, shadow, info)
-                    stream_load(client, lines, scanner, objects)
+                    stream_load(client, segs, objects)
                 else:
                     with spool_dir(options.spool_dir) as directory:
-                        plan = spool(lines, scanner, objects, directory, self.chunk_bytes)
+                        plan = spool(segs, objects, directory, self.chunk_bytes)
                         _require_complete(scanner)  # checked before the server is touched
                         self._create_shadow(db, shadow, info)
                         load_spooled(client, plan, objects, options.jobs)
@@ -405,9 +407,9 @@ class CountingReader(Reader):
     def __init__(self, src: ByteSource, header: bytes) -> None:
         self._src = src
         self._pending = header
+        self._splitter = Splitter(DumpScanner())
         self._counter = RowCounter()
         self.counts = self._counter.counts
-        self._carry: list[bytes] = []
         self._finished = False
 
     def read(self, n: int = -1) -> bytes:
@@ -418,31 +420,22 @@ class CountingReader(Reader):
             return out
         data = self._src.read(n)
         if data:
-            self._scan(data)
+            self._count(self._splitter.push(data))
         elif n != 0:
             self._finish()
         return data
 
-    def _scan(self, data: bytes) -> None:
-        nl = data.find(b"\n")
-        if nl < 0:
-            self._carry.append(data)  # a long line: joined once, not copied per chunk
-            return
+    def _count(self, segs: list[Segment]) -> None:
         feed = self._counter.feed
-        feed(b"".join([*self._carry, data[:nl]]))
-        lines = data[nl + 1 :].split(b"\n")
-        self._carry = [lines.pop()]
-        for line in lines:
-            feed(line)
+        for part, name, seg in segs:
+            feed(part, name, seg)
 
     def _finish(self) -> None:
         if self._finished:
             return
         self._finished = True
-        rest = b"".join(self._carry)
-        if rest:
-            self._counter.feed(rest)
-        if not self._counter.scanner.completed:
+        self._count(self._splitter.finish())
+        if not self._splitter.scanner.completed:
             raise EngineError(
                 "the dump ended without its 'Dump completed' line: it is incomplete",
                 hint="the dump tool stopped early; see its messages above and re-run the backup",
