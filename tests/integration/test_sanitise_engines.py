@@ -494,7 +494,14 @@ def test_restore_into_a_requires_sanitised_environment_sanitises_on_the_shadow(w
 
 @pytest.mark.parametrize(
     "breakage",
-    ["failing script", "failing check", "scan finds emails", "unclassified column", "vanished column"],
+    [
+        "failing script",
+        "failing check",
+        "scan finds emails",
+        "custom pattern",
+        "unclassified column",
+        "vanished column",
+    ],
 )
 def test_a_failure_stops_the_run_with_live_database_and_stores_untouched(world: World, breakage: str) -> None:
     backup_production(world)
@@ -513,6 +520,10 @@ def test_a_failure_stops_the_run_with_live_database_and_stores_untouched(world: 
         )
     elif breakage == "scan finds emails":
         write_profile(workdir, **KEEP_BODY)
+    elif breakage == "custom pattern":  # audit.who keeps staff user names such as 'system'
+        write_profile(
+            workdir, extra_checks='[scan.patterns]\nstaff_user = "(?:^|[^a-z0-9])system(?:[^a-z0-9]|$)"'
+        )
     elif breakage == "unclassified column":
         world.backend.execute(
             "ALTER TABLE subscribers ADD COLUMN nickname VARCHAR(64);", world.urls["production"]
@@ -535,6 +546,7 @@ def test_a_failure_stops_the_run_with_live_database_and_stores_untouched(world: 
         "failing script": "script dup.sql",
         "failing check": "'nobody imported' returned 24 row(s)",
         "scan finds emails": "scan found email in emails.body (24)",
+        "custom pattern": "scan found staff_user in audit.who (1)",
         "unclassified column": "unclassified column(s): subscribers.nickname",
         "vanished column": "vanished table(s)/column(s): subscribers.signon_uid",
     }[breakage]
