@@ -144,14 +144,16 @@ def sanitised_backup(cfg: Config, database: str, environment: str, reporter: Rep
     ops.require_ready(engine.check(source), source)
     ops.require_ready(engine.check(scratch), scratch)
     reporter.info(f"sanitised backup of {database} ({environment}) through scratch {scratch.url}")
-    with engine.dump(source) as dump:
-        shadow = engine.restore_shadow(scratch, dump.stream, RestoreOptions())
-        try:
+    shadow: Shadow | None = None
+    try:
+        with engine.dump(source) as dump:
+            shadow = engine.restore_shadow(scratch, dump.stream, RestoreOptions())
             _drain(dump)
             sanitisation = _sanitise_scratch(engine, scratch, shadow, dump, profile, salt, reporter)
-        except BaseException:
+    except BaseException:
+        if shadow is not None:  # restore_shadow drops its own shadow when it fails
             engine.drop_shadow(shadow)
-            raise
+        raise
     engine.swap(shadow)
     return ops.backup(
         cfg, database, environment, reporter=reporter, sanitisation=sanitisation, engine=engine, ref=scratch
