@@ -419,3 +419,12 @@ def test_urls_and_the_option_file() -> None:
         assert opts.arg == f"--defaults-extra-file={opts.path}"
         assert opts.env == {"HOME": str(opts.path.parent)}
     assert not opts.path.exists() and not opts.path.parent.exists()
+
+
+def test_the_header_takes_only_plain_character_set_names() -> None:
+    """The header's names go into CREATE DATABASE: anything but a plain name is ignored."""
+    good = DumpHeader("shop", "utf8mb4", "utf8mb4_unicode_ci")
+    assert DumpHeader.parse(good.line()) == good
+    evil = good.line().replace(b'"utf8mb4"', b'"utf8mb4; DROP DATABASE live"')
+    assert DumpHeader.parse(evil) == DumpHeader("shop", None, "utf8mb4_unicode_ci")
+    assert DumpHeader.parse(b"-- MySQL dump 10.13\n") is None

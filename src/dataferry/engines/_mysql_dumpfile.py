@@ -387,6 +387,11 @@ class DumpHeader:
             return None
         return cls(
             database=str(body.get("database") or ""),
-            charset=body.get("charset"),
-            collation=body.get("collation"),
+            charset=_name_or_none(body.get("charset")),
+            collation=_name_or_none(body.get("collation")),
         )
+
+
+def _name_or_none(value: object) -> str | None:
+    """A character set or collation name, which goes into SQL: only plain names are taken."""
+    return value if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}", value) else None

@@ -562,7 +562,7 @@ def _drop_leftover(conn: Any, name: str, info: ServerInfo) -> None:
 
 
 def _create_marked(conn: Any, name: str, info: ServerInfo, details: dict[str, str], what: str) -> None:
-    comment = f" COMMENT '{_MARK} {what}'" if _has_comments(info) else ""
+    comment = f" COMMENT {conn.escape(f'{_MARK} {what}')}" if _has_comments(info) else ""
     execute(conn, f"CREATE DATABASE {_q(name)}{_charset_clause(details)}{comment}")
 
 
