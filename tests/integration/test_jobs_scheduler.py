@@ -7,6 +7,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,7 +213,13 @@ def test_unlock_removes_only_an_expired_lock_without_force(tmp_path: Path) -> No
     finally:
         lock._stop.set()  # the holder "dies": no more heartbeats, nothing released
         lock._held = False
-    forced = dataferry(config, "unlock", "up-a")  # by now (>1s later) the lock has expired
+    # Wait until the lock, as a reader sees it, has expired: a heartbeat may have refreshed it
+    # just before the holder "died", and the CLI can start in well under the 1 s TTL.
+    deadline = time.monotonic() + 10
+    while (info := state.read_lock(store, "up-a", state.lock_ttl(cfg))) and not info.expired():
+        assert time.monotonic() < deadline, "the lock never expired"
+        time.sleep(0.1)
+    forced = dataferry(config, "unlock", "up-a")
     assert forced.returncode == 0 and "removed the lock" in forced.stdout
     assert state.read_lock(store, "up-a", state.lock_ttl(cfg)) is None
     assert "is not locked" in dataferry(config, "unlock", "up-a").stdout
