@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from dataferry import artifacts
+from dataferry import ops
 from dataferry.cli import Context, handle_errors, parse_time
 from dataferry.config import Config, find_config_path, parse_duration
 from dataferry.errors import ConfigError, FerryError, LockBusy, NotFound
@@ -223,10 +223,9 @@ def _env_status(cfg: Config, env: str, stores: StoreCache, now: datetime) -> dic
 
 
 def _db_status(cfg: Config, env: str, database: str, stores: StoreCache, now: datetime) -> dict[str, Any]:
-    store = stores.get(env)
     newest: dict[str, Any] | None = None
     try:
-        m = artifacts.latest(store, database)
+        m = ops.latest_artifact(cfg, database, env)
         newest = {
             "id": m.id,
             "finished_at": _iso(m.finished_at),

@@ -22,7 +22,15 @@ from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, get_engine
-from dataferry.errors import ConfigError, FerryError, NotReady, Refused, StoreError, VerificationFailed
+from dataferry.errors import (
+    ConfigError,
+    FerryError,
+    NotFound,
+    NotReady,
+    Refused,
+    StoreError,
+    VerificationFailed,
+)
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete, Store, open_store
 from dataferry.streams import HashingReader, ProgressReader, VerifyingReader, zstd_compress, zstd_decompress
@@ -431,6 +439,17 @@ def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifes
         return layout.list_artifacts(cfg, database, environment)
     cfg.database(database)
     return list(artifacts.iter_manifests(store_for(cfg, environment), database))
+
+
+def latest_artifact(cfg: Config, database: str, environment: str) -> Manifest:
+    """The newest artifact of ``database`` in ``environment``'s store, whatever its layout."""
+    cfg.database(database)
+    if uses_govuk_layout(cfg, environment):
+        listed = list_artifacts(cfg, database, environment)
+        if not listed:
+            raise NotFound(f"no dump of {database} in the store of {environment}")
+        return listed[0]
+    return artifacts.latest(store_for(cfg, environment), database)
 
 
 def verify(cfg: Config, database: str, environment: str, artifact: str | None = None) -> Manifest:

@@ -409,6 +409,10 @@ def test_config_with_govuk_layout_through_backup_list_verify_restore(govuk: Govu
     assert fingerprint(g.pg, staging_db) == fingerprint(g.pg, g.db)
     cleanup = run.invoke(cli, ["--config", config, "cleanup", "content-data-admin", "--env", "production"])
     assert cleanup.exit_code == 9 and g.dumps() == [key]
+    status = run.invoke(cli, ["--config", config, "status", "--env", "production", "--json"])
+    assert status.exit_code == 0, status.output
+    newest = json.loads(status.stdout)["environments"][0]["databases"][0]["newest_artifact"]
+    assert newest["id"] == json.loads(listed.stdout)[0]["id"], "status sees the govuk layout's dump"
 
 
 # -- imported job files run as dataferry jobs ----------------------------------------------------------
