@@ -497,4 +497,20 @@ def check(cfg: Config) -> CheckReport:
                     report.findings.append((f"{where}: {c.what}", c.ok, c.detail))
             except Exception as exc:  # report, and go on to the next database
                 report.findings.append((where, False, str(exc)))
+        if db_cfg.sanitise:
+            report.findings.append(_check_profile(cfg, db_name))
     return report
+
+
+def _check_profile(cfg: Config, database: str) -> tuple[str, bool, str]:
+    """The sanitisation profile loads and its salt is set (a bad one would fail the first restore)."""
+    from dataferry import sanitise  # sanitise builds on this module
+
+    what = f"{database}: sanitisation profile"
+    try:
+        profile = sanitise.profile_for(cfg, database)
+        assert profile is not None  # only called for databases with a profile
+        sanitise.load_salt(profile)
+    except FerryError as exc:
+        return what, False, exc.message
+    return what, True, f"{profile.name}, salt {'set' if profile.salt_env else 'not needed'}"
