@@ -6,6 +6,7 @@ Errors: a ``FerryError`` prints ``error: ...`` and ``hint: ...`` and exits with 
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -78,8 +79,39 @@ def parse_time(value: str | None) -> datetime | None:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+#: Commands defined in other modules, imported only when used: most runs need one command, and the
+#: job, sanitisation and GOV.UK modules (prometheus, YAML, ...) would otherwise slow every start.
+LAZY_COMMANDS: dict[str, str] = {
+    "run": "dataferry.cli_jobs:run_cmd",
+    "pause": "dataferry.cli_jobs:pause",
+    "resume": "dataferry.cli_jobs:resume",
+    "status": "dataferry.cli_jobs:status",
+    "history": "dataferry.cli_jobs:history",
+    "scheduler": "dataferry.cli_jobs:scheduler_cmd",
+    "unlock": "dataferry.cli_jobs:unlock",
+    "sanitise": "dataferry.cli_sanitise:sanitise",
+    "legacy": "dataferry.cli_compat:legacy_cmd",
+    "import": "dataferry.cli_compat:import_cmd",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands in ``LAZY_COMMANDS`` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, loaded or not."""
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import a lazy command the first time it is asked for."""
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is not None and cmd_name not in self.commands:
+            module, _, attr = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -224,7 +256,9 @@ def verify(c: Context, database: str, environment: str, artifact: str | None) ->
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
 @pass_ctx
 @handle_errors
-def cleanup(c: Context, database: str, environment: str, keep: int | None, older_than: str, dry_run: bool) -> None:
+def cleanup(
+    c: Context, database: str, environment: str, keep: int | None, older_than: str, dry_run: bool
+) -> None:
     """Remove orphaned data of interrupted backups, and old artifacts with --keep."""
     report = ops.cleanup(
         c.config, database, environment, older_than=parse_duration(older_than), keep=keep, dry_run=dry_run
@@ -243,7 +277,9 @@ def parse_duration(value: str) -> timedelta:
     """``90m``, ``26h``, ``7d`` or ``45s`` as a timedelta."""
     m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
     if not m:
-        raise ConfigError(f"cannot read duration {value!r}", hint="use a number and a unit: 45s, 90m, 26h, 7d")
+        raise ConfigError(
+            f"cannot read duration {value!r}", hint="use a number and a unit: 45s, 90m, 26h, 7d"
+        )
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
     return timedelta(**{unit: int(m.group(1))})
 
@@ -269,16 +305,3 @@ def quickstart(c: Context, directory: Path) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``dataferry`` command."""
     return cli.main(args=argv, prog_name="dataferry")
-
-
-from dataferry.cli_jobs import register as _register_jobs  # noqa: E402  (needs the group above)
-
-_register_jobs(cli)
-
-from dataferry.cli_sanitise import register as _register_sanitise  # noqa: E402  (needs the group above)
-
-_register_sanitise(cli)
-
-from dataferry.cli_compat import register as _register_compat  # noqa: E402  (needs the group above)
-
-_register_compat(cli)

@@ -97,9 +97,3 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
         )
     for line in result.untranslated:
         click.echo(f"not translated: {line}", err=True)
-
-
-def register(cli: click.Group) -> None:
-    """Add ``legacy`` and ``import`` to the ``dataferry`` command group."""
-    cli.add_command(legacy_cmd, "legacy")
-    cli.add_command(import_cmd, "import")

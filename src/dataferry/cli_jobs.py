@@ -508,9 +508,3 @@ def unlock(c: Context, job: str, force: bool) -> None:
         )
     state.break_lock(store, job, ttl)
     click.echo(f"removed the lock of job {job}: {lock.describe()}")
-
-
-def register(group: click.Group) -> None:
-    """Add the job commands to the ``dataferry`` command group."""
-    for command in (run_cmd, pause, resume, status, history, scheduler_cmd, unlock):
-        group.add_command(command)

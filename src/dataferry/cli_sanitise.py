@@ -17,7 +17,7 @@ from dataferry.cli import Context, handle_errors
 from dataferry.errors import ConfigError, SanitisationFailed
 from dataferry.sanitise import DryRun, check_live, plan_live
 
-pass_ctx = click.make_pass_decorator(Context)  # our own: dataferry.cli imports this module at its end
+pass_ctx = click.make_pass_decorator(Context)  # the same as dataferry.cli's
 
 
 @click.command("sanitise")
@@ -89,8 +89,3 @@ def _check_line(r: dict[str, object]) -> str:
         where = ", ".join(f"{f['table']}.{f['column']} {f['count']}" for f in found) or "nothing found"
         return f"scan {r['name']} in {r['columns_scanned']} column(s): {where}"
     return f"{r['check']} {r['name']}: {status} {r.get('detail') or ''}".rstrip()
-
-
-def register(cli: click.Group) -> None:
-    """Add the sanitise command to the ``dataferry`` group."""
-    cli.add_command(sanitise)
