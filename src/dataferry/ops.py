@@ -33,7 +33,14 @@ from dataferry.errors import (
 )
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete, Store, open_store
-from dataferry.streams import HashingReader, ProgressReader, VerifyingReader, zstd_compress, zstd_decompress
+from dataferry.streams import (
+    CountingReader,
+    HashingReader,
+    ProgressReader,
+    VerifyingReader,
+    zstd_compress,
+    zstd_decompress,
+)
 
 #: Called on the shadow after its checksum and row counts were verified and before the swap.
 #: Sanitisation plugs in here; raising aborts the restore and the shadow is dropped.
@@ -134,7 +141,9 @@ def backup(
     transfer = reporter.transfer(f"backup {database}", None)
     try:
         with engine.dump(ref) as dump:
-            raw = HashingReader(ProgressReader(dump.stream, transfer.advance))
+            raw = CountingReader(
+                ProgressReader(dump.stream, transfer.advance)
+            )  # no hash: only the stored bytes need one
             hashed = HashingReader(zstd_compress(raw, level=level))
             info = store.put(key, hashed)
             row_counts = dict(dump.row_counts)

@@ -165,19 +165,31 @@ def process_failed(what: str, argv: Sequence[str], code: int, stderr: str) -> En
     )
 
 
-class HashingReader(Reader):
-    """Passes bytes through while computing sha256 and counting them."""
+class CountingReader(Reader):
+    """Passes bytes through while counting them (``size``)."""
 
     def __init__(self, src: ByteSource) -> None:
         self._src = src
-        self._sha = hashlib.sha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
-        """Read and account."""
+        """Read and count."""
         data = self._src.read(n)
-        self._sha.update(data)
         self.size += len(data)
+        return data
+
+
+class HashingReader(CountingReader):
+    """Passes bytes through while computing sha256 and counting them."""
+
+    def __init__(self, src: ByteSource) -> None:
+        super().__init__(src)
+        self._sha = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        """Read and account."""
+        data = super().read(n)
+        self._sha.update(data)
         return data
 
     @property

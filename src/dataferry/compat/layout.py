@@ -39,7 +39,14 @@ from dataferry.engines import Engine, RestoreOptions, Shadow, get_engine
 from dataferry.errors import ConfigError, NotFound, Refused, StoreError, VerificationFailed
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
-from dataferry.streams import CHUNK, ByteSource, HashingReader, ProgressReader, VerifyingReader
+from dataferry.streams import (
+    CHUNK,
+    ByteSource,
+    CountingReader,
+    HashingReader,
+    ProgressReader,
+    VerifyingReader,
+)
 
 TS_FORMAT = "%Y-%m-%dT%H%M%SZ"
 LEGACY_TS_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -360,7 +367,9 @@ def _upload(
     transfer = reporter.transfer(f"backup {ref.name}", None)
     try:
         with engine.dump(ref) as dump:
-            raw = HashingReader(ProgressReader(dump.stream, transfer.advance))
+            raw = CountingReader(
+                ProgressReader(dump.stream, transfer.advance)
+            )  # no hash: only the stored bytes need one
             encoded: ByteSource = GzipCompressor(raw) if compression == "gzip" else raw
             hashed = HashingReader(encoded)
             info = store.put(key, hashed)
