@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -138,6 +139,9 @@ class _Spooler:
             path = self.dir / f"chunk-{len(self.plan.chunks):06d}.sql"
             self._chunk = path.open("wb")
             self._chunk.write(self.objects.preamble)  # each client needs the dump's session settings
+            # One transaction per chunk: a deadlock between two loaders (InnoDB picks a victim when
+            # they insert into the same table) then rolls the whole chunk back, so it can be retried.
+            self._chunk.write(b"START TRANSACTION;\n")
             self._chunk_size = 0
             self.plan.chunks.append((path, 0))
         self._chunk.write(line)
@@ -147,6 +151,7 @@ class _Spooler:
 
     def _close_chunk(self) -> None:
         if self._chunk is not None:
+            self._chunk.write(b"COMMIT;\n")
             self._chunk.close()
             path, _ = self.plan.chunks[-1]
             self.plan.chunks[-1] = (path, self._chunk_size)
@@ -192,10 +197,22 @@ class _Loads:
         self.cancelled = False
 
     def load(self, path: Path) -> None:
-        """Load one chunk file."""
+        """Load one chunk file; a chunk rolled back by a deadlock or lock timeout is loaded again."""
+        for attempt in range(1, RETRIES + 1):
+            code, stderr = self._load_once(path)
+            if code is None or code == 0:
+                return
+            if attempt < RETRIES and _retryable(stderr):
+                time.sleep(0.2 * attempt)  # the chunk's transaction was rolled back whole: safe to redo
+                continue
+            what = f"{self.client.tool.name} (loading {path.name} into shadow {self.client.database})"
+            raise process_failed(what, self.argv, code, stderr)
+
+    def _load_once(self, path: Path) -> tuple[int | None, str]:
+        """Run one client on ``path``: its exit code (None when cancelled) and stderr tail."""
         with self._lock:
             if self.cancelled:
-                return
+                return None, ""
             with path.open("rb") as f:
                 proc = spawn(self.argv, env=self.client.opts.env, stdin=f, stdout=subprocess.DEVNULL)
             self._procs.add(proc)
@@ -204,9 +221,7 @@ class _Loads:
         code = proc.wait()
         with self._lock:
             self._procs.discard(proc)
-            if code != 0 and not self.cancelled:
-                what = f"{self.client.tool.name} (loading {path.name} into shadow {self.client.database})"
-                raise process_failed(what, self.argv, code, err.text())
+            return (None if self.cancelled else code), err.text()
 
     def cancel(self) -> None:
         """Stop every running client; chunks not started yet are skipped."""
@@ -214,6 +229,15 @@ class _Loads:
             self.cancelled = True
             for proc in self._procs:
                 proc.kill()
+
+
+#: Attempts per chunk when InnoDB rolls it back as a deadlock victim or after a lock wait timeout.
+RETRIES = 5
+
+
+def _retryable(stderr: str) -> bool:
+    """ERROR 1213 (deadlock) and 1205 (lock wait timeout) roll back a transaction; retrying may work."""
+    return "ERROR 1213 " in stderr or "ERROR 1205 " in stderr
 
 
 def parallel_load(client: Client, chunks: Sequence[tuple[Path, int]], jobs: int) -> None:
