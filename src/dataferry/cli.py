@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from dataferry import __version__, ops
-from dataferry.config import Config, find_config_path, load
+from dataferry.config import Config, find_config_path, load, parse_duration
 from dataferry.errors import EXIT_CODES, ConfigError, FerryError
 from dataferry.progress import Reporter, default_reporter, human_bytes
 
@@ -261,7 +260,12 @@ def cleanup(
 ) -> None:
     """Remove orphaned data of interrupted backups, and old artifacts with --keep."""
     report = ops.cleanup(
-        c.config, database, environment, older_than=parse_duration(older_than), keep=keep, dry_run=dry_run
+        c.config,
+        database,
+        environment,
+        older_than=duration_arg(older_than, "--older-than"),
+        keep=keep,
+        dry_run=dry_run,
     )
     verb = "would remove" if dry_run else "removed"
     for key in report.orphans:
@@ -273,15 +277,12 @@ def cleanup(
     click.echo(f"{len(report.orphans)} orphan(s), {len(report.expired)} expired artifact(s)")
 
 
-def parse_duration(value: str) -> timedelta:
-    """``90m``, ``26h``, ``7d`` or ``45s`` as a timedelta."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
-    if not m:
-        raise ConfigError(
-            f"cannot read duration {value!r}", hint="use a number and a unit: 45s, 90m, 26h, 7d"
-        )
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-    return timedelta(**{unit: int(m.group(1))})
+def duration_arg(value: str, option: str) -> timedelta:
+    """A duration given on the command line (``90m``, ``26h``, ``1d12h``), as the config reads them."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
 
 
 @cli.command("exit-codes")

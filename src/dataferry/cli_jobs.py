@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from dataferry import ops
-from dataferry.cli import Context, handle_errors, parse_time
+from dataferry.cli import Context, duration_arg, handle_errors, parse_time
 from dataferry.config import Config, find_config_path, parse_duration
 from dataferry.errors import ConfigError, FerryError, LockBusy, NotFound
 from dataferry.jobs import runner, scheduler, state, triggers
@@ -463,11 +463,8 @@ def _history_line(r: RunRecord) -> str:
 def scheduler_cmd(c: Context, once: bool, max_parallel: int | None, interval: str, grace: str) -> None:
     """Run due and triggered jobs until stopped (SIGTERM stops cleanly)."""
     cfg = c.config
-    try:
-        interval_s = parse_duration(interval).total_seconds()
-        grace_s = parse_duration(grace).total_seconds()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    interval_s = duration_arg(interval, "--interval").total_seconds()
+    grace_s = duration_arg(grace, "--grace").total_seconds()
     if max_parallel is not None and max_parallel < 1:
         raise ConfigError("--max-parallel must be at least 1")
     path = cfg.path or Path(find_config_path(c.config_path)).resolve()

@@ -91,3 +91,19 @@ def test_keep_deletes_old_artifacts_manifest_first_and_never_the_newest(tmp_path
     )
     assert refused.exit_code == 2
     assert "never deletes the newest" in refused.output
+
+
+def test_a_bad_duration_is_a_usage_error_that_touches_nothing(tmp_path: Path) -> None:
+    cfg = _setup(tmp_path)
+    kept = ops.backup(cfg, "email-alert-api", "production").manifest
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("--config", str(tmp_path / "dataferry.toml"), "cleanup", "email-alert-api"),
+            *("--env", "production", "--keep", "1", "--older-than", "soon"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "--older-than" in result.output and "Traceback" not in result.output
+    store = ops.store_for(cfg, "production")
+    assert artifacts.latest(store, "email-alert-api").id == kept.id
