@@ -34,6 +34,7 @@ from dataferry.errors import (
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete, Store, open_store
 from dataferry.streams import (
+    ByteSource,
     CountingReader,
     HashingReader,
     ProgressReader,
@@ -119,15 +120,10 @@ def backup(
             extra=extra,
         )
     reporter = reporter or NullReporter()
-    env_cfg = cfg.environment(environment)
     db_cfg = cfg.database(database)
     engine = engine or get_engine(db_cfg.engine)
     ref = ref or database_ref(cfg, database, environment)
-    if env_cfg.requires_sanitised and (sanitisation is None or not sanitisation.passed):
-        raise Refused(
-            f"the store of {environment} accepts only sanitised artifacts",
-            hint=f"use 'dataferry backup {database} --env {environment} --sanitise'",
-        )
+    refuse_unsanitised(cfg, database, environment, sanitisation)
     store = store_for(cfg, environment)
     require_ready(engine.check(ref), ref)
     server_version = engine.server_version(ref)
@@ -138,22 +134,14 @@ def backup(
     ident, created = artifacts.new_artifact_id(store, database)
     key = artifacts.data_key(database, ident, f"{engine.dump_format}.zst")
     reporter.info(f"backup {database} ({environment}) -> {store.url}{key}")
-    transfer = reporter.transfer(f"backup {database}", None)
-    try:
-        with engine.dump(ref) as dump:
-            raw = CountingReader(
-                ProgressReader(dump.stream, transfer.advance)
-            )  # no hash: only the stored bytes need one
-            hashed = HashingReader(zstd_compress(raw, level=level))
-            info = store.put(key, hashed)
-            row_counts = dict(dump.row_counts)
-    finally:
-        transfer.done()
-    if info.size != hashed.size:
-        store.delete(key)
-        raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
-    obj = DataObject(
-        key=key, size=hashed.size, sha256=hashed.sha256, format=engine.dump_format, raw_size=raw.size
+    obj, row_counts = upload_dump(
+        store,
+        key,
+        engine,
+        ref,
+        reporter,
+        encode=lambda raw: zstd_compress(raw, level=level),
+        compression="zstd",
     )
     manifest = Manifest(
         id=ident,
@@ -172,6 +160,57 @@ def backup(
     artifacts.write_manifest(store, manifest)
     reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
     return BackupResult(manifest=manifest, store_url=store.url)
+
+
+def refuse_unsanitised(
+    cfg: Config, database: str, environment: str, sanitisation: Sanitisation | None
+) -> None:
+    """A store that requires sanitised artifacts takes only ones whose checks passed."""
+    if cfg.environment(environment).requires_sanitised and (sanitisation is None or not sanitisation.passed):
+        raise Refused(
+            f"the store of {environment} accepts only sanitised artifacts",
+            hint=f"use 'dataferry backup {database} --env {environment} --sanitise'",
+        )
+
+
+def upload_dump(
+    store: Store,
+    key: str,
+    engine: Engine,
+    ref: DatabaseRef,
+    reporter: Reporter,
+    *,
+    encode: Callable[[ByteSource], ByteSource],
+    compression: str,
+) -> tuple[DataObject, dict[str, int]]:
+    """Stream a dump of ``ref`` through ``encode`` into ``key``, hashing the stored bytes.
+
+    A failed dump raises inside ``store.put``, so nothing becomes visible; a size the store did not
+    confirm removes the object. Returns the data object and the dump's own row counts.
+    """
+    transfer = reporter.transfer(f"backup {ref.name}", None)
+    try:
+        with engine.dump(ref) as dump:
+            raw = CountingReader(
+                ProgressReader(dump.stream, transfer.advance)
+            )  # only stored bytes need a hash
+            hashed = HashingReader(encode(raw))
+            info = store.put(key, hashed)
+            row_counts = dict(dump.row_counts)
+    finally:
+        transfer.done()
+    if info.size != hashed.size:
+        store.delete(key)
+        raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
+    obj = DataObject(
+        key=key,
+        size=hashed.size,
+        sha256=hashed.sha256,
+        format=engine.dump_format,
+        compression=compression,
+        raw_size=raw.size,
+    )
+    return obj, row_counts
 
 
 # -- restore -------------------------------------------------------------------------------------

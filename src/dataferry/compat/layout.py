@@ -26,7 +26,7 @@ import contextlib
 import copy
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -42,7 +42,6 @@ from dataferry.stores import Store, put_bytes, read_bytes
 from dataferry.streams import (
     CHUNK,
     ByteSource,
-    CountingReader,
     HashingReader,
     ProgressReader,
     VerifyingReader,
@@ -299,14 +298,9 @@ def backup(
 ) -> ops.BackupResult:
     """``ops.backup`` for a ``govuk`` store: dump, then manifest, then the pointer, in that order."""
     reporter = reporter or NullReporter()
-    env_cfg = cfg.environment(environment)
     engine = engine or get_engine(cfg.database(database).engine)
     ref = ref or database_ref(cfg, database, environment)
-    if env_cfg.requires_sanitised and (sanitisation is None or not sanitisation.passed):
-        raise Refused(
-            f"the store of {environment} accepts only sanitised artifacts",
-            hint=f"use 'dataferry backup {database} --env {environment} --sanitise'",
-        )
+    ops.refuse_unsanitised(cfg, database, environment, sanitisation)
     compression = compression_for(engine)
     engine = govuk_engine(engine)
     naming = naming_for(cfg, database)
@@ -317,7 +311,10 @@ def backup(
     engine_extra: dict[str, object] = manifest_extra(ref) if manifest_extra else {}
     key, created = _free_key(store, naming)
     reporter.info(f"backup {database} ({environment}) -> {store.url}{key}")
-    obj, row_counts = _upload(store, key, engine, ref, compression, reporter)
+    encode: Callable[[ByteSource], ByteSource] = GzipCompressor if compression == "gzip" else _as_is
+    obj, row_counts = ops.upload_dump(
+        store, key, engine, ref, reporter, encode=encode, compression=compression
+    )
     manifest = Manifest(
         id=key.rsplit("/", 1)[-1].removesuffix(".gz"),
         database=database,
@@ -360,34 +357,9 @@ def _free_key(store: Store, naming: Naming) -> tuple[str, datetime]:
     raise StoreError(f"cannot find a free key for {naming.name} in {store.url}")
 
 
-def _upload(
-    store: Store, key: str, engine: Engine, ref: DatabaseRef, compression: str, reporter: Reporter
-) -> tuple[DataObject, dict[str, int]]:
-    """Stream the dump into ``key``, hashing what is stored; a failed dump leaves no object."""
-    transfer = reporter.transfer(f"backup {ref.name}", None)
-    try:
-        with engine.dump(ref) as dump:
-            raw = CountingReader(
-                ProgressReader(dump.stream, transfer.advance)
-            )  # no hash: only the stored bytes need one
-            encoded: ByteSource = GzipCompressor(raw) if compression == "gzip" else raw
-            hashed = HashingReader(encoded)
-            info = store.put(key, hashed)
-            row_counts = dict(dump.row_counts)
-    finally:
-        transfer.done()
-    if info.size != hashed.size:
-        store.delete(key)
-        raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
-    obj = DataObject(
-        key=key,
-        size=hashed.size,
-        sha256=hashed.sha256,
-        format=engine.dump_format,
-        compression=compression,
-        raw_size=raw.size,
-    )
-    return obj, row_counts
+def _as_is(raw: ByteSource) -> ByteSource:
+    """PostgreSQL custom-format dumps are compressed by pg_dump itself (-Z1): stored as they come."""
+    return raw
 
 
 # -- restore ---------------------------------------------------------------------------------------
