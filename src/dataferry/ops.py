@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -37,6 +37,7 @@ from dataferry.streams import (
     ByteSource,
     CountingReader,
     HashingReader,
+    Prefetcher,
     ProgressReader,
     VerifyingReader,
     zstd_compress,
@@ -336,9 +337,13 @@ def _shadow_restore(
     try:
         with store.open(obj.key) as raw:
             verifying = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
-            stream: BinaryIO = zstd_decompress(ProgressReader(verifying, transfer.advance))
+            # Read, verify and decompress on a thread while the engine writes to its tool or spool.
+            ahead = Prefetcher(zstd_decompress(ProgressReader(verifying, transfer.advance)))
             try:
-                shadow = engine.restore_shadow(ref, stream, options)
+                try:
+                    shadow = engine.restore_shadow(ref, cast(BinaryIO, ahead), options)
+                finally:
+                    ahead.close()  # no reading ahead any more: ``verifying`` is ours again
             except Exception as exc:
                 _refuse_if_corrupt(verifying, exc)
                 raise

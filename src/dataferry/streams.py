@@ -5,8 +5,11 @@ hashing and verifying readers. Nothing here holds a whole dump in memory.
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import hashlib
 import os
+import queue
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -97,6 +100,93 @@ def spawn(
         ) from None
 
 
+#: Chunks a ``Prefetcher`` reads ahead of its consumer: bounds its memory to PREFETCH * CHUNK.
+PREFETCH = 8
+#: Linux pipes hold 64 KiB by default; a dump tool writing into a bigger pipe stalls less often.
+PIPE_BYTES = 1024 * 1024
+
+
+def widen_pipe(stream: IO[bytes]) -> None:
+    """Ask Linux for a 1 MiB pipe buffer (best effort: other systems and limits keep the default)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setpipe is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(stream.fileno(), setpipe, PIPE_BYTES)
+
+
+class Prefetcher(Reader):
+    """Reads ``stream`` on a thread, up to ``PREFETCH`` chunks ahead of the consumer.
+
+    A dump tool writing into a pipe stops whenever the pipe is full. Without read-ahead that
+    happens every time the consumer compresses, hashes or writes a chunk, so the tool and the
+    consumer take turns instead of running at once (measured: ``mariadb-dump`` took 1.9-2.1 s
+    instead of 1.45 s for a 256 MB database). The thread keeps the pipe drained while the
+    consumer works; memory stays bounded by the queue.
+    """
+
+    _EOF = b""
+
+    def __init__(self, stream: ByteSource) -> None:
+        self._stream = stream
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=PREFETCH)
+        self._stopping = threading.Event()
+        self._buf = b""
+        self._eof = False
+        self._thread = threading.Thread(target=self._pump, name="dataferry-prefetch", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                data = self._stream.read(CHUNK)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return
+
+    def _next(self) -> bytes:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        if not item:
+            self._eof = True
+        return item
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (everything when negative); fewer only at EOF."""
+        want = None if n is None or n < 0 else n
+        parts = [self._buf] if self._buf else []
+        have = len(self._buf)
+        while (want is None or have < want) and not self._eof:
+            data = self._next()
+            parts.append(data)
+            have += len(data)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if want is None or len(data) <= want:
+            self._buf = b""
+            return data
+        self._buf = data[want:]
+        return data[:want]
+
+    def close(self) -> None:
+        """Stop reading ahead and close the stream."""
+        self._stopping.set()
+        # No timeout: after close() the caller may read the source again, which must not race
+        # with a read still running here (the pump stops after at most one more chunk).
+        self._thread.join()
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
 class ProcessReader(Reader):
     """Reads a child's stdout; at EOF waits for it and raises ``EngineError`` if it failed.
 
@@ -109,7 +199,8 @@ class ProcessReader(Reader):
         self.what = what or os.path.basename(self.argv[0])
         self._proc = spawn(argv, env=env)
         assert self._proc.stdout is not None and self._proc.stderr is not None
-        self._out = self._proc.stdout
+        widen_pipe(self._proc.stdout)
+        self._out = Prefetcher(self._proc.stdout)
         self._err = StderrTail(self._proc.stderr)
         self._done = False
         self._failure: EngineError | None = None

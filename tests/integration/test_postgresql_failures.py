@@ -4,6 +4,7 @@ it was, publishes nothing half-made, leaves no shadow behind, and never shows a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -94,8 +95,9 @@ def test_backup_killed_halfway_publishes_nothing(
     pg = pg_setup.pg
     if store == "s3":
         use_s3(pg_setup, s3_server, s3_bucket, monkeypatch)
-    # ~15 MB of dump, ~7 MB compressed: more than one 5 MiB part before the kill (S3)
-    seed_bulk(pg, pg_setup.src, 150_000)
+    # ~40 MB of dump: more than one 5 MiB part before the kill (S3), and pg_dump still running
+    # then although dataferry reads ahead of what it has uploaded (a 1 MiB pipe, 8 MiB queued)
+    seed_bulk(pg, pg_setup.src, 400_000)
     first = ops.backup(pg_setup.config(), "app", "production").manifest
     killed: list[int] = []
 
@@ -272,19 +274,49 @@ def test_dump_needing_a_missing_role_fails_with_a_hint(pg_setup: PgSetup) -> Non
 # -- restores interrupted midway ---------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def during_copy(pg: PgServer, shadow: str, action: Callable[[], int]) -> Iterator[list[int]]:
+    """Run ``action`` once, on a watcher thread, as soon as a COPY into ``shadow`` is running.
+
+    Watching the server rather than the bytes read: the artifact is read ahead on a thread, so
+    how much was read says little about how far pg_restore has got. Yields what ``action``
+    returned (empty if no COPY was ever seen).
+    """
+    acted: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(pg.dsn(), password=pg.password, autocommit=True) as conn:
+            while not done.is_set():
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY%%'",
+                    (shadow,),
+                ).fetchone()
+                if row and row[0]:
+                    acted.append(action())
+                    return
+                time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield acted
+    finally:
+        done.set()
+        watcher.join()
+
+
 def test_killed_pg_restore_leaves_live_untouched(pg_setup: PgSetup) -> None:
     pg = pg_setup.pg
     before = fingerprint(pg, pg_setup.dst)
-    seed_bulk(pg, pg_setup.src, 100_000)  # ~5 MB compressed
+    seed_bulk(pg, pg_setup.src, 300_000)
     ops.backup(pg_setup.config(), "app", "production")
-    killed: list[int] = []
-
-    def kill_pg_restore(read_bytes: int) -> None:
-        if not killed and read_bytes >= 2 * MiB:
-            killed.append(kill_descendants("pg_restore"))
-
-    with pytest.raises(EngineError, match="pg_restore") as info:
-        ops.restore(pg_setup.config(), restore_req(), reporter=HookReporter(kill_pg_restore))
+    shadow = pg_setup.dst + SHADOW_SUFFIX
+    with (
+        during_copy(pg, shadow, lambda: kill_descendants("pg_restore")) as killed,
+        pytest.raises(EngineError, match="pg_restore") as info,
+    ):
+        ops.restore(pg_setup.config(), restore_req())
     assert killed == [1]
     assert "signal 9" in str(info.value)
     assert_untouched(pg_setup, before)
@@ -296,29 +328,11 @@ def test_killed_parallel_pg_restore_leaves_live_untouched_and_no_spool(pg_setup:
     seed_bulk(pg, pg_setup.src, 300_000)
     ops.backup(pg_setup.config(), "app", "production")
     shadow = pg_setup.dst + SHADOW_SUFFIX
-    killed: list[int] = []
-    done = threading.Event()
-
-    def kill_during_copy() -> None:
-        with psycopg.connect(pg.dsn(), password=pg.password, autocommit=True) as conn:
-            while not done.is_set():
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY%%'",
-                    (shadow,),
-                ).fetchone()
-                if row and row[0]:
-                    killed.append(kill_descendants("pg_restore"))
-                    return
-                time.sleep(0.005)
-
-    watcher = threading.Thread(target=kill_during_copy)
-    watcher.start()
-    try:
-        with pytest.raises(EngineError, match="pg_restore"):
-            ops.restore(pg_setup.config(), restore_req(jobs=2))
-    finally:
-        done.set()
-        watcher.join()
+    with (
+        during_copy(pg, shadow, lambda: kill_descendants("pg_restore")) as killed,
+        pytest.raises(EngineError, match="pg_restore"),
+    ):
+        ops.restore(pg_setup.config(), restore_req(jobs=2))
     assert killed and killed[0] >= 1
     assert_untouched(pg_setup, before)
     assert pg_setup.spool_files() == []
@@ -327,16 +341,14 @@ def test_killed_parallel_pg_restore_leaves_live_untouched_and_no_spool(pg_setup:
 def test_lost_connection_midway_leaves_live_untouched(pg_setup: PgSetup) -> None:
     pg = pg_setup.pg
     before = fingerprint(pg, pg_setup.dst)
-    seed_bulk(pg, pg_setup.src, 100_000)
+    seed_bulk(pg, pg_setup.src, 300_000)
     ops.backup(pg_setup.config(), "app", "production")
-    cut: list[int] = []
-
-    def cut_connection(read_bytes: int) -> None:
-        if not cut and read_bytes >= 2 * MiB:
-            cut.append(terminate_backends(pg, pg_setup.dst + SHADOW_SUFFIX))
-
-    with pytest.raises(EngineError, match="pg_restore") as info:
-        ops.restore(pg_setup.config(), restore_req(), reporter=HookReporter(cut_connection))
+    shadow = pg_setup.dst + SHADOW_SUFFIX
+    with (
+        during_copy(pg, shadow, lambda: terminate_backends(pg, shadow)) as cut,
+        pytest.raises(EngineError, match="pg_restore") as info,
+    ):
+        ops.restore(pg_setup.config(), restore_req())
     assert cut == [1]
     assert "terminating connection" in str(info.value) or "server closed the connection" in str(info.value)
     assert_untouched(pg_setup, before)

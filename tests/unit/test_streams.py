@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import random
+import sys
 import time
 
 import pytest
@@ -18,7 +19,9 @@ import zstandard
 from dataferry.errors import EngineError, NotReady, VerificationFailed
 from dataferry.streams import (
     CHUNK,
+    PREFETCH,
     HashingReader,
+    Prefetcher,
     ProcessReader,
     ProgressReader,
     VerifyingReader,
@@ -275,3 +278,72 @@ def test_truncated_zstd_is_caught_by_the_checksum_beneath_it() -> None:
     verifying = VerifyingReader(cut, size=len(compressed), sha256=sha, name="db/x.zst")
     with pytest.raises(VerificationFailed, match=r"db/x\.zst"):
         drain(zstd_decompress(verifying))  # type: ignore[arg-type]
+
+
+# -- reading ahead -----------------------------------------------------------------------------------
+
+
+class _Chunks:
+    """A source returning the given pieces one per read, then b'' (or raising ``fail``)."""
+
+    def __init__(self, pieces: list[bytes], fail: Exception | None = None) -> None:
+        self.pieces = list(pieces)
+        self.fail = fail
+        self.reads = 0
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        self.reads += 1
+        if self.pieces:
+            return self.pieces.pop(0)
+        if self.fail is not None:
+            raise self.fail
+        return b""
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("size", [1, 5, 7, 1 << 20, -1])
+def test_prefetcher_returns_the_same_bytes_whatever_the_read_size(size: int) -> None:
+    pieces = [bytes([i]) * (i * 3 + 1) for i in range(20)]
+    ahead = Prefetcher(_Chunks(pieces))
+    out = bytearray()
+    while data := ahead.read(size):
+        assert size < 0 or len(data) <= size
+        out += data
+    assert bytes(out) == b"".join(pieces)
+    assert ahead.read(10) == b""  # EOF stays EOF
+
+
+def test_prefetcher_raises_a_source_failure_in_the_consumer_after_the_bytes_before_it() -> None:
+    ahead = Prefetcher(_Chunks([b"abc", b"def"], fail=VerificationFailed("corrupt")))
+    assert ahead.read(6) == b"abcdef"
+    with pytest.raises(VerificationFailed, match="corrupt"):
+        ahead.read(6)
+
+
+def test_prefetcher_reads_a_bounded_distance_ahead_and_stops_on_close() -> None:
+    source = _Chunks([b"x" * 10] * 1000)
+    ahead = Prefetcher(source)
+    assert ahead.read(10) == b"x" * 10
+    time.sleep(0.2)  # let it run ahead as far as it may
+    assert source.reads <= 1 + PREFETCH + 1  # the queue, plus one read held while waiting
+    ahead.close()
+    reads = source.reads
+    time.sleep(0.1)
+    assert source.reads == reads and source.closed  # nothing reads behind the caller's back
+
+
+def test_process_reader_reads_ahead_of_a_slow_consumer() -> None:
+    """The tool does not wait for the consumer: it finishes while the consumer has read little."""
+    reader = ProcessReader([sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'y' * 3_000_000)"])
+    first = reader.read(1000)
+    deadline = time.monotonic() + 10
+    while reader._proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert reader._proc.poll() == 0, "the tool was blocked on a full pipe"
+    rest = b""
+    while data := reader.read(1 << 16):
+        rest += data
+    assert len(first) + len(rest) == 3_000_000
