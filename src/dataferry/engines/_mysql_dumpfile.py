@@ -355,6 +355,73 @@ class Splitter:
         return out
 
 
+class StreamRowCounter:
+    """Counts rows per table in a dump pushed through it in chunks, without copying the rows.
+
+    A backup passes every byte of the dump through this, so it does what ``Splitter`` plus
+    ``RowCounter`` do without materialising segments: blocks of row lines are counted in place
+    (``bytes.count`` between offsets), and only the other lines, a few per megabyte, are cut out
+    and classified. Measured on a 1 GB dump, the segment-building path cost about 2 s of CPU of
+    the backup; this costs a fraction of that.
+    """
+
+    def __init__(self, scanner: DumpScanner) -> None:
+        self.scanner = scanner
+        self.counts: dict[str, int] = {}
+        self._carry: list[bytes] = []  # an unfinished line, in pieces
+
+    def push(self, data: bytes) -> None:
+        """Account for the next bytes of the dump."""
+        pos = 0
+        if self._carry:
+            nl = data.find(b"\n")
+            if nl < 0:
+                self._carry.append(data)
+                return
+            self._line(b"".join([*self._carry, data[: nl + 1]]))
+            self._carry = []
+            pos = nl + 1
+        last = data.rfind(b"\n")
+        if last < pos:
+            if pos < len(data):
+                self._carry.append(data[pos:])
+            return
+        self._region(data, pos, last + 1)
+        if last + 1 < len(data):
+            self._carry.append(data[last + 1 :])
+
+    def finish(self) -> None:
+        """The last line, if the dump did not end with a newline."""
+        rest = b"".join(self._carry)
+        self._carry = []
+        if rest:
+            self._line(rest)
+
+    def _region(self, data: bytes, pos: int, end: int) -> None:
+        scanner = self.scanner
+        while pos < end:
+            if scanner.part is Part.DATA and data[pos] == 0x28:  # "(": row lines, counted in place
+                found = _NOT_ROW_RE.search(data, pos, end)
+                stop = found.start() + 1 if found else end
+                self.counts[scanner.name] += data.count(b"\n", pos, stop)
+                pos = stop
+            else:
+                stop = data.index(b"\n", pos, end) + 1
+                self._line(data[pos:stop])
+                pos = stop
+
+    def _line(self, line: bytes) -> None:
+        part = self.scanner.classify(line)
+        name = self.scanner.name
+        if part is Part.DATA:
+            if line[:1] == b"(":
+                self.counts[name] += 1
+            elif line.startswith(b"INSERT INTO "):
+                self.counts[name] += insert_rows(line)
+        elif part is Part.STRUCTURE:
+            self.counts.setdefault(name, 0)
+
+
 def segments(src: ByteSource, scanner: DumpScanner) -> Iterator[Segment]:
     """The classified segments of a whole dump read from ``src``."""
     splitter = Splitter(scanner)

@@ -75,10 +75,8 @@ from dataferry.engines._mysql_conn import (
 from dataferry.engines._mysql_dumpfile import (
     DumpHeader,
     DumpScanner,
-    RowCounter,
     SchemaObjects,
-    Segment,
-    Splitter,
+    StreamRowCounter,
     segments,
 )
 from dataferry.engines._mysql_load import CHUNK_BYTES, Client, load_spooled, spool, spool_dir, stream_load
@@ -218,6 +216,7 @@ class MySQLEngine:
         with connection(db) as conn:
             info = server_info(conn, target.database)
             _drop_leftover(conn, shadow.name, info)
+            local_infile = options.jobs > 1 and bool(rows(conn, "SELECT @@GLOBAL.local_infile")[0][0])
         tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
         shadow.details.update(
             old=derived_name(target.database, _OLD_SUFFIX),
@@ -232,7 +231,7 @@ class MySQLEngine:
                     stream_load(client, segs, objects)
                 else:
                     with spool_dir(options.spool_dir) as directory:
-                        plan = spool(segs, objects, directory, self.chunk_bytes)
+                        plan = spool(segs, objects, directory, self.chunk_bytes, load_data=local_infile)
                         _require_complete(scanner)  # checked before the server is touched
                         self._create_shadow(db, shadow, info)
                         load_spooled(client, plan, objects, options.jobs)
@@ -407,8 +406,7 @@ class CountingReader(Reader):
     def __init__(self, src: ByteSource, header: bytes) -> None:
         self._src = src
         self._pending = header
-        self._splitter = Splitter(DumpScanner())
-        self._counter = RowCounter()
+        self._counter = StreamRowCounter(DumpScanner())
         self.counts = self._counter.counts
         self._finished = False
 
@@ -420,22 +418,17 @@ class CountingReader(Reader):
             return out
         data = self._src.read(n)
         if data:
-            self._count(self._splitter.push(data))
+            self._counter.push(data)
         elif n != 0:
             self._finish()
         return data
-
-    def _count(self, segs: list[Segment]) -> None:
-        feed = self._counter.feed
-        for part, name, seg in segs:
-            feed(part, name, seg)
 
     def _finish(self) -> None:
         if self._finished:
             return
         self._finished = True
-        self._count(self._splitter.finish())
-        if not self._splitter.scanner.completed:
+        self._counter.finish()
+        if not self._counter.scanner.completed:
             raise EngineError(
                 "the dump ended without its 'Dump completed' line: it is incomplete",
                 hint="the dump tool stopped early; see its messages above and re-run the backup",
