@@ -340,6 +340,37 @@ def test_spool_cuts_chunks_between_statements_and_drops_lock_statements(tmp_path
     assert b"CREATE TABLE `t`" in schema and b"CREATE TABLE `u`" in schema and b"INSERT" not in schema
 
 
+def test_spool_with_load_data_writes_row_lines_and_defers_keys(tmp_path: Path) -> None:
+    """MariaDB's one-row-per-line tables become LOAD DATA chunks (the rows as they are, every
+    statement's last ``);`` turned into ``),``); the old one-line INSERT layout stays INSERT; keys
+    other than the primary key wait for an ALTER TABLE after the rows."""
+    old_layout = b"INSERT INTO `t` VALUES (1,'a'),(2,'b');\n"
+    keyed = table("u", MARIADB_ROWS * 3).replace(
+        b"  PRIMARY KEY (`id`)\n", b"  PRIMARY KEY (`id`),\n  KEY `k` (`id`)\n"
+    )
+    dump = PREAMBLE + table("t", old_layout) + keyed + POSTAMBLE
+    scanner, objects = DumpScanner(), SchemaObjects()
+    plan = spool(segments(io.BytesIO(dump), scanner), objects, tmp_path, chunk_bytes=60, load_data=True)
+    scripts = [path.read_bytes() for path, _ in plan.chunks]
+    assert [b"LOAD DATA" in s for s in scripts] == [False, True, True]  # u is cut in two chunks
+    assert {p for p, _ in plan.chunks if b"LOAD DATA" in p.read_bytes()} == plan.local_infile
+    assert b"INSERT INTO `t` VALUES (1,'a'),(2,'b');" in scripts[0]
+    rows = b""
+    for path, size in plan.chunks[1:]:
+        script = path.read_bytes()
+        assert script.split(b"LOAD DATA")[0] == PREAMBLE  # the dump's SET statements, nothing else
+        data = path.with_suffix(".rows").read_bytes()
+        assert f"INFILE '{path.with_suffix('.rows')}' INTO TABLE `u`".encode() in script
+        assert len(data) == size
+        rows += data
+    one = b"(1,'a),(b'),\n(2,'line\\nbreak'),\n(3,'('),\n"
+    assert rows == one * 3
+    schema = plan.schema.read_bytes()
+    assert b"  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;" in schema and b"KEY `k`" not in schema
+    (keys, _), *more = plan.keys
+    assert more == [] and keys.read_bytes().endswith(b"ALTER TABLE `u` ADD KEY `k` (`id`);\n")
+
+
 # -- names, versions and tool compatibility -------------------------------------------------------
 
 

@@ -450,6 +450,112 @@ def test_restore_with_jobs_loads_chunks_with_several_clients(
     assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
 
 
+#: Values that LOAD DATA could read differently from INSERT if the dump's escapes were not its own.
+EDGE_VALUES = [
+    "NULL",
+    "",
+    "\\N",
+    "a,b",
+    "x'),(y",
+    "end);",
+    "tab\there",
+    "cr\rlf\n",
+    "nul\0byte",
+    "ctrl-z\x1a",
+    "back\\slash\\",
+    "quote ' and \" both",
+    "🎉 emoji",
+    "(starts with a paren",
+]
+
+
+def _seed_edge_table(world: World) -> None:
+    """A table of plain columns (loaded with LOAD DATA) holding every awkward value, with a
+    composite unique key, a fulltext key and a foreign key (keys added after the rows)."""
+    conn = pymysql.connect(
+        host=world.server.host,
+        port=world.server.port,
+        user=world.server.user,
+        password=world.server.password,
+        database=world.source,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE edge (id INT PRIMARY KEY, author_id INT, v TEXT, w VARCHAR(40), n DECIMAL(8,3), "
+                "at TIMESTAMP NULL, UNIQUE KEY uq_w (w, id), FULLTEXT KEY ft_v (v), "
+                "CONSTRAINT fk_edge_author FOREIGN KEY (author_id) REFERENCES authors (id)) ENGINE=InnoDB"
+            )
+            rows = [
+                (i, 1 + i % 4, v, v[:40] or None, i / 7, None if i % 2 else "2024-02-29 12:00:00")
+                for i, v in enumerate(EDGE_VALUES)
+            ]
+            rows.append((len(EDGE_VALUES), None, None, None, None, None))
+            cur.executemany("INSERT INTO edge VALUES (%s, %s, %s, %s, %s, %s)", rows)
+    finally:
+        conn.close()
+
+
+class _LoadSpy:
+    """Records what each parallel load was given, then runs the real one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from dataferry.engines import _mysql_load
+
+        self.calls: list[tuple[list[str], set[str]]] = []
+        real = _mysql_load.parallel_load
+
+        def spy(client: Any, chunks: Any, jobs: int, local_infile: Any = ()) -> None:
+            texts = [path.read_text(errors="replace") for path, _ in chunks]
+            self.calls.append((texts, {p.name for p in local_infile}))
+            real(client, chunks, jobs, local_infile)
+
+        monkeypatch.setattr(_mysql_load, "parallel_load", spy)
+
+
+def test_parallel_restore_loads_plain_tables_with_load_data_and_adds_keys_after(
+    world: World, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables of plain columns load through LOAD DATA LOCAL (their own client only), the others
+    through INSERT; secondary keys and foreign keys are added after the rows; the result is exact."""
+    _seed_edge_table(world)
+    world.backup()
+    spy = _LoadSpy(monkeypatch)
+    world.restore(jobs=3)
+    assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
+    (chunks, local), (keys, no_local) = spy.calls
+    load_data = [t for t in chunks if "LOAD DATA LOCAL INFILE" in t]
+    inserts = [t for t in chunks if "INSERT INTO" in t]
+    assert any("INTO TABLE `edge`" in t for t in load_data) and any("`authors`" in t for t in load_data)
+    assert all("`posts`" not in t for t in load_data)  # blob, binary, bit and generated columns
+    assert any("INSERT INTO `posts`" in t for t in inserts)
+    assert len(local) == len(load_data) and no_local == set()
+    alters = "".join(keys)
+    assert "ADD UNIQUE KEY `uq_w` (`w`,`id`)" in alters and "ADD CONSTRAINT `fk_edge_author`" in alters
+    assert "ft_v" not in alters  # FULLTEXT stays in CREATE TABLE
+    got = sql(world.server, "SELECT id, v, w FROM edge ORDER BY id", world.target)
+    assert [v for _, v, _ in got] == [*EDGE_VALUES, None]
+
+
+def test_parallel_restore_without_local_infile_loads_inserts(
+    world: World, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server with local_infile off gets INSERT chunks only, and the same exact result."""
+    _seed_edge_table(world)
+    world.backup()
+    spy = _LoadSpy(monkeypatch)
+    world.server.execute("SET GLOBAL local_infile = 0")
+    try:
+        world.restore(jobs=3)
+    finally:
+        world.server.execute("SET GLOBAL local_infile = 1")
+    assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
+    chunks, local = spy.calls[0]
+    assert local == set() and not any("LOAD DATA" in t for t in chunks)
+
+
 def test_events_stay_disabled_in_the_shadow_and_keep_their_status_live(world: World) -> None:
     """The scheduler must not run production's events on a copy that is not live yet."""
     path = world.spool / "dump.sql"

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,15 @@ from typing import IO
 
 from dataferry.engines._mysql_conn import MAX_PACKET, OptionFile, Tool
 from dataferry.engines._mysql_dumpfile import Part, SchemaObjects, Segment, is_data_control
+from dataferry.engines._mysql_tables import (
+    TableDef,
+    as_load_data,
+    connection_charset,
+    load_data_statement,
+    parse_create,
+    rows_on_own_lines,
+    session_settings,
+)
 from dataferry.streams import StderrTail, process_failed, spawn
 
 #: Unique and foreign-key checks are off while rows load (the dump's rows are already consistent).
@@ -103,55 +112,120 @@ def _feed(stdin: IO[bytes], segs: Iterable[Segment], objects: SchemaObjects) -> 
 
 @dataclass
 class SpoolPlan:
-    """The spooled dump: the schema script and the row chunks (path, size)."""
+    """The spooled dump: the schema script, the row chunks (script path, row bytes) and the keys
+    added after the rows (one ``ALTER TABLE`` script per table)."""
 
     schema: Path
     chunks: list[tuple[Path, int]] = field(default_factory=list)
+    keys: list[tuple[Path, int]] = field(default_factory=list)
+    #: The chunk scripts that are a LOAD DATA LOCAL statement of dataferry's own; only their
+    #: client may read local files (a dump's own statements never get that right).
+    local_infile: set[Path] = field(default_factory=set)
 
 
 class _Spooler:
-    """Routes classified lines to the schema script and to per-table chunk files."""
+    """Routes classified lines to the schema script, per-table chunk files and key scripts.
 
-    def __init__(self, directory: Path, objects: SchemaObjects, chunk_bytes: int) -> None:
+    ``load_data`` allows ``LOAD DATA`` chunks (the server has ``local_infile``); see
+    ``_mysql_tables`` for when a table's rows go that way and when its keys are deferred.
+    """
+
+    def __init__(self, directory: Path, objects: SchemaObjects, chunk_bytes: int, load_data: bool) -> None:
         self.dir = directory
         self.objects = objects
         self.chunk_bytes = chunk_bytes
+        self.load_data = load_data
         self.plan = SpoolPlan(schema=directory / "schema.sql")
         self._schema = self.plan.schema.open("wb")
+        self._create: bytearray | None = None  # a CREATE TABLE statement being read
+        self._tables: dict[str, TableDef] = {}
+        self._rows_as_text: dict[str, str | None] = {}  # table: LOAD DATA charset, or None: INSERT
         self._chunk: IO[bytes] | None = None
+        self._chunk_is_script = False
         self._chunk_size = 0
 
     def line(self, part: Part, name: str, line: bytes) -> None:
         """Route one classified line."""
         if part is Part.DATA:
-            self._data(line)
+            self._data(name, line)
             return
         self._close_chunk()
         kept = self.objects.add(part, name, line)
-        if part in (Part.PREAMBLE, Part.STRUCTURE, Part.SEQUENCE, Part.STANDIN, Part.POSTAMBLE):
+        if part is Part.STRUCTURE and (self._create is not None or line.startswith(b"CREATE TABLE ")):
+            self._structure(kept)
+        elif part in (Part.PREAMBLE, Part.STRUCTURE, Part.SEQUENCE, Part.STANDIN, Part.POSTAMBLE):
+            self._flush_create()
             self._schema.write(kept)
 
-    def _data(self, line: bytes) -> None:
-        """A block of rows, or one line of a table's data section."""
-        if line[:1] != b"(" and (is_data_control(line) or line.startswith(b"--") or not line.strip()):
+    def _structure(self, line: bytes) -> None:
+        """Collect a CREATE TABLE statement; at its end, write it with its keys deferred."""
+        self._create = (self._create or bytearray()) + line
+        if line.endswith(b";\n"):
+            self._flush_create()
+
+    def _flush_create(self) -> None:
+        if self._create is None:
             return
+        block, self._create = bytes(self._create), None
+        table = parse_create(block)
+        if table is None:
+            self._schema.write(block)  # not a layout we know: run it as dumped
+            return
+        self._tables[table.name] = table
+        self._schema.write(table.create)
+        if table.deferred:
+            path = self.dir / f"keys-{len(self.plan.keys):06d}.sql"
+            path.write_bytes(bytes(self.objects.preamble) + table.alter())
+            self.plan.keys.append((path, 0))
+
+    def _data(self, table: str, line: bytes) -> None:
+        """A block of rows, or one line of a table's data section."""
+        if line[:1] != b"(":
+            if line.startswith(b"INSERT INTO ") and table not in self._rows_as_text:
+                self._rows_as_text[table] = self._text_charset(table, line)
+            if self._rows_as_text.get(table) or is_data_control(line) or line.startswith(b"--"):
+                return  # LOAD DATA chunks hold row lines only
+            if not line.strip():
+                return
         if self._chunk is None:
-            path = self.dir / f"chunk-{len(self.plan.chunks):06d}.sql"
-            self._chunk = path.open("wb")
-            self._chunk.write(self.objects.preamble)  # each client needs the dump's session settings
-            # One transaction per chunk: a deadlock between two loaders (InnoDB picks a victim when
-            # they insert into the same table) then rolls the whole chunk back, so it can be retried.
-            self._chunk.write(b"START TRANSACTION;\n")
-            self._chunk_size = 0
-            self.plan.chunks.append((path, 0))
-        self._chunk.write(line)
+            self._open_chunk(table)
+        assert self._chunk is not None
+        charset = self._rows_as_text.get(table)
+        self._chunk.write(as_load_data(line) if charset else line)
         self._chunk_size += len(line)
         if self._chunk_size >= self.chunk_bytes and line.endswith(b";\n"):
             self._close_chunk()  # cut only between whole INSERT statements
 
+    def _text_charset(self, table: str, insert_line: bytes) -> str | None:
+        """The charset to LOAD DATA ``table``'s rows with; None: load them as INSERT statements."""
+        found = self._tables.get(table)
+        if not (self.load_data and found and found.plain_columns and rows_on_own_lines(insert_line)):
+            return None
+        return connection_charset(bytes(self.objects.preamble))
+
+    def _open_chunk(self, table: str) -> None:
+        number = len(self.plan.chunks)
+        script = self.dir / f"chunk-{number:06d}.sql"
+        charset = self._rows_as_text.get(table)
+        # Either way a chunk is one transaction: a deadlock victim is rolled back whole and can
+        # be loaded again. Each client also needs the dump's session settings (the preamble).
+        if charset:
+            rows = self.dir / f"chunk-{number:06d}.rows"
+            settings = session_settings(bytes(self.objects.preamble))
+            script.write_bytes(settings + load_data_statement(str(rows), table, charset))
+            self.plan.local_infile.add(script)
+            self._chunk = rows.open("wb")
+        else:
+            script.write_bytes(bytes(self.objects.preamble) + b"START TRANSACTION;\n")
+            self._chunk = script.open("ab")
+        self._chunk_is_script = not charset
+        self._chunk_size = 0
+        self.plan.chunks.append((script, 0))
+
     def _close_chunk(self) -> None:
         if self._chunk is not None:
-            self._chunk.write(b"COMMIT;\n")
+            if self._chunk_is_script:
+                self._chunk.write(b"COMMIT;\n")
             self._chunk.close()
             path, _ = self.plan.chunks[-1]
             self.plan.chunks[-1] = (path, self._chunk_size)
@@ -160,14 +234,20 @@ class _Spooler:
     def close(self) -> None:
         """Close every file (also after a failure, so the directory can be removed)."""
         self._close_chunk()
+        self._flush_create()
         self._schema.close()
 
 
 def spool(
-    segs: Iterable[Segment], objects: SchemaObjects, directory: Path, chunk_bytes: int = CHUNK_BYTES
+    segs: Iterable[Segment],
+    objects: SchemaObjects,
+    directory: Path,
+    chunk_bytes: int = CHUNK_BYTES,
+    *,
+    load_data: bool = False,
 ) -> SpoolPlan:
     """Read the whole dump into ``directory`` (see the module docstring)."""
-    spooler = _Spooler(directory, objects, chunk_bytes)
+    spooler = _Spooler(directory, objects, chunk_bytes, load_data)
     try:
         for part, name, seg in segs:
             spooler.line(part, name, seg)
@@ -189,9 +269,10 @@ def spool_dir(base: Path | None) -> Iterator[Path]:
 class _Loads:
     """The client processes of a parallel load; the first failure stops all of them."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, local_infile: Collection[Path] = ()) -> None:
         self.client = client
         self.argv = client.argv(f"--init-command={INIT_COMMAND}")
+        self.local_infile = local_infile
         self._lock = threading.Lock()
         self._procs: set[subprocess.Popen[bytes]] = set()
         self.cancelled = False
@@ -213,8 +294,9 @@ class _Loads:
         with self._lock:
             if self.cancelled:
                 return None, ""
+            argv = [*self.argv, "--local-infile=1"] if path in self.local_infile else self.argv
             with path.open("rb") as f:
-                proc = spawn(self.argv, env=self.client.opts.env, stdin=f, stdout=subprocess.DEVNULL)
+                proc = spawn(argv, env=self.client.opts.env, stdin=f, stdout=subprocess.DEVNULL)
             self._procs.add(proc)
         assert proc.stderr is not None
         err = StderrTail(proc.stderr)
@@ -240,9 +322,11 @@ def _retryable(stderr: str) -> bool:
     return "ERROR 1213 " in stderr or "ERROR 1205 " in stderr
 
 
-def parallel_load(client: Client, chunks: Sequence[tuple[Path, int]], jobs: int) -> None:
+def parallel_load(
+    client: Client, chunks: Sequence[tuple[Path, int]], jobs: int, local_infile: Collection[Path] = ()
+) -> None:
     """Load ``chunks`` with ``jobs`` clients at once, largest first (shortest total time)."""
-    loads = _Loads(client)
+    loads = _Loads(client, local_infile)
     ordered = sorted(chunks, key=lambda c: c[1], reverse=True)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dataferry-mysql-load") as pool:
         futures = [pool.submit(loads.load, path) for path, _ in ordered]
@@ -269,5 +353,6 @@ def load_spooled(client: Client, plan: SpoolPlan, objects: SchemaObjects, jobs: 
     code = proc.wait()
     if code != 0:
         raise process_failed(f"{client.tool.name} (creating the shadow's tables)", argv, code, err.text())
-    parallel_load(client, plan.chunks, jobs)
+    parallel_load(client, plan.chunks, jobs, plan.local_infile)
+    parallel_load(client, plan.keys, jobs)  # the secondary keys and foreign keys held back
     client.run(objects.shadow_script(), f"{client.tool.name} (creating the shadow's triggers and views)")

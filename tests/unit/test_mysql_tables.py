@@ -1,0 +1,136 @@
+"""What a parallel MySQL restore does to a dumped table definition and its rows (no server here:
+tests/integration/test_mysql_engine.py loads them into MariaDB and compares the result)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataferry.engines._mysql_tables import (
+    as_load_data,
+    connection_charset,
+    load_data_statement,
+    parse_create,
+    rows_on_own_lines,
+    session_settings,
+)
+
+DOCUMENTS = b"""CREATE TABLE `documents` (
+  `id` bigint(20) NOT NULL AUTO_INCREMENT,
+  `content_id` char(36) NOT NULL,
+  `user_id` bigint(20) NOT NULL,
+  `body` mediumtext NOT NULL,
+  `details` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL CHECK (json_valid(`details`)),
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `documents_content_id_idx` (`content_id`),
+  KEY `documents_user_id_fkey` (`user_id`),
+  FULLTEXT KEY `ft_body` (`body`),
+  UNIQUE KEY `long_unique` (`body`) USING HASH,
+  CONSTRAINT `documents_user_id_fkey` FOREIGN KEY (`user_id`) REFERENCES `users` (`id`),
+  CONSTRAINT `positive` CHECK (`user_id` > 0)
+) ENGINE=InnoDB AUTO_INCREMENT=42 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+"""
+
+
+def test_secondary_keys_and_foreign_keys_are_deferred_the_rest_stays() -> None:
+    table = parse_create(DOCUMENTS)
+    assert table is not None and table.name == "documents"
+    assert table.deferred == [
+        b"UNIQUE KEY `documents_content_id_idx` (`content_id`)",
+        b"KEY `documents_user_id_fkey` (`user_id`)",
+        b"CONSTRAINT `documents_user_id_fkey` FOREIGN KEY (`user_id`) REFERENCES `users` (`id`)",
+    ]
+    assert table.create == (
+        b"CREATE TABLE `documents` (\n"
+        b"  `id` bigint(20) NOT NULL AUTO_INCREMENT,\n"
+        b"  `content_id` char(36) NOT NULL,\n"
+        b"  `user_id` bigint(20) NOT NULL,\n"
+        b"  `body` mediumtext NOT NULL,\n"
+        b"  `details` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL CHECK (json_valid(`details`)),\n"
+        b"  PRIMARY KEY (`id`),\n"
+        b"  FULLTEXT KEY `ft_body` (`body`),\n"
+        b"  UNIQUE KEY `long_unique` (`body`) USING HASH,\n"
+        b"  CONSTRAINT `positive` CHECK (`user_id` > 0)\n"
+        b") ENGINE=InnoDB AUTO_INCREMENT=42 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;\n"
+    )
+    assert table.alter() == (
+        b"ALTER TABLE `documents` ADD UNIQUE KEY `documents_content_id_idx` (`content_id`), "
+        b"ADD KEY `documents_user_id_fkey` (`user_id`), ADD CONSTRAINT `documents_user_id_fkey` "
+        b"FOREIGN KEY (`user_id`) REFERENCES `users` (`id`);\n"
+    )
+    assert table.plain_columns  # numbers, strings and JSON
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ((b"  PRIMARY KEY (`id`),\n", b""), "no primary key: InnoDB would cluster on another index"),
+        ((b"PRIMARY KEY (`id`)", b"PRIMARY KEY (`user_id`,`id`)"), "AUTO_INCREMENT not first in the key"),
+        ((b"ENGINE=InnoDB", b"ENGINE=Aria"), "not InnoDB"),
+    ],
+)
+def test_keys_stay_when_deferring_could_change_the_table(change: tuple[bytes, bytes], why: str) -> None:
+    table = parse_create(DOCUMENTS.replace(*change))
+    assert table is not None, why
+    assert table.deferred == [] and table.create == DOCUMENTS.replace(*change), why
+    assert table.alter() == b""
+
+
+def test_a_statement_of_another_shape_is_left_alone() -> None:
+    partitioned = DOCUMENTS.replace(
+        b"utf8mb4_general_ci;\n", b"utf8mb4_general_ci\n PARTITION BY HASH (`id`);\n"
+    )
+    assert parse_create(partitioned) is None
+    assert parse_create(b"CREATE TABLE `t` (`a` int);\n") is None
+    assert parse_create(b"DROP TABLE IF EXISTS `t`;\n") is None
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        b"`img` blob DEFAULT NULL",
+        b"`digest` binary(16) DEFAULT NULL",
+        b"`v` varbinary(10) DEFAULT NULL",
+        b"`flags` bit(8) DEFAULT NULL",
+        b"`where` point DEFAULT NULL",
+        b"`len` int(11) GENERATED ALWAYS AS (char_length(`body`)) VIRTUAL",
+        b"`hidden` int(11) DEFAULT NULL INVISIBLE",
+    ],
+)
+def test_columns_load_data_would_read_differently_keep_insert(column: bytes) -> None:
+    block = DOCUMENTS.replace(b"  PRIMARY KEY", b"  " + column + b",\n  PRIMARY KEY")
+    table = parse_create(block)
+    assert table is not None and not table.plain_columns
+
+
+def test_system_versioned_tables_keep_insert() -> None:
+    table = parse_create(DOCUMENTS.replace(b"ENGINE=InnoDB", b"ENGINE=InnoDB WITH SYSTEM VERSIONING"))
+    assert table is not None and not table.plain_columns
+
+
+def test_rows_become_load_data_lines() -> None:
+    rows = b"(1,'a);\\nb',NULL),\n(2,'it\\'s',0.5);\n(3,'x',NULL);\n"
+    assert as_load_data(rows) == b"(1,'a);\\nb',NULL),\n(2,'it\\'s',0.5),\n(3,'x',NULL),\n"
+    assert rows_on_own_lines(b"INSERT INTO `t``q` VALUES\n")
+    assert not rows_on_own_lines(b"INSERT INTO `t` VALUES (1,'a'),(2,'b');\n")
+    assert not rows_on_own_lines(b"INSERT INTO `t` (`a`, `b`) VALUES\n")
+
+
+def test_session_settings_keep_only_set_statements() -> None:
+    preamble = (
+        b"/*!40101 SET NAMES utf8mb4 */;\n"
+        b"/*!40103 SET TIME_ZONE='+00:00' */;\n"
+        b"SELECT 'not a setting'; SET @x = 1;\n"
+        b"SET @saved = 2;\n"
+    )
+    assert session_settings(preamble) == (
+        b"/*!40101 SET NAMES utf8mb4 */;\n/*!40103 SET TIME_ZONE='+00:00' */;\nSET @saved = 2;\n"
+    )
+    assert connection_charset(preamble) == "utf8mb4"
+    assert connection_charset(b"/*!40103 SET TIME_ZONE='+00:00' */;\n") is None
+
+
+def test_load_data_statement_quotes_path_and_table() -> None:
+    stmt = load_data_statement("/tmp/it's\\here/chunk.rows", "we`ird", "utf8mb4")
+    assert stmt.startswith(b"LOAD DATA LOCAL INFILE '/tmp/it\\'s\\\\here/chunk.rows' INTO TABLE `we``ird` ")
+    assert b"CHARACTER SET utf8mb4 " in stmt
+    assert stmt.endswith(b"LINES STARTING BY '(' TERMINATED BY '),\\n';\n")
