@@ -4,9 +4,12 @@
 
 ``jobs > 1`` reads the whole dump first (so its checksum is verified before the server is touched),
 spooling it into a private directory: one schema script (tables, sequences, view stand-ins), the
-rows of each table cut into chunks of whole INSERT statements, and the schema objects kept in
-memory. Then the schema is created, the chunks are loaded by ``jobs`` clients at once (largest
-first, unique and foreign-key checks off), and the triggers, events, routines and views last.
+rows of each table cut into chunks (whole INSERT statements, or row lines for ``LOAD DATA``), one
+``ALTER TABLE`` script per table for the keys held back, and the schema objects kept in memory.
+Then the schema is created, the chunks are loaded by ``jobs`` clients at once (largest first,
+unique and foreign-key checks off), the held-back keys are added, and the triggers, events,
+routines and views come last. ``_mysql_tables`` says which tables load with ``LOAD DATA`` and
+which keys wait.
 """
 
 from __future__ import annotations
