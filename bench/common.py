@@ -361,8 +361,10 @@ class Runner:
         tool_env: Mapping[str, str],
         ferry_env: Mapping[str, str],
         quiet: bool = True,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.settle = settle
         self.quiet = quiet
         self.log = log
         self.repeat = repeat
@@ -379,6 +381,8 @@ class Runner:
     ) -> Series:
         series = self.series.setdefault(label, Series(label))
         for _ in range(self.repeat):
+            if self.settle:
+                self.settle()  # every measurement starts from a quiet server
             if before:
                 before()
             series.runs.append(measure())
