@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import zstandard
 
@@ -37,7 +37,6 @@ from dataferry.streams import (
     ByteSource,
     CountingReader,
     HashingReader,
-    Prefetcher,
     ProgressReader,
     VerifyingReader,
     zstd_compress,
@@ -337,13 +336,12 @@ def _shadow_restore(
     try:
         with store.open(obj.key) as raw:
             verifying = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
-            # Read, verify and decompress on a thread while the engine writes to its tool or spool.
-            ahead = Prefetcher(zstd_decompress(ProgressReader(verifying, transfer.advance)))
+            # Read in this thread, not ahead on another: reading ahead measured no faster here
+            # (the spool is write-bound), and a read stuck on a stalled store could not be
+            # abandoned safely when a signal stops the restore.
+            stream: BinaryIO = zstd_decompress(ProgressReader(verifying, transfer.advance))
             try:
-                try:
-                    shadow = engine.restore_shadow(ref, cast(BinaryIO, ahead), options)
-                finally:
-                    ahead.close()  # no reading ahead any more: ``verifying`` is ours again
+                shadow = engine.restore_shadow(ref, stream, options)
             except Exception as exc:
                 _refuse_if_corrupt(verifying, exc)
                 raise
