@@ -121,6 +121,8 @@ class SpoolPlan:
     schema: Path
     chunks: list[tuple[Path, int]] = field(default_factory=list)
     keys: list[tuple[Path, int]] = field(default_factory=list)
+    #: The foreign keys held back, all tables' in one script: added one after another.
+    foreign_keys: bytearray = field(default_factory=bytearray)
     #: The chunk scripts that are a LOAD DATA LOCAL statement of dataferry's own; only their
     #: client may read local files (a dump's own statements never get that right).
     local_infile: set[Path] = field(default_factory=set)
@@ -176,10 +178,11 @@ class _Spooler:
             return
         self._tables[table.name] = table
         self._schema.write(table.create)
-        if table.deferred:
+        if keys := table.alter_keys():
             path = self.dir / f"keys-{len(self.plan.keys):06d}.sql"
-            path.write_bytes(bytes(self.objects.preamble) + table.alter())
+            path.write_bytes(bytes(self.objects.preamble) + keys)
             self.plan.keys.append((path, 0))
+        self.plan.foreign_keys += table.alter_foreign_keys()
 
     def _data(self, table: str, line: bytes) -> None:
         """A block of rows, or one line of a table's data section."""
@@ -357,5 +360,8 @@ def load_spooled(client: Client, plan: SpoolPlan, objects: SchemaObjects, jobs: 
     if code != 0:
         raise process_failed(f"{client.tool.name} (creating the shadow's tables)", argv, code, err.text())
     parallel_load(client, plan.chunks, jobs, plan.local_infile)
-    parallel_load(client, plan.keys, jobs)  # the secondary keys and foreign keys held back
+    parallel_load(client, plan.keys, jobs)  # the secondary keys held back, tables in parallel
+    if plan.foreign_keys:  # one table after another: see _mysql_tables
+        script = bytes(objects.preamble) + b"SET SESSION foreign_key_checks=0;\n" + plan.foreign_keys
+        client.run(script, f"{client.tool.name} (adding the shadow's foreign keys)")
     client.run(objects.shadow_script(), f"{client.tool.name} (creating the shadow's triggers and views)")
