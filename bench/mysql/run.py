@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,22 @@ def tune_server(client: generate_mysql.Client, durable: bool) -> dict[str, str]:
     client.run("".join(f"SET GLOBAL {k} = {v};\n" for k, v in settings.items()))
     out = client.run(" UNION ALL ".join(f"SELECT '{k}', @@GLOBAL.{k}" for k in SHOWN_SETTINGS) + ";")
     return {name: value for name, _, value in (line.partition("\t") for line in out.splitlines())}
+
+
+def settle(client: generate_mysql.Client, timeout: float = 120.0) -> None:
+    """Let InnoDB write out the previous command's dirty pages before the next one is measured,
+    so no command pays for its predecessor's flushing (the same for raw tools and dataferry)."""
+    saved = client.run("SELECT @@GLOBAL.innodb_max_dirty_pages_pct;")
+    client.run("SET GLOBAL innodb_max_dirty_pages_pct = 0;")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dirty = client.run("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty';").split("\t")[-1]
+            if int(dirty or 0) < 100:
+                return
+            time.sleep(0.5)
+    finally:
+        client.run(f"SET GLOBAL innodb_max_dirty_pages_pct = {saved};")
 
 
 @dataclass
@@ -104,6 +121,7 @@ class SizeRun:
             quiet=not args.keep_logs,
             tool_env=common.clean_env(),
             ferry_env=common.ferry_env(server.password, s3),
+            settle=lambda: settle(client),
         )
         self.generated = generate_mysql.generate(client, self.src, size_mb)
         self.expected_rows = generate_mysql.row_counts(client, self.src)
