@@ -60,7 +60,7 @@ class StoreConfig(_Model):
     sse: str | None = Field(None, description="server-side encryption: AES256 or aws:kms")
     sse_kms_key_id: str | None = Field(None, description="KMS key for sse = aws:kms")
     part_size_mib: int = Field(16, ge=5, le=5120, description="multipart part size")
-    concurrency: int = Field(4, ge=1, le=64, description="parts uploaded at once")
+    concurrency: int = Field(3, ge=1, le=64, description="parts uploaded at once")
     layout: Literal["dataferry", "govuk"] = Field(
         "dataferry", description="key layout: dataferry's, or GOV.UK's <path>/<ts>-<db>.gz + latest-<db>.txt"
     )

@@ -85,7 +85,7 @@ def test_valid_file_loads(tmp_path: Path) -> None:
         "region": "eu-west-2",
         "sse": "aws:kms",
         "part_size_mib": 32,
-        "concurrency": 4,
+        "concurrency": 3,
     }
     staging = cfg.environment("staging")
     assert staging.store.url == "stores/staging"

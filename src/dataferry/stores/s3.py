@@ -61,7 +61,7 @@ class S3Store:
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
         part_size: int = 16 * _MiB,
-        concurrency: int = 4,
+        concurrency: int = 3,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -118,7 +118,7 @@ class S3Store:
             sse=_opt(options, "sse"),
             sse_kms_key_id=_opt(options, "sse_kms_key_id"),
             part_size=max(part, 5) * _MiB,
-            concurrency=int(str(options.get("concurrency", 4))),
+            concurrency=int(str(options.get("concurrency", 3))),
         )
 
     def __repr__(self) -> str:
