@@ -58,6 +58,20 @@ def tune_server(client: generate_mysql.Client, durable: bool) -> dict[str, str]:
     return {name: value for name, _, value in (line.partition("\t") for line in out.splitlines())}
 
 
+def write_config(server: Any, s3: common.S3Endpoint, workdir: Path, size_mb: int, src: str) -> Path:
+    """The benchmark's dataferry config for one size: ``src`` backed up, ``bench_target`` restored."""
+    url = f"mysql://{server.user}@{server.host}:{server.port}"
+    return common.write_config(
+        workdir / f"dataferry-{size_mb}.toml",
+        engine="mysql",
+        source_url=f"{url}/{src}",
+        target_url=f"{url}/{TARGET_DB}",
+        workdir=workdir,
+        s3=s3,
+        s3_prefix=f"mysql-{size_mb}mb",
+    )
+
+
 def settle(client: generate_mysql.Client, timeout: float = 120.0) -> None:
     """Let InnoDB write out the previous command's dirty pages before the next one is measured,
     so no command pays for its predecessor's flushing (the same for raw tools and dataferry)."""
@@ -104,16 +118,7 @@ class SizeRun:
         self.size_mb = size_mb
         self.src = f"bench_src_{size_mb}"
         self.raw_zst = workdir / f"raw-{size_mb}.sql.zst"
-        url = f"mysql://{server.user}@{server.host}:{server.port}"
-        config = common.write_config(
-            workdir / f"dataferry-{size_mb}.toml",
-            engine="mysql",
-            source_url=f"{url}/{self.src}",
-            target_url=f"{url}/{TARGET_DB}",
-            workdir=workdir,
-            s3=s3,
-            s3_prefix=f"mysql-{size_mb}mb",
-        )
+        config = write_config(server, s3, workdir, size_mb, self.src)
         self.runner = common.Runner(
             config=config,
             log=workdir / f"mysql-{size_mb}mb.log",

@@ -31,18 +31,9 @@ def main(argv: list[str]) -> int:
     with servers.start_mariadb() as server, common.moto_s3(work, work / "moto.log") as s3:
         client = generate_mysql.Client(server, work / "client.cnf")
         mysql_run.tune_server(client, durable=False)
-        url = f"mysql://{server.user}@{server.host}:{server.port}"
         for size in sorted(args.size_mb):
             src = f"bench_src_{size}"
-            config = common.write_config(
-                work / f"dataferry-{size}.toml",
-                engine="mysql",
-                source_url=f"{url}/{src}",
-                target_url=f"{url}/bench_target",
-                workdir=work,
-                s3=s3,
-                s3_prefix=f"rss-{size}mb",
-            )
+            config = mysql_run.write_config(server, s3, work, size, src)
             runner = common.Runner(
                 config=config,
                 log=work / "backup.log",

@@ -306,39 +306,38 @@ def during_copy(pg: PgServer, shadow: str, action: Callable[[], int]) -> Iterato
         watcher.join()
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_killed_pg_restore_leaves_live_untouched_and_no_spool(pg_setup: PgSetup, jobs: int) -> None:
-    """pg_restore killed midway, streamed (--jobs 1) or from the spool (--jobs 2)."""
-    pg = pg_setup.pg
-    before = fingerprint(pg, pg_setup.dst)
-    seed_bulk(pg, pg_setup.src, 300_000)
+def _restore_interrupted(
+    pg_setup: PgSetup, interrupt: Callable[[str], int], jobs: int
+) -> tuple[list[int], str]:
+    """Back up 300,000 rows, restore them and ``interrupt(shadow)`` once the COPY runs; the restore
+    must fail as a pg_restore failure and leave the live database as it was. Returns what
+    ``interrupt`` returned and the error message."""
+    before = fingerprint(pg_setup.pg, pg_setup.dst)
+    seed_bulk(pg_setup.pg, pg_setup.src, 300_000)
     ops.backup(pg_setup.config(), "app", "production")
     shadow = pg_setup.dst + SHADOW_SUFFIX
     with (
-        during_copy(pg, shadow, lambda: kill_descendants("pg_restore")) as killed,
+        during_copy(pg_setup.pg, shadow, lambda: interrupt(shadow)) as acted,
         pytest.raises(EngineError, match="pg_restore") as info,
     ):
         ops.restore(pg_setup.config(), restore_req(jobs=jobs))
-    assert killed and killed[0] >= 1
-    assert "signal 9" in str(info.value)
     assert_untouched(pg_setup, before)
     assert pg_setup.spool_files() == []
+    return acted, str(info.value)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_killed_pg_restore_leaves_live_untouched_and_no_spool(pg_setup: PgSetup, jobs: int) -> None:
+    """pg_restore killed midway, streamed (--jobs 1) or from the spool (--jobs 2)."""
+    killed, error = _restore_interrupted(pg_setup, lambda _shadow: kill_descendants("pg_restore"), jobs)
+    assert killed and killed[0] >= 1
+    assert "signal 9" in error
 
 
 def test_lost_connection_midway_leaves_live_untouched(pg_setup: PgSetup) -> None:
-    pg = pg_setup.pg
-    before = fingerprint(pg, pg_setup.dst)
-    seed_bulk(pg, pg_setup.src, 300_000)
-    ops.backup(pg_setup.config(), "app", "production")
-    shadow = pg_setup.dst + SHADOW_SUFFIX
-    with (
-        during_copy(pg, shadow, lambda: terminate_backends(pg, shadow)) as cut,
-        pytest.raises(EngineError, match="pg_restore") as info,
-    ):
-        ops.restore(pg_setup.config(), restore_req())
+    cut, error = _restore_interrupted(pg_setup, lambda shadow: terminate_backends(pg_setup.pg, shadow), 1)
     assert cut == [1]
-    assert "terminating connection" in str(info.value) or "server closed the connection" in str(info.value)
-    assert_untouched(pg_setup, before)
+    assert "terminating connection" in error or "server closed the connection" in error
 
 
 def test_failure_before_the_swap_drops_the_shadow(pg_setup: PgSetup) -> None:
