@@ -387,6 +387,41 @@ class _ZstdErrors(Reader):
         self._inner.close()
 
 
+def copy_to_file(src: ByteSource, dst: IO[bytes]) -> int:
+    """Copy until EOF like ``copy_stream``, writing on a second thread while this one reads.
+
+    For spooling to a local file: reading (hash and decompress) and writing then overlap instead
+    of taking turns, as ``zstd -d`` does with its own I/O threads. Measured on an 880 MB spool:
+    1.4-2.1 s in one thread, against 1.0-1.5 s for ``zstd -d``. Only local files: a write always
+    finishes, so the writer can be waited for when the copy stops early (unlike a read from a
+    store, which may stall). A write error is raised here; the queue bounds memory to a few chunks.
+    """
+    pending: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (chunk := pending.get()) is not None:
+            if not failed:
+                try:
+                    dst.write(chunk)
+                except BaseException as exc:  # handed to the reading thread
+                    failed.append(exc)
+
+    writer = threading.Thread(target=write, name="dataferry-spool-writer", daemon=True)
+    writer.start()
+    total = 0
+    try:
+        while not failed and (chunk := src.read(CHUNK)):
+            pending.put(chunk)
+            total += len(chunk)
+    finally:
+        pending.put(None)  # also after a failure here: the writer ends, nothing is left half-written
+        writer.join()
+    if failed:
+        raise failed[0]
+    return total
+
+
 def copy_stream(src: ByteSource, dst: IO[bytes]) -> int:
     """Copy until EOF in fixed chunks; returns the byte count."""
     total = 0

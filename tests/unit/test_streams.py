@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import zstandard
@@ -26,6 +27,7 @@ from dataferry.streams import (
     ProgressReader,
     VerifyingReader,
     copy_stream,
+    copy_to_file,
     redact_argv,
     zstd_compress,
     zstd_decompress,
@@ -347,3 +349,31 @@ def test_process_reader_reads_ahead_of_a_slow_consumer() -> None:
     while data := reader.read(1 << 16):
         rest += data
     assert len(first) + len(rest) == 3_000_000
+
+
+# -- spooling on a writer thread -----------------------------------------------------------------------
+
+
+def test_copy_to_file_writes_every_byte_in_order(tmp_path: Path) -> None:
+    pieces = [bytes([i % 251]) * (1000 + i) for i in range(300)]
+    with (tmp_path / "spool").open("wb") as out:
+        assert copy_to_file(_Chunks(pieces), out) == sum(map(len, pieces))
+    assert (tmp_path / "spool").read_bytes() == b"".join(pieces)
+
+
+def test_copy_to_file_raises_a_write_error_and_stops_reading() -> None:
+    class Full(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise OSError(28, "No space left on device")
+
+    source = _Chunks([b"x" * 10] * 10_000)
+    with pytest.raises(OSError, match="No space left"):
+        copy_to_file(source, Full())
+    assert source.reads < 10_000  # it did not read the whole source first
+
+
+def test_copy_to_file_raises_a_source_error_after_writing_what_came_before() -> None:
+    out = io.BytesIO()
+    with pytest.raises(VerificationFailed):
+        copy_to_file(_Chunks([b"abc", b"def"], fail=VerificationFailed("corrupt")), out)
+    assert out.getvalue() == b"abcdef"

@@ -73,7 +73,7 @@ from dataferry.engines._pg_sql import (
 )
 from dataferry.engines._pg_tools import BINDIR_ENV, PgTools, find_tools
 from dataferry.errors import ConfigError, EngineError, FerryError, NotReady
-from dataferry.streams import CHUNK, ProcessReader, Reader, StderrTail, copy_stream, process_failed, spawn
+from dataferry.streams import CHUNK, ProcessReader, Reader, StderrTail, copy_to_file, process_failed, spawn
 
 MIN_SERVER_MAJOR = 13
 
@@ -493,7 +493,7 @@ def restore_spooled(argv: list[str], src: BinaryIO, env: dict[str, str], options
     fd, path = tempfile.mkstemp(prefix="dataferry-pg-", suffix=".dump", dir=options.spool_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            copy_stream(src, out)
+            copy_to_file(src, out)
         proc = spawn([*argv, path], env=env, stdout=subprocess.DEVNULL)
         assert proc.stderr is not None
         tail = StderrTail(proc.stderr)
