@@ -40,9 +40,9 @@ SERVER_SETTINGS = {
     "checkpoint_timeout": "30min",
     "wal_buffers": "16MB",
     "effective_cache_size": "4GB",
-    # Autovacuum would vacuum and analyse each freshly restored 1 GB copy while the NEXT command
-    # is measured (seen: dataferry's restore right after the raw one took 12.9-13.3 s instead of
-    # 11.1 s). Off, and a CHECKPOINT before every measurement, each starts from a quiet server.
+    # Autovacuum may vacuum and analyse a freshly restored 1 GB copy while the NEXT command is
+    # measured. Off, and a CHECKPOINT before every measurement, each command starts from a quiet
+    # server and writes out only its own buffers.
     "autovacuum": "off",
 }
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
