@@ -367,7 +367,8 @@ class StreamRowCounter:
 
     def __init__(self, scanner: DumpScanner) -> None:
         self.scanner = scanner
-        self.counts: dict[str, int] = {}
+        self._rows = RowCounter()  # the counting rules for single lines
+        self.counts = self._rows.counts
         self._carry: list[bytes] = []  # an unfinished line, in pieces
 
     def push(self, data: bytes) -> None:
@@ -412,14 +413,7 @@ class StreamRowCounter:
 
     def _line(self, line: bytes) -> None:
         part = self.scanner.classify(line)
-        name = self.scanner.name
-        if part is Part.DATA:
-            if line[:1] == b"(":
-                self.counts[name] += 1
-            elif line.startswith(b"INSERT INTO "):
-                self.counts[name] += insert_rows(line)
-        elif part is Part.STRUCTURE:
-            self.counts.setdefault(name, 0)
+        self._rows.feed(part, self.scanner.name, line)
 
 
 def segments(src: ByteSource, scanner: DumpScanner) -> Iterator[Segment]:
