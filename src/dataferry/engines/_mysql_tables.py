@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from dataferry.engines._mysql_conn import quote_ident
+
 _CREATE_RE = re.compile(rb"CREATE TABLE `((?:[^`]|``)+)` \(\n")
 _COLUMN_RE = re.compile(rb"\s+`(?:[^`]|``)+` ([a-z0-9]+)")
 #: Column types dumped as plain SQL literals (numbers, quoted strings, NULL) that LOAD DATA reads alike.
@@ -50,24 +52,22 @@ class TableDef:
     create: bytes
     #: Key and foreign key definitions to add once the rows are in (``ALTER TABLE ... ADD``).
     deferred: list[bytes] = field(default_factory=list)
-    #: The foreign keys among ``deferred``.
-    foreign_keys: list[bytes] = field(default_factory=list)
     #: Every column is of a type ``LOAD DATA`` reads exactly as the dump writes it.
     plain_columns: bool = False
 
     def alter_keys(self) -> bytes:
         """The ``ALTER TABLE`` that adds the deferred keys (empty when there are none)."""
-        return self._alter([d for d in self.deferred if d not in self.foreign_keys])
+        return self._alter([d for d in self.deferred if not _foreign_key(d)])
 
     def alter_foreign_keys(self) -> bytes:
         """The ``ALTER TABLE`` that adds the deferred foreign keys (empty when there are none)."""
-        return self._alter(self.foreign_keys)
+        return self._alter([d for d in self.deferred if _foreign_key(d)])
 
     def _alter(self, definitions: list[bytes]) -> bytes:
         if not definitions:
             return b""
-        name = self.name.replace("`", "``").encode()
-        return b"ALTER TABLE `" + name + b"` " + b", ".join(b"ADD " + d for d in definitions) + b";\n"
+        name = quote_ident(self.name).encode()
+        return b"ALTER TABLE " + name + b" " + b", ".join(b"ADD " + d for d in definitions) + b";\n"
 
 
 def parse_create(block: bytes) -> TableDef | None:
@@ -83,16 +83,18 @@ def parse_create(block: bytes) -> TableDef | None:
     if _can_defer(body, lines[-1]):
         keep = [d for d in body if not _deferrable(d)]
         table.deferred = [d for d in body if _deferrable(d)]
-        table.foreign_keys = [d for d in table.deferred if d.startswith(b"CONSTRAINT ")]
         if table.deferred:
             table.create = lines[0] + b",\n".join(b"  " + d for d in keep) + b"\n" + lines[-1]
     return table
 
 
+def _foreign_key(definition: bytes) -> bool:
+    return definition.startswith(b"CONSTRAINT ") and b" FOREIGN KEY " in definition
+
+
 def _deferrable(definition: bytes) -> bool:
-    if definition.startswith(b"CONSTRAINT "):
-        return b" FOREIGN KEY " in definition
-    return definition.startswith(_DEFERRABLE) and b" USING HASH" not in definition
+    plain_key = definition.startswith(_DEFERRABLE) and b" USING HASH" not in definition
+    return plain_key or _foreign_key(definition)
 
 
 def _can_defer(body: list[bytes], options: bytes) -> bool:
@@ -158,9 +160,8 @@ def as_load_data(rows: bytes) -> bytes:
 def load_data_statement(path: str, table: str, charset: str) -> bytes:
     """``LOAD DATA LOCAL INFILE`` reading row lines written by ``as_load_data``."""
     quoted_path = path.replace("\\", "\\\\").replace("'", "\\'")
-    quoted_table = table.replace("`", "``")
     return (
-        f"LOAD DATA LOCAL INFILE '{quoted_path}' INTO TABLE `{quoted_table}` CHARACTER SET {charset} "
+        f"LOAD DATA LOCAL INFILE '{quoted_path}' INTO TABLE {quote_ident(table)} CHARACTER SET {charset} "
         "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\\'' ESCAPED BY '\\\\' "
         "LINES STARTING BY '(' TERMINATED BY '),\\n';\n"
     ).encode("utf-8", "surrogateescape")
