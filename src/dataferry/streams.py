@@ -124,8 +124,6 @@ class Prefetcher(Reader):
     consumer works; memory stays bounded by the queue.
     """
 
-    _EOF = b""
-
     def __init__(self, stream: ByteSource) -> None:
         self._stream = stream
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=PREFETCH)
@@ -179,8 +177,9 @@ class Prefetcher(Reader):
     def close(self) -> None:
         """Stop reading ahead and close the stream."""
         self._stopping.set()
-        # No timeout: after close() the caller may read the source again, which must not race
-        # with a read still running here (the pump stops after at most one more chunk).
+        # No timeout: the stream must not be closed under a read still running on the thread.
+        # ProcessReader kills its tool first, so that read ends at once (EOF on the pipe); a
+        # source that can stall for ever (a store) is why restores do not read ahead.
         self._thread.join()
         close = getattr(self._stream, "close", None)
         if close is not None:
