@@ -396,6 +396,10 @@ class MariaDbServer:
     password: str
     client: str = "mariadb"
 
+    def url(self, database: str) -> str:
+        """A dataferry ``mysql://`` URL for ``database``; it deliberately has no password."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{database}"
+
     def option_file(self, path: Path) -> Path:
         """Write a 0600 ``[client]`` option file with our credentials to ``path``.
 

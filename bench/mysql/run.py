@@ -60,12 +60,11 @@ def tune_server(client: generate_mysql.Client, durable: bool) -> dict[str, str]:
 
 def write_config(server: Any, s3: common.S3Endpoint, workdir: Path, size_mb: int, src: str) -> Path:
     """The benchmark's dataferry config for one size: ``src`` backed up, ``bench_target`` restored."""
-    url = f"mysql://{server.user}@{server.host}:{server.port}"
     return common.write_config(
         workdir / f"dataferry-{size_mb}.toml",
         engine="mysql",
-        source_url=f"{url}/{src}",
-        target_url=f"{url}/{TARGET_DB}",
+        source_url=server.url(src),
+        target_url=server.url(TARGET_DB),
         workdir=workdir,
         s3=s3,
         s3_prefix=f"mysql-{size_mb}mb",

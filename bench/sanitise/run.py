@@ -174,7 +174,7 @@ def mariadb(rows: int) -> Iterator[Engine]:
             name="bench",
             environment="bench",
             engine="mysql",
-            url=f"mysql://{my.user}@{my.host}:{my.port}/{DB}",
+            url=my.url(DB),
             password=SecretStr(my.password),
         )
         create = f"""

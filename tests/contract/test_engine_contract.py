@@ -112,7 +112,7 @@ def _mariadb_case(server: MariaDbServer) -> EngineCase:
             name="app",
             environment="test",
             engine="mysql",
-            url=f"mysql://{server.user}@{server.host}:{server.port}/{name}",
+            url=server.url(name),
             password=SecretStr(server.password),
         )
 

@@ -44,7 +44,7 @@ def _ref(server: MariaDbServer, name: str) -> DatabaseRef:
         name="bench",
         environment="bench",
         engine="mysql",
-        url=f"mysql://{server.user}@{server.host}:{server.port}/{name}",
+        url=server.url(name),
         password=SecretStr(server.password),
     )
 

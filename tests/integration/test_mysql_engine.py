@@ -265,7 +265,6 @@ def make_world(
     source, target = f"prod_{suffix}", f"stg_{suffix}"
     spool = tmp_path / "spool"
     spool.mkdir()
-    url = f"mysql://{server.user}@{server.host}:{server.port}"
     conn = f'password_env = "{PASSWORD_ENV}"'
     production_store = production_store or f'"{tmp_path / "store-production"}"'
     text = f"""
@@ -283,8 +282,8 @@ engine = "mysql"
 exclude_tables = {json.dumps(list(exclude))}
 
 [databases.{DB}.environments]
-production = {{ url = "{url}/{source}", {conn} }}
-staging = {{ url = "{url}/{target}", {conn} }}
+production = {{ url = "{server.url(source)}", {conn} }}
+staging = {{ url = "{server.url(target)}", {conn} }}
 """
     path = tmp_path / "dataferry.toml"
     path.write_text(text)

@@ -26,7 +26,7 @@ def _ref(server: MariaDbServer, database: str) -> DatabaseRef:
         name="t",
         environment="test",
         engine="mysql",
-        url=f"mysql://{server.user}@{server.host}:{server.port}/{database}",
+        url=server.url(database),
         password=SecretStr(server.password),
     )
 

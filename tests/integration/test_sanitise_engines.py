@@ -253,7 +253,7 @@ def _mysql_backend(tmp_path: Path, my: MariaDbServer) -> Backend:
     def make(name: str) -> str:
         real = f"{name}_{uuid.uuid4().hex[:8]}"
         my.create_db(real)
-        return f"mysql://{my.user}@{my.host}:{my.port}/{real}"
+        return my.url(real)
 
     def execute(sql: str, url: str) -> None:
         my.execute(sql, url.rsplit("/", 1)[1])

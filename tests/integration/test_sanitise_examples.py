@@ -210,7 +210,7 @@ def whitehall(tmp_path: Path, mariadb_server: MariaDbServer, monkeypatch: pytest
     for db in names.values():
         mariadb_server.create_db(db)
     s = mariadb_server
-    urls = {env: f"mysql://{s.user}@{s.host}:{s.port}/{db}" for env, db in names.items()}
+    urls = {env: s.url(db) for env, db in names.items()}
     return make_example(tmp_path, "whitehall", "mysql", urls, lambda sql, env: s.execute(sql, names[env]))
 
 
