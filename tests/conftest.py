@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +44,42 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "integration: needs real external servers (PostgreSQL, MariaDB, S3)",
     )
+
+
+#: How long threads still finishing at the end of the run may take before they count as leaked.
+_THREAD_GRACE_SECONDS = 10.0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test left a thread running, naming it and where it is.
+
+    A daemon thread still alive when the interpreter shuts down is ended by ``pthread_exit``
+    as soon as it wants the GIL; if it is inside a Rust extension at that moment (pydantic-core
+    serialising a lock, say), the process aborts with "FATAL: exception not rethrown" after every
+    test passed. That was seen once, from a job lock a test never released. A named failure here
+    instead of a random abort in CI.
+    """
+    leaked = _leaked_threads()
+    if not leaked:
+        return
+    frames = sys._current_frames()
+    lines = [f"{len(leaked)} thread(s) still running after the tests (a test did not stop them):"]
+    for thread in leaked:
+        lines.append(f"--- {thread.name} (daemon={thread.daemon})")
+        frame = frames.get(thread.ident or 0)
+        if frame is not None:
+            lines.append("".join(traceback.format_stack(frame)).rstrip())
+    sys.stderr.write("\n".join(lines) + "\n")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _leaked_threads() -> list[threading.Thread]:
+    """Threads other than the main one still alive after a short grace period."""
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    deadline = time.monotonic() + _THREAD_GRACE_SECONDS
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in others if t.is_alive()]
 
 
 # --------------------------------------------------------------------------

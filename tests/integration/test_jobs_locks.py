@@ -76,7 +76,9 @@ def test_second_acquire_is_busy_until_released(store: Store) -> None:
             JobLock(store, "job-a", ttl=ttl, run_id="r2").acquire()
         assert info.value.exit_code == 6
         assert "r1" in info.value.message  # says which run holds it
-        JobLock(store, "job-b", ttl=ttl).acquire()  # other jobs are independent
+        other = JobLock(store, "job-b", ttl=ttl)
+        other.acquire()  # other jobs are independent
+        other.release()
     finally:
         first.release()
     assert state.read_lock(store, "job-a", ttl) is None
