@@ -6,13 +6,14 @@ The behaviour every store shares is in ``tests/contract/test_store_contract.py``
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dataferry.errors import ConfigError, FerryError, NotFound, StoreError
-from dataferry.stores import open_store, put_bytes, read_bytes
+from dataferry.stores import local, open_store, put_bytes, read_bytes
 from dataferry.stores.local import LocalStore
 
 
@@ -112,3 +113,34 @@ def test_create_exclusive_leaves_no_temp_files(store: LocalStore) -> None:
     assert store.create_exclusive("locks/job", b"owner") is True
     assert store.create_exclusive("locks/job", b"other") is False
     assert sorted(p.name for p in (store.root / "locks").iterdir()) == ["job"]
+
+
+def test_put_starts_writing_to_disk_as_it_goes(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every WRITE_BEHIND bytes the written range is handed to the kernel, once and in order,
+    and the stored bytes are exactly the source's, whatever the source's read sizes."""
+    monkeypatch.setattr(local, "WRITE_BEHIND", 1000)
+    ranges: list[tuple[int, int]] = []
+    real = local._start_writeback
+    monkeypatch.setattr(
+        local, "_start_writeback", lambda fd, off, n: (ranges.append((off, n)), real(fd, off, n))
+    )
+    data = bytes(range(256)) * 40  # 10240 bytes
+
+    class Trickle:
+        """Returns 333 bytes per read, as a pipe might."""
+
+        def __init__(self) -> None:
+            self.pos = 0
+
+        def read(self, n: int = -1) -> bytes:
+            chunk = data[self.pos : self.pos + 333]
+            self.pos += len(chunk)
+            return chunk
+
+    info = store.put("db/a.bin", Trickle())
+    assert info.size == len(data)
+    assert read_bytes(store, "db/a.bin") == data
+    assert ranges[0][0] == 0
+    assert all(off == prev_off + prev_n for (prev_off, prev_n), (off, _) in itertools.pairwise(ranges))
+    assert all(n >= 1000 for _, n in ranges)
+    assert sum(n for _, n in ranges) > len(data) - 1000  # only the tail is left to the fsync
