@@ -308,6 +308,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     """Run the benchmark for every size and write the results."""
     args = parse_args(argv)
+    common.compile_dataferry()
     common.ensure_tools({"zstd": "zstd", "time": common.TIME, "mariadb-client": "mariadb-dump"})
     sizes = sorted(args.size_mb)
     workdir = common.workdir_for(args.work_dir)
