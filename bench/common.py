@@ -378,10 +378,13 @@ class Runner:
     ) -> Series:
         series = self.series.setdefault(label, Series(label))
         for _ in range(self.repeat):
-            if self.settle:
-                self.settle()  # every measurement starts from a quiet server
             if before:
                 before()
+            if self.settle:
+                self.settle()  # every measurement starts from a quiet server
+            # ... and a clean page cache: files earlier commands wrote (dump files, the server's
+            # checkpointed pages) are written to disk now, not by the kernel during this command.
+            os.sync()
             series.runs.append(measure())
             if after:
                 after()
