@@ -778,6 +778,34 @@ def test_load_failing_midway_leaves_live_untouched(world: World, jobs: int, smal
     assert list(world.spool.iterdir()) == []
 
 
+def test_a_key_that_cannot_be_built_after_the_rows_leaves_live_untouched(
+    world: World, small_chunks: None
+) -> None:
+    """The parallel restore builds secondary keys after loading the rows. A dump whose rows break
+    a unique key (checksum correct) loads every row, then fails in that step: the restore fails
+    with the server's message, live is exactly as it was, and nothing is left behind."""
+    world.backup()
+    world.restore()
+    live_before = snapshot(world.server, world.target)
+
+    def duplicate_a_name(raw: bytes) -> bytes:
+        start = raw.index(b"INSERT INTO `authors`")
+        end = raw.index(b";\n", start)
+        rows = raw[start:end]
+        first, third = "'Zoë 😀 Ångström'".encode(), "'李小龍 🐉'".encode()
+        assert first in rows and third in rows
+        return raw[:start] + rows.replace(third, first) + raw[end:]
+
+    _publish_crafted(world, duplicate_a_name)
+    with pytest.raises(
+        EngineError, match=r"loading keys-\d+\.sql into shadow (?s:.*)Duplicate entry .* for key 'uq_name'"
+    ):
+        world.restore(jobs=3)
+    assert snapshot(world.server, world.target) == live_before
+    assert leftovers(world.server) == set()
+    assert list(world.spool.iterdir()) == []
+
+
 def test_truncated_dump_with_a_good_checksum_is_refused(world: World) -> None:
     """A dump cut short (as by a tool that stopped but exited 0) loads no further than the shadow."""
     world.backup()
