@@ -421,11 +421,12 @@ class Runner:
         *,
         before: Callable[[], None] | None = None,
         after: Callable[[], None] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Series:
-        """Measure a raw shell pipeline; ``before``/``after`` run untimed around each repetition."""
-        return self._record(
-            label, lambda: measure_shell(label, pipeline, self.tool_env, self.log), before, after
-        )
+        """Measure a raw shell pipeline; ``before``/``after`` run untimed around each repetition;
+        ``env`` adds variables (the aws CLI's credentials) to the tools' environment."""
+        tool_env = {**self.tool_env, **(env or {})}
+        return self._record(label, lambda: measure_shell(label, pipeline, tool_env, self.log), before, after)
 
     def ferry(self, label: str, *args: str, after: Callable[[], None] | None = None) -> Series:
         """Measure ``dataferry --config CONFIG [-q] ARGS``; ``after`` runs untimed after each."""
@@ -500,6 +501,36 @@ def moto_s3(workdir: Path, log: Path) -> Iterator[S3Endpoint]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def aws_cli(workdir: Path) -> Path | None:
+    """The aws CLI, for raw pipelines to and from S3: the one on PATH, or awscli from PyPI
+    installed into its own virtualenv in ``workdir`` (not dataferry's .venv: awscli pins its own
+    botocore). None, with a message, when neither is possible (no network)."""
+    found = shutil.which("aws")
+    if found:
+        return Path(found)
+    venv = workdir / "awscli-venv"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "awscli"],
+            check=True,
+            capture_output=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        print(f"no aws CLI, so no raw pipelines to S3: {exc.stderr.decode(errors='replace')[-300:]}")
+        return None
+    return venv / "bin" / "aws"
+
+
+def aws_env(s3: S3Endpoint) -> dict[str, str]:
+    """The aws CLI's credentials and region for the moto endpoint."""
+    return {
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        "AWS_DEFAULT_REGION": s3.region,
+    }
 
 
 # -- dataferry configuration -----------------------------------------------------------------------
