@@ -202,7 +202,7 @@ class SizeRun:
             r.raw(
                 UNZST_RAW_S3,
                 f"{self._aws_cp(self.raw_s3_url, '-')} | zstd -d -q -f -o {self.raw_dump}",
-                env=common.aws_env(self.s3),
+                env=common.aws_env(self.s3, whole_objects=self.workdir / "aws-whole-objects.cfg"),
             )
         self.raw_dump_bytes = self.raw_dump.stat().st_size
         r.raw(
