@@ -12,7 +12,10 @@ themselves are the same for every engine:
 * a stream that raises midway, ends early, or is garbage leaves no shadow and the live database as
   it was;
 * check() changes nothing and reports ok; server_version() is not empty;
-* the password never appears in a child process's argv or in an error message.
+* the password never appears in a child process's argv or in an error message;
+* restore_shadow takes the target's restore lock: a second restore of the same database is refused
+  (LockBusy, naming the holder) and touches nothing; swap and drop_shadow release it; a shadow that
+  no longer holds the lock is never swapped in.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pydantic import SecretStr
 
 from dataferry.config import DatabaseRef
 from dataferry.engines import Engine, RestoreOptions, get_engine
-from dataferry.errors import FerryError
+from dataferry.errors import FerryError, LockBusy
 from dataferry.streams import copy_stream
 from servers import MariaDbServer, PgServer
 
@@ -291,7 +294,8 @@ def test_a_second_shadow_replaces_a_leftover_one(case: EngineCase, target: str, 
     """A shadow left by a run that died before cleaning up does not block the next restore."""
     world_before = case.world()
     with artifact.open("rb") as f:
-        case.engine.restore_shadow(case.ref(target), f, RestoreOptions())  # never dropped: "killed"
+        leftover = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())  # never dropped
+    leftover.release()  # "killed": the server (or the kernel) releases a dead holder's lock
     with artifact.open("rb") as f:
         shadow = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
     case.engine.swap(shadow)
@@ -419,3 +423,81 @@ def test_swap_of_a_dropped_shadow_changes_nothing(case: EngineCase, target: str,
     with pytest.raises(FerryError):
         case.engine.swap(shadow)
     assert case.snapshot(target) == target_before
+
+
+# -- the restore lock ------------------------------------------------------------------------------
+
+
+def test_a_second_restore_of_the_same_database_is_refused_and_changes_nothing(
+    case: EngineCase, source: str, target: str, artifact: Path, tmp_path: Path
+) -> None:
+    """Two restores of one database at once used to swap an empty shadow into live (issue 19)."""
+    source_before = case.snapshot(source)
+    target_before = case.snapshot(target)
+    world_before = case.world()
+    with artifact.open("rb") as f:
+        first = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+    world_during = case.world()
+    try:
+        with artifact.open("rb") as f, pytest.raises(LockBusy) as refused:
+            case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+        assert "in progress" in refused.value.message and "held by" in refused.value.message
+        assert refused.value.exit_code == 6
+        assert case.world() == world_during  # the first restore's shadow is untouched
+        assert case.snapshot(target) == target_before
+    except BaseException:
+        case.engine.drop_shadow(first)
+        raise
+    case.engine.swap(first)
+    assert case.snapshot(target) == source_before  # the first restore's verified data, not an empty shadow
+    assert case.world() == world_before
+    # The swap released the lock: the next restore runs.
+    with artifact.open("rb") as f:
+        again = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+    case.engine.drop_shadow(again)
+    assert case.world() == world_before
+
+
+def test_other_databases_are_not_locked(case: EngineCase, target: str, artifact: Path) -> None:
+    """The lock is per target database: restores of two databases run side by side."""
+    other = case.new_name()
+    with artifact.open("rb") as f:
+        first = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+    try:
+        with artifact.open("rb") as f:
+            second = case.engine.restore_shadow(case.ref(other), f, RestoreOptions())
+        case.engine.drop_shadow(second)
+    finally:
+        case.engine.drop_shadow(first)
+
+
+def test_drop_shadow_releases_the_lock(case: EngineCase, target: str, artifact: Path) -> None:
+    """A failed or abandoned restore gives the lock back when its shadow is dropped."""
+    with artifact.open("rb") as f:
+        first = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+    case.engine.drop_shadow(first)
+    with artifact.open("rb") as f:
+        second = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+    case.engine.drop_shadow(second)
+
+
+def test_a_failed_restore_releases_the_lock(case: EngineCase, target: str, artifact: Path) -> None:
+    """restore_shadow that fails midway leaves neither a shadow nor a held lock."""
+    size = artifact.stat().st_size
+    with artifact.open("rb") as f, pytest.raises((Boom, FerryError)):
+        case.engine.restore_shadow(case.ref(target), FailingReader(f, size // 2), RestoreOptions())  # type: ignore[arg-type]
+    with artifact.open("rb") as f:
+        shadow = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+    case.engine.drop_shadow(shadow)
+
+
+def test_a_shadow_without_its_lock_is_never_swapped_in(case: EngineCase, target: str, artifact: Path) -> None:
+    """Once a shadow has lost its lock another restore may own that name: the swap refuses."""
+    target_before = case.snapshot(target)
+    with artifact.open("rb") as f:
+        shadow = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
+    shadow.release()
+    with pytest.raises(FerryError, match="nothing was swapped"):
+        case.engine.swap(shadow)
+    assert case.snapshot(target) == target_before
+    case.engine.drop_shadow(shadow)

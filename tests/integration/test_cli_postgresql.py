@@ -189,3 +189,42 @@ def test_password_in_url_exits_2_without_echoing_it(pg_setup: PgSetup) -> None:
     assert proc.returncode == 2
     assert "password" in proc.stderr
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_two_restores_of_one_database_at_once_never_lose_it(pg_setup: PgSetup) -> None:
+    """Issue 19's data loss: restore A holds its verified shadow (paused just before the swap) while
+    restore B (``--jobs 2``) starts on the same database. B is refused with exit 6 naming the holder,
+    and A then swaps in its own complete data: live is the source, nothing of B's is left."""
+    import threading
+
+    from dataferry import ops
+
+    assert run(pg_setup, "backup", "app", "--env", "production").returncode == 0
+    cfg = pg_setup.config()
+    at_swap, go_on = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def before_swap(engine: object, shadow: object) -> None:
+        at_swap.set()
+        assert go_on.wait(120)
+
+    def restore_a() -> None:
+        try:
+            req = ops.RestoreRequest(database="app", environment="staging", source="production")
+            outcome.append(ops.restore(cfg, req, before_swap=before_swap))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    first = threading.Thread(target=restore_a)
+    first.start()
+    try:
+        assert at_swap.wait(120), outcome
+        second = run(pg_setup, "restore", "app", "--env", "staging", "--from", "production", "--jobs", "2")
+        assert second.returncode == 6, second.stderr
+        assert "another restore of" in second.stderr and "held by dataferry pid" in second.stderr
+    finally:
+        go_on.set()
+        first.join(120)
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert fingerprint(pg_setup.pg, pg_setup.dst) == fingerprint(pg_setup.pg, pg_setup.src)
+    assert dataferry_databases(pg_setup.pg, pg_setup.dst) == set()

@@ -15,16 +15,28 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
 
 from dataferry.config import DatabaseRef
+from dataferry.engines._locks import RestoreLock
 from dataferry.errors import ConfigError, NotReady
 
 
 @dataclass
 class Shadow:
-    """A restored copy that is not live yet: ``name`` is the shadow database (or file, or schema)."""
+    """A restored copy that is not live yet: ``name`` is the shadow database (or file, or schema).
+
+    ``lock`` is the target's restore lock, taken by ``restore_shadow`` before anything was touched
+    and held until ``swap`` succeeded or ``drop_shadow`` removed the shadow (see ``_locks``).
+    """
 
     ref: DatabaseRef
     name: str
     details: dict[str, str] = field(default_factory=dict)
+    lock: RestoreLock | None = field(default=None, repr=False, compare=False)
+
+    def release(self) -> None:
+        """Give the restore lock up (idempotent)."""
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()
 
 
 @dataclass
@@ -78,15 +90,17 @@ class Engine(Protocol):
         ...
 
     def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
-        """Load ``src`` into a new shadow beside ``db``. On failure, drops it and raises."""
+        """Take ``db``'s restore lock (``LockBusy`` if another restore holds it), then load ``src``
+        into a new shadow beside ``db``. On failure, drops it, releases the lock and raises."""
         ...
 
     def swap(self, shadow: Shadow) -> None:
-        """Atomically make the shadow the live database and drop the old one."""
+        """Atomically make the shadow the live database and drop the old one; only a shadow this
+        process created is swapped in. Releases the restore lock once it succeeded."""
         ...
 
     def drop_shadow(self, shadow: Shadow) -> None:
-        """Remove a shadow that will not be swapped in; idempotent."""
+        """Remove a shadow that will not be swapped in and release its lock; idempotent."""
         ...
 
 

@@ -136,14 +136,11 @@ def is_not_accepting_connections(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and "not currently accepting connections" in str(exc)
 
 
-@contextlib.contextmanager
-def admin(db: DatabaseRef) -> Iterator[Conn]:
-    """An autocommit connection to a maintenance database, for CREATE/DROP/ALTER DATABASE."""
-    conn: Conn | None = None
+def open_admin(db: DatabaseRef) -> Conn:
+    """An autocommit connection to a maintenance database (the caller closes it)."""
     for name in MAINTENANCE_DBS:
         try:
-            conn = connect_raw(db, name)
-            break
+            return connect_raw(db, name)
         except psycopg.OperationalError as exc:
             if not is_missing_database(exc) or name == MAINTENANCE_DBS[-1]:
                 raise NotReady(
@@ -151,8 +148,13 @@ def admin(db: DatabaseRef) -> Iterator[Conn]:
                     hint="restores connect to the 'postgres' (or 'template1') database to create "
                     "and rename databases",
                 ) from None
-    assert conn is not None
-    with conn:
+    raise AssertionError("MAINTENANCE_DBS is empty")
+
+
+@contextlib.contextmanager
+def admin(db: DatabaseRef) -> Iterator[Conn]:
+    """An autocommit connection to a maintenance database, for CREATE/DROP/ALTER DATABASE."""
+    with open_admin(db) as conn:
         yield conn
 
 

@@ -14,6 +14,9 @@ Order (GOV.UK's db-backup approach, with its holes closed):
    untouched; the caller drops the shadow.
 5. The old database is dropped (``WITH (FORCE)``).
 
+Before step 1 the swap checks that the shadow is the one this restore created and verified (its
+comment carries the restore's token) and that the restore still holds the target's restore lock.
+
 If dataferry itself dies between steps 2 and 3 (SIGKILL, lost machine), the renames never commit
 but the live database is left refusing connections. The shadow's comment records that dataferry
 blocked it, so ``check`` explains the state and the next restore gives the connections back
@@ -73,6 +76,34 @@ WHERE a.datname IN (%s, %s)
   AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
        OR NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid), false))
 """
+
+
+def shadow_mark(live: str, token: str) -> str:
+    """The comment of a shadow made by one restore: names the live database and the restore's token,
+    so a swap can tell its own shadow from one another run made under the same name."""
+    return f"{SHADOW_MARK}{live} (restore {token})"
+
+
+def require_own_shadow(conn: Conn, shadow: str, expected: str, lock: object) -> None:
+    """Refuse to swap a shadow this restore did not create, or one it no longer holds the lock of."""
+    props = database_props(conn, shadow)
+    if props is None:
+        raise EngineError(f"the shadow database {shadow} is gone; nothing was swapped")
+    comment = str(props.get("comment") or "").removesuffix(BLOCKED_NOTE)
+    if lock is None or not expected or comment != expected:
+        raise EngineError(
+            f"the shadow database {shadow} is not the one this restore verified "
+            f"(its mark is {comment!r}); nothing was swapped",
+            hint="another restore of this database ran at the same time; run this one again",
+        )
+
+
+def made_by(conn: Conn, shadow: str, expected: str | None) -> bool:
+    """True when ``shadow`` exists and, if ``expected`` is given, carries that mark (is ours)."""
+    props = database_props(conn, shadow)
+    if props is None:
+        return False
+    return expected is None or str(props.get("comment") or "").removesuffix(BLOCKED_NOTE) == expected
 
 
 def ident(name: str) -> sql.Identifier:
@@ -201,13 +232,15 @@ def rename_into_place(conn: Conn, shadow: str, live: str) -> None:
         mark(conn, live, None)
 
 
-def replace_live(conn: Conn, live: dict[str, Any], shadow: str, old: str, server_major: int) -> None:
+def replace_live(
+    conn: Conn, live: dict[str, Any], shadow: str, old: str, server_major: int, shadow_comment: str
+) -> None:
     """Steps 2-4 of the module docstring: block, terminate, rename both in one transaction."""
     name = str(live["datname"])
     allow = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
     with sql_errors(f"blocking new connections to {name}"):
         if live["datallowconn"]:
-            mark(conn, shadow, SHADOW_MARK + name + BLOCKED_NOTE)
+            mark(conn, shadow, shadow_comment + BLOCKED_NOTE)
         conn.execute(allow.format(ident(name), sql.SQL("false")))
     try:
         _rename_with_retries(conn, live, shadow, old, server_major)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, cast
 
@@ -80,6 +81,7 @@ from dataferry.engines._mysql_dumpfile import (
     segments,
 )
 from dataferry.engines._mysql_load import CHUNK_BYTES, Client, load_spooled, spool, spool_dir, stream_load
+from dataferry.engines._mysql_lock import MySqlRestoreLock
 from dataferry.errors import ConfigError, EngineError, FerryError, Refused, VerificationFailed
 from dataferry.streams import ByteSource, ProcessReader, Reader
 
@@ -212,12 +214,21 @@ class MySQLEngine:
         if header is None:  # a dump not made by dataferry: load it all the same
             header = DumpHeader()
             segs = itertools.chain([first] if first else [], segs)
-        shadow = Shadow(ref=db, name=derived_name(target.database, _SHADOW_SUFFIX))
-        with connection(db) as conn:
-            info = server_info(conn, target.database)
-            _drop_leftover(conn, shadow.name, info)
-            local_infile = options.jobs > 1 and bool(rows(conn, "SELECT @@GLOBAL.local_infile")[0][0])
-        tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
+        shadow = Shadow(
+            ref=db,
+            name=derived_name(target.database, _SHADOW_SUFFIX),
+            details={"mark": f"shadow of {target.database} (restore {secrets.token_hex(6)})"},
+            lock=MySqlRestoreLock(db, target.database),  # before anything is dropped or created
+        )
+        try:
+            with connection(db) as conn:
+                info = server_info(conn, target.database)
+                _drop_leftover(conn, shadow.name, info)
+                local_infile = options.jobs > 1 and bool(rows(conn, "SELECT @@GLOBAL.local_infile")[0][0])
+            tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
+        except BaseException:
+            shadow.release()
+            raise
         shadow.details.update(
             old=derived_name(target.database, _OLD_SUFFIX),
             charset=header.charset or info.charset or "",
@@ -244,9 +255,8 @@ class MySQLEngine:
         return shadow
 
     def _create_shadow(self, db: DatabaseRef, shadow: Shadow, info: ServerInfo) -> None:
-        live = Target.from_ref(db).database
         with connection(db) as conn:
-            _create_marked(conn, shadow.name, info, shadow.details, f"shadow of {live}")
+            _create_marked(conn, shadow.name, info, shadow.details, shadow.details["mark"])
 
     def swap(self, shadow: Shadow) -> None:
         """One ``RENAME TABLE`` moves live tables out and shadow tables in; then the schema objects
@@ -257,6 +267,7 @@ class MySQLEngine:
         with connection(db) as conn, option_file(db) as opts:
             if "objects" not in shadow.details or server_info(conn, shadow.name).charset is None:
                 raise EngineError(f"the shadow database {shadow.name} is gone; nothing was swapped")
+            _require_own_shadow(conn, shadow)
             objects = SchemaObjects.from_json(shadow.details["objects"])
             info = server_info(conn, live)
             tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
@@ -276,6 +287,7 @@ class MySQLEngine:
                 ) from exc
             _drop_leftover(conn, old, info)
             _drop_leftover(conn, shadow.name, info)
+        shadow.release()
 
     def _prepare(self, conn: Any, shadow: Shadow, info: ServerInfo) -> bool:
         """Create the old schema (and the live database on a first restore); True if live was created."""
@@ -358,10 +370,17 @@ class MySQLEngine:
                 execute(conn, f"DROP EVENT IF EXISTS {_q(live, str(event))}")
 
     def drop_shadow(self, shadow: Shadow) -> None:
-        """Drop the shadow database; missing is fine."""
-        with connection(shadow.ref) as conn:
-            execute(conn, "SET SESSION foreign_key_checks = 0")
-            execute(conn, f"DROP DATABASE IF EXISTS {_q(shadow.name)}")
+        """Drop the shadow database (missing is fine), then release the restore lock. Without the
+        lock (released, or never taken) a database under the shadow's name may be another
+        restore's, so it is dropped only when its comment shows it is this one's."""
+        try:
+            with connection(shadow.ref) as conn:
+                if shadow.lock is None and not _marked_as(conn, shadow):
+                    return
+                execute(conn, "SET SESSION foreign_key_checks = 0")
+                execute(conn, f"DROP DATABASE IF EXISTS {_q(shadow.name)}")
+        finally:
+            shadow.release()
 
     # -- SQL for sanitisation ---------------------------------------------------------------
 
@@ -552,6 +571,31 @@ def _drop_leftover(conn: Any, name: str, info: ServerInfo) -> None:
     execute(conn, "SET SESSION foreign_key_checks = 0")
     execute(conn, f"DROP DATABASE {_q(name)}")
     execute(conn, "SET SESSION foreign_key_checks = 1")
+
+
+def _schema_comment(conn: Any, name: str) -> str | None:
+    """The comment of database ``name`` (None when it does not exist)."""
+    found = rows(
+        conn, "SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,)
+    )
+    return str(found[0][0] or "") if found else None
+
+
+def _marked_as(conn: Any, shadow: Shadow) -> bool:
+    """True when the database ``shadow.name`` carries this restore's mark (MariaDB 10.5+; where the
+    server keeps no comments, the name is all there is)."""
+    if not _has_comments(server_info(conn, shadow.name)):
+        return True
+    return _schema_comment(conn, shadow.name) == f"{_MARK} {shadow.details.get('mark', '')}"
+
+
+def _require_own_shadow(conn: Any, shadow: Shadow) -> None:
+    """Refuse to swap a shadow this restore did not create, or whose restore lock it lost."""
+    if shadow.lock is None or not _marked_as(conn, shadow):
+        raise EngineError(
+            f"the shadow database {shadow.name} is not the one this restore verified; nothing was swapped",
+            hint="another restore of this database ran at the same time; run this one again",
+        )
 
 
 def _create_marked(conn: Any, name: str, info: ServerInfo, details: dict[str, str], what: str) -> None:

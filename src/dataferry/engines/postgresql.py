@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import tempfile
 import threading
@@ -50,6 +51,7 @@ from psycopg import sql
 from dataferry.config import DatabaseRef
 from dataferry.engines import Dump, RestoreOptions, Shadow, ToolCheck
 from dataferry.engines import _pg_swap as swapping
+from dataferry.engines._pg_lock import PgRestoreLock
 from dataferry.engines._pg_sql import (
     Conn,
     admin,
@@ -214,14 +216,25 @@ class PostgresEngine:
     # -- restore -------------------------------------------------------------------------------
 
     def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
-        """Create the shadow database and pg_restore ``src`` into it; on any failure drop it."""
+        """Take the restore lock, create the shadow database and pg_restore ``src`` into it; on any
+        failure drop it and release the lock."""
         tools = self.tools()
         live = live_name(db)
-        shadow = Shadow(ref=db, name=derived_name(live, swapping.SHADOW_SUFFIX), details={"live": live})
-        with admin(db) as conn:
-            swapping.heal_blocked(conn, shadow.name, live)
-            swapping.drop_leftover(conn, shadow.name, swapping.SHADOW_MARK)
-            create_shadow(conn, shadow.name, live, db.owner)
+        token = secrets.token_hex(6)
+        shadow = Shadow(
+            ref=db,
+            name=derived_name(live, swapping.SHADOW_SUFFIX),
+            details={"live": live, "mark": swapping.shadow_mark(live, token)},
+            lock=PgRestoreLock(db, live),  # before anything is dropped or created
+        )
+        try:
+            with admin(db) as conn:
+                swapping.heal_blocked(conn, shadow.name, live)
+                swapping.drop_leftover(conn, shadow.name, swapping.SHADOW_MARK)
+                create_shadow(conn, shadow.name, live, db.owner, shadow.details["mark"])
+        except BaseException:
+            shadow.release()
+            raise
         try:
             argv = pg_restore_argv(tools, db, shadow.name, options.jobs)
             if options.jobs > 1:
@@ -247,15 +260,18 @@ class PostgresEngine:
         live = live_name(db)
         old = derived_name(live, swapping.OLD_SUFFIX)
         with admin(db) as conn:
-            if database_props(conn, shadow.name) is None:
-                raise EngineError(f"the shadow database {shadow.name} is gone; nothing was swapped")
+            swapping.require_own_shadow(conn, shadow.name, shadow.details.get("mark", ""), shadow.lock)
             props = database_props(conn, live)
             if props is None:
                 swapping.rename_into_place(conn, shadow.name, live)
+                shadow.release()
                 return
             swapping.drop_leftover(conn, old, swapping.OLD_MARK)
             swapping.carry_over(conn, props, shadow.name)
-            swapping.replace_live(conn, props, shadow.name, old, conn.info.server_version // 10000)
+            swapping.replace_live(
+                conn, props, shadow.name, old, conn.info.server_version // 10000, shadow.details["mark"]
+            )
+            shadow.release()  # the renames committed: the shadow is live, the next restore may start
             try:
                 swapping.drop_database(conn, old)
             except EngineError as exc:
@@ -265,9 +281,14 @@ class PostgresEngine:
                 ) from None
 
     def drop_shadow(self, shadow: Shadow) -> None:
-        """``DROP DATABASE IF EXISTS shadow WITH (FORCE)``; idempotent."""
-        with admin(shadow.ref) as conn:
-            swapping.drop_database(conn, shadow.name)
+        """``DROP DATABASE IF EXISTS shadow WITH (FORCE)``, then release the lock; idempotent. A
+        database under the shadow's name that another restore made is left alone."""
+        try:
+            with admin(shadow.ref) as conn:
+                if swapping.made_by(conn, shadow.name, shadow.details.get("mark")):
+                    swapping.drop_database(conn, shadow.name)
+        finally:
+            shadow.release()
 
     # -- SQL for sanitisation ------------------------------------------------------------------
 
@@ -402,7 +423,7 @@ class DumpStream(Reader):
 # -- restore helpers -------------------------------------------------------------------------------
 
 
-def create_shadow(conn: Conn, name: str, live: str, owner: str | None) -> None:
+def create_shadow(conn: Conn, name: str, live: str, owner: str | None, comment: str) -> None:
     """``CREATE DATABASE`` like the live one (encoding, locale, tablespace, owner), marked as ours."""
     props = database_props(conn, live)
     parts: list[sql.Composable] = [
@@ -419,7 +440,7 @@ def create_shadow(conn: Conn, name: str, live: str, owner: str | None) -> None:
         conn.execute(sql.SQL(" ").join(parts))
     try:
         with sql_errors(f"marking the shadow database {name}"):
-            swapping.mark(conn, name, swapping.SHADOW_MARK + live)
+            swapping.mark(conn, name, comment)
     except BaseException:
         swapping.drop_database(conn, name)
         raise

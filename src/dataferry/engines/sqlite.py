@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import tempfile
@@ -12,10 +13,57 @@ from typing import BinaryIO
 
 from dataferry.config import DatabaseRef
 from dataferry.engines import Dump, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines._locks import busy, holder_label
 from dataferry.errors import EngineError, NotFound, NotReady, VerificationFailed
 from dataferry.streams import copy_stream
 
 _SHADOW_MARK = ".dataferry-shadow-"
+#: Beside the database: ``flock``ed by a restore from start to swap (see ``engines._locks``).
+LOCK_SUFFIX = ".dataferry-lock"
+
+
+class SQLiteRestoreLock:
+    """An exclusive ``flock`` on ``<file>.dataferry-lock``; the kernel drops it when the holder dies.
+    The file says who holds it (for the message of a refused restore) and is removed on release."""
+
+    def __init__(self, target: Path, environment: str) -> None:
+        self._path = Path(str(target) + LOCK_SUFFIX)
+        self._fd: int | None = None
+        for _ in range(10):
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                os.close(fd)
+                raise busy(f"{target} ({environment})", f"held by {owner}") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, self._path):
+                self._fd = fd
+                break
+            os.close(fd)  # the holder released and removed it between our open and our flock
+        else:
+            raise EngineError(f"cannot take the restore lock {self._path}: it keeps being replaced")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder_label().encode(), 0)
+
+    def release(self) -> None:
+        """Remove the file, then close it (which releases the lock); idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._path.unlink()
+            os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """True when ``path`` still names the file open as ``fd`` (a lock on a removed file is no lock)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def sqlite_path(db: DatabaseRef) -> Path:
@@ -84,8 +132,13 @@ class SQLiteEngine:
         target = sqlite_path(db)
         if not target.parent.is_dir():
             raise NotReady(f"directory {target.parent} does not exist", hint="create it or fix the url")
-        fd, tmp = tempfile.mkstemp(prefix=target.name + _SHADOW_MARK, dir=target.parent)
-        shadow = Shadow(ref=db, name=tmp)
+        lock = SQLiteRestoreLock(target, db.environment)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=target.name + _SHADOW_MARK, dir=target.parent)
+        except BaseException:
+            lock.release()
+            raise
+        shadow = Shadow(ref=db, name=tmp, lock=lock)
         try:
             with os.fdopen(fd, "wb") as out:
                 copy_stream(src, out)
@@ -109,7 +162,13 @@ class SQLiteEngine:
                 con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 con.close()
+        if shadow.lock is None:
+            raise EngineError(
+                f"the shadow {shadow.name} no longer holds the restore lock of {target}; nothing was swapped",
+                hint="another restore of this database ran at the same time; run this one again",
+            )
         os.replace(shadow.name, target)
+        shadow.release()
         for suffix in ("-wal", "-shm"):
             side = Path(str(target) + suffix)
             if side.exists() and side.stat().st_size == 0:
@@ -121,9 +180,13 @@ class SQLiteEngine:
             os.close(dir_fd)
 
     def drop_shadow(self, shadow: Shadow) -> None:
-        """Delete the shadow file; missing is fine."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(shadow.name)
+        """Delete the shadow file (missing is fine; its name is unique to this restore), then release
+        the restore lock."""
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(shadow.name)
+        finally:
+            shadow.release()
 
     def run_sql(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> None:
         """Run a script (used by sanitisation) in one transaction; any error is fatal."""
