@@ -21,7 +21,7 @@ import zstandard
 from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
-from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, get_engine
+from dataferry.engines import DumpOptions, Engine, RestoreOptions, Shadow, ToolCheck, get_engine
 from dataferry.errors import (
     ConfigError,
     FerryError,
@@ -182,6 +182,7 @@ def upload_dump(
     *,
     encode: Callable[[ByteSource], ByteSource],
     compression: str,
+    options: DumpOptions | None = None,
 ) -> tuple[DataObject, dict[str, int]]:
     """Stream a dump of ``ref`` through ``encode`` into ``key``, hashing the stored bytes.
 
@@ -190,7 +191,7 @@ def upload_dump(
     """
     transfer = reporter.transfer(f"backup {ref.name}", None)
     try:
-        with engine.dump(ref) as dump:
+        with engine.dump(ref, options or DumpOptions()) as dump:
             raw = CountingReader(
                 ProgressReader(dump.stream, transfer.advance)
             )  # only stored bytes need a hash

@@ -23,19 +23,18 @@ and the operator is warned. Either way it is restored into a shadow and swapped 
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO
 
 from dataferry import artifacts, ops
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.compat.gzipio import GzipCompressor, GzipDecompressor, gunzip_head
 from dataferry.config import Config, DatabaseRef, database_ref
-from dataferry.engines import Engine, RestoreOptions, Shadow, get_engine
+from dataferry.engines import DumpOptions, Engine, RestoreOptions, Shadow, get_engine
 from dataferry.errors import ConfigError, NotFound, Refused, StoreError, VerificationFailed
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
@@ -62,21 +61,6 @@ COMPRESSION = {"pg_custom": "none", "sql": "gzip"}
 
 #: pg_dump's own compression level for custom-format dumps in this layout (GOV.UK: ``-Z1``).
 PG_COMPRESSION = 1
-
-
-@runtime_checkable
-class _CompressesDumps(Protocol):
-    """Engines whose dump tool compresses by itself (PostgreSQL's custom format)."""
-
-    dump_compression: int
-
-
-def govuk_engine(engine: Engine) -> Engine:
-    """A copy of ``engine`` set up for this layout: ``pg_dump -Fc -Z1`` like GOV.UK's db-backup."""
-    if isinstance(engine, _CompressesDumps) and compression_for(engine) == "none":
-        engine = copy.copy(engine)
-        engine.dump_compression = PG_COMPRESSION
-    return engine
 
 
 @dataclass(frozen=True)
@@ -302,7 +286,6 @@ def backup(
     ref = ref or database_ref(cfg, database, environment)
     ops.refuse_unsanitised(cfg, database, environment, sanitisation)
     compression = compression_for(engine)
-    engine = govuk_engine(engine)
     naming = naming_for(cfg, database)
     store = ops.store_for(cfg, environment)
     ops.require_ready(engine.check(ref), ref)
@@ -313,7 +296,14 @@ def backup(
     reporter.info(f"backup {database} ({environment}) -> {store.url}{key}")
     encode: Callable[[ByteSource], ByteSource] = GzipCompressor if compression == "gzip" else _as_is
     obj, row_counts = ops.upload_dump(
-        store, key, engine, ref, reporter, encode=encode, compression=compression
+        store,
+        key,
+        engine,
+        ref,
+        reporter,
+        encode=encode,
+        compression=compression,
+        options=DumpOptions(native_compression=PG_COMPRESSION if compression == "none" else 0),
     )
     manifest = Manifest(
         id=key.rsplit("/", 1)[-1].removesuffix(".gz"),

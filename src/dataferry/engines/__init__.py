@@ -58,6 +58,19 @@ class ToolCheck:
 
 
 @dataclass(frozen=True)
+class DumpOptions:
+    """How to dump. ``native_compression`` is the dump tool's own compression level where it has one
+    (PostgreSQL's custom format: 0 = none, as dataferry compresses with zstd; GOV.UK's layout asks
+    for 1, as its consumers read the object as it is). Engines without one ignore it."""
+
+    native_compression: int = 0
+
+
+#: The options of a plain dump (a module-level default: dataclass instances are immutable here).
+DEFAULT_DUMP = DumpOptions()
+
+
+@dataclass(frozen=True)
 class RestoreOptions:
     """How to restore: parallelism and where parallel restores may spool (local disk, cleaned up)."""
 
@@ -80,7 +93,7 @@ class Engine(Protocol):
         """The server's version string, for the manifest."""
         ...
 
-    def dump(self, db: DatabaseRef) -> AbstractContextManager[Dump]:
+    def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> AbstractContextManager[Dump]:
         """A dump of ``db``. A failed dump raises on read of its stream (at EOF at the latest)."""
         ...
 

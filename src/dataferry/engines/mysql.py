@@ -49,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, cast
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import Dump, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import DEFAULT_DUMP, Dump, DumpOptions, RestoreOptions, Shadow, ToolCheck
 from dataferry.engines._mysql_conn import (
     CLIENT_PROGRAMS,
     DUMP_PROGRAMS,
@@ -168,8 +168,9 @@ class MySQLEngine:
     # -- backup -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def dump(self, db: DatabaseRef) -> Iterator[Dump]:
-        """A consistent dump (one snapshot, ``--single-transaction``) with rows counted as it streams."""
+    def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> Iterator[Dump]:
+        """A consistent dump (one snapshot, ``--single-transaction``) with rows counted as it streams.
+        ``options`` holds nothing that applies to this engine."""
         target = Target.from_ref(db)
         with connection(db) as conn:
             info = require_database(conn, target)

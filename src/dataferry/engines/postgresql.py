@@ -49,7 +49,7 @@ import psycopg
 from psycopg import sql
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import Dump, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import DEFAULT_DUMP, Dump, DumpOptions, RestoreOptions, Shadow, ToolCheck
 from dataferry.engines import _pg_swap as swapping
 from dataferry.engines._pg_lock import PgRestoreLock
 from dataferry.engines._pg_sql import (
@@ -90,9 +90,6 @@ class PostgresEngine:
 
     def __init__(self) -> None:
         self._tools: PgTools | None = None
-        #: pg_dump's own compression: 0 because dataferry compresses with zstd; GOV.UK's layout
-        #: (``dataferry.compat.layout``) sets 1, as its consumers pg_restore the object directly.
-        self.dump_compression = 0
 
     def tools(self) -> PgTools:
         """The client tools, found once per engine."""
@@ -182,8 +179,9 @@ class PostgresEngine:
     # -- backup --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def dump(self, db: DatabaseRef) -> Iterator[Dump]:
-        """pg_dump in an exported snapshot, counting rows in that same snapshot meanwhile."""
+    def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> Iterator[Dump]:
+        """pg_dump in an exported snapshot, counting rows in that same snapshot meanwhile; the archive
+        is compressed by pg_dump only at ``options.native_compression`` (default 0: dataferry's zstd)."""
         tools = self.tools()
         with contextlib.closing(connect(db)) as conn:
             with sql_errors(f"starting the dump of {where(db)}"):
@@ -194,7 +192,7 @@ class PostgresEngine:
             argv = [
                 tools.pg_dump.path,
                 "--format=custom",
-                f"--compress={self.dump_compression}",
+                f"--compress={options.native_compression}",
                 "--no-password",
                 f"--snapshot={snapshot}",
                 *(f"--exclude-table-data={dump_pattern(t)}" for t in sorted(skipped)),

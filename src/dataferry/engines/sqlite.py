@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import Dump, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import DEFAULT_DUMP, Dump, DumpOptions, RestoreOptions, Shadow, ToolCheck
 from dataferry.engines._locks import busy, holder_label
 from dataferry.errors import EngineError, NotFound, NotReady, VerificationFailed
 from dataferry.streams import copy_stream
@@ -96,8 +96,9 @@ class SQLiteEngine:
         return f"SQLite {sqlite3.sqlite_version}"
 
     @contextlib.contextmanager
-    def dump(self, db: DatabaseRef) -> Iterator[Dump]:
-        """A consistent copy through the online backup API (safe while the database is in use)."""
+    def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> Iterator[Dump]:
+        """A consistent copy through the online backup API (safe while the database is in use).
+        ``options`` holds nothing that applies to this engine."""
         path = sqlite_path(db)
         if not path.exists():
             raise NotFound(
