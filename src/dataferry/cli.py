@@ -165,9 +165,8 @@ def raise_not_ready() -> None:
 @handle_errors
 def backup(c: Context, database: str, environment: str, sanitise: bool) -> None:
     """Dump DATABASE in ENV into ENV's store."""
-    from dataferry.sanitise import backup_for  # checks live data first where ENV requires_sanitised
-
-    result = backup_for(c.config, database, environment, c.reporter(), sanitise=sanitise)
+    # ops checks the live data first where ENV requires sanitised data
+    result = ops.backup(c.config, database, environment, sanitise=sanitise, reporter=c.reporter())
     m = result.manifest
     click.echo(f"{m.id}\t{human_bytes(m.size)}\t{result.store_url}{m.key}")
 
@@ -208,13 +207,12 @@ def restore(
         jobs=jobs,
         force=force,
         dry_run=dry_run,
+        sanitise=sanitise,
     )
-    from dataferry.sanitise import restore_hook  # pins the artifact; sanitises where ENV requires it
-
-    req, before_swap = restore_hook(c.config, req, c.reporter(), sanitise=sanitise)
-    result = ops.restore(c.config, req, reporter=c.reporter(), before_swap=before_swap)
+    plan = ops.plan_restore(c.config, req, c.reporter())  # sanitises where ENV requires it
+    result = ops.restore(plan, reporter=c.reporter())
     verb = "would restore" if dry_run else "restored"
-    done = ", sanitised" if result.sanitisation else (" (would sanitise)" if before_swap else "")
+    done = ", sanitised" if result.sanitisation else (" (would sanitise)" if plan.sanitiser else "")
     click.echo(f"{verb} {result.manifest.id} into {database} ({environment}){done}")
 
 

@@ -357,6 +357,12 @@ def find_config_path(explicit: str | None) -> Path:
     return Path("dataferry.toml")
 
 
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a configuration file: ``path``, else ``$DATAFERRY_CONFIG``, else
+    ``./dataferry.toml`` (the public API's entry point; errors carry the file and line)."""
+    return load(find_config_path(str(path) if path is not None else None))
+
+
 def load(path: Path) -> Config:
     """Read and validate a configuration file; every problem is reported at once."""
     try:

@@ -1,65 +1,69 @@
-"""The operations behind the commands: backup, restore, list, verify, check.
+"""The operations behind the commands, with every policy rule written once: backup, plan_restore,
+restore, list, verify, cleanup, check.
 
-Each function takes a validated ``Config`` and plain arguments, and is what the CLI, the job runner
-and tests all call. The order inside ``backup`` and ``restore`` is where the invariants live:
-checks before anything destructive, data before manifest, checksum before swap, swap last.
+The CLI, the job runner, the GOV.UK drop-in and Python callers all come through here, so the
+invariants hold whoever calls (``docs/architecture.md`` maps each to its one place):
+
+1. check before you destroy: ``plan_restore`` makes every check (artifact, engine, tools, free
+   space, sanitisation profile and salt) before ``restore`` changes anything;
+5. sanitised means verified: ``_sanitisation_needed`` decides, for a restore, whether the shadow must
+   be sanitised (target ``requires_sanitised``, or asked for); ``_refuse_unsanitised`` is the one gate
+   in front of a store that ``requires_sanitised``; a store's unsanitised artifact is never restored;
+6. production is protected: ``_refuse_protected``.
+
+The mechanism (streams, shadow, checksums, row counts, swap) is ``pipeline``; how a store names and
+commits artifacts is its ``layouts`` entry.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
 
-import zstandard
-
-from dataferry import artifacts
-from dataferry.artifacts import DataObject, Manifest, Sanitisation
+from dataferry import artifacts, pipeline
+from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
-from dataferry.engines import DumpOptions, Engine, RestoreOptions, Shadow, ToolCheck, get_engine
+from dataferry.engines import Engine, RestoreOptions, Shadow, get_engine
 from dataferry.errors import (
     ConfigError,
     FerryError,
     NotFound,
-    NotReady,
     Refused,
-    StoreError,
+    SanitisationFailed,
     VerificationFailed,
 )
+from dataferry.layouts import Layout, layout_for, store_for
+from dataferry.pipeline import BeforeSwap, Publication, require_ready
 from dataferry.progress import NullReporter, Reporter
-from dataferry.stores import CleansIncomplete, Store, open_store
-from dataferry.streams import (
-    ByteSource,
-    CountingReader,
-    HashingReader,
-    ProgressReader,
-    VerifyingReader,
-    zstd_compress,
-    zstd_decompress,
-)
+from dataferry.stores import CleansIncomplete
 
-#: Called on the shadow after its checksum and row counts were verified and before the swap.
-#: Sanitisation plugs in here; raising aborts the restore and the shadow is dropped.
-BeforeSwap = Callable[[Engine, Shadow], Sanitisation | None]
+__all__ = [
+    "BackupResult",
+    "BeforeSwap",
+    "CheckReport",
+    "CleanupReport",
+    "RestorePlan",
+    "RestoreRequest",
+    "RestoreResult",
+    "backup",
+    "check",
+    "cleanup",
+    "engine_for",
+    "latest_artifact",
+    "list_artifacts",
+    "plan_restore",
+    "require_ready",
+    "restore",
+    "store_for",
+    "verify",
+]
 
-
-def store_for(cfg: Config, environment: str) -> Store:
-    """The store of an environment."""
-    store_cfg = cfg.environment(environment).store
-    url = store_cfg.url
-    if "://" not in url:
-        url = str(cfg.resolve_path(url))
-    return open_store(url, store_cfg.options())
-
-
-def uses_govuk_layout(cfg: Config, environment: str) -> bool:
-    """True when the environment's store has GOV.UK's key layout (``dataferry.compat.layout``)."""
-    return cfg.environment(environment).store.layout == "govuk"
+#: A change made on a copy of the live database before it is published (GOV.UK's pre-dump
+#: transformation); it returns nothing, so its result is never taken for sanitisation.
+Transform = Callable[[Engine, Shadow], None]
 
 
 def engine_for(cfg: Config, database: str) -> Engine:
@@ -67,18 +71,48 @@ def engine_for(cfg: Config, database: str) -> Engine:
     return get_engine(cfg.database(database).engine)
 
 
-def require_ready(checks: list[ToolCheck], ref: DatabaseRef) -> None:
-    """Raise ``NotReady`` listing every failed check (invariant 1: check before you destroy)."""
-    failed = [c for c in checks if not c.ok]
-    if failed:
-        lines = "; ".join(f"{c.what}: {c.detail}" for c in failed)
-        raise NotReady(
-            f"{ref.name} in {ref.environment} is not ready: {lines}",
-            hint="run 'dataferry check' for the full report",
+# -- the policy rules, each written once -----------------------------------------------------------
+
+
+def _refuse_protected(cfg: Config, environment: str, force: bool) -> None:
+    """Invariant 6: a protected environment is never a restore target unless forced."""
+    if cfg.environment(environment).protected and not force:
+        raise Refused(
+            f"{environment} is protected: dataferry does not restore into it",
+            hint="if you really mean to overwrite it, repeat the command with --force",
         )
 
 
-# -- backup --------------------------------------------------------------------------------------
+def _refuse_unsanitised(
+    cfg: Config, database: str, environment: str, sanitisation: Sanitisation | None
+) -> None:
+    """Invariant 5: a store that requires sanitised artifacts takes only ones whose checks passed."""
+    if cfg.environment(environment).requires_sanitised and (sanitisation is None or not sanitisation.passed):
+        raise Refused(
+            f"the store of {environment} accepts only sanitised artifacts",
+            hint=f"use 'dataferry backup {database} --env {environment} --sanitise'",
+        )
+
+
+def _refuse_unsanitised_source(cfg: Config, source: str, manifest: Manifest) -> None:
+    """Invariant 5: an unsanitised artifact in a store that requires sanitised ones is never used."""
+    if cfg.environment(source).requires_sanitised and not manifest.is_publishable_sanitised():
+        raise Refused(
+            f"artifact {manifest.id} in {source} is not sanitised, and {source} requires sanitised artifacts",
+            hint="restore a sanitised artifact, or fix the job that published this one",
+        )
+
+
+def _sanitisation_needed(cfg: Config, req: RestoreRequest, manifest: Manifest) -> str | None:
+    """Invariant 5: why the shadow must be sanitised before the swap, or None if it need not be."""
+    if req.sanitise:
+        return "sanitising was asked for"
+    if cfg.environment(req.environment).requires_sanitised and not manifest.is_publishable_sanitised():
+        return f"{req.environment} holds only sanitised data and artifact {manifest.id} is not sanitised"
+    return None
+
+
+# -- backup ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -94,130 +128,120 @@ def backup(
     database: str,
     environment: str,
     *,
+    sanitise: bool = False,
+    after: RestoreResult | None = None,
+    check_sanitised: bool = False,
+    transform: Transform | None = None,
     reporter: Reporter | None = None,
-    sanitisation: Sanitisation | None = None,
-    engine: Engine | None = None,
-    ref: DatabaseRef | None = None,
     extra: dict[str, object] | None = None,
 ) -> BackupResult:
     """Dump ``database`` in ``environment`` into that environment's store and publish it.
 
-    The data object is uploaded first; the manifest (the commit) only after the upload succeeded
-    and its size matched. ``ref``/``engine`` let callers back up a shadow or scratch database
-    (sanitised backups) under the configured name.
+    - ``sanitise``: dump into a scratch copy (``[databases.X] scratch``), sanitise and check it
+      there, publish that; the source is only read.
+    - ``after``: the restore of this run that put the live data in place; a sanitisation it passed
+      marks the artifact sanitised without checking the live data again.
+    - otherwise, where ``environment`` requires sanitised data (or ``check_sanitised``), the live
+      data is checked read-only first and published only if every check passes.
+    - ``transform``: run on a copy of the live database, which is published instead (GOV.UK's
+      pre-dump transformation); the live database is not changed.
+
+    The data object is uploaded first; the manifest (the commit) only after the upload succeeded.
     """
-    if uses_govuk_layout(cfg, environment):
-        from dataferry.compat import layout
+    from dataferry import sanitise as sanitising  # imported when used: CLI start-up time
 
-        return layout.backup(
-            cfg,
-            database,
-            environment,
-            reporter=reporter,
-            sanitisation=sanitisation,
-            engine=engine,
-            ref=ref,
-            extra=extra,
-        )
     reporter = reporter or NullReporter()
-    db_cfg = cfg.database(database)
-    engine = engine or get_engine(db_cfg.engine)
-    ref = ref or database_ref(cfg, database, environment)
-    refuse_unsanitised(cfg, database, environment, sanitisation)
-    store = store_for(cfg, environment)
-    require_ready(engine.check(ref), ref)
-    server_version = engine.server_version(ref)
-    # Optional engine hook: structured facts for Manifest.extra (MySQL: character set, dump tool).
-    manifest_extra = getattr(engine, "manifest_extra", None)
-    engine_extra: dict[str, object] = manifest_extra(ref) if manifest_extra else {}
-    level = db_cfg.compression_level or cfg.settings.compression_level
-    ident, created = artifacts.new_artifact_id(store, database)
-    key = artifacts.data_key(database, ident, f"{engine.dump_format}.zst")
-    reporter.info(f"backup {database} ({environment}) -> {store.url}{key}")
-    obj, row_counts = upload_dump(
-        store,
-        key,
-        engine,
-        ref,
-        reporter,
-        encode=lambda raw: zstd_compress(raw, level=level),
-        compression="zstd",
-    )
-    manifest = Manifest(
-        id=ident,
-        database=database,
-        engine=engine.name,
-        server_version=server_version,
-        source_environment=environment,
-        created_at=created,
-        finished_at=artifacts.utcnow(),
-        objects=[obj],
-        sanitised=sanitisation is not None and sanitisation.passed,
-        sanitisation=sanitisation,
-        row_counts=row_counts,
-        extra={**engine_extra, **(extra or {})},  # e.g. the job run and the origin time of re-backed-up data
-    )
-    artifacts.write_manifest(store, manifest)
-    reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
-    return BackupResult(manifest=manifest, store_url=store.url)
+    engine = engine_for(cfg, database)
+    ref = database_ref(cfg, database, environment)
+    layout = layout_for(cfg, environment, database)
+    what = Publication(database=database, environment=environment, extra=extra)
+    if sanitise:
+        return _sanitised_backup(cfg, layout, engine, ref, what, reporter)
+    if transform is not None:
+        _refuse_unsanitised(cfg, database, environment, None)
+        return _transformed_backup(cfg, layout, engine, ref, what, transform, reporter)
+    sanitisation = _sanitised_by(after, database, environment)
+    if sanitisation is None and (check_sanitised or cfg.environment(environment).requires_sanitised):
+        sanitisation = sanitising.check_live(cfg, database, environment, reporter)
+    _refuse_unsanitised(cfg, database, environment, sanitisation)
+    what = dataclasses.replace(what, sanitisation=sanitisation)
+    manifest = pipeline.publish(layout, engine, ref, what, _level(cfg, database), reporter)
+    return BackupResult(manifest=manifest, store_url=layout.store.url)
 
 
-def refuse_unsanitised(
-    cfg: Config, database: str, environment: str, sanitisation: Sanitisation | None
-) -> None:
-    """A store that requires sanitised artifacts takes only ones whose checks passed."""
-    if cfg.environment(environment).requires_sanitised and (sanitisation is None or not sanitisation.passed):
-        raise Refused(
-            f"the store of {environment} accepts only sanitised artifacts",
-            hint=f"use 'dataferry backup {database} --env {environment} --sanitise'",
-        )
+def _level(cfg: Config, database: str) -> int:
+    return cfg.database(database).compression_level or cfg.settings.compression_level
 
 
-def upload_dump(
-    store: Store,
-    key: str,
+def _sanitised_by(after: RestoreResult | None, database: str, environment: str) -> Sanitisation | None:
+    """The passed sanitisation of a restore of this very database and environment, if any."""
+    if after is None or not after.swapped or after.sanitisation is None or not after.sanitisation.passed:
+        return None
+    if (after.database, after.environment) != (database, environment):
+        return None
+    return after.sanitisation
+
+
+def _sanitised_backup(
+    cfg: Config, layout: Layout, engine: Engine, source: DatabaseRef, what: Publication, reporter: Reporter
+) -> BackupResult:
+    """Dump the source into a shadow of the scratch database, sanitise and check it there, swap it
+    in as the scratch database, then publish that. The source is only read; a failure before the
+    swap drops the shadow and publishes nothing."""
+    from dataferry import sanitise as sanitising  # imported when used: CLI start-up time
+
+    profile = sanitising.require_profile(cfg, what.database, "--sanitise was asked for")
+    salt = sanitising.load_salt(profile)
+    scratch = sanitising.scratch_ref(cfg, what.database)
+    sanitising.runner.target(engine, scratch, None)  # refuses engines without SQL before anything is dumped
+    require_ready(engine.check(source), source)
+    require_ready(engine.check(scratch), scratch)
+    reporter.info(f"sanitised backup of {what.database} ({what.environment}) through scratch {scratch.url}")
+    with pipeline.copy_to_shadow(engine, source, scratch) as shadow:
+        sanitisation = sanitising.sanitise_shadow(engine, shadow, profile, salt, reporter)
+        engine.swap(shadow)
+    _refuse_unsanitised(cfg, what.database, what.environment, sanitisation)
+    what = dataclasses.replace(what, sanitisation=sanitisation)
+    manifest = pipeline.publish(layout, engine, scratch, what, _level(cfg, what.database), reporter)
+    return BackupResult(manifest=manifest, store_url=layout.store.url)
+
+
+def _transformed_backup(
+    cfg: Config,
+    layout: Layout,
     engine: Engine,
     ref: DatabaseRef,
+    what: Publication,
+    transform: Transform,
     reporter: Reporter,
-    *,
-    encode: Callable[[ByteSource], ByteSource],
-    compression: str,
-    options: DumpOptions | None = None,
-) -> tuple[DataObject, dict[str, int]]:
-    """Stream a dump of ``ref`` through ``encode`` into ``key``, hashing the stored bytes.
-
-    A failed dump raises inside ``store.put``, so nothing becomes visible; a size the store did not
-    confirm removes the object. Returns the data object and the dump's own row counts.
-    """
-    transfer = reporter.transfer(f"backup {ref.name}", None)
-    try:
-        with engine.dump(ref, options or DumpOptions()) as dump:
-            raw = CountingReader(
-                ProgressReader(dump.stream, transfer.advance)
-            )  # only stored bytes need a hash
-            hashed = HashingReader(encode(raw))
-            info = store.put(key, hashed)
-            row_counts = dict(dump.row_counts)
-    finally:
-        transfer.done()
-    if info.size != hashed.size:
-        store.delete(key)
-        raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
-    obj = DataObject(
-        key=key,
-        size=hashed.size,
-        sha256=hashed.sha256,
-        format=engine.dump_format,
-        compression=compression,
-        raw_size=raw.size,
-    )
-    return obj, row_counts
+) -> BackupResult:
+    """Copy the live database into a shadow beside it, transform that, publish it, drop it."""
+    require_ready(engine.check(ref), ref)
+    reporter.info(f"copy {what.database} into a scratch database for the pre-dump transformation")
+    with pipeline.copy_to_shadow(engine, ref, ref) as shadow:
+        try:
+            transform(engine, shadow)
+            shadow_ref = ref.model_copy(update={"url": _shadow_url(ref, shadow)})
+            manifest = pipeline.publish(
+                layout, engine, shadow_ref, what, _level(cfg, what.database), reporter
+            )
+        finally:
+            engine.drop_shadow(shadow)
+    return BackupResult(manifest=manifest, store_url=layout.store.url)
 
 
-# -- restore -------------------------------------------------------------------------------------
+def _shadow_url(ref: DatabaseRef, shadow: Shadow) -> str:
+    """The URL of the shadow database itself (same server and credentials), for dumping it."""
+    from urllib.parse import quote
+
+    base, _, _ = ref.url.rpartition("/")
+    return f"{base}/{quote(shadow.name, safe='')}"
 
 
-@dataclass
+# -- restore ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class RestoreRequest:
     """What to restore where, and how."""
 
@@ -228,200 +252,145 @@ class RestoreRequest:
     at: datetime | None = None
     jobs: int = 1
     force: bool = False
-    max_age: object | None = None  # a timedelta; kept loose so jobs can pass their own
+    max_age: timedelta | None = None
     dry_run: bool = False
+    sanitise: bool = False
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """A restore checked from end to end and ready to run: ``restore(plan)`` executes it.
+
+    ``sanitiser`` is set when the shadow must be sanitised before the swap (``sanitise_reason``
+    says why); ``restore`` refuses a plan whose target requires sanitised data without one.
+    """
+
+    config: Config
+    request: RestoreRequest
+    manifest: Manifest
+    layout: Layout
+    engine: Engine
+    ref: DatabaseRef
+    spool: Path | None
+    sanitiser: BeforeSwap | None = None
+    sanitise_reason: str | None = None
+
+    @property
+    def store_url(self) -> str:
+        """Where the artifact is read from."""
+        return self.layout.store.url
 
 
 @dataclass
 class RestoreResult:
-    """What was restored, and what sanitisation (if any) found."""
+    """What was restored where, and what sanitisation (if any) found."""
 
     manifest: Manifest
     swapped: bool
+    database: str = ""
+    environment: str = ""
     sanitisation: Sanitisation | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
 
 
-def plan_restore(cfg: Config, req: RestoreRequest) -> tuple[Manifest, Store]:
-    """Every check a restore makes before touching anything; returns the chosen artifact.
+def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = None) -> RestorePlan:
+    """Every check a restore makes before touching anything (invariant 1); returns the plan.
 
-    Raises ``Refused`` for a protected target without ``force``, and for an unsanitised artifact
-    from a store that requires sanitised ones.
+    Raises ``Refused`` for a protected target without ``force`` and for an unsanitised artifact from
+    a store that requires sanitised ones; loads the sanitisation profile and salt when the target
+    requires sanitised data; checks tools, connections and the spool's free space.
     """
-    if uses_govuk_layout(cfg, req.source):
-        from dataferry.compat import layout
+    from dataferry import sanitise as sanitising  # imported when used: CLI start-up time
 
-        return layout.plan_restore(cfg, req)
-    target_env = cfg.environment(req.environment)
-    source_env = cfg.environment(req.source)
-    db_cfg = cfg.database(req.database)
-    if target_env.protected and not req.force:
-        raise Refused(
-            f"{req.environment} is protected: dataferry does not restore into it",
-            hint="if you really mean to overwrite it, repeat the command with --force",
-        )
+    reporter = reporter or NullReporter()
+    _refuse_protected(cfg, req.environment, req.force)
     if req.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
-    store = store_for(cfg, req.source)
-    manifest = artifacts.select(store, req.database, artifact=req.artifact, at=req.at)
-    if manifest.engine != db_cfg.engine:
+    engine = engine_for(cfg, req.database)
+    layout = layout_for(cfg, req.source, req.database)
+    manifest = layout.select(engine, artifact=req.artifact, at=req.at, reporter=reporter)
+    if manifest.engine != engine.name:
         raise ConfigError(
             f"artifact {manifest.id} was made by the {manifest.engine} engine, "
-            f"but {req.database} is configured as {db_cfg.engine}"
+            f"but {req.database} is configured as {engine.name}"
         )
-    if source_env.requires_sanitised and not manifest.is_publishable_sanitised():
-        raise Refused(
-            f"artifact {manifest.id} in {req.source} is not sanitised, and {req.source} requires "
-            "sanitised artifacts",
-            hint="restore a sanitised artifact, or fix the job that published this one",
-        )
+    _refuse_unsanitised_source(cfg, req.source, manifest)
     if req.max_age is not None:
-        artifacts.check_fresh(manifest, req.max_age)  # type: ignore[arg-type]
+        artifacts.check_fresh(manifest, req.max_age)
     if len(manifest.objects) != 1:
         raise VerificationFailed(
             f"artifact {manifest.id} has {len(manifest.objects)} data objects; expected 1"
         )
-    return manifest, store
+    layout.check_readable(manifest, engine)
+    reason = _sanitisation_needed(cfg, req, manifest)
+    sanitiser = None
+    if reason is not None:
+        profile = sanitising.require_profile(cfg, req.database, reason)
+        sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
+    ref = database_ref(cfg, req.database, req.environment)
+    require_ready(engine.check(ref), ref)
+    spool = pipeline.spool_dir(cfg.settings.spool_dir, req.jobs, manifest)
+    pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
+    return RestorePlan(cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason)
 
 
 def restore(
-    cfg: Config,
-    req: RestoreRequest,
-    *,
-    reporter: Reporter | None = None,
-    before_swap: BeforeSwap | None = None,
+    plan: RestorePlan, *, reporter: Reporter | None = None, before_swap: BeforeSwap | None = None
 ) -> RestoreResult:
-    """Restore an artifact of ``req.source`` into ``req.environment``: shadow, verify, swap.
-
-    Nothing destructive happens before the swap. Any failure before it drops the shadow and
+    """Execute a plan: shadow, verify, row counts, sanitise (where the plan says), ``before_swap``,
+    swap. Nothing destructive happens before the swap; any failure before it drops the shadow and
     leaves the live database exactly as it was.
-    """
-    if uses_govuk_layout(cfg, req.source):
-        from dataferry.compat import layout
 
-        return layout.restore(cfg, req, reporter=reporter, before_swap=before_swap)
+    The plan's safety rules are checked again (cheaply, without the store), so a plan edited or
+    built by hand cannot restore into a protected environment or skip a required sanitisation.
+    """
     reporter = reporter or NullReporter()
-    manifest, store = plan_restore(cfg, req)
-    engine = engine_for(cfg, req.database)
-    ref = database_ref(cfg, req.database, req.environment)
-    require_ready(engine.check(ref), ref)
-    spool = _spool_dir(cfg, req, manifest)
+    req, manifest = plan.request, plan.manifest
+    _refuse_protected(plan.config, req.environment, req.force)
+    _refuse_unsanitised_source(plan.config, req.source, manifest)
+    required = _sanitisation_needed(plan.config, req, manifest)
+    if required is not None and plan.sanitiser is None:
+        raise Refused(
+            f"the restore of {req.database} into {req.environment} must sanitise the shadow ({required}), "
+            "and its plan has no sanitisation step",
+            hint="build the plan with plan_restore, which adds it",
+        )
     if req.dry_run:
-        return RestoreResult(manifest=manifest, swapped=False)
-    obj = manifest.objects[0]
+        return RestoreResult(
+            manifest=manifest, swapped=False, database=req.database, environment=req.environment
+        )
+    hooks = [_passing(plan.sanitiser, req.database)] if plan.sanitiser is not None else []
+    if before_swap is not None:
+        hooks.append(before_swap)
     reporter.info(f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}")
-    with _shadow_restore(
-        engine, ref, store, obj, RestoreOptions(jobs=req.jobs, spool_dir=spool), reporter
-    ) as shadow:
-        counts = _check_row_counts(engine, ref, shadow, manifest)
-        sanitisation = before_swap(engine, shadow) if before_swap else None
-        reporter.info(f"swap {shadow.name} -> live {req.database}")
-        engine.swap(shadow)
+    options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
+    loaded = pipeline.restore_into(plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter)
     reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")
-    return RestoreResult(manifest=manifest, swapped=True, sanitisation=sanitisation, row_counts=counts)
+    return RestoreResult(
+        manifest=manifest,
+        swapped=True,
+        database=req.database,
+        environment=req.environment,
+        sanitisation=loaded.sanitisation if plan.sanitiser is not None else None,
+        row_counts=loaded.row_counts,
+    )
 
 
-@contextlib.contextmanager
-def _shadow_restore(
-    engine: Engine,
-    ref: DatabaseRef,
-    store: Store,
-    obj: DataObject,
-    options: RestoreOptions,
-    reporter: Reporter,
-) -> Iterator[Shadow]:
-    """Stream ``obj`` into a shadow with its checksum verified; drop the shadow unless swapped."""
-    transfer = reporter.transfer(f"restore {ref.name}", obj.size)
-    shadow: Shadow | None = None
-    swapped = False
-    try:
-        with store.open(obj.key) as raw:
-            verifying = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
-            # Read in this thread, not ahead on another: reading ahead measured no faster here
-            # (the spool is write-bound), and a read stuck on a stalled store could not be
-            # abandoned safely when a signal stops the restore.
-            stream: BinaryIO = zstd_decompress(ProgressReader(verifying, transfer.advance))
-            try:
-                shadow = engine.restore_shadow(ref, stream, options)
-            except Exception as exc:
-                _refuse_if_corrupt(verifying, exc)
-                raise
-            verifying.drain()  # the engine may stop before EOF: verify what it did not read too
-        yield shadow
-        swapped = True
-    finally:
-        transfer.done()
-        if shadow is not None and not swapped:
-            engine.drop_shadow(shadow)
+def _passing(sanitiser: BeforeSwap, database: str) -> BeforeSwap:
+    """A sanitisation step must return a passing result; anything else never reaches the swap."""
 
-
-_DRAIN_LIMIT = 256 * 1024 * 1024
-
-
-def _refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
-    """Report a restore that failed on damaged bytes as what it is: ``VerificationFailed``.
-
-    The checksum can only be checked at the end of the object, but damaged bytes usually break
-    the decompressor or the database tool first; reading the rest of the object tells the two apart.
-    """
-    if isinstance(exc, VerificationFailed):
-        return
-    unread = verifying.expected_size - verifying.size
-    if unread > _DRAIN_LIMIT:
-        # Reading gigabytes just to classify an error (a missing role, a full disk) costs hours:
-        # report the tool's error and say how to check the artifact instead.
-        if isinstance(exc, FerryError) and not exc.hint:
-            exc.hint = (
-                f"if the artifact may be damaged, check it with 'dataferry verify' ({unread} bytes unread)"
+    def gate(engine: Engine, shadow: Shadow) -> Sanitisation:
+        result = sanitiser(engine, shadow)
+        if result is None or not result.passed:
+            raise SanitisationFailed(
+                f"sanitisation of {database} did not pass", hint="nothing was swapped in or published"
             )
-        return
-    try:
-        verifying.drain()
-    except VerificationFailed as corrupt:
-        raise corrupt from exc
-    except Exception:  # the store failed as well: the original error is the one to report
-        return
-    if isinstance(exc, zstandard.ZstdError):
-        raise VerificationFailed(
-            f"object {verifying.name} matches its checksum but does not decompress: {exc}",
-            hint="the backup that wrote it was broken; restore an older artifact with --artifact KEY",
-        ) from exc
+        return result
+
+    return gate
 
 
-def _check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest) -> dict[str, int]:
-    """Compare the shadow's rows per table with the manifest (a cheap restore check)."""
-    if not manifest.row_counts:
-        return {}
-    counts = engine.row_counts(ref, shadow)
-    diffs = [
-        f"{t}: {manifest.row_counts[t]} expected, {counts.get(t)} restored"
-        for t in sorted(manifest.row_counts)
-        if counts.get(t) != manifest.row_counts[t]
-    ]
-    if diffs:
-        raise VerificationFailed(
-            f"restored rows differ from the manifest of {manifest.id}: " + "; ".join(diffs[:5]),
-            hint="the live database was not changed; the artifact or the restore is broken",
-        )
-    return counts
-
-
-def _spool_dir(cfg: Config, req: RestoreRequest, manifest: Manifest) -> Path | None:
-    """Where a parallel restore spools; checks free space first (invariant 1)."""
-    if req.jobs <= 1:
-        return None
-    base = Path(cfg.settings.spool_dir) if cfg.settings.spool_dir else Path(tempfile.gettempdir())
-    need = max(o.raw_size or o.size for o in manifest.objects)
-    free = shutil.disk_usage(base).free if base.exists() else 0
-    if free < need * 1.1:
-        raise NotReady(
-            f"a parallel restore spools {need} bytes to {base}, but only {free} are free",
-            hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
-        )
-    return base
-
-
-# -- cleanup and retention -----------------------------------------------------------------------
+# -- cleanup and retention -------------------------------------------------------------------------
 
 
 @dataclass
@@ -449,22 +418,20 @@ def cleanup(
     uploaded, manifest not yet written) is never mistaken for an orphan. An expired artifact loses
     its manifest first, so a cleanup killed halfway leaves an orphan, never a manifest without data.
     """
-    cfg.database(database)
-    if uses_govuk_layout(cfg, environment):
-        # Its directories hold GOV.UK's own dumps and pointers, which have no manifest: never orphans.
+    layout = layout_for(cfg, environment, database)
+    found = layout.orphans()
+    if found is None:
         raise Refused(
-            f"the store of {environment} uses the govuk layout; dataferry does not clean it up",
+            f"the store of {environment} uses the {layout.name} layout; dataferry does not clean it up",
             hint="leave expiry to the bucket's lifecycle rules, as GOV.UK does",
         )
-    store = store_for(cfg, environment)
+    if keep is not None and keep < 1:
+        raise ConfigError("--keep must be at least 1: dataferry never deletes the newest artifact")
+    store = layout.store
     report = CleanupReport(dry_run=dry_run)
     cutoff = datetime.now(UTC) - older_than
-    for obj in artifacts.orphans(store, database):
-        if obj.modified is not None and obj.modified < cutoff:
-            report.orphans.append(obj.key)
+    report.orphans = [o.key for o in found if o.modified is not None and o.modified < cutoff]
     if keep is not None:
-        if keep < 1:
-            raise ConfigError("--keep must be at least 1: dataferry never deletes the newest artifact")
         for key in artifacts.manifest_keys(store, database)[keep:]:
             manifest = artifacts.read_manifest(store, key)
             report.expired.append(manifest.id)
@@ -480,40 +447,35 @@ def cleanup(
     return report
 
 
-# -- list, verify, check -------------------------------------------------------------------------
+# -- list, verify, check ---------------------------------------------------------------------------
 
 
 def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifest]:
     """Artifacts of ``database`` in ``environment``'s store, newest first."""
-    if uses_govuk_layout(cfg, environment):
-        from dataferry.compat import layout
-
-        return layout.list_artifacts(cfg, database, environment)
-    cfg.database(database)
-    return list(artifacts.iter_manifests(store_for(cfg, environment), database))
+    return layout_for(cfg, environment, database).list_manifests(engine_for(cfg, database))
 
 
 def latest_artifact(cfg: Config, database: str, environment: str) -> Manifest:
     """The newest artifact of ``database`` in ``environment``'s store, whatever its layout."""
-    cfg.database(database)
-    if uses_govuk_layout(cfg, environment):
-        listed = list_artifacts(cfg, database, environment)
-        if not listed:
-            raise NotFound(f"no dump of {database} in the store of {environment}")
-        return listed[0]
-    return artifacts.latest(store_for(cfg, environment), database)
+    listed = list_artifacts(cfg, database, environment)
+    if not listed:
+        raise NotFound(
+            f"no artifact of {database} in the store of {environment}",
+            hint=f"run 'dataferry backup {database} --env {environment}' first",
+        )
+    return listed[0]
 
 
 def verify(cfg: Config, database: str, environment: str, artifact: str | None = None) -> Manifest:
     """Re-read an artifact (default: the latest) and check it against its manifest."""
-    cfg.database(database)
-    if uses_govuk_layout(cfg, environment):
-        from dataferry.compat import layout
-
-        return layout.verify(cfg, database, environment, artifact)
-    store = store_for(cfg, environment)
-    manifest = artifacts.select(store, database, artifact=artifact)
-    artifacts.verify(store, manifest)
+    layout = layout_for(cfg, environment, database)
+    manifest = layout.select(engine_for(cfg, database), artifact=artifact, at=None, reporter=NullReporter())
+    if any(not o.sha256 for o in manifest.objects):
+        raise VerificationFailed(
+            f"{manifest.objects[0].key} has no dataferry manifest, so there is no checksum to verify it against",
+            hint="dumps written by GOV.UK's own scripts carry no checksum; a restore still checks their format",
+        )
+    artifacts.verify(layout.store, manifest)
     return manifest
 
 
@@ -556,13 +518,12 @@ def check(cfg: Config) -> CheckReport:
 
 def _check_profile(cfg: Config, database: str) -> tuple[str, bool, str]:
     """The sanitisation profile loads and its salt is set (a bad one would fail the first restore)."""
-    from dataferry import sanitise  # sanitise builds on this module
+    from dataferry import sanitise as sanitising  # imported when used: CLI start-up time
 
     what = f"{database}: sanitisation profile"
     try:
-        profile = sanitise.profile_for(cfg, database)
-        assert profile is not None  # only called for databases with a profile
-        sanitise.load_salt(profile)
+        profile = sanitising.require_profile(cfg, database, "one is configured")
+        sanitising.load_salt(profile)
     except FerryError as exc:
         return what, False, exc.message
     return what, True, f"{profile.name}, salt {'set' if profile.salt_env else 'not needed'}"

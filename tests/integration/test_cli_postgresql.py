@@ -211,7 +211,7 @@ def test_two_restores_of_one_database_at_once_never_lose_it(pg_setup: PgSetup) -
     def restore_a() -> None:
         try:
             req = ops.RestoreRequest(database="app", environment="staging", source="production")
-            outcome.append(ops.restore(cfg, req, before_swap=before_swap))
+            outcome.append(ops.restore(ops.plan_restore(cfg, req), before_swap=before_swap))
         except BaseException as exc:
             outcome.append(exc)
 

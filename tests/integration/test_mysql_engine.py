@@ -237,7 +237,7 @@ class World:
     def restore(self, jobs: int = 1, **kw: Any) -> ops.RestoreResult:
         """Restore production's latest artifact into staging."""
         req = ops.RestoreRequest(database=DB, environment="staging", source="production", jobs=jobs)
-        return ops.restore(self.cfg, req, **kw)
+        return ops.restore(ops.plan_restore(self.cfg, req), **kw)
 
     def run_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``python -m dataferry --config ... ARGS`` with the test's environment."""
@@ -933,7 +933,7 @@ def test_readers_during_the_swap_never_see_a_missing_or_partial_table(world: Wor
     try:
         for ident in newest_first * 2:  # new, old, new, old
             req = ops.RestoreRequest(database=DB, environment="staging", source="production", artifact=ident)
-            ops.restore(world.cfg, req)
+            ops.restore(ops.plan_restore(world.cfg, req))
             time.sleep(0.05)
     finally:
         stop.set()

@@ -50,7 +50,7 @@ def pg_setup(pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def restore(setup: PgSetup, **kwargs: object) -> ops.RestoreResult:
     """Restore app from production into staging."""
     req = ops.RestoreRequest(database="app", environment="staging", source="production", **kwargs)  # type: ignore[arg-type]
-    return ops.restore(setup.config(), req)
+    return ops.restore(ops.plan_restore(setup.config(), req))
 
 
 def test_round_trip_is_exact_and_leaves_nothing_behind(pg_setup: PgSetup) -> None:
@@ -318,7 +318,7 @@ def test_run_sql_and_query_on_live_and_shadow(pg_setup: PgSetup) -> None:
         seen.extend(engine.query(dst_ref, "SELECT DISTINCT name FROM public.users", shadow))
 
     req = ops.RestoreRequest(database="app", environment="staging", source="production")
-    ops.restore(pg_setup.config(), req, before_swap=sanitise)
+    ops.restore(ops.plan_restore(pg_setup.config(), req), before_swap=sanitise)
     assert seen == [("redacted",)]
     assert engine.query(dst_ref, "SELECT DISTINCT name FROM public.users") == [("redacted",)]
 

@@ -169,7 +169,7 @@ def test_corrupt_or_truncated_artifact_is_refused(damage: str, pg_setup: PgSetup
     path.write_bytes(bytes(data))
 
     with pytest.raises(VerificationFailed) as info:
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert info.value.exit_code == 7
     assert_untouched(pg_setup, before)
     with pytest.raises(VerificationFailed):
@@ -189,7 +189,7 @@ def test_corrupt_artifact_in_s3_is_refused(
     s3.put_object(Bucket=s3_bucket, Key=key, Body=bytes(data))
 
     with pytest.raises(VerificationFailed):
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert_untouched(pg_setup, before)
 
 
@@ -238,7 +238,7 @@ def test_dump_that_breaks_midway_fails_the_restore_cleanly(jobs: int, pg_setup: 
     publish_raw(pg_setup, dump[: len(dump) * 2 // 3])
 
     with pytest.raises(EngineError, match="pg_restore") as info:
-        ops.restore(pg_setup.config(), restore_req(jobs=jobs))
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req(jobs=jobs)))
     assert info.value.exit_code == 1
     assert_untouched(pg_setup, before)
     assert pg_setup.spool_files() == []
@@ -248,7 +248,7 @@ def test_garbage_with_a_valid_checksum_is_rejected_by_pg_restore(pg_setup: PgSet
     before = fingerprint(pg_setup.pg, pg_setup.dst)
     publish_raw(pg_setup, b"this is not a PostgreSQL archive\n" * 1000)
     with pytest.raises(EngineError, match="pg_restore"):
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert_untouched(pg_setup, before)
 
 
@@ -265,7 +265,7 @@ def test_dump_needing_a_missing_role_fails_with_a_hint(pg_setup: PgSetup) -> Non
     pg.psql(f"DROP ROLE {quote(role)};")
 
     with pytest.raises(EngineError) as info:
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert f'role "{role}" does not exist' in str(info.value)
     assert info.value.hint is not None and "owner" in info.value.hint
     assert_untouched(pg_setup, before)
@@ -320,7 +320,7 @@ def _restore_interrupted(
         during_copy(pg_setup.pg, shadow, lambda: interrupt(shadow)) as acted,
         pytest.raises(EngineError, match="pg_restore") as info,
     ):
-        ops.restore(pg_setup.config(), restore_req(jobs=jobs))
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req(jobs=jobs)))
     assert_untouched(pg_setup, before)
     assert pg_setup.spool_files() == []
     return acted, str(info.value)
@@ -349,7 +349,7 @@ def test_failure_before_the_swap_drops_the_shadow(pg_setup: PgSetup) -> None:
         raise SanitisationFailed("a check found personal data")
 
     with pytest.raises(SanitisationFailed):
-        ops.restore(pg_setup.config(), restore_req(), before_swap=failing_check)
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()), before_swap=failing_check)
     assert_untouched(pg_setup, before)
 
 
@@ -376,13 +376,13 @@ def test_swap_that_cannot_get_the_database_leaves_it_untouched(
     try:
         ops.backup(pg_setup.config(), "app", "production")
         with pytest.raises(EngineError, match="sessions kept it busy") as info:
-            ops.restore(pg_setup.config(), restore_req())
+            ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
         assert "not changed" in (info.value.hint or "")
         assert_untouched(pg_setup, before)
         assert blocker.execute("SELECT v FROM kept").fetchall() == [("live data",)]
         blocker.close()
 
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
         assert fingerprint(pg, target)["public.users"] == fingerprint(pg, pg_setup.src)["public.users"]
         assert (
             pg.psql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{target}';") == admin
@@ -402,14 +402,14 @@ def test_leftover_shadow_is_replaced_but_a_foreign_database_is_refused(pg_setup:
     pg.create_db(shadow)
     pg.psql(f"COMMENT ON DATABASE {quote(shadow)} IS '{swapping.SHADOW_MARK}{pg_setup.dst}';")
     with psycopg.connect(pg.dsn(shadow), password=pg.password, autocommit=True):
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert dataferry_databases(pg, pg_setup.dst) == set()
 
     before = fingerprint(pg, pg_setup.dst)
     pg.create_db(shadow)
     pg.psql("CREATE TABLE precious (v text); INSERT INTO precious VALUES ('not ours');", shadow)
     with pytest.raises(Refused, match="not made by dataferry") as info:
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert info.value.exit_code == 9
     assert pg.psql("SELECT v FROM precious;", shadow) == "not ours"
     assert fingerprint(pg, pg_setup.dst) == before
@@ -423,11 +423,11 @@ def test_protected_target_is_refused_without_force(pg_setup: PgSetup) -> None:
     before = fingerprint(pg_setup.pg, pg_setup.dst)
     ops.backup(pg_setup.config(), "app", "production")
     with pytest.raises(Refused, match="protected") as info:
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert info.value.exit_code == 9
     assert_untouched(pg_setup, before)
 
-    ops.restore(pg_setup.config(), restore_req(force=True))
+    ops.restore(ops.plan_restore(pg_setup.config(), restore_req(force=True)))
     assert fingerprint(pg_setup.pg, pg_setup.dst) == fingerprint(pg_setup.pg, pg_setup.src)
 
 
@@ -438,11 +438,11 @@ def test_password_never_in_argv_logs_manifests_or_errors(pg_setup: PgSetup) -> N
     errors: list[FerryError] = []
     with CmdlineWatcher() as watcher:
         backup = ops.backup(pg_setup.config(), "app", "production", reporter=reporter)
-        ops.restore(pg_setup.config(), restore_req(), reporter=reporter)
-        ops.restore(pg_setup.config(), restore_req(jobs=2), reporter=reporter)
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()), reporter=reporter)
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req(jobs=2)), reporter=reporter)
         publish_raw(pg_setup, b"not an archive")
         with pytest.raises(EngineError) as failed_restore:
-            ops.restore(pg_setup.config(), restore_req(), reporter=reporter)
+            ops.restore(ops.plan_restore(pg_setup.config(), restore_req()), reporter=reporter)
         errors.append(failed_restore.value)
         cfg = pg_setup.config()
         ref = database_ref(cfg, "app", "staging")
@@ -531,7 +531,7 @@ def test_swap_killed_while_connections_are_blocked_heals_on_the_next_restore(pg_
         assert fingerprint(pg, target) == before  # nothing was renamed or changed
         pg.psql(f"ALTER DATABASE {quote(target)} ALLOW_CONNECTIONS false;")
 
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
         assert datallowconn(pg, target) == "t"
         assert fingerprint(pg, target)["public.users"] == fingerprint(pg, pg_setup.src)["public.users"]
         assert dataferry_databases(pg, target) == set()
@@ -553,6 +553,6 @@ def test_live_database_blocked_by_someone_else_fails_the_check(pg_setup: PgSetup
     failed = [c for c in checks if not c.ok]
     assert len(failed) == 1 and "ALLOW_CONNECTIONS true" in failed[0].detail
     with pytest.raises(NotReady, match="refuses connections"):
-        ops.restore(pg_setup.config(), restore_req())
+        ops.restore(ops.plan_restore(pg_setup.config(), restore_req()))
     assert datallowconn(pg, pg_setup.dst) == "f"  # not ours to undo
     assert dataferry_databases(pg, pg_setup.dst) == set()

@@ -28,11 +28,9 @@ from dataferry.engines import RunsSql, get_engine
 from dataferry.errors import Refused, SanitisationFailed
 from dataferry.progress import NullReporter
 from dataferry.sanitise import (
-    backup_for,
     check_live,
     fakes,
     plan_live,
-    restore_hook,
 )
 from dataferry.sanitise import checks as scan_checks
 from dataferry.sanitise.dialects import dialect_for
@@ -464,9 +462,8 @@ def backup_production(w: World) -> str:
 
 
 def restore_staging(w: World, *, sanitise: bool = False) -> ops.RestoreResult:
-    req = ops.RestoreRequest(database="app", environment="staging", source="production")
-    req, hook = restore_hook(w.cfg, req, NullReporter(), sanitise=sanitise)
-    return ops.restore(w.cfg, req, before_swap=hook)
+    req = ops.RestoreRequest(database="app", environment="staging", source="production", sanitise=sanitise)
+    return ops.restore(ops.plan_restore(w.cfg, req))
 
 
 def test_restore_into_a_requires_sanitised_environment_sanitises_on_the_shadow(world: World) -> None:
@@ -478,7 +475,7 @@ def test_restore_into_a_requires_sanitised_environment_sanitises_on_the_shadow(w
     assert world.rows("staging", "sessions") == []  # the swap brought the sanitised copy, not old staging
 
     # staging is now sanitised: its backup is checked live and published as sanitised
-    published = backup_for(world.cfg, "app", "staging", NullReporter())
+    published = ops.backup(world.cfg, "app", "staging")
     manifest = published.manifest
     assert manifest.is_publishable_sanitised() and manifest.sanitisation is not None
     assert (
@@ -558,8 +555,9 @@ def test_a_failure_stops_the_run_with_live_database_and_stores_untouched(world: 
 
 def test_a_requires_sanitised_store_refuses_unsanitised_artifacts(world: World) -> None:
     ident = backup_production(world)
-    with pytest.raises(Refused):
-        ops.backup(world.cfg, "app", "staging")  # no sanitisation: refused before dumping
+    with pytest.raises(Refused, match="accepts only sanitised artifacts"):
+        # a transformed copy is not a sanitised one: refused before dumping
+        ops.backup(world.cfg, "app", "staging", transform=lambda engine, shadow: None)
     assert world.store_keys("staging") == []
     # an unsanitised artifact that got into the staging store anyway is refused by restores from it
     prod, staging = ops.store_for(world.cfg, "production"), ops.store_for(world.cfg, "staging")
@@ -569,9 +567,7 @@ def test_a_requires_sanitised_store_refuses_unsanitised_artifacts(world: World) 
     before = world.snapshot("integration")
     req = ops.RestoreRequest(database="app", environment="integration", source="staging", artifact=ident)
     with pytest.raises(Refused, match="not sanitised"):
-        restore_hook(world.cfg, req)
-    with pytest.raises(Refused, match="not sanitised"):
-        ops.restore(world.cfg, req)
+        ops.plan_restore(world.cfg, req)
     assert world.snapshot("integration") == before
 
 
@@ -583,7 +579,7 @@ def test_backing_up_a_requires_sanitised_database_checks_it_first(world: World) 
         world.urls["staging"],
     )
     with pytest.raises(ChecksFailed) as info:
-        backup_for(world.cfg, "app", "staging", NullReporter())
+        ops.backup(world.cfg, "app", "staging")
     assert "leak@hotmail.com" not in info.value.message and "07911" not in info.value.message
     assert (
         "email in emails.address (1)" in info.value.message
@@ -597,7 +593,7 @@ def test_backing_up_a_requires_sanitised_database_checks_it_first(world: World) 
 def test_sanitised_backup_goes_through_scratch_and_leaves_the_source_alone(backend: Backend) -> None:
     w = make_world(backend, scratch=True)
     source_before = w.snapshot("production")
-    result = backup_for(w.cfg, "app", "production", NullReporter(), sanitise=True)
+    result = ops.backup(w.cfg, "app", "production", sanitise=True)
     assert w.snapshot("production") == source_before
     manifest = result.manifest
     assert manifest.is_publishable_sanitised() and manifest.source_environment == "production"
@@ -606,9 +602,9 @@ def test_sanitised_backup_goes_through_scratch_and_leaves_the_source_alone(backe
     req = ops.RestoreRequest(
         database="app", environment="integration", source="production", artifact=manifest.id
     )
-    req, hook = restore_hook(w.cfg, req)
-    assert hook is None
-    ops.restore(w.cfg, req)
+    plan = ops.plan_restore(w.cfg, req)
+    assert plan.sanitiser is None
+    ops.restore(plan)
     assert [r[0] for r in w.rows("integration", "subscribers", "address")] == [
         fakes.fake_email(SALT, s["address"], "example.com") for s in w.seed.subscribers
     ]
@@ -620,7 +616,7 @@ def test_sanitised_backup_that_fails_publishes_nothing(backend: Backend) -> None
     source_before = w.snapshot("production")
     names = backend.names()
     with pytest.raises(ChecksFailed):
-        backup_for(w.cfg, "app", "production", NullReporter(), sanitise=True)
+        ops.backup(w.cfg, "app", "production", sanitise=True)
     assert w.snapshot("production") == source_before
     assert w.store_keys("production") == []
     assert backend.names() == names

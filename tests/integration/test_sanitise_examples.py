@@ -18,8 +18,7 @@ from dataferry import ops
 from dataferry.config import Config, database_ref, load
 from dataferry.engines import RunsSql, get_engine
 from dataferry.errors import SanitisationFailed
-from dataferry.progress import NullReporter
-from dataferry.sanitise import backup_for, fakes, restore_hook
+from dataferry.sanitise import fakes
 from servers import MariaDbServer, PgServer
 
 pytestmark = pytest.mark.integration
@@ -42,9 +41,9 @@ class Example:
 
     def restore_staging(self) -> ops.RestoreResult:
         req = ops.RestoreRequest(database="app", environment="staging", source="production")
-        req, hook = restore_hook(self.cfg, req, NullReporter())
-        assert hook is not None  # staging requires sanitised data and the artifact is raw
-        return ops.restore(self.cfg, req, before_swap=hook)
+        plan = ops.plan_restore(self.cfg, req)
+        assert plan.sanitiser is not None  # staging requires sanitised data and the artifact is raw
+        return ops.restore(plan)
 
 
 def make_example(
@@ -193,7 +192,7 @@ def test_email_alert_api_pseudonymises_consistently_and_keeps_one_day_of_emails(
     assert {a[0] for a in attempts} == set(recent) and {a[1] for a in attempts} == {None}
     assert ex.rows("staging", "SELECT count(*) FROM auth_tokens") == [(0,)]
 
-    published = backup_for(ex.cfg, "app", "staging", NullReporter()).manifest
+    published = ops.backup(ex.cfg, "app", "staging").manifest
     assert published.is_publishable_sanitised()
     text = published.model_dump_json()
     assert not any(str(s["address"]) in text for s in data["subscribers"])

@@ -5,17 +5,41 @@ from __future__ import annotations
 import gzip
 import io
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from dataferry.artifacts import DataObject, Manifest
-from dataferry.compat.gzipio import GzipCompressor, GzipDecompressor, gunzip_head
-from dataferry.compat.layout import Naming, find, manifest_key_for, parse_name, parse_when
+from dataferry.engines import get_engine
 from dataferry.errors import ConfigError, NotFound, VerificationFailed
+from dataferry.gzipio import GzipCompressor, GzipDecompressor, gunzip_head
+from dataferry.layouts.govuk import GovukLayout, Naming, manifest_key_for, parse_name, parse_when
+from dataferry.progress import NullReporter
 from dataferry.stores import put_bytes
 from dataferry.stores.local import LocalStore
+
+
+@dataclass
+class Found:
+    """The key the layout chose, how, and its manifest (None for a dump without one)."""
+
+    key: str
+    how: str
+    manifest: Manifest | None
+
+
+def find(
+    store: LocalStore, naming: Naming, *, explicit: str | None = None, at: datetime | None = None
+) -> Found:
+    """What a restore from this store would take (the layout's choice and its manifest)."""
+    layout = GovukLayout(store=store, database=naming.name, environment="production", naming=naming)
+    key, how = layout.choose(artifact=explicit, at=at)
+    manifest = layout.select(get_engine("postgresql"), artifact=explicit, at=at, reporter=NullReporter())
+    assert manifest.objects[0].key == key
+    return Found(key=key, how=how, manifest=manifest if manifest.objects[0].sha256 else None)
+
 
 NAMING = Naming(path="publishing-api-postgres", name="publishing_api_production")
 

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from dataferry import ops
+from dataferry import pipeline
 from dataferry.errors import EngineError, VerificationFailed
 from dataferry.streams import VerifyingReader
 
@@ -24,23 +24,23 @@ def test_damage_found_by_reading_the_rest_is_reported_as_verification_failed() -
     reader = _reader(bad, good)
     reader.read(100)  # the tool gave up early
     with pytest.raises(VerificationFailed):
-        ops._refuse_if_corrupt(reader, EngineError("pg_restore failed"))
+        pipeline.refuse_if_corrupt(reader, EngineError("pg_restore failed"))
 
 
 def test_an_intact_artifact_keeps_the_tools_error() -> None:
     good = b"a" * 4096
     reader = _reader(good, good)
     reader.read(100)
-    ops._refuse_if_corrupt(reader, EngineError("role missing"))  # no exception: the tool's error stands
+    pipeline.refuse_if_corrupt(reader, EngineError("role missing"))  # no exception: the tool's error stands
     assert reader.verified
 
 
 def test_a_large_unread_rest_is_not_downloaded_to_classify_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ops, "_DRAIN_LIMIT", 1000)
+    monkeypatch.setattr(pipeline, "_DRAIN_LIMIT", 1000)
     good = b"a" * 4096
     reader = _reader(b"a" * 2048 + b"b" + b"a" * 2047, good)
     reader.read(100)
     err = EngineError("role missing")
-    ops._refuse_if_corrupt(reader, err)
+    pipeline.refuse_if_corrupt(reader, err)
     assert reader.size == 100, "nothing more was read"
     assert err.hint is not None and "dataferry verify" in err.hint

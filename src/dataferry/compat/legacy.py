@@ -33,12 +33,11 @@ from dataferry.config import (
     Config,
     ConnectionConfig,
     DatabaseConfig,
-    DatabaseRef,
     EnvironmentConfig,
     StoreConfig,
     database_ref,
 )
-from dataferry.engines import Engine, RestoreOptions, RunsSql, Shadow, get_engine
+from dataferry.engines import Engine, RunsSql, Shadow, get_engine
 from dataferry.errors import ConfigError, EngineError, NotReady, SanitisationFailed
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, open_store
@@ -196,11 +195,13 @@ def _push(job: LegacyJob, p: Plan, opts: LegacyOptions, reporter: Reporter) -> s
         ref = database_ref(p.config, p.database, p.target)
         ops.require_ready(engine.check(ref), ref)
         return f"would push {p.database} to {ops.store_for(p.config, p.target).url}{job.path}/"
+    transform = None
     if job.pre_dump_transformation_sql_file:
+        # The original ran the script on the live source database (Whitehall in staging) before
+        # dumping it. The published dump is the same; the live database is no longer changed.
         sql = Path(job.pre_dump_transformation_sql_file).read_text(encoding="utf-8")
-        result = push_transformed(p.config, p.database, p.target, sql, reporter)
-    else:
-        result = ops.backup(p.config, p.database, p.target, reporter=reporter)
+        transform = _sql_step(sql, "pre-dump transformation")
+    result = ops.backup(p.config, p.database, p.target, reporter=reporter, transform=transform)
     return f"pushed {result.store_url}{result.manifest.objects[0].key}"
 
 
@@ -217,7 +218,9 @@ def _pull(
         force=opts.force or bool(environ.get("REALLY_RESTORE_ONTO_PRODUCTION")),
         dry_run=opts.dry_run,
     )
-    result = ops.restore(p.config, req, reporter=reporter, before_swap=before_swap)
+    result = ops.restore(
+        ops.plan_restore(p.config, req, reporter), reporter=reporter, before_swap=before_swap
+    )
     verb = "would pull" if opts.dry_run else "pulled"
     return f"{verb} {result.manifest.objects[0].key} into {p.database} ({p.target})"
 
@@ -229,54 +232,30 @@ def transformation(path: Path) -> ops.BeforeSwap:
     (MySQL), without stopping on errors. Here the first failing statement fails the run and nothing
     is swapped in.
     """
-    sql = path.read_text(encoding="utf-8")
+    step = _sql_step(path.read_text(encoding="utf-8"), f"transformation {path.name}")
 
     def run_on_shadow(engine: Engine, shadow: Shadow) -> Sanitisation | None:
-        _run_sql(engine, shadow.ref, sql, shadow, what=f"transformation {path.name}")
+        step(engine, shadow)
         return None
 
     return run_on_shadow
 
 
-def _run_sql(engine: Engine, ref: DatabaseRef, sql: str, shadow: Shadow, *, what: str) -> None:
-    if not isinstance(engine, RunsSql):
-        raise NotReady(f"the {engine.name} engine cannot run SQL scripts")
-    try:
-        engine.run_sql(ref, sql, shadow)
-    except EngineError as exc:
-        raise SanitisationFailed(
-            f"{what} failed: {exc.message}",
-            hint="nothing was swapped in or published; fix the script (or the schema it expects) and re-run",
-        ) from None
+def _sql_step(sql: str, what: str) -> ops.Transform:
+    """Run ``sql`` on a shadow; the first failing statement fails the run, nothing is published."""
 
+    def run(engine: Engine, shadow: Shadow) -> None:
+        if not isinstance(engine, RunsSql):
+            raise NotReady(f"the {engine.name} engine cannot run SQL scripts")
+        try:
+            engine.run_sql(shadow.ref, sql, shadow)
+        except EngineError as exc:
+            raise SanitisationFailed(
+                f"{what} failed: {exc.message}",
+                hint="nothing was swapped in or published; fix the script (or the schema it expects) and re-run",
+            ) from None
 
-def push_transformed(
-    cfg: Config, database: str, environment: str, sql: str, reporter: Reporter
-) -> ops.BackupResult:
-    """``-F``: copy the live database into a scratch shadow, transform that, and back it up.
-
-    The original ran the script on the live source database (Whitehall in staging) before dumping
-    it. The published dump is the same; the live database is no longer changed.
-    """
-    engine = get_engine(cfg.database(database).engine)
-    ref = database_ref(cfg, database, environment)
-    ops.require_ready(engine.check(ref), ref)
-    reporter.info(f"copy {database} into a scratch database for the pre-dump transformation")
-    with engine.dump(ref) as dump:
-        shadow = engine.restore_shadow(ref, dump.stream, RestoreOptions())
-    try:
-        _run_sql(engine, ref, sql, shadow, what="pre-dump transformation")
-        return ops.backup(
-            cfg, database, environment, reporter=reporter, engine=engine, ref=shadow_ref(ref, shadow)
-        )
-    finally:
-        engine.drop_shadow(shadow)
-
-
-def shadow_ref(ref: DatabaseRef, shadow: Shadow) -> DatabaseRef:
-    """A reference to the shadow database itself (same server and credentials), for dumping it."""
-    base, _, _ = ref.url.rpartition("/")
-    return ref.model_copy(update={"url": f"{base}/{quote(shadow.name, safe='')}"})
+    return run
 
 
 # -- s3_sync ---------------------------------------------------------------------------------------

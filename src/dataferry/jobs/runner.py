@@ -14,6 +14,7 @@ released and the record says why the run stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -188,7 +189,7 @@ class _Ctx:
     pinned: str | None = None
     sanitisation: Sanitisation | None = None
     ran_sanitise: bool = False
-    restored: Manifest | None = None
+    restored: ops.RestoreResult | None = None
     published: Manifest | None = None
     data_as_of: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -458,40 +459,50 @@ def _sleep(guard: StopGuard, seconds: float) -> None:
 def _restore(ctx: _Ctx, step: StepRecord) -> None:
     source = step.step.split(":", 1)[1]
     job = ctx.job
+    following = ctx.record.steps[step.index] if step.index < len(ctx.record.steps) else None
+    sanitise_step = following if following is not None and following.step == "sanitise" else None
     req = ops.RestoreRequest(
         database=job.database,
         environment=job.environment,
         source=source,
         artifact=_pinned_for(ctx, source),
         max_age=job.max_age_delta(),
+        sanitise=sanitise_step is not None,
     )
-    following = ctx.record.steps[step.index] if step.index < len(ctx.record.steps) else None
-    sanitise_step = following if following is not None and following.step == "sanitise" else None
-    # The agreed restore semantics (sanitise.restore_hook): a 'sanitise' step sanitises the shadow,
-    # and so does a target that requires sanitised data when the artifact is not sanitised.
-    req, hook = sanitise.restore_hook(ctx.cfg, req, ctx.reporter, sanitise=sanitise_step is not None)
+    # ops decides whether the shadow is sanitised (a 'sanitise' step, or a target that requires
+    # sanitised data and an artifact that is not); the run only records that step.
+    plan = ops.plan_restore(ctx.cfg, req, ctx.reporter)
+    if plan.sanitiser is not None:
+        plan = dataclasses.replace(plan, sanitiser=_recorded(ctx, sanitise_step, plan.sanitiser))
 
-    def before_swap(engine: Engine, shadow: Shadow) -> Sanitisation | None:
-        result = _sanitise_shadow(ctx, sanitise_step, hook, engine, shadow) if hook else None
+    def before_swap(engine: Engine, shadow: Shadow) -> None:
         ctx.guard.check()  # the last moment a stop can still leave the live database untouched
         ctx.guard.enter_critical()  # from here to the end of the swap a stop waits
-        return result
 
     try:
-        result = ops.restore(ctx.cfg, req, reporter=ctx.reporter, before_swap=before_swap)
+        result = ops.restore(plan, reporter=ctx.reporter, before_swap=before_swap)
     finally:
         ctx.guard.leave_critical()
     manifest = result.manifest
     step.artifact = manifest.id
     step.bytes = manifest.size
     step.detail = f"from {source}, {sum(result.row_counts.values())} rows checked"
-    if hook is not None and sanitise_step is None:
+    if plan.sanitiser is not None and sanitise_step is None:
         step.detail += f"; sanitised on the shadow because {job.environment} requires sanitised data"
     ctx.record.restored_artifact = manifest.id
-    ctx.restored = manifest
+    ctx.restored = result
     ctx.data_as_of = _data_as_of(manifest)
     ctx.record.data_as_of = ctx.data_as_of
     ctx.sanitisation = result.sanitisation
+
+
+def _recorded(ctx: _Ctx, step: StepRecord | None, sanitiser: ops.BeforeSwap) -> ops.BeforeSwap:
+    """The plan's sanitisation step, recorded as the job's ``sanitise`` step when it has one."""
+
+    def run(engine: Engine, shadow: Shadow) -> Sanitisation:
+        return _sanitise_shadow(ctx, step, sanitiser, engine, shadow)
+
+    return run
 
 
 def _pinned_for(ctx: _Ctx, source: str) -> str | None:
@@ -555,25 +566,27 @@ def _passed(result: Sanitisation | None, database: str) -> Sanitisation:
 
 def _backup(ctx: _Ctx, step: StepRecord) -> None:
     job = ctx.job
-    sanitisation = ctx.sanitisation
+    # A run that sanitised earlier but not now (--from-step skipped the restore) has its live data
+    # checked read-only instead of trusted; ops does the same wherever the target requires it.
     sanitise_before = any(s.step == "sanitise" for s in ctx.record.steps[: step.index - 1])
-    requires = ctx.cfg.environment(job.environment).requires_sanitised
-    if sanitisation is None and (sanitise_before or requires):
-        # Not sanitised in this run (--from-step skipped it, or the data came sanitised): check the
-        # live data read-only instead of trusting it (the agreed semantics of sanitise.backup_for).
-        sanitisation = sanitise.check_live(ctx.cfg, job.database, job.environment, ctx.reporter)
-        step.detail = "live data checked"
     extra: dict[str, object] = {"job": ctx.name, "run_id": ctx.record.run_id}
     if ctx.data_as_of is not None:
         extra["data_as_of"] = ctx.data_as_of.isoformat()
     result = ops.backup(
-        ctx.cfg, job.database, job.environment, reporter=ctx.reporter, sanitisation=sanitisation, extra=extra
+        ctx.cfg,
+        job.database,
+        job.environment,
+        after=ctx.restored,
+        check_sanitised=sanitise_before,
+        reporter=ctx.reporter,
+        extra=extra,
     )
     manifest = result.manifest
     step.artifact = manifest.id
     step.bytes = manifest.size
+    checked = manifest.sanitisation is not None and (manifest.sanitisation.model_extra or {}).get("mode")
     step.detail = ("sanitised" if manifest.sanitised else "not sanitised") + (
-        f", {step.detail}" if step.detail else ""
+        ", live data checked" if checked == "checked live" else ""
     )
     ctx.record.published_artifact = manifest.id
     ctx.published = manifest
@@ -634,7 +647,7 @@ def hook_environment(ctx: _Ctx) -> dict[str, str]:
         "DATAFERRY_DATABASE_URL": conn.url if conn else "",
     }
     if ctx.restored is not None:
-        env["DATAFERRY_ARTIFACT"] = ctx.restored.id
+        env["DATAFERRY_ARTIFACT"] = ctx.restored.manifest.id
     if ctx.cfg.path is not None:
         env["DATAFERRY_CONFIG"] = str(ctx.cfg.path)
     return env
@@ -711,21 +724,18 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
         req = ops.RestoreRequest(
             database=job.database, environment=job.environment, source=source, max_age=job.max_age_delta()
         )
-        manifest, store = ops.plan_restore(cfg, req)
+        following = job.steps[job.steps.index(step) + 1 :][:1]
+        req = dataclasses.replace(req, sanitise=following == ["sanitise"])
+        plan = ops.plan_restore(cfg, req)
+        manifest = plan.manifest
         age = artifacts.utcnow() - manifest.finished_at
         target = cfg.database(job.database).environments.get(job.environment)
-        following = job.steps[job.steps.index(step) + 1 :][:1]
         forced = ""
-        if (
-            following != ["sanitise"]
-            and cfg.environment(job.environment).requires_sanitised
-            and not manifest.is_publishable_sanitised()
-        ):
-            sanitise.require_profile(cfg, job.database, f"{job.environment} requires sanitised data")
+        if plan.sanitiser is not None and not req.sanitise:
             forced = f"; not sanitised, so sanitised on the shadow ({job.environment} requires it)"
         return (
             f"would restore {manifest.id} ({manifest.size} bytes, finished {age.total_seconds() / 3600:.1f}h ago"
-            f"{', sanitised' if manifest.sanitised else ''}) from {store.url} into {target.url if target else '?'} "
+            f"{', sanitised' if manifest.sanitised else ''}) from {plan.store_url} into {target.url if target else '?'} "
             f"through a shadow and an atomic swap{forced}"
         )
     if kind == "sanitise":

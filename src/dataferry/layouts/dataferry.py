@@ -1,0 +1,69 @@
+"""dataferry's own layout: ``<database>/<id>.<format>.zst`` and ``<database>/<id>.manifest.json``.
+
+The id is ``<YYYY-MM-DDTHHMMSSZ>-<database>`` (UTC; keys sort chronologically). The manifest is the
+commit: "latest" is the newest manifest, never the newest data object (``artifacts``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from dataferry import artifacts
+from dataferry.artifacts import Manifest
+from dataferry.config import Config
+from dataferry.engines import Engine
+from dataferry.layouts import Encoding, NewArtifact
+from dataferry.progress import Reporter
+from dataferry.stores import ObjectInfo, Store
+
+
+@dataclass
+class DataferryLayout:
+    """One database's artifacts in dataferry's layout."""
+
+    name: ClassVar[str] = "dataferry"
+    store: Store
+    database: str
+
+    @classmethod
+    def for_config(cls, cfg: Config, environment: str, database: str, store: Store) -> DataferryLayout:
+        """The layout of a configured database (it needs nothing but the name)."""
+        cfg.database(database)
+        return cls(store=store, database=database)
+
+    def encoding(self, engine: Engine, level: int) -> Encoding:
+        """zstd at the configured level; the dump tool does not compress."""
+        return Encoding(compression="zstd", level=level)
+
+    def new_key(self, engine: Engine, encoding: Encoding) -> NewArtifact:
+        """``<database>/<id>.<format>.zst``, with an id no artifact has."""
+        ident, created = artifacts.new_artifact_id(self.store, self.database)
+        key = artifacts.data_key(self.database, ident, f"{engine.dump_format}.zst")
+        return NewArtifact(id=ident, key=key, created=created)
+
+    def manifest_extra(self, new: NewArtifact) -> dict[str, object]:
+        """Nothing: the manifest's key follows from its id."""
+        return {}
+
+    def publish(self, manifest: Manifest) -> None:
+        """Write the manifest: the single step that publishes the artifact."""
+        artifacts.write_manifest(self.store, manifest)
+
+    def select(
+        self, engine: Engine, *, artifact: str | None, at: datetime | None, reporter: Reporter
+    ) -> Manifest:
+        """``artifacts.select``: by id or key, at or before a time, else the newest manifest."""
+        return artifacts.select(self.store, self.database, artifact=artifact, at=at)
+
+    def list_manifests(self, engine: Engine) -> list[Manifest]:
+        """Every manifest, newest first."""
+        return list(artifacts.iter_manifests(self.store, self.database))
+
+    def check_readable(self, manifest: Manifest, engine: Engine) -> None:
+        """Nothing to sniff: the checksum is verified while the data streams in."""
+
+    def orphans(self) -> list[ObjectInfo]:
+        """Data objects without a manifest."""
+        return artifacts.orphans(self.store, self.database)

@@ -1,0 +1,320 @@
+"""The mechanism of every backup and restore, written once: what ``ops`` puts in order.
+
+Backup (``publish``)::
+
+    engine.dump -> count -> encode (layout's codec) -> sha256 -> store.put -> layout.publish(manifest)
+
+Restore (``restore_into``)::
+
+    store.open -> verify sha256 and size while streaming -> decode -> engine.restore_shadow
+    -> row counts against the manifest -> before-swap hooks (sanitisation) -> engine.swap
+
+Invariants enforced here: 2 (the manifest is written by ``layout.publish`` only after the data object
+was stored and its size confirmed), 3 (checksums computed on the way out and verified on the way in,
+before the swap), 4 (the live database is touched only by ``engine.swap``, last; a failure before it
+drops the shadow) and 8 (everything streams; only ``--jobs N`` spools, after a free-space check).
+Policy (whether to do it at all) lives in ``ops``; this module never decides that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from dataferry import artifacts, codecs
+from dataferry.artifacts import DataObject, Manifest, Sanitisation
+from dataferry.config import DatabaseRef
+from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck
+from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
+from dataferry.layouts import Encoding, Layout
+from dataferry.progress import Reporter
+from dataferry.streams import CHUNK, CountingReader, HashingReader, ProgressReader, VerifyingReader
+
+#: Called on the shadow after its checksum and row counts were verified and before the swap.
+#: Sanitisation plugs in here; raising aborts the restore and the shadow is dropped.
+BeforeSwap = Callable[[Engine, Shadow], Sanitisation | None]
+
+_DRAIN_LIMIT = 256 * 1024 * 1024
+
+
+def require_ready(checks: list[ToolCheck], ref: DatabaseRef) -> None:
+    """Raise ``NotReady`` listing every failed check (invariant 1: check before you destroy)."""
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        lines = "; ".join(f"{c.what}: {c.detail}" for c in failed)
+        raise NotReady(
+            f"{ref.name} in {ref.environment} is not ready: {lines}",
+            hint="run 'dataferry check' for the full report",
+        )
+
+
+# -- backup ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What a backup records about itself beyond the dump: who, where from, how sanitised."""
+
+    database: str
+    environment: str
+    sanitisation: Sanitisation | None = None
+    extra: dict[str, object] | None = None
+
+
+def publish(
+    layout: Layout, engine: Engine, ref: DatabaseRef, what: Publication, level: int, reporter: Reporter
+) -> Manifest:
+    """Dump ``ref`` into ``layout``'s store and commit it: data object first, manifest last."""
+    require_ready(engine.check(ref), ref)
+    server_version = engine.server_version(ref)
+    # Optional engine capability: structured facts for Manifest.extra (MySQL: character set, tool).
+    describe = getattr(engine, "manifest_extra", None)
+    engine_extra: dict[str, object] = describe(ref) if describe else {}
+    encoding = layout.encoding(engine, level)
+    new = layout.new_key(engine, encoding)
+    reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
+    obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter)
+    sanitisation = what.sanitisation
+    manifest = Manifest(
+        id=new.id,
+        database=what.database,
+        engine=engine.name,
+        server_version=server_version,
+        source_environment=what.environment,
+        created_at=new.created,
+        finished_at=artifacts.utcnow(),
+        objects=[obj],
+        sanitised=sanitisation is not None and sanitisation.passed,
+        sanitisation=sanitisation,
+        row_counts=row_counts,
+        extra={**engine_extra, **(what.extra or {}), **layout.manifest_extra(new)},
+    )
+    layout.publish(manifest)
+    reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    return manifest
+
+
+def upload(
+    layout: Layout, key: str, engine: Engine, ref: DatabaseRef, encoding: Encoding, reporter: Reporter
+) -> tuple[DataObject, dict[str, int]]:
+    """Stream a dump of ``ref`` through the layout's codec into ``key``, hashing the stored bytes.
+
+    A failed dump raises inside ``store.put``, so nothing becomes visible; a size the store did not
+    confirm removes the object. Returns the data object and the dump's own row counts.
+    """
+    store = layout.store
+    encode = codecs.encoder(encoding.compression, encoding.level)
+    transfer = reporter.transfer(f"backup {ref.name}", None)
+    try:
+        with engine.dump(ref, encoding.dump) as dump:
+            raw = CountingReader(ProgressReader(dump.stream, transfer.advance))
+            hashed = HashingReader(encode(raw))  # only stored bytes need a hash
+            info = store.put(key, hashed)
+            row_counts = dict(dump.row_counts)
+    finally:
+        transfer.done()
+    if info.size != hashed.size:
+        store.delete(key)
+        raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
+    obj = DataObject(
+        key=key,
+        size=hashed.size,
+        sha256=hashed.sha256,
+        format=engine.dump_format,
+        compression=encoding.compression,
+        raw_size=raw.size,
+    )
+    return obj, row_counts
+
+
+@contextlib.contextmanager
+def copy_to_shadow(engine: Engine, source: DatabaseRef, dest: DatabaseRef) -> Iterator[Shadow]:
+    """Dump ``source`` straight into a shadow of ``dest`` (no store), its rows checked against the
+    dump's own counts; the shadow is dropped on any failure inside the block, unless swapped there."""
+    shadow: Shadow | None = None
+    try:
+        with engine.dump(source) as dump:
+            shadow = engine.restore_shadow(dest, dump.stream, RestoreOptions())
+            while dump.stream.read(CHUNK):  # a dump that failed late raises here, before any use
+                pass
+            if dump.row_counts:
+                restored = engine.row_counts(dest, shadow)
+                diffs = sorted(t for t, n in dump.row_counts.items() if restored.get(t) != n)
+                if diffs:
+                    raise VerificationFailed(
+                        f"the copy's rows differ from the dump in {', '.join(diffs[:5])}",
+                        hint="nothing was published; the dump or the restore is broken",
+                    )
+        yield shadow
+    except BaseException:
+        if shadow is not None:
+            engine.drop_shadow(shadow)  # idempotent; restore_shadow drops its own when it fails
+        raise
+
+
+# -- restore ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a restore found on the shadow before it swapped it in."""
+
+    row_counts: dict[str, int]
+    sanitisation: Sanitisation | None
+
+
+def restore_into(
+    engine: Engine,
+    ref: DatabaseRef,
+    layout: Layout,
+    manifest: Manifest,
+    options: RestoreOptions,
+    hooks: list[BeforeSwap],
+    reporter: Reporter,
+) -> Loaded:
+    """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation."""
+    obj = manifest.objects[0]
+    with shadow_restore(engine, ref, layout, obj, options, reporter) as shadow:
+        counts = check_row_counts(engine, ref, shadow, manifest)
+        results = [hook(engine, shadow) for hook in hooks]
+        reporter.info(f"swap {shadow.name} -> live {ref.name}")
+        engine.swap(shadow)
+    return Loaded(row_counts=counts, sanitisation=results[0] if results else None)
+
+
+@contextlib.contextmanager
+def shadow_restore(
+    engine: Engine,
+    ref: DatabaseRef,
+    layout: Layout,
+    obj: DataObject,
+    options: RestoreOptions,
+    reporter: Reporter,
+) -> Iterator[Shadow]:
+    """Stream ``obj`` into a shadow, checked as it streams; drop the shadow unless it was swapped.
+
+    An object with a sha256 is verified against it (and its size); one without (a dump another tool
+    wrote) is checked against the size the store listed, and by its codec's own checksum where it
+    has one.
+    """
+    transfer = reporter.transfer(f"restore {ref.name}", obj.size)
+    shadow: Shadow | None = None
+    swapped = False
+    try:
+        with layout.store.open(obj.key) as raw:
+            check = _checker(raw, obj)
+            # Read in this thread, not ahead on another: reading ahead measured no faster here
+            # (the spool is write-bound), and a read stuck on a stalled store could not be
+            # abandoned safely when a signal stops the restore.
+            stream = codecs.decode(obj.compression, ProgressReader(check, transfer.advance), obj.key)
+            try:
+                shadow = engine.restore_shadow(ref, stream, options)
+            except Exception as exc:
+                if isinstance(check, VerifyingReader):
+                    refuse_if_corrupt(check, exc)  # damaged bytes are VerificationFailed
+                raise
+            _drain(stream, check, obj)  # the engine may stop before EOF: verify what it did not read
+        yield shadow
+        swapped = True
+    finally:
+        transfer.done()
+        if shadow is not None and not swapped:
+            engine.drop_shadow(shadow)
+
+
+def _checker(raw: BinaryIO, obj: DataObject) -> HashingReader:
+    if not obj.sha256:
+        return HashingReader(raw)
+    return VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
+
+
+def _drain(stream: BinaryIO, check: HashingReader, obj: DataObject) -> None:
+    """Read what the engine left, so the sha256 (or the codec's checksum) covers the whole object."""
+    while stream.read(CHUNK):
+        pass
+    if isinstance(check, VerifyingReader):
+        check.drain()
+    elif check.size != obj.size:
+        raise VerificationFailed(
+            f"read {check.size} bytes of {obj.key}, the store listed {obj.size}",
+            hint="the object changed or the read was cut short; nothing was swapped in",
+        )
+
+
+def refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
+    """Report a restore that failed on damaged bytes as what it is: ``VerificationFailed``.
+
+    The checksum can only be checked at the end of the object, but damaged bytes usually break
+    the decompressor or the database tool first; reading the rest of the object tells the two apart.
+    """
+    if isinstance(exc, VerificationFailed):
+        return
+    unread = verifying.expected_size - verifying.size
+    if unread > _DRAIN_LIMIT:
+        # Reading gigabytes just to classify an error (a missing role, a full disk) costs hours:
+        # report the tool's error and say how to check the artifact instead.
+        if isinstance(exc, FerryError) and not exc.hint:
+            exc.hint = (
+                f"if the artifact may be damaged, check it with 'dataferry verify' ({unread} bytes unread)"
+            )
+        return
+    try:
+        verifying.drain()
+    except VerificationFailed as corrupt:
+        raise corrupt from exc
+    except Exception:  # the store failed as well: the original error is the one to report
+        return
+    if isinstance(exc, zstandard.ZstdError):
+        raise VerificationFailed(
+            f"object {verifying.name} matches its checksum but does not decompress: {exc}",
+            hint="the backup that wrote it was broken; restore an older artifact with --artifact KEY",
+        ) from exc
+
+
+def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest) -> dict[str, int]:
+    """Compare the shadow's rows per table with the manifest (a cheap restore check).
+
+    A table the manifest does not list must hold no rows: a dump that carries data the backup did
+    not count (an edited or forged dump) is refused before the swap.
+    """
+    if not manifest.row_counts:
+        return {}
+    counts = engine.row_counts(ref, shadow)
+    diffs = [
+        f"{t}: {manifest.row_counts[t]} expected, {counts.get(t)} restored"
+        for t in sorted(manifest.row_counts)
+        if counts.get(t) != manifest.row_counts[t]
+    ]
+    diffs += [
+        f"{t}: {n} rows restored, not in the manifest"
+        for t, n in sorted(counts.items())
+        if t not in manifest.row_counts and n > 0
+    ]
+    if diffs:
+        raise VerificationFailed(
+            f"restored rows differ from the manifest of {manifest.id}: " + "; ".join(diffs[:5]),
+            hint="the live database was not changed; the artifact or the restore is broken",
+        )
+    return counts
+
+
+def spool_dir(configured: str | None, jobs: int, manifest: Manifest) -> Path | None:
+    """Where a parallel restore spools; checks free space first (invariant 1)."""
+    if jobs <= 1:
+        return None
+    base = Path(configured) if configured else Path(tempfile.gettempdir())
+    need = max(o.raw_size or o.size for o in manifest.objects)
+    free = shutil.disk_usage(base).free if base.exists() else 0
+    if free < need * 1.1:
+        raise NotReady(
+            f"a parallel restore spools {need} bytes to {base}, but only {free} are free",
+            hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
+        )
+    return base
