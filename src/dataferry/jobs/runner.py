@@ -31,32 +31,21 @@ from dataferry import artifacts, ops, sanitise
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, JobConfig
 from dataferry.engines import Engine, Shadow
-from dataferry.errors import ConfigError, FerryError, Held, NotReady, SanitisationFailed, Transient
+from dataferry.errors import (
+    ConfigError,
+    FerryError,
+    Held,
+    HookFailed,
+    Interrupted,
+    NotReady,
+    RunTimedOut,
+    SanitisationFailed,
+    Transient,
+)
 from dataferry.jobs import state, triggers
 from dataferry.jobs.state import ErrorInfo, JobLock, RunRecord, StepRecord, StoreCache, now_utc
 from dataferry.metrics import Metrics, step_labels
 from dataferry.progress import NullReporter, Reporter
-
-
-class Interrupted(FerryError):
-    """The run was stopped by a signal (SIGTERM, SIGINT) before it finished."""
-
-    exit_code = 1
-    label = "interrupted"
-
-
-class RunTimedOut(FerryError):
-    """The run took longer than the job's ``max_runtime`` and was stopped."""
-
-    exit_code = 1
-    label = "timed out"
-
-
-class HookFailed(FerryError):
-    """A ``hook:`` command exited non-zero."""
-
-    exit_code = 1
-    label = "hook failed"
 
 
 @dataclass
