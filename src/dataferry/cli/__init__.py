@@ -1,7 +1,12 @@
-"""The ``dataferry`` command: thin click commands that build objects and call the library.
+"""The ``dataferry`` command: thin click commands that parse, call the library and render.
 
 Errors: a ``FerryError`` prints ``error: ...`` and ``hint: ...`` and exits with its code (see
-``errors.py``); usage errors exit 2. Anything else is a bug and keeps its traceback.
+``errors.py``), in one place for every command (``_common.ErrorsToExitCodes``); usage errors exit 2.
+Anything else is a bug and keeps its traceback.
+
+Modules: ``_common`` (shared plumbing), ``core`` (check, backup, restore, list, verify, cleanup,
+quickstart), and, imported only when their command runs, ``jobs`` (run, pause, resume, scheduler,
+unlock), ``status`` (status, history), ``sanitise`` and ``compat`` (legacy, import).
 """
 
 from __future__ import annotations
@@ -9,96 +14,57 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
-import json
 import os
 import sys
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from functools import wraps
-from pathlib import Path
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import NoReturn
 
 import click
 
-from dataferry import __version__, ops
-from dataferry.config import Config, find_config_path, load, parse_duration
-from dataferry.errors import EXIT_CODES, ConfigError, FerryError
-from dataferry.progress import Reporter, default_reporter, human_bytes
+from dataferry import __version__
+from dataferry.cli import core
+from dataferry.cli._common import (
+    Context,
+    ErrorsToExitCodes,
+    duration_arg,
+    exit_for,
+    parse_time,
+    pass_ctx,
+)
+from dataferry.errors import EXIT_CODES
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class Context:
-    """Per-invocation state: where the config is, and how to report."""
-
-    def __init__(self, config_path: str | None, json_logs: bool, quiet: bool) -> None:
-        self.config_path = config_path
-        self.json_logs = json_logs
-        self.quiet = quiet
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        """The configuration, loaded and validated on first use."""
-        if self._config is None:
-            self._config = load(find_config_path(self.config_path))
-        return self._config
-
-    def reporter(self) -> Reporter:
-        """Progress bars on a terminal, log lines otherwise."""
-        return default_reporter(json_logs=self.json_logs, quiet=self.quiet)
-
-
-def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a ``FerryError`` into a message, a hint and its exit code; never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except FerryError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO 8601 time; naive times are UTC."""
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"cannot read time {value!r}", hint="use ISO 8601, e.g. 2026-11-20T01:30:00Z"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-pass_ctx = click.make_pass_decorator(Context)
+__all__ = [
+    "LAZY_COMMANDS",
+    "Context",
+    "LazyGroup",
+    "cli",
+    "duration_arg",
+    "exit_code",
+    "exit_for",
+    "exit_now",
+    "main",
+    "parse_time",
+    "pass_ctx",
+    "run",
+]
 
 #: Commands defined in other modules, imported only when used: most runs need one command, and the
 #: job, sanitisation and GOV.UK modules (prometheus, YAML, ...) would otherwise slow every start.
 LAZY_COMMANDS: dict[str, str] = {
-    "run": "dataferry.cli_jobs:run_cmd",
-    "pause": "dataferry.cli_jobs:pause",
-    "resume": "dataferry.cli_jobs:resume",
-    "status": "dataferry.cli_jobs:status",
-    "history": "dataferry.cli_jobs:history",
-    "scheduler": "dataferry.cli_jobs:scheduler_cmd",
-    "unlock": "dataferry.cli_jobs:unlock",
-    "sanitise": "dataferry.cli_sanitise:sanitise",
-    "legacy": "dataferry.cli_compat:legacy_cmd",
-    "import": "dataferry.cli_compat:import_cmd",
+    "run": "dataferry.cli.jobs:run_cmd",
+    "pause": "dataferry.cli.jobs:pause",
+    "resume": "dataferry.cli.jobs:resume",
+    "status": "dataferry.cli.status:status",
+    "history": "dataferry.cli.status:history",
+    "scheduler": "dataferry.cli.jobs:scheduler_cmd",
+    "unlock": "dataferry.cli.jobs:unlock",
+    "sanitise": "dataferry.cli.sanitise:sanitise",
+    "legacy": "dataferry.cli.compat:legacy_cmd",
+    "import": "dataferry.cli.compat:import_cmd",
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(ErrorsToExitCodes):
     """A group whose commands in ``LAZY_COMMANDS`` are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -130,163 +96,8 @@ def cli(ctx: click.Context, config_path: str | None, json_logs: bool, quiet: boo
     ctx.obj = Context(config_path, json_logs, quiet)
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-@pass_ctx
-@handle_errors
-def check(c: Context, as_json: bool) -> None:
-    """Validate the config, tools, stores and connections; changes nothing."""
-    report = ops.check(c.config)
-    if as_json:
-        rows = [{"what": w, "ok": ok, "detail": d} for w, ok, d in report.findings]
-        click.echo(json.dumps({"ok": report.ok, "findings": rows}, indent=2))
-    else:
-        click.echo(f"config {c.config.path}: ok")
-        for what, ok, detail in report.findings:
-            click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
-    if not report.ok:
-        raise_not_ready()
-
-
-def raise_not_ready() -> None:
-    """Exit with the not-ready code after a failed check."""
-    from dataferry.errors import NotReady
-
-    raise NotReady(
-        "some checks failed (see FAIL lines above)", hint="fix them and run 'dataferry check' again"
-    )
-
-
-@cli.command()
-@click.argument("database")
-@click.option("--env", "environment", required=True, help="Environment whose database is dumped.")
-@click.option("--sanitise", is_flag=True, help="Sanitise a scratch copy and publish that (source untouched).")
-@pass_ctx
-@handle_errors
-def backup(c: Context, database: str, environment: str, sanitise: bool) -> None:
-    """Dump DATABASE in ENV into ENV's store."""
-    from dataferry.sanitise import backup_for  # checks live data first where ENV requires_sanitised
-
-    result = backup_for(c.config, database, environment, c.reporter(), sanitise=sanitise)
-    m = result.manifest
-    click.echo(f"{m.id}\t{human_bytes(m.size)}\t{result.store_url}{m.key}")
-
-
-@cli.command()
-@click.argument("database")
-@click.option("--env", "environment", required=True, help="Environment to restore into.")
-@click.option("--from", "source", required=True, help="Environment whose store holds the artifact.")
-@click.option("--artifact", help="A specific artifact id or key (see 'dataferry list').")
-@click.option("--at", "at", help="The newest artifact at or before this time (ISO 8601).")
-@click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
-@click.option("--force", is_flag=True, help="Allow restoring into a protected environment.")
-@click.option("--dry-run", is_flag=True, help="Check everything and show the artifact; change nothing.")
-@click.option("--sanitise", is_flag=True, help="Sanitise on the shadow before the swap (implied by ENV).")
-@pass_ctx
-@handle_errors
-def restore(
-    c: Context,
-    database: str,
-    environment: str,
-    source: str,
-    artifact: str | None,
-    at: str | None,
-    jobs: int,
-    force: bool,
-    dry_run: bool,
-    sanitise: bool,
-) -> None:
-    """Restore SRC's latest verified artifact of DATABASE into ENV (shadow, verify, swap)."""
-    if artifact and at:
-        raise ConfigError("give --artifact or --at, not both")
-    req = ops.RestoreRequest(
-        database=database,
-        environment=environment,
-        source=source,
-        artifact=artifact,
-        at=parse_time(at),
-        jobs=jobs,
-        force=force,
-        dry_run=dry_run,
-    )
-    from dataferry.sanitise import restore_hook  # pins the artifact; sanitises where ENV requires it
-
-    req, before_swap = restore_hook(c.config, req, c.reporter(), sanitise=sanitise)
-    result = ops.restore(c.config, req, reporter=c.reporter(), before_swap=before_swap)
-    verb = "would restore" if dry_run else "restored"
-    done = ", sanitised" if result.sanitisation else (" (would sanitise)" if before_swap else "")
-    click.echo(f"{verb} {result.manifest.id} into {database} ({environment}){done}")
-
-
-@cli.command("list")
-@click.argument("database")
-@click.option("--env", "environment", required=True, help="Environment whose store is listed.")
-@click.option("--json", "as_json", is_flag=True, help="Print manifests as JSON.")
-@pass_ctx
-@handle_errors
-def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None:
-    """List artifacts of DATABASE in ENV's store, newest first."""
-    manifests = ops.list_artifacts(c.config, database, environment)
-    if as_json:
-        click.echo(json.dumps([m.model_dump(mode="json") for m in manifests], indent=2))
-        return
-    if not manifests:
-        click.echo(f"no artifacts of {database} in {environment}", err=True)
-        return
-    click.echo("ID\tSIZE\tFINISHED\tSANITISED")
-    for m in manifests:
-        finished = m.finished_at.strftime("%Y-%m-%d %H:%M:%SZ")
-        click.echo(f"{m.id}\t{human_bytes(m.size)}\t{finished}\t{'yes' if m.sanitised else 'no'}")
-
-
-@cli.command()
-@click.argument("database")
-@click.option("--env", "environment", required=True, help="Environment whose store holds the artifact.")
-@click.option("--artifact", help="Artifact id or key (default: latest).")
-@pass_ctx
-@handle_errors
-def verify(c: Context, database: str, environment: str, artifact: str | None) -> None:
-    """Re-read an artifact and check it against its manifest."""
-    m = ops.verify(c.config, database, environment, artifact)
-    click.echo(f"ok {m.id}: {len(m.objects)} object(s), {human_bytes(m.size)}, sha256 verified")
-
-
-@cli.command()
-@click.argument("database")
-@click.option("--env", "environment", required=True, help="Environment whose store is cleaned.")
-@click.option("--keep", type=int, help="Also delete all but the newest KEEP artifacts.")
-@click.option("--older-than", default="24h", show_default=True, help="Only leftovers older than this.")
-@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
-@pass_ctx
-@handle_errors
-def cleanup(
-    c: Context, database: str, environment: str, keep: int | None, older_than: str, dry_run: bool
-) -> None:
-    """Remove orphaned data of interrupted backups, and old artifacts with --keep."""
-    report = ops.cleanup(
-        c.config,
-        database,
-        environment,
-        older_than=duration_arg(older_than, "--older-than"),
-        keep=keep,
-        dry_run=dry_run,
-    )
-    verb = "would remove" if dry_run else "removed"
-    for key in report.orphans:
-        click.echo(f"{verb} orphaned object {key}")
-    for ident in report.expired:
-        click.echo(f"{verb} artifact {ident}")
-    if report.incomplete_uploads:
-        click.echo(f"{verb} {report.incomplete_uploads} incomplete upload(s)")
-    click.echo(f"{len(report.orphans)} orphan(s), {len(report.expired)} expired artifact(s)")
-
-
-def duration_arg(value: str, option: str) -> timedelta:
-    """A duration given on the command line (``90m``, ``26h``, ``1d12h``), as the config reads them."""
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
+for _command in core.COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.command("exit-codes")
@@ -294,17 +105,6 @@ def exit_codes() -> None:
     """Print the documented exit codes."""
     for code, meaning in EXIT_CODES.items():
         click.echo(f"{code}\t{meaning}")
-
-
-@cli.command()
-@click.argument("directory", default="dataferry-quickstart", type=click.Path(path_type=Path))
-@pass_ctx
-@handle_errors
-def quickstart(c: Context, directory: Path) -> None:
-    """Create a sample chain on SQLite and local stores in DIRECTORY, and run it."""
-    from dataferry.quickstart import run_quickstart
-
-    run_quickstart(directory, reporter=c.reporter(), echo=click.echo)
 
 
 def run(argv: list[str] | None = None) -> int:
