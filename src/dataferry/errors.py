@@ -1,4 +1,4 @@
-"""One error root for everything dataferry reports to a user.
+"""One error root for everything dataferry reports to a user; every error class lives here.
 
 The tree, with the exit code each class carries (the codes are a stable, documented API)::
 
@@ -10,17 +10,29 @@ The tree, with the exit code each class carries (the codes are a stable, documen
     ├── LockBusy                    6  another run of the same job holds the lock
     ├── VerificationFailed          7  checksum, size or manifest mismatch; artifact refused
     ├── SanitisationFailed          8  a sanitisation script or check failed; nothing published
+    │   └── ChecksFailed            8  ... the rules ran but a check found something
     ├── Refused                     9  a safety rule refused the operation (protected environment)
-    └── StoreError                  1  a store could not be read or written
-        └── StoreUnavailable        1  ... and retrying may help (Transient)
+    ├── StoreError                  1  a store could not be read or written
+    │   └── StoreUnavailable        1  ... and retrying may help (Transient)
+    ├── EngineError                 1  a database tool or statement failed
+    ├── Interrupted                 1  a job run was stopped by SIGTERM or SIGINT
+    ├── RunTimedOut                 1  a job run took longer than its max_runtime
+    └── HookFailed                  1  a job's ``hook:`` command exited non-zero
 
 ``Transient`` is a marker mixin: only errors carrying it are retried.
 Anything raised that is not a ``FerryError`` is a bug and keeps its traceback.
+
+``EXIT_CODES`` (what ``dataferry exit-codes`` prints and the docs list) is built from the classes:
+each class that brings a new exit code says what it means in ``meaning``; a subclass that keeps its
+parent's code keeps its parent's meaning.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:  # for a type hint only: errors.py imports nothing of dataferry at run time
+    from dataferry.artifacts import Sanitisation
 
 
 class FerryError(Exception):
@@ -28,6 +40,7 @@ class FerryError(Exception):
 
     exit_code: ClassVar[int] = 1
     label: ClassVar[str] = "failed"
+    meaning: ClassVar[str] = "an operation failed (dump, restore, upload, swap, database or store error)"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -36,6 +49,13 @@ class FerryError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def report_lines(self) -> list[str]:
+        """What the operator sees on stderr: ``error: ...`` and, when there is one, ``hint: ...``."""
+        lines = [f"error: {self.message}"]
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return lines
 
 
 class Transient:
@@ -47,6 +67,7 @@ class ConfigError(FerryError):
 
     exit_code = 2
     label = "configuration error"
+    meaning = "bad configuration file or command-line arguments"
 
 
 class NotReady(FerryError):
@@ -54,6 +75,7 @@ class NotReady(FerryError):
 
     exit_code = 3
     label = "not ready"
+    meaning = "a tool, server or credential is missing or unusable"
 
 
 class NotFound(FerryError):
@@ -61,6 +83,7 @@ class NotFound(FerryError):
 
     exit_code = 4
     label = "not found"
+    meaning = "not found (artifact, object, database or job)"
 
 
 class Held(FerryError):
@@ -68,6 +91,7 @@ class Held(FerryError):
 
     exit_code = 5
     label = "held"
+    meaning = "held: the job or its environment is paused"
 
 
 class LockBusy(FerryError):
@@ -75,6 +99,7 @@ class LockBusy(FerryError):
 
     exit_code = 6
     label = "lock busy"
+    meaning = "lock busy: another run of the same job is in progress"
 
 
 class VerificationFailed(FerryError):
@@ -82,6 +107,7 @@ class VerificationFailed(FerryError):
 
     exit_code = 7
     label = "verification failed"
+    meaning = "verification failed: an artifact does not match its manifest"
 
 
 class SanitisationFailed(FerryError):
@@ -89,6 +115,15 @@ class SanitisationFailed(FerryError):
 
     exit_code = 8
     label = "sanitisation failed"
+    meaning = "sanitisation failed: a script or check failed, nothing was published"
+
+
+class ChecksFailed(SanitisationFailed):
+    """The rules ran but a check found something; ``report`` is the full (value-free) result."""
+
+    def __init__(self, message: str, *, report: Sanitisation, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report
 
 
 class Refused(FerryError):
@@ -96,6 +131,7 @@ class Refused(FerryError):
 
     exit_code = 9
     label = "refused"
+    meaning = "refused by a safety rule (for example a protected environment)"
 
 
 class StoreError(FerryError):
@@ -128,15 +164,42 @@ class EngineError(FerryError):
         self.stderr_tail = stderr_tail
 
 
-EXIT_CODES: dict[int, str] = {
-    0: "success",
-    1: "an operation failed (dump, restore, upload, swap, database or store error)",
-    2: "bad configuration file or command-line arguments",
-    3: "a tool, server or credential is missing or unusable",
-    4: "not found (artifact, object, database or job)",
-    5: "held: the job or its environment is paused",
-    6: "lock busy: another run of the same job is in progress",
-    7: "verification failed: an artifact does not match its manifest",
-    8: "sanitisation failed: a script or check failed, nothing was published",
-    9: "refused by a safety rule (for example a protected environment)",
-}
+class Interrupted(FerryError):
+    """The run was stopped by a signal (SIGTERM, SIGINT) before it finished."""
+
+    label = "interrupted"
+
+
+class RunTimedOut(FerryError):
+    """The run took longer than the job's ``max_runtime`` and was stopped."""
+
+    label = "timed out"
+
+
+class HookFailed(FerryError):
+    """A ``hook:`` command exited non-zero."""
+
+    label = "hook failed"
+
+
+def error_classes() -> list[type[FerryError]]:
+    """``FerryError`` and every subclass, parents before their children."""
+    found: list[type[FerryError]] = []
+    todo: list[type[FerryError]] = [FerryError]
+    while todo:
+        cls = todo.pop(0)
+        if cls not in found:
+            found.append(cls)
+            todo += cls.__subclasses__()
+    return found
+
+
+def _exit_codes() -> dict[int, str]:
+    """``{code: meaning}``, 0 first; a code's meaning is that of its most general class."""
+    codes: dict[int, str] = {}
+    for cls in error_classes():
+        codes.setdefault(cls.exit_code, cls.meaning)
+    return {0: "success"} | dict(sorted(codes.items()))
+
+
+EXIT_CODES: dict[int, str] = _exit_codes()

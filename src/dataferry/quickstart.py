@@ -30,6 +30,8 @@ from dataferry.jobs import state
 from dataferry.jobs.runner import run_job
 from dataferry.jobs.scheduler import run_pending_inline
 from dataferry.jobs.state import RunRecord
+from dataferry.jobs.status import collect_status
+from dataferry.jobs.status_text import render_lines
 from dataferry.ops import store_for
 from dataferry.progress import Reporter, human_bytes
 
@@ -165,8 +167,6 @@ def make_sample_database(path: Path, subscribers: int = 2000, seed: int = 7) -> 
 
 def run_quickstart(directory: Path, *, reporter: Reporter, echo: Callable[[str], None]) -> Config:
     """Create the sample chain in ``directory`` and run it; returns the loaded configuration."""
-    from dataferry.cli_jobs import _status_lines, collect_status  # the CLI imports this module
-
     config_path = directory / "dataferry.toml"
     if config_path.exists() and "quickstart" not in config_path.read_text(encoding="utf-8"):
         raise ConfigError(f"{config_path} exists and was not made by quickstart; choose another directory")
@@ -191,7 +191,7 @@ def run_quickstart(directory: Path, *, reporter: Reporter, echo: Callable[[str],
         _require_chain(cfg)
     echo("")
     echo("dataferry status:")
-    for line in _status_lines(collect_status(cfg)):
+    for line in render_lines(collect_status(cfg)):
         echo(f"  {line}")
     echo("")
     for line in personal_data_report(directory):

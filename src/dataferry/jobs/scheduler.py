@@ -1,6 +1,7 @@
 """``dataferry scheduler``: run due and triggered jobs, a few at a time, until stopped.
 
-Each run is a child process (``dataferry run JOB --trigger ...``), so a run can be stopped on its
+Each run is a child process (``python -m dataferry.jobs.child ... JOB``, which runs like
+``dataferry run JOB``), so a run can be stopped on its
 own (SIGTERM drops its shadow and releases its lock), its memory is its own, and a crash of one run
 does not take the others with it. The same job never runs twice at once: locally the scheduler
 starts at most one run per job, and across machines the job's lock decides; after taking the lock
@@ -29,8 +30,10 @@ from types import FrameType
 from dataferry.config import Config
 from dataferry.errors import FerryError, Held, LockBusy
 from dataferry.jobs import state, triggers
+from dataferry.jobs.child import argv_for
 from dataferry.jobs.runner import RunOptions, run_job
 from dataferry.jobs.state import StoreCache
+from dataferry.jobs.triggers import still_due as still_due  # importable here, as before
 from dataferry.progress import NullReporter, Reporter
 
 
@@ -65,15 +68,6 @@ def due_jobs(cfg: Config, stores: StoreCache, reporter: Reporter | None = None) 
                 yield Due(name, "schedule", fire.isoformat())
         except FerryError as exc:
             reporter.warn(f"scheduler: cannot tell whether job {name} is due: {exc.message}")
-
-
-def still_due(cfg: Config, name: str, trigger: str, detail: str | None, stores: StoreCache) -> bool:
-    """Asked by a run after it took the lock: is its trigger still unhandled?"""
-    if trigger == "after":
-        return triggers.pending_after(cfg, name, stores) == detail
-    if trigger == "schedule":
-        return triggers.due_fire(cfg, name, stores) is not None
-    return True
 
 
 @dataclass
@@ -151,11 +145,8 @@ class Scheduler:
         return code == LockBusy.exit_code
 
     def _start(self, due: Due) -> None:
-        argv = [sys.executable, "-m", "dataferry", "--config", str(self.config_path)]
-        if self.json_logs:
-            argv.append("--json-logs")
-        argv += ["run", due.job, "--trigger", due.trigger, "--trigger-detail", due.detail]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        argv = argv_for(str(self.config_path), due.job, due.trigger, due.detail, json_logs=self.json_logs)
+        proc = subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL)
         job = self.cfg.jobs[due.job]
         self._children[due.job] = _Child(due, proc, time.monotonic(), job.max_runtime_delta())
         self.reporter.info(

@@ -96,3 +96,12 @@ def due_fire(
         if record.status != "interrupted":
             return None
     return fire
+
+
+def still_due(cfg: Config, name: str, trigger: str, detail: str | None, stores: StoreCache) -> bool:
+    """Asked by a run after it took the lock: is its trigger still unhandled?"""
+    if trigger == "after":
+        return pending_after(cfg, name, stores) == detail
+    if trigger == "schedule":
+        return due_fire(cfg, name, stores) is not None
+    return True

@@ -14,6 +14,7 @@ from typing import Any
 from dataferry.artifacts import Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import Engine, RunsSql, Shadow
+from dataferry.errors import ChecksFailed as ChecksFailed  # defined in errors.py; importable here too
 from dataferry.errors import EngineError, NotReady, SanitisationFailed
 from dataferry.progress import Reporter
 from dataferry.sanitise import checks, rules
@@ -21,14 +22,6 @@ from dataferry.sanitise.dialects import Dialect, dialect_for
 from dataferry.sanitise.profile import Profile
 from dataferry.sanitise.schema import Schema, coverage, from_rows, require_coverage
 from dataferry.sanitise.scrub import scrub
-
-
-class ChecksFailed(SanitisationFailed):
-    """The rules ran but a check found something; ``report`` is the full (value-free) result."""
-
-    def __init__(self, message: str, *, report: Sanitisation, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.report = report
 
 
 @dataclass

@@ -13,11 +13,9 @@ from dataclasses import asdict
 
 import click
 
-from dataferry.cli import Context, handle_errors
+from dataferry.cli._common import Context, pass_ctx
 from dataferry.errors import ConfigError, SanitisationFailed
 from dataferry.sanitise import DryRun, check_live, plan_live
-
-pass_ctx = click.make_pass_decorator(Context)  # the same as dataferry.cli's
 
 
 @click.command("sanitise")
@@ -27,7 +25,6 @@ pass_ctx = click.make_pass_decorator(Context)  # the same as dataferry.cli's
 @click.option("--check", "check_only", is_flag=True, help="Run only the checks; exit 8 if any fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
-@handle_errors
 def sanitise(
     c: Context, database: str, environment: str, dry_run: bool, check_only: bool, as_json: bool
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from dataferry.cli import Context, handle_errors
+from dataferry.cli._common import Context
 from dataferry.compat import importer, jobfile, legacy
 from dataferry.errors import ConfigError
 from dataferry.progress import Reporter, default_reporter
@@ -43,7 +43,6 @@ def _reporter() -> Reporter:
     add_help_option=False,
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@handle_errors
 def legacy_cmd(args: tuple[str, ...]) -> None:
     """Run a GOV.UK govuk_env_sync job file unchanged: -f FILE.cfg [-a -D -S -T -d -H -u -p -s -F -t -e].
 
@@ -74,7 +73,6 @@ def legacy_cmd(args: tuple[str, ...]) -> None:
     "-o", "--output", type=click.Path(path_type=Path), help="Write the config here (default: stdout)."
 )
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
-@handle_errors
 def import_cmd(source: Path, environment: str | None, output: Path | None, force: bool) -> None:
     """Turn a directory of GOV.UK .cfg job files, or db-backup Helm values, into a dataferry config.
 

@@ -1,0 +1,111 @@
+"""Holds: a pause with a reason and an optional expiry, on a job, an environment or everything.
+
+``_dataferry/holds/job/<job>.json``, ``_dataferry/holds/env/<environment>.json`` and
+``_dataferry/holds/all.json`` (see ``global_hold_environments`` for where that one is kept).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import ValidationError
+
+from dataferry.config import Config
+from dataferry.errors import NotFound
+from dataferry.jobs.common import PREFIX, StateModel, StoreCache, now_utc
+from dataferry.stores import Store, put_bytes, read_bytes
+
+HoldScope = Literal["job", "environment", "all"]
+
+
+class Hold(StateModel):
+    """A pause with a reason and an optional expiry, on a job, an environment or everything."""
+
+    scope: HoldScope
+    target: str
+    reason: str
+    created_at: datetime
+    created_by: str
+    until: datetime | None = None
+
+    def active(self, now: datetime | None = None) -> bool:
+        """True until ``until`` (forever without one)."""
+        return self.until is None or (now or now_utc()) < self.until
+
+    def describe(self) -> str:
+        """``environment staging held by ann@host since ...: pen test (until ...)``."""
+        what = {"job": f"job {self.target}", "environment": f"environment {self.target}", "all": "everything"}
+        until = f" until {self.until.isoformat()}" if self.until else " until resumed"
+        return (
+            f"{what[self.scope]} is held by {self.created_by} since "
+            f"{self.created_at.strftime('%Y-%m-%dT%H:%M:%SZ')}{until}: {self.reason}"
+        )
+
+
+def hold_key(scope: HoldScope, target: str) -> str:
+    """Key of a hold."""
+    if scope == "all":
+        return f"{PREFIX}holds/all.json"
+    folder = "job" if scope == "job" else "env"
+    return f"{PREFIX}holds/{folder}/{target}.json"
+
+
+def read_hold(store: Store, scope: HoldScope, target: str) -> Hold | None:
+    """The hold on ``target``, active or not; None if there is none."""
+    key = hold_key(scope, target)
+    try:
+        raw = read_bytes(store, key)
+    except NotFound:
+        return None
+    try:
+        return Hold.model_validate(json.loads(raw))
+    except (ValueError, ValidationError):
+        # A damaged hold still means someone wanted a pause: fail safe, treat it as held.
+        return Hold(
+            scope=scope,
+            target=target,
+            reason=f"the hold object {key} is unreadable; resume to remove it",
+            created_at=now_utc(),
+            created_by="unknown",
+        )
+
+
+def write_hold(store: Store, hold: Hold) -> None:
+    """Write a hold (replacing any older hold on the same target)."""
+    put_bytes(store, hold_key(hold.scope, hold.target), hold.model_dump_json(indent=2).encode())
+
+
+def delete_hold(store: Store, scope: HoldScope, target: str) -> bool:
+    """Remove a hold; True if there was one."""
+    existed = read_hold(store, scope, target) is not None
+    store.delete(hold_key(scope, target))
+    return existed
+
+
+def global_hold_environments(cfg: Config) -> list[str]:
+    """Where ``pause --all`` writes its hold: the store of ``settings.state_environment`` when set
+    (one store every machine can read), else every environment's store, so that each job finds
+    every hold that concerns it in its own environment's store and never needs to read another
+    environment's bucket (an integration machine may not be allowed to read production's)."""
+    if cfg.settings.state_environment:
+        return [cfg.settings.state_environment]
+    return sorted(cfg.environments)
+
+
+def global_hold_environment_for(cfg: Config, environment: str) -> str:
+    """The store a job of ``environment`` reads the hold on everything from."""
+    return cfg.settings.state_environment or environment
+
+
+def active_holds(cfg: Config, job_name: str, stores: StoreCache, now: datetime | None = None) -> list[Hold]:
+    """Every active hold that stops ``job_name``: on the job, on its environment, on everything."""
+    job = cfg.job(job_name)
+    env_store = stores.get(job.environment)
+    found = [
+        read_hold(env_store, "job", job_name),
+        read_hold(env_store, "environment", job.environment),
+        read_hold(stores.get(global_hold_environment_for(cfg, job.environment)), "all", "*"),
+    ]
+    return [h for h in found if h is not None and h.active(now)]

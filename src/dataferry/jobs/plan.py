@@ -1,0 +1,106 @@
+"""A job's dry run (``plan_job``): every check a run makes before it changes anything, and what each
+step would do; and ``check_from_step``, shared with the runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+
+from dataferry import artifacts, ops, sanitise
+from dataferry.config import Config, JobConfig
+from dataferry.errors import ConfigError
+from dataferry.jobs.common import StoreCache
+from dataferry.jobs.holds import Hold, active_holds
+from dataferry.jobs.locks import lock_ttl, read_lock
+
+
+def check_from_step(job_name: str, job: JobConfig, from_step: int) -> None:
+    """``--from-step`` must name a step, and not a ``sanitise`` (it belongs to its restore)."""
+    if not 1 <= from_step <= len(job.steps):
+        raise ConfigError(
+            f"job {job_name} has {len(job.steps)} step(s); --from-step {from_step} is out of range",
+            hint="steps are numbered from 1, as 'dataferry history' shows them",
+        )
+    if job.steps[from_step - 1] == "sanitise":
+        raise ConfigError(
+            f"step {from_step} of job {job_name} is 'sanitise', which runs inside the restore before it",
+            hint=f"use --from-step {from_step - 1} to restore and sanitise again",
+        )
+
+
+@dataclass
+class JobPlan:
+    """What a run would do, as lines for the operator, and the holds that would stop it."""
+
+    lines: list[str]
+    holds: list[Hold]
+
+
+def plan_job(cfg: Config, job_name: str, from_step: int = 1, stores: StoreCache | None = None) -> JobPlan:
+    """Every check a run makes before it changes anything, and what it would do; touches nothing."""
+    stores = stores or StoreCache(cfg)
+    job = cfg.job(job_name)
+    check_from_step(job_name, job, from_step)
+    lines = [
+        f"job {job_name}: {job.database} in {job.environment}, steps from {from_step} of {len(job.steps)}"
+    ]
+    holds = active_holds(cfg, job_name, stores)
+    lines += [f"  HELD: {h.describe()} (a run would be skipped, exit 5)" for h in holds]
+    lock = read_lock(stores.for_job(job_name), job_name, lock_ttl(cfg))
+    if lock is not None and not lock.expired():
+        lines.append(f"  LOCKED: {lock.describe()} (a run would exit 6)")
+    sanitised = False
+    for index, step in enumerate(job.steps, 1):
+        if index < from_step:
+            lines.append(f"  {index}. {step}: skipped (before --from-step)")
+            continue
+        kind = step.split(":", 1)[0]
+        lines.append(f"  {index}. {step}: " + _plan_step(cfg, job, kind, step, sanitised))
+        sanitised = sanitised or kind == "sanitise"
+    return JobPlan(lines=lines, holds=holds)
+
+
+def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: bool) -> str:
+    if kind == "restore":
+        source = step.split(":", 1)[1]
+        req = ops.RestoreRequest(
+            database=job.database, environment=job.environment, source=source, max_age=job.max_age_delta()
+        )
+        following = job.steps[job.steps.index(step) + 1 :][:1]
+        req = dataclasses.replace(req, sanitise=following == ["sanitise"])
+        plan = ops.plan_restore(cfg, req)
+        manifest = plan.manifest
+        age = artifacts.utcnow() - manifest.finished_at
+        target = cfg.database(job.database).environments.get(job.environment)
+        forced = ""
+        if plan.sanitiser is not None and not req.sanitise:
+            forced = f"; not sanitised, so sanitised on the shadow ({job.environment} requires it)"
+        return (
+            f"would restore {manifest.id} ({manifest.size} bytes, finished {age.total_seconds() / 3600:.1f}h ago"
+            f"{', sanitised' if manifest.sanitised else ''}) from {plan.store_url} into {target.url if target else '?'} "
+            f"through a shadow and an atomic swap{forced}"
+        )
+    if kind == "sanitise":
+        profile = sanitise.profile_for(cfg, job.database)
+        if profile is None:
+            raise ConfigError(
+                f"job has a sanitise step but database {job.database} has no sanitisation profile",
+                hint=f"set sanitise = 'path/to/profile.toml' in [databases.{job.database}]",
+            )
+        return f"would sanitise the shadow before the swap with profile {_profile_name(profile)}, then run its checks"
+    if kind == "backup":
+        store = ops.store_for(cfg, job.environment)
+        mark = "marked sanitised" if sanitised else "not sanitised"
+        return f"would back up {job.database} ({job.environment}) to {store.url} ({mark})"
+    if kind == "verify":
+        return "would re-read the artifact this run publishes (else the newest) and check its sha256"
+    return f"would run {shlex.split(step.split(':', 1)[1])!r} (no shell) after the steps before it"
+
+
+def _profile_name(profile: object) -> str:
+    for attr in ("name", "path"):
+        value = getattr(profile, attr, None)
+        if value:
+            return str(value)
+    return repr(profile)

@@ -1,0 +1,218 @@
+"""The steps of a job (``restore:<env>`` with a following ``sanitise`` on its shadow, ``backup``,
+``verify``, ``hook:``), each calling ``ops``, and ``run_step``: one step with its retries and records."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+
+from dataferry import ops
+from dataferry.artifacts import Manifest, Sanitisation
+from dataferry.engines import Engine, Shadow
+from dataferry.errors import FerryError, SanitisationFailed, Transient
+from dataferry.jobs.common import now_utc
+from dataferry.jobs.context import RunContext
+from dataferry.jobs.hooks import run_hook
+from dataferry.jobs.runs import ErrorInfo, StepRecord
+from dataferry.jobs.stop import StopGuard
+from dataferry.metrics import step_labels
+
+
+def run_step(ctx: RunContext, step: StepRecord) -> None:
+    """One step, with retries for transient failures; the record is written at start and end."""
+    labels = step_labels(ctx.cfg, ctx.name, step.index)
+    stem = f"{ctx.name}-{step.index}"
+    step.status = "running"
+    step.started_at = now_utc()
+    ctx.save()
+    ctx.metrics.step(labels, stem, "started", started_at=step.started_at)
+    ctx.reporter.info(f"job {ctx.name}: step {step.index} {step.step}")
+    delay = ctx.job.retry_delay_delta().total_seconds()
+    try:
+        while True:
+            step.attempts += 1
+            try:
+                with ctx.guard.armed():
+                    STEPS[step.kind](ctx, step)
+                break
+            except FerryError as exc:
+                if not isinstance(exc, Transient) or step.attempts > ctx.job.retries:
+                    raise
+                ctx.reporter.warn(
+                    f"job {ctx.name}: step {step.index} failed transiently ({exc.message}); "
+                    f"retry {step.attempts} of {ctx.job.retries} in {delay:.1f}s"
+                )
+                _sleep(ctx.guard, delay)
+                delay *= 2
+    except BaseException as exc:
+        step.status = "failed"
+        step.finished_at = now_utc()
+        step.error = ErrorInfo.from_exception(exc)
+        ctx.metrics.step(labels, stem, "failed", started_at=step.started_at, finished_at=step.finished_at)
+        raise
+    step.status = "succeeded"
+    step.finished_at = now_utc()
+    ctx.save()
+    ctx.metrics.step(
+        labels, stem, "succeeded", started_at=step.started_at, finished_at=step.finished_at, size=step.bytes
+    )
+
+
+def _sleep(guard: StopGuard, seconds: float) -> None:
+    """Wait between retries; a stop request ends the wait (and the run)."""
+    with guard.armed():
+        guard.stop.wait(seconds)
+    guard.check()
+
+
+def _restore(ctx: RunContext, step: StepRecord) -> None:
+    source = step.step.split(":", 1)[1]
+    job = ctx.job
+    following = ctx.record.steps[step.index] if step.index < len(ctx.record.steps) else None
+    sanitise_step = following if following is not None and following.step == "sanitise" else None
+    req = ops.RestoreRequest(
+        database=job.database,
+        environment=job.environment,
+        source=source,
+        artifact=_pinned_for(ctx, source),
+        max_age=job.max_age_delta(),
+        sanitise=sanitise_step is not None,
+    )
+    # ops decides whether the shadow is sanitised (a 'sanitise' step, or a target that requires
+    # sanitised data and an artifact that is not); the run only records that step.
+    plan = ops.plan_restore(ctx.cfg, req, ctx.reporter)
+    if plan.sanitiser is not None:
+        plan = dataclasses.replace(plan, sanitiser=_recorded(ctx, sanitise_step, plan.sanitiser))
+
+    def before_swap(engine: Engine, shadow: Shadow) -> None:
+        ctx.guard.check()  # the last moment a stop can still leave the live database untouched
+        ctx.guard.enter_critical()  # from here to the end of the swap a stop waits
+
+    try:
+        result = ops.restore(plan, reporter=ctx.reporter, before_swap=before_swap)
+    finally:
+        ctx.guard.leave_critical()
+    manifest = result.manifest
+    step.artifact = manifest.id
+    step.bytes = manifest.size
+    step.detail = f"from {source}, {sum(result.row_counts.values())} rows checked"
+    if plan.sanitiser is not None and sanitise_step is None:
+        step.detail += f"; sanitised on the shadow because {job.environment} requires sanitised data"
+    ctx.record.restored_artifact = manifest.id
+    ctx.restored = result
+    ctx.data_as_of = _data_as_of(manifest)
+    ctx.record.data_as_of = ctx.data_as_of
+    ctx.sanitisation = result.sanitisation
+
+
+def _recorded(ctx: RunContext, step: StepRecord | None, sanitiser: ops.BeforeSwap) -> ops.BeforeSwap:
+    """The plan's sanitisation step, recorded as the job's ``sanitise`` step when it has one."""
+
+    def run(engine: Engine, shadow: Shadow) -> Sanitisation:
+        return _sanitise_shadow(ctx, step, sanitiser, engine, shadow)
+
+    return run
+
+
+def _pinned_for(ctx: RunContext, source: str) -> str | None:
+    """An ``after`` run restores exactly the upstream artifact that triggered it, when it is the
+    same database from the upstream job's environment; otherwise the newest verified artifact."""
+    if ctx.pinned is None or ctx.job.after is None:
+        return None
+    upstream = ctx.cfg.job(ctx.job.after)
+    if upstream.environment == source and upstream.database == ctx.job.database:
+        return ctx.pinned
+    return None
+
+
+def _data_as_of(manifest: Manifest) -> datetime:
+    """When the data in an artifact was taken from its origin: carried through re-backups."""
+    origin = manifest.extra.get("data_as_of") if isinstance(manifest.extra, dict) else None
+    if isinstance(origin, str):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(origin)
+    return manifest.created_at
+
+
+def _sanitise_shadow(
+    ctx: RunContext, step: StepRecord | None, hook: ops.BeforeSwap, engine: Engine, shadow: Shadow
+) -> Sanitisation:
+    """Sanitise the shadow inside the restore, before the swap; recorded as the ``sanitise`` step."""
+    if step is None:
+        return _passed(hook(engine, shadow), ctx.job.database)
+    labels = step_labels(ctx.cfg, ctx.name, step.index)
+    stem = f"{ctx.name}-{step.index}"
+    step.status = "running"
+    step.started_at = now_utc()
+    step.attempts += 1
+    ctx.metrics.step(labels, stem, "started", started_at=step.started_at)
+    try:
+        result = _passed(hook(engine, shadow), ctx.job.database)
+    except BaseException as exc:
+        step.status = "failed"
+        step.finished_at = now_utc()
+        step.error = ErrorInfo.from_exception(exc)
+        ctx.metrics.step(labels, stem, "failed", started_at=step.started_at, finished_at=step.finished_at)
+        raise
+    step.status = "succeeded"
+    step.finished_at = now_utc()
+    step.detail = (
+        f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
+    )
+    ctx.ran_sanitise = True
+    ctx.metrics.step(labels, stem, "succeeded", started_at=step.started_at, finished_at=step.finished_at)
+    return result
+
+
+def _passed(result: Sanitisation | None, database: str) -> Sanitisation:
+    """A sanitisation hook must return a passing result; anything else never reaches the swap."""
+    if result is None or not result.passed:
+        raise SanitisationFailed(
+            f"sanitisation of {database} did not pass", hint="nothing was swapped in or published"
+        )
+    return result
+
+
+def _backup(ctx: RunContext, step: StepRecord) -> None:
+    job = ctx.job
+    # A run that sanitised earlier but not now (--from-step skipped the restore) has its live data
+    # checked read-only instead of trusted; ops does the same wherever the target requires it.
+    sanitise_before = any(s.step == "sanitise" for s in ctx.record.steps[: step.index - 1])
+    extra: dict[str, object] = {"job": ctx.name, "run_id": ctx.record.run_id}
+    if ctx.data_as_of is not None:
+        extra["data_as_of"] = ctx.data_as_of.isoformat()
+    result = ops.backup(
+        ctx.cfg,
+        job.database,
+        job.environment,
+        after=ctx.restored,
+        check_sanitised=sanitise_before,
+        reporter=ctx.reporter,
+        extra=extra,
+    )
+    manifest = result.manifest
+    step.artifact = manifest.id
+    step.bytes = manifest.size
+    checked = manifest.sanitisation is not None and (manifest.sanitisation.model_extra or {}).get("mode")
+    step.detail = ("sanitised" if manifest.sanitised else "not sanitised") + (
+        ", live data checked" if checked == "checked live" else ""
+    )
+    ctx.record.published_artifact = manifest.id
+    ctx.published = manifest
+
+
+def _verify(ctx: RunContext, step: StepRecord) -> None:
+    ident = ctx.published.id if ctx.published else None
+    manifest = ops.verify(ctx.cfg, ctx.job.database, ctx.job.environment, ident)
+    step.artifact = manifest.id
+    step.bytes = manifest.size
+
+
+STEPS: dict[str, Callable[[RunContext, StepRecord], None]] = {
+    "restore": _restore,
+    "backup": _backup,
+    "verify": _verify,
+    "hook": run_hook,
+}
