@@ -132,7 +132,7 @@ class RunsSql(Protocol):
 
 
 _REGISTRY: dict[str, str] = {
-    "postgresql": "dataferry.engines.postgresql:PostgresEngine",
+    "postgresql": "dataferry.engines.postgresql.engine:PostgresEngine",
     "mysql": "dataferry.engines.mysql:MySQLEngine",
     "sqlite": "dataferry.engines.sqlite:SQLiteEngine",
 }
