@@ -133,7 +133,7 @@ class RunsSql(Protocol):
 
 _REGISTRY: dict[str, str] = {
     "postgresql": "dataferry.engines.postgresql.engine:PostgresEngine",
-    "mysql": "dataferry.engines.mysql:MySQLEngine",
+    "mysql": "dataferry.engines.mysql.engine:MySQLEngine",
     "sqlite": "dataferry.engines.sqlite:SQLiteEngine",
 }
 
