@@ -10,7 +10,16 @@ from collections.abc import Iterator, Sequence
 from typing import BinaryIO, cast
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import DEFAULT_DUMP, Dump, DumpOptions, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import (
+    DEFAULT_DUMP,
+    DbTarget,
+    Dump,
+    DumpOptions,
+    RestoreOptions,
+    Shadow,
+    ToolCheck,
+    split_target,
+)
 from dataferry.engines.mysql import swap as swapping
 from dataferry.engines.mysql.backup import HeaderCountingReader, dump_argv, keeps_structure
 from dataferry.engines.mysql.conn import (
@@ -38,6 +47,7 @@ from dataferry.engines.mysql.schemas import (
     OLD_SUFFIX,
     ROW_TABLES,
     SHADOW_SUFFIX,
+    MySqlShadowState,
     create_marked,
     derived_name,
     drop_leftover,
@@ -146,8 +156,9 @@ class MySQLEngine:
             finally:
                 proc.close()
 
-    def row_counts(self, db: DatabaseRef, shadow: Shadow | None = None) -> dict[str, int]:
-        """Exact ``COUNT(*)`` of every table (views and sequences are not counted)."""
+    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+        """Exact ``COUNT(*)`` of every table of ``target`` (views and sequences are not counted)."""
+        db, shadow = split_target(target, shadow)
         database = shadow.name if shadow else MySqlTarget.from_ref(db).database
         with connection(db) as conn:
             return {
@@ -168,10 +179,11 @@ class MySQLEngine:
         if header is None:  # a dump not made by dataferry: load it all the same
             header = DumpHeader()
             segs = itertools.chain([first] if first else [], segs)
+        state = MySqlShadowState(mark=f"shadow of {target.database} (restore {secrets.token_hex(6)})")
         shadow = Shadow(
             ref=db,
             name=derived_name(target.database, SHADOW_SUFFIX),
-            details={"mark": f"shadow of {target.database} (restore {secrets.token_hex(6)})"},
+            state=state,
             lock=MySqlRestoreLock(db, target.database),  # before anything is dropped or created
         )
         try:
@@ -183,34 +195,32 @@ class MySQLEngine:
         except BaseException:
             shadow.release()
             raise
-        shadow.details.update(
-            old=derived_name(target.database, OLD_SUFFIX),
-            charset=header.charset or info.charset or "",
-            collation=header.collation or info.collation or "",
-        )
+        state.old = derived_name(target.database, OLD_SUFFIX)
+        state.charset = header.charset or info.charset or ""
+        state.collation = header.collation or info.collation or ""
         try:
             with option_file(db) as opts:
                 client = Client(tool, opts, shadow.name)
                 if options.jobs <= 1:
-                    self._create_shadow(db, shadow, info)
+                    self._create_shadow(db, shadow.name, state, info)
                     stream_load(client, segs, objects)
                 else:
                     with spool_dir(options.spool_dir) as directory:
                         plan = spool(segs, objects, directory, self.chunk_bytes, load_data=local_infile)
                         _require_complete(scanner)  # checked before the server is touched
-                        self._create_shadow(db, shadow, info)
+                        self._create_shadow(db, shadow.name, state, info)
                         load_spooled(client, plan, objects, options.jobs)
             _require_complete(scanner)
         except BaseException:
             with contextlib.suppress(FerryError):  # keep the first failure
                 self.drop_shadow(shadow)
             raise
-        shadow.details["objects"] = objects.to_json()
+        state.objects = objects
         return shadow
 
-    def _create_shadow(self, db: DatabaseRef, shadow: Shadow, info: ServerInfo) -> None:
+    def _create_shadow(self, db: DatabaseRef, name: str, state: MySqlShadowState, info: ServerInfo) -> None:
         with connection(db) as conn:
-            create_marked(conn, shadow.name, info, shadow.details, shadow.details["mark"])
+            create_marked(conn, name, info, state.mark, state.charset, state.collation)
 
     def swap(self, shadow: Shadow) -> None:
         """One ``RENAME TABLE`` moves live tables out and shadow tables in; then the schema objects
@@ -232,9 +242,10 @@ class MySQLEngine:
 
     # -- SQL for sanitisation ---------------------------------------------------------------
 
-    def run_sql(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> None:
-        """Run a script in one transaction (DDL commits implicitly, as MySQL always does); the
-        first failing statement stops it, rolls back and raises ``EngineError``."""
+    def run_sql(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> None:
+        """Run a script on ``target`` in one transaction (DDL commits implicitly, as MySQL always
+        does); the first failing statement stops it, rolls back and raises ``EngineError``."""
+        db, shadow = split_target(target, shadow)
         database = shadow.name if shadow else MySqlTarget.from_ref(db).database
         if not sql.strip():
             return
@@ -251,8 +262,9 @@ class MySQLEngine:
                     conn.rollback()
                 raise EngineError(f"SQL failed on {database}: {error_text(exc)}") from None
 
-    def query(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
-        """Run one query on the live database (or ``shadow``) and return its rows."""
+    def query(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+        """Run one query on ``target`` (a live database or a shadow) and return its rows."""
+        db, shadow = split_target(target, shadow)
         database = shadow.name if shadow else MySqlTarget.from_ref(db).database
         with connection(db, database) as conn:
             try:

@@ -109,7 +109,7 @@ class SchemaObjects:
         return bytes(out)
 
     def to_json(self) -> str:
-        """Serialised for ``Shadow.details``."""
+        """Serialised as JSON text (kept for tools and tests that store the objects aside)."""
         data: dict[str, Any] = {
             k: _text(getattr(self, k)) for k in ("preamble", "postamble", "triggers", "routines", "events")
         }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from dataferry.engines import Shadow
 from dataferry.engines.mysql.conn import ServerInfo, execute, quote_ident, rows, server_info, version_tuple
+from dataferry.engines.mysql.objects import SchemaObjects
 from dataferry.errors import EngineError, Refused
 
 SHADOW_SUFFIX = "_dfshadow"
@@ -16,18 +18,38 @@ MARK = "dataferry"
 ROW_TABLES = ("BASE TABLE", "SYSTEM VERSIONED")
 
 
+@dataclass
+class MySqlShadowState:
+    """What a MySQL shadow remembers (its ``Shadow.state``), for ``swap`` and ``drop_shadow``."""
+
+    #: this restore's mark (the shadow database's comment on MariaDB 10.5+)
+    mark: str
+    #: where the live tables go during the swap (``<db>_dfold``)
+    old: str = ""
+    #: the artifact's default character set and collation, given to the live database
+    charset: str = ""
+    collation: str = ""
+    #: the dump's triggers, views, routines and events; set once the load completed
+    objects: SchemaObjects | None = None
+
+
+def shadow_state(shadow: Shadow) -> MySqlShadowState | None:
+    """The shadow's state if this engine made it (None for a shadow it did not)."""
+    return shadow.state if isinstance(shadow.state, MySqlShadowState) else None
+
+
 def q(*names: str) -> str:
     """Quoted, dotted identifiers: ``q("db", "t")`` is ```db`.`t```."""
     return ".".join(quote_ident(n) for n in names)
 
 
-def charset_clause(details: dict[str, str]) -> str:
+def charset_clause(charset: str | None, collation: str | None) -> str:
     """`` CHARACTER SET x COLLATE y`` for what is known of them (empty when nothing is)."""
     clause = ""
-    if details.get("charset"):
-        clause += f" CHARACTER SET {details['charset']}"
-    if details.get("collation"):
-        clause += f" COLLATE {details['collation']}"
+    if charset:
+        clause += f" CHARACTER SET {charset}"
+    if collation:
+        clause += f" COLLATE {collation}"
     return clause
 
 
@@ -78,7 +100,10 @@ def marked_as(conn: Any, shadow: Shadow) -> bool:
     server keeps no comments, the name is all there is)."""
     if not has_comments(server_info(conn, shadow.name)):
         return True
-    return _schema_comment(conn, shadow.name) == f"{MARK} {shadow.details.get('mark', '')}"
+    return (
+        _schema_comment(conn, shadow.name)
+        == f"{MARK} {state.mark if (state := shadow_state(shadow)) else ''}"
+    )
 
 
 def require_own_shadow(conn: Any, shadow: Shadow) -> None:
@@ -90,9 +115,17 @@ def require_own_shadow(conn: Any, shadow: Shadow) -> None:
         )
 
 
-def create_marked(conn: Any, name: str, info: ServerInfo, details: dict[str, str], what: str) -> None:
+def create_marked(
+    conn: Any,
+    name: str,
+    info: ServerInfo,
+    what: str,
+    charset: str | None = None,
+    collation: str | None = None,
+) -> None:
+    """``CREATE DATABASE name`` with the given defaults, its comment marking it as dataferry's."""
     comment = f" COMMENT {conn.escape(f'{MARK} {what}')}" if has_comments(info) else ""
-    execute(conn, f"CREATE DATABASE {q(name)}{charset_clause(details)}{comment}")
+    execute(conn, f"CREATE DATABASE {q(name)}{charset_clause(charset, collation)}{comment}")
 
 
 def leftover_databases(conn: Any, database: str) -> list[str]:
@@ -101,9 +134,9 @@ def leftover_databases(conn: Any, database: str) -> list[str]:
     return [n for n in names if server_info(conn, n).charset is not None]
 
 
-def set_defaults(conn: Any, live: str, details: dict[str, str], info: ServerInfo) -> None:
+def set_defaults(conn: Any, live: str, state: MySqlShadowState, info: ServerInfo) -> None:
     """Give the live database the artifact's default character set and collation (routines and
     triggers take the database's collation when they are created, so this comes first)."""
-    wanted = (details.get("charset"), details.get("collation"))
+    wanted = (state.charset, state.collation)
     if wanted[0] and wanted != (info.charset, info.collation):
-        execute(conn, f"ALTER DATABASE {q(live)}{charset_clause(details)}")
+        execute(conn, f"ALTER DATABASE {q(live)}{charset_clause(state.charset, state.collation)}")

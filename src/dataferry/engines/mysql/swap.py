@@ -25,12 +25,14 @@ from dataferry.engines.mysql.conn import (
 from dataferry.engines.mysql.load import Client
 from dataferry.engines.mysql.objects import SchemaObjects
 from dataferry.engines.mysql.schemas import (
+    MySqlShadowState,
     charset_clause,
     create_marked,
     drop_leftover,
     q,
     require_own_shadow,
     set_defaults,
+    shadow_state,
 )
 from dataferry.errors import EngineError, FerryError
 from dataferry.streams import ProcessReader
@@ -41,20 +43,20 @@ def swap(shadow: Shadow, lock_timeout: int) -> None:
     are re-created in the live schema and the old tables dropped."""
     db = shadow.ref
     live = MySqlTarget.from_ref(db).database
-    old = shadow.details.get("old", "")
+    state = shadow_state(shadow)
     with connection(db) as conn, option_file(db) as opts:
-        if "objects" not in shadow.details or server_info(conn, shadow.name).charset is None:
+        if state is None or state.objects is None or server_info(conn, shadow.name).charset is None:
             raise EngineError(f"the shadow database {shadow.name} is gone; nothing was swapped")
         require_own_shadow(conn, shadow)
-        objects = SchemaObjects.from_json(shadow.details["objects"])
+        old, objects = state.old, state.objects
         info = server_info(conn, live)
         tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
         execute(conn, f"SET SESSION lock_wait_timeout = {int(lock_timeout)}")
-        created_live = prepare(conn, shadow, info)
-        kept_views = move_tables(conn, opts, tool, shadow, created_live)
+        created_live = prepare(conn, live, state, info)
+        kept_views = move_tables(conn, opts, tool, shadow.name, live, old, created_live)
         try:
             if not created_live:
-                set_defaults(conn, live, shadow.details, info)
+                set_defaults(conn, live, state, info)
             recreate_objects(conn, Client(tool, opts, live), objects, kept_views)
         except FerryError as exc:
             raise EngineError(
@@ -68,16 +70,15 @@ def swap(shadow: Shadow, lock_timeout: int) -> None:
     shadow.release()
 
 
-def prepare(conn: Any, shadow: Shadow, info: ServerInfo) -> bool:
+def prepare(conn: Any, live: str, state: MySqlShadowState, info: ServerInfo) -> bool:
     """Create the old schema (and the live database on a first restore); True if live was created."""
-    live = MySqlTarget.from_ref(shadow.ref).database
-    old = shadow.details["old"]
+    old = state.old
     drop_leftover(conn, old, info)
     created_live = info.charset is None
     if created_live:
-        execute(conn, f"CREATE DATABASE {q(live)}{charset_clause(shadow.details)}")
+        execute(conn, f"CREATE DATABASE {q(live)}{charset_clause(state.charset, state.collation)}")
     try:
-        create_marked(conn, old, info, {}, f"old copy of {live}")
+        create_marked(conn, old, info, f"old copy of {live}")
     except FerryError:
         if created_live:
             execute(conn, f"DROP DATABASE IF EXISTS {q(live)}")
@@ -85,17 +86,17 @@ def prepare(conn: Any, shadow: Shadow, info: ServerInfo) -> bool:
     return created_live
 
 
-def move_tables(conn: Any, opts: OptionFile, tool: Tool, shadow: Shadow, created_live: bool) -> set[str]:
+def move_tables(
+    conn: Any, opts: OptionFile, tool: Tool, shadow: str, live: str, old: str, created_live: bool
+) -> set[str]:
     """The atomic step. Returns the live views that stay (the others were renamed away).
 
     Before it, triggers are dropped (they cannot move across schemas); if the rename fails,
     the live triggers are put back from a dump taken just before, and nothing else changed.
     """
-    live = MySqlTarget.from_ref(shadow.ref).database
-    old = shadow.details["old"]
     saved = b""
     try:
-        live_tables, shadow_tables = tables(conn, live), tables(conn, shadow.name)
+        live_tables, shadow_tables = tables(conn, live), tables(conn, shadow)
         live_views = set(tables(conn, live, ("VIEW",)))
         # A live view named like an incoming table moves aside in the same statement.
         clashing = sorted(live_views & set(shadow_tables))
@@ -103,8 +104,8 @@ def move_tables(conn: Any, opts: OptionFile, tool: Tool, shadow: Shadow, created
         saved = dump_triggers(opts, tool, live) if triggers(conn, live) else b""
         renames = [f"{q(live, t)} TO {q(old, t)}" for t in live_tables]
         renames += [f"{q(live, v)} TO {q(live, a)}" for v, a in zip(clashing, aside, strict=True)]
-        renames += [f"{q(shadow.name, t)} TO {q(live, t)}" for t in shadow_tables]
-        for schema in (shadow.name, live):
+        renames += [f"{q(shadow, t)} TO {q(live, t)}" for t in shadow_tables]
+        for schema in (shadow, live):
             for trigger in triggers(conn, schema):
                 execute(conn, f"DROP TRIGGER {q(schema, trigger)}")
         if renames:

@@ -7,12 +7,22 @@ import contextlib
 import secrets
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 import psycopg
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import DEFAULT_DUMP, Dump, DumpOptions, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import (
+    DEFAULT_DUMP,
+    DbTarget,
+    Dump,
+    DumpOptions,
+    RestoreOptions,
+    Shadow,
+    ToolCheck,
+    split_target,
+)
 from dataferry.engines.postgresql import swap as swapping
 from dataferry.engines.postgresql.backup import DumpStream, PgRowCounter, dump_pattern, resolve_excluded
 from dataferry.engines.postgresql.lock import PgRestoreLock
@@ -49,6 +59,21 @@ from dataferry.errors import EngineError, FerryError, NotReady
 from dataferry.streams import ProcessReader, process_failed, spawn
 
 MIN_SERVER_MAJOR = 13
+
+
+@dataclass(frozen=True)
+class PgShadowState:
+    """What a PostgreSQL shadow remembers (its ``Shadow.state``): the live database's name, and the
+    mark (database comment) that tells this restore's shadow from one another restore made."""
+
+    live: str
+    mark: str
+
+
+def shadow_state(shadow: Shadow) -> PgShadowState | None:
+    """The shadow's state if this engine made it (None for a shadow it did not)."""
+    return shadow.state if isinstance(shadow.state, PgShadowState) else None
+
 
 Table = tuple[str, str]
 
@@ -176,8 +201,9 @@ class PostgresEngine:
             finally:
                 stream.close()
 
-    def row_counts(self, db: DatabaseRef, shadow: Shadow | None = None) -> dict[str, int]:
-        """Exact ``count(*)`` of every user table, named ``schema.table``."""
+    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+        """Exact ``count(*)`` of every user table of ``target``, named ``schema.table``."""
+        db, shadow = split_target(target, shadow)
         dbname = shadow.name if shadow else None
         with contextlib.closing(connect(db, dbname)) as conn, sql_errors("counting rows"):
             return {table_key(t): count_rows(conn, t) for t in user_tables(conn)}
@@ -189,18 +215,18 @@ class PostgresEngine:
         failure drop it and release the lock."""
         tools = self.tools()
         live = live_name(db)
-        token = secrets.token_hex(6)
+        state = PgShadowState(live=live, mark=swapping.shadow_mark(live, secrets.token_hex(6)))
         shadow = Shadow(
             ref=db,
             name=derived_name(live, swapping.SHADOW_SUFFIX),
-            details={"live": live, "mark": swapping.shadow_mark(live, token)},
+            state=state,
             lock=PgRestoreLock(db, live),  # before anything is dropped or created
         )
         try:
             with admin(db) as conn:
                 swapping.heal_blocked(conn, shadow.name, live)
                 swapping.drop_leftover(conn, shadow.name, swapping.SHADOW_MARK)
-                create_shadow(conn, shadow.name, live, db.owner, shadow.details["mark"])
+                create_shadow(conn, shadow.name, live, db.owner, state.mark)
         except BaseException:
             shadow.release()
             raise
@@ -228,8 +254,10 @@ class PostgresEngine:
         db = shadow.ref
         live = live_name(db)
         old = derived_name(live, swapping.OLD_SUFFIX)
+        state = shadow_state(shadow)
+        mark = state.mark if state else ""
         with admin(db) as conn:
-            swapping.require_own_shadow(conn, shadow.name, shadow.details.get("mark", ""), shadow.lock)
+            swapping.require_own_shadow(conn, shadow.name, mark, shadow.lock)
             props = database_props(conn, live)
             if props is None:
                 swapping.rename_into_place(conn, shadow.name, live)
@@ -237,9 +265,7 @@ class PostgresEngine:
                 return
             swapping.drop_leftover(conn, old, swapping.OLD_MARK)
             swapping.carry_over(conn, props, shadow.name)
-            swapping.replace_live(
-                conn, props, shadow.name, old, conn.info.server_version // 10000, shadow.details["mark"]
-            )
+            swapping.replace_live(conn, props, shadow.name, old, conn.info.server_version // 10000, mark)
             shadow.release()  # the renames committed: the shadow is live, the next restore may start
             try:
                 swapping.drop_database(conn, old)
@@ -252,18 +278,21 @@ class PostgresEngine:
     def drop_shadow(self, shadow: Shadow) -> None:
         """``DROP DATABASE IF EXISTS shadow WITH (FORCE)``, then release the lock; idempotent. A
         database under the shadow's name that another restore made is left alone."""
+        state = shadow_state(shadow)
         try:
             with admin(shadow.ref) as conn:
-                if swapping.made_by(conn, shadow.name, shadow.details.get("mark")):
+                if swapping.made_by(conn, shadow.name, state.mark if state else None):
                     swapping.drop_database(conn, shadow.name)
         finally:
             shadow.release()
 
     # -- SQL for sanitisation ------------------------------------------------------------------
 
-    def run_sql(self, db: DatabaseRef, sql_text: str, shadow: Shadow | None = None) -> None:
-        """Run a script with psql in one transaction; the first error stops it and raises."""
-        target = shadow.name if shadow else live_name(db)
+    def run_sql(self, target: DbTarget, sql_text: str, shadow: Shadow | None = None) -> None:
+        """Run a script on ``target`` with psql in one transaction; the first error stops it and
+        raises."""
+        db, shadow = split_target(target, shadow)
+        dbname = shadow.name if shadow else live_name(db)
         argv = [
             self.tools().psql.path,
             "--no-psqlrc",
@@ -271,20 +300,23 @@ class PostgresEngine:
             "--no-password",
             "--single-transaction",
             "--set=ON_ERROR_STOP=1",
-            f"--dbname={conninfo(db, target)}",
+            f"--dbname={conninfo(db, dbname)}",
             "--file=-",
         ]
         proc = spawn(argv, env=tool_env(db), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         _, err = proc.communicate(sql_text.encode())
         if proc.returncode != 0:
             raise process_failed(
-                f"SQL script on {target}", argv, proc.returncode, err.decode("utf-8", "replace")
+                f"SQL script on {dbname}", argv, proc.returncode, err.decode("utf-8", "replace")
             )
 
-    def query(self, db: DatabaseRef, sql_text: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
-        """Run one query and return its rows (none for a statement without results)."""
-        target = shadow.name if shadow else None
-        with contextlib.closing(connect(db, target)) as conn, sql_errors(f"query on {where(db, target)}"):
+    def query(
+        self, target: DbTarget, sql_text: str, shadow: Shadow | None = None
+    ) -> list[tuple[object, ...]]:
+        """Run one query on ``target`` and return its rows (none for a statement without results)."""
+        db, shadow = split_target(target, shadow)
+        dbname = shadow.name if shadow else None
+        with contextlib.closing(connect(db, dbname)) as conn, sql_errors(f"query on {where(db, dbname)}"):
             cur = conn.execute(sql_text.encode())
             return [tuple(row) for row in cur.fetchall()] if cur.description else []
 
