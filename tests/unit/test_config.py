@@ -351,3 +351,14 @@ def test_model_validation_outside_a_file_still_raises(tmp_path: Path) -> None:
             {"databases": {"a": {"engine": "sqlite", "environments": {"nowhere": {"url": "sqlite:///x"}}}}}
         )
     assert parse("", tmp_path / "x.toml").path == (tmp_path / "x.toml").resolve()
+
+
+def test_engine_names_come_from_the_registry(tmp_path: Path) -> None:
+    """The engine is checked against the engine registry, at its line; reserved names are refused."""
+    for name in ("mongodb", "postgres"):
+        line = f'engine = "{name}"'
+        text = VALID.replace('engine = "postgresql"', line)
+        found = problems(config_error(tmp_path, text))
+        assert len(found) == 1, found
+        assert found[0].startswith(f"dataferry.toml:{line_of(text, line)}: "), found[0]
+        assert f"engine {name!r} is not supported yet: use one of mysql, postgresql, sqlite" in found[0]
