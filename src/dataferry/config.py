@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -77,10 +78,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StoreConfig(_Model):
-    """Where an environment's artifacts live, with S3 options when it is a bucket."""
+class S3Options(_Model):
+    """How to reach and write an S3 bucket: the keys of a store's table besides ``url`` and ``layout``
+    (ignored by local stores). Handed to ``stores.open_store`` as one typed value."""
 
-    url: str = Field(description="s3://bucket/prefix, file:///path or a directory path")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, moto...)")
     region: str | None = Field(None, description="S3 region")
     profile: str | None = Field(None, description="AWS shared-config profile")
@@ -90,13 +91,36 @@ class StoreConfig(_Model):
     sse_kms_key_id: str | None = Field(None, description="KMS key for sse = aws:kms")
     part_size_mib: int = Field(16, ge=5, le=5120, description="multipart part size")
     concurrency: int = Field(3, ge=1, le=64, description="parts uploaded at once")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, object]) -> S3Options:
+        """Options given as a plain mapping (Python callers, tests); a bad one is a ``ConfigError``.
+        A part size under S3's minimum is raised to it, as the store always did for such callers."""
+        unknown = set(options) - set(cls.model_fields)
+        if unknown:
+            raise ConfigError(f"unknown S3 store option(s): {', '.join(sorted(unknown))}")
+        values = dict(options)
+        part = values.get("part_size_mib")
+        if isinstance(part, int):
+            values["part_size_mib"] = max(part, 5)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"bad S3 store option(s): {problems}") from None
+
+
+class StoreConfig(S3Options):
+    """Where an environment's artifacts live, with S3 options when it is a bucket."""
+
+    url: str = Field(description="s3://bucket/prefix, file:///path or a directory path")
     layout: Literal["dataferry", "govuk"] = Field(
         "dataferry", description="key layout: dataferry's, or GOV.UK's <path>/<ts>-<db>.gz + latest-<db>.txt"
     )
 
-    def options(self) -> dict[str, object]:
-        """The S3 options that are set, for ``open_store``."""
-        return {k: v for k, v in self.model_dump(exclude={"url", "layout"}).items() if v is not None}
+    def options(self) -> S3Options:
+        """The S3 options of this store, for ``open_store``."""
+        return S3Options.model_validate(self.model_dump(include=set(S3Options.model_fields)))
 
 
 class EnvironmentConfig(_Model):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dataferry.config import Config, DatabaseRef, database_ref, find_config_path, load, parse
+from dataferry.config import Config, DatabaseRef, S3Options, database_ref, find_config_path, load, parse
 from dataferry.errors import ConfigError, NotFound, NotReady
 
 VALID = """\
@@ -81,7 +81,10 @@ def test_valid_file_loads(tmp_path: Path) -> None:
     prod = cfg.environment("production")
     assert prod.protected is True
     assert prod.store.url == "s3://prod-backups/db"
-    assert prod.store.options() == {
+    assert prod.store.options() == S3Options(
+        region="eu-west-2", sse="aws:kms", part_size_mib=32, concurrency=3
+    )
+    assert prod.store.options().model_dump(exclude_none=True) == {
         "region": "eu-west-2",
         "sse": "aws:kms",
         "part_size_mib": 32,
