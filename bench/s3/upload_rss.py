@@ -47,15 +47,16 @@ def peak_mib() -> int:
 
 def upload(size_mib: int, endpoint: str, bucket: str, concurrency: int) -> str:
     """One upload in this process; returns the line to print."""
+    from dataferry.config import S3Options
     from dataferry.stores.s3 import S3Store
 
-    options = {
-        "endpoint_url": endpoint,
-        "region": "us-east-1",
-        "access_key_id_env": KEY_ENV,
-        "secret_access_key_env": SECRET_ENV,
-        "concurrency": concurrency,
-    }
+    options = S3Options(
+        endpoint_url=endpoint,
+        region="us-east-1",
+        access_key_id_env=KEY_ENV,
+        secret_access_key_env=SECRET_ENV,
+        concurrency=concurrency,
+    )
     store = S3Store.from_url(f"s3://{bucket}/upload-rss", options)
     before = peak_mib()
     store.put(f"object-{size_mib}-{concurrency}", RandomSource(size_mib << 20))

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -28,7 +30,6 @@ from pydantic_core import PydanticCustomError
 
 from dataferry.errors import ConfigError, NotFound, NotReady
 
-ENGINES = ("postgresql", "mysql", "sqlite", "mongodb", "elasticsearch")
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 #: URL query parameters that carry a password (libpq and MySQL URLs accept ``?password=``).
 _PASSWORD_PARAMS = {"password", "passwd", "pwd", "pass"}
@@ -44,14 +45,43 @@ _SECRET_KEYS = {
 Location = tuple[str, ...]
 
 
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str | timedelta) -> timedelta:
+    """``"26h"``, ``"7d"``, ``"90m"``, ``"30s"`` or combinations such as ``"1d12h"``. A timedelta
+    (a configuration value, already parsed) is returned as it is."""
+    if isinstance(text, timedelta):
+        return text
+    compact = text.strip().lower().replace(" ", "")
+    parts = _DURATION_RE.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit d, h, m or s (e.g. 26h)")
+    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+
+
+def _duration(value: object) -> object:
+    """A duration string of the file, parsed once into a timedelta."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, timedelta):
+        return value
+    raise ValueError("a duration is a string: a number and a unit d, h, m or s (e.g. 26h)")
+
+
+#: A duration in the file (``"26h"``, ``"1d12h"``), a ``timedelta`` once loaded.
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StoreConfig(_Model):
-    """Where an environment's artifacts live, with S3 options when it is a bucket."""
+class S3Options(_Model):
+    """How to reach and write an S3 bucket: the keys of a store's table besides ``url`` and ``layout``
+    (ignored by local stores). Handed to ``stores.open_store`` as one typed value."""
 
-    url: str = Field(description="s3://bucket/prefix, file:///path or a directory path")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, moto...)")
     region: str | None = Field(None, description="S3 region")
     profile: str | None = Field(None, description="AWS shared-config profile")
@@ -61,13 +91,36 @@ class StoreConfig(_Model):
     sse_kms_key_id: str | None = Field(None, description="KMS key for sse = aws:kms")
     part_size_mib: int = Field(16, ge=5, le=5120, description="multipart part size")
     concurrency: int = Field(3, ge=1, le=64, description="parts uploaded at once")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, object]) -> S3Options:
+        """Options given as a plain mapping (Python callers, tests); a bad one is a ``ConfigError``.
+        A part size under S3's minimum is raised to it, as the store always did for such callers."""
+        unknown = set(options) - set(cls.model_fields)
+        if unknown:
+            raise ConfigError(f"unknown S3 store option(s): {', '.join(sorted(unknown))}")
+        values = dict(options)
+        part = values.get("part_size_mib")
+        if isinstance(part, int):
+            values["part_size_mib"] = max(part, 5)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"bad S3 store option(s): {problems}") from None
+
+
+class StoreConfig(S3Options):
+    """Where an environment's artifacts live, with S3 options when it is a bucket."""
+
+    url: str = Field(description="s3://bucket/prefix, file:///path or a directory path")
     layout: Literal["dataferry", "govuk"] = Field(
         "dataferry", description="key layout: dataferry's, or GOV.UK's <path>/<ts>-<db>.gz + latest-<db>.txt"
     )
 
-    def options(self) -> dict[str, object]:
-        """The S3 options that are set, for ``open_store``."""
-        return {k: v for k, v in self.model_dump(exclude={"url", "layout"}).items() if v is not None}
+    def options(self) -> S3Options:
+        """The S3 options of this store, for ``open_store``."""
+        return S3Options.model_validate(self.model_dump(include=set(S3Options.model_fields)))
 
 
 class EnvironmentConfig(_Model):
@@ -113,7 +166,7 @@ class ConnectionConfig(_Model):
 class DatabaseConfig(_Model):
     """A logical database, its engine and its connection in each environment."""
 
-    engine: Literal["postgresql", "mysql", "sqlite", "mongodb", "elasticsearch"]
+    engine: str = Field(description="an engine of the registry: postgresql, mysql or sqlite")
     environments: dict[str, ConnectionConfig] = Field(default_factory=dict)
     sanitise: str | None = Field(None, description="path of the sanitisation profile (TOML)")
     scratch: ConnectionConfig | None = Field(
@@ -128,6 +181,16 @@ class DatabaseConfig(_Model):
         None, description="layout govuk: database name in object names (<ts>-<name>.gz, latest-<name>.txt)"
     )
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, v: str) -> str:
+        from dataferry.engines import engine_names  # the registry; imported late, as it imports this module
+
+        names = engine_names()
+        if v not in names:
+            raise ValueError(f"engine {v!r} is not supported yet: use one of {', '.join(names)}")
+        return v
+
 
 class JobConfig(_Model):
     """A job: ordered steps for one database in one environment, and what triggers it."""
@@ -138,10 +201,12 @@ class JobConfig(_Model):
     schedule: str | None = None
     timezone: str = "UTC"
     after: str | None = None
-    max_age: str | None = Field(None, description="refuse source artifacts older than this (e.g. 26h)")
-    max_runtime: str | None = Field(None, description="fail a run that takes longer (e.g. 12h)")
+    max_age: Duration | None = Field(None, description="refuse source artifacts older than this (e.g. 26h)")
+    max_runtime: Duration | None = Field(None, description="fail a run that takes longer (e.g. 12h)")
     retries: int = Field(0, ge=0, le=10, description="retries for transient failures only")
-    retry_delay: str = Field("30s", description="wait before the first retry; doubles on each retry")
+    retry_delay: Duration = Field(
+        timedelta(seconds=30), description="wait before the first retry; doubles on each retry"
+    )
 
     @field_validator("steps")
     @classmethod
@@ -158,13 +223,6 @@ class JobConfig(_Model):
             if kind == "sanitise" and (i == 0 or not steps[i - 1].startswith("restore:")):
                 raise ValueError("a 'sanitise' step must directly follow a 'restore:<env>' step")
         return steps
-
-    @field_validator("max_age", "max_runtime", "retry_delay")
-    @classmethod
-    def _duration(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
 
     @field_validator("schedule")
     @classmethod
@@ -186,30 +244,18 @@ class JobConfig(_Model):
             raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/London)") from None
         return v
 
+    # Deprecated: the fields are timedeltas now. Kept until jobs/ reads the fields directly.
     def max_age_delta(self) -> timedelta | None:
-        """``max_age`` as a timedelta, or None when there is no limit."""
-        return parse_duration(self.max_age) if self.max_age else None
+        """Deprecated alias of ``max_age``."""
+        return self.max_age
 
     def max_runtime_delta(self) -> timedelta | None:
-        """``max_runtime`` as a timedelta, or None when there is no limit."""
-        return parse_duration(self.max_runtime) if self.max_runtime else None
+        """Deprecated alias of ``max_runtime``."""
+        return self.max_runtime
 
     def retry_delay_delta(self) -> timedelta:
-        """``retry_delay`` as a timedelta."""
-        return parse_duration(self.retry_delay)
-
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
-_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"26h"``, ``"7d"``, ``"90m"``, ``"30s"`` or combinations such as ``"1d12h"``."""
-    compact = text.strip().lower().replace(" ", "")
-    parts = _DURATION_RE.findall(compact)
-    if not compact or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit d, h, m or s (e.g. 26h)")
-    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+        """Deprecated alias of ``retry_delay``."""
+        return self.retry_delay
 
 
 class Settings(_Model):
@@ -220,7 +266,9 @@ class Settings(_Model):
         None, description="directory for parallel-restore spooling (default: system temp)"
     )
     state_environment: str | None = Field(None, description="environment whose store keeps global holds")
-    lock_ttl: str = Field("10m", description="a job lock not refreshed for this long is taken over")
+    lock_ttl: Duration = Field(
+        timedelta(minutes=10), description="a job lock not refreshed for this long is taken over"
+    )
     max_parallel_jobs: int = Field(2, ge=1, le=64, description="jobs the scheduler runs at once")
     metrics_textfile_dir: str | None = Field(
         None, description="directory of node_exporter's textfile collector for Prometheus metrics"
@@ -229,8 +277,8 @@ class Settings(_Model):
 
     @field_validator("lock_ttl")
     @classmethod
-    def _ttl(cls, v: str) -> str:
-        if parse_duration(v).total_seconds() < 1:
+    def _ttl(cls, v: timedelta) -> timedelta:
+        if v.total_seconds() < 1:
             raise ValueError("lock_ttl must be at least 1s")
         return v
 

@@ -34,7 +34,7 @@ import pytest
 from pydantic import SecretStr
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import Engine, RestoreOptions, get_engine
+from dataferry.engines import Engine, RestoreOptions, RunsSql, get_engine
 from dataferry.errors import FerryError, LockBusy
 from dataferry.streams import copy_stream
 from servers import MariaDbServer, PgServer
@@ -272,7 +272,10 @@ def test_row_counts_of_dump_source_and_shadow_agree(case: EngineCase, source: st
     with (tmp_path / "dump").open("rb") as f:
         shadow = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
     try:
-        assert case.engine.row_counts(case.ref(target), shadow) == dumped
+        assert case.engine.row_counts(case.ref(target), shadow) == dumped  # the older (ref, shadow) form
+        assert case.engine.row_counts(shadow) == dumped  # a shadow is a target
+        if isinstance(case.engine, RunsSql):
+            assert case.engine.query(shadow, "SELECT 1") == [(1,)]
     finally:
         case.engine.drop_shadow(shadow)
 

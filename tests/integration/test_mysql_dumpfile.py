@@ -13,23 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from dataferry.engines._mysql_conn import ServerInfo, Tool, compatibility, version_tuple
-from dataferry.engines._mysql_dumpfile import (
+from dataferry.engines.mysql.backup import HeaderCountingReader
+from dataferry.engines.mysql.conn import ServerInfo, Tool, compatibility, version_tuple
+from dataferry.engines.mysql.dumpfile import (
     DumpHeader,
     DumpScanner,
     Part,
-    RowCounter,
-    SchemaObjects,
     Segment,
+    SegmentRowCounter,
     Splitter,
-    disable_event,
     insert_rows,
-    replace_view,
     segments,
-    strip_definer,
 )
-from dataferry.engines._mysql_load import spool
-from dataferry.engines.mysql import CountingReader, derived_name
+from dataferry.engines.mysql.load import spool
+from dataferry.engines.mysql.objects import SchemaObjects, disable_event, replace_view, strip_definer
+from dataferry.engines.mysql.schemas import derived_name
 from dataferry.errors import EngineError, VerificationFailed
 
 PREAMBLE = b"""/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
@@ -197,7 +195,7 @@ def test_segments_rejoin_exactly_and_row_blocks_hold_only_rows(chunk: int) -> No
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
 def test_row_counter_on_both_layouts_ignores_headers_inside_routine_bodies(chunk: int) -> None:
     scanner, segs = classified(sample_dump(), chunk)
-    counter = RowCounter()
+    counter = SegmentRowCounter()
     for seg in segs:
         counter.feed(*seg)
     assert counter.counts == {"t": 7, "u": 3, "empty": 0}
@@ -208,7 +206,7 @@ def test_row_counter_on_both_layouts_ignores_headers_inside_routine_bodies(chunk
 def test_counting_reader_passes_bytes_through_and_counts_whatever_the_chunking(chunk: int) -> None:
     dump = sample_dump()
     header = DumpHeader("shop", "utf8mb4", "utf8mb4_bin").line()
-    reader = CountingReader(io.BytesIO(dump), header)
+    reader = HeaderCountingReader(io.BytesIO(dump), header)
     out = bytearray()
     while data := reader.read(chunk):
         out += data
@@ -218,7 +216,7 @@ def test_counting_reader_passes_bytes_through_and_counts_whatever_the_chunking(c
 
 def test_counting_reader_refuses_a_dump_without_its_trailer() -> None:
     dump = sample_dump().replace(b"-- Dump completed", b"-- Dump stopped")
-    reader = CountingReader(io.BytesIO(dump), b"")
+    reader = HeaderCountingReader(io.BytesIO(dump), b"")
     with pytest.raises(EngineError, match="incomplete"):
         while reader.read(1024):
             pass
@@ -419,7 +417,7 @@ def test_a_dump_that_changes_database_is_refused_before_the_line_is_loaded(state
 def test_use_inside_a_routine_body_or_a_row_is_not_a_database_change() -> None:
     body = ROUTINES.replace(b"  SELECT 1;", b"  SELECT a FROM t\nUSE INDEX (PRIMARY);")
     rows = b"INSERT INTO `u` VALUES\n(1,'USE `live`;'),\n(2,'x');\n"
-    counter = RowCounter()
+    counter = SegmentRowCounter()
     for seg in classified(PREAMBLE + table("u", rows) + body + POSTAMBLE)[1]:
         counter.feed(*seg)
     assert counter.counts == {"u": 2}
@@ -431,20 +429,20 @@ def test_urls_and_the_option_file() -> None:
     from pydantic import SecretStr
 
     from dataferry.config import DatabaseRef
-    from dataferry.engines._mysql_conn import Target, option_file
+    from dataferry.engines.mysql.conn import MySqlTarget, option_file
     from dataferry.errors import ConfigError
 
     def ref(url: str) -> DatabaseRef:
         return DatabaseRef(name="db", environment="e", engine="mysql", url=url, password=SecretStr('a"b\\c'))
 
-    assert Target.from_ref(ref("mysql://app@db.example:3307/shop")) == Target(
+    assert MySqlTarget.from_ref(ref("mysql://app@db.example:3307/shop")) == MySqlTarget(
         "app", "db.example", 3307, "shop"
     )
-    assert Target.from_ref(ref("mysql://app@db/shop")).port == 3306
-    assert Target.from_ref(ref("mysql://app@localhost/shop?socket=/run/m.sock")).socket == "/run/m.sock"
+    assert MySqlTarget.from_ref(ref("mysql://app@db/shop")).port == 3306
+    assert MySqlTarget.from_ref(ref("mysql://app@localhost/shop?socket=/run/m.sock")).socket == "/run/m.sock"
     for bad in ("mysql://app@db/", "postgresql://app@db/shop", "mysql://app@db:99999/shop"):
         with pytest.raises(ConfigError):
-            Target.from_ref(ref(bad))
+            MySqlTarget.from_ref(ref(bad))
     with option_file(ref("mysql://app@db.example:3307/shop")) as opts:
         assert opts.path.stat().st_mode & 0o777 == 0o600
         assert opts.path.parent.stat().st_mode & 0o777 == 0o700

@@ -498,7 +498,7 @@ class _LoadSpy:
     """Records what each parallel load was given, then runs the real one."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from dataferry.engines import _mysql_load
+        from dataferry.engines.mysql import load as _mysql_load
 
         self.calls: list[tuple[list[str], set[str]]] = []
         real = _mysql_load.parallel_load

@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from dataferry.config import DatabaseRef
-from dataferry.engines._mysql_conn import CLIENT_PROGRAMS, option_file, require_tool
-from dataferry.engines._mysql_load import Client, parallel_load
+from dataferry.engines.mysql.conn import CLIENT_PROGRAMS, option_file, require_tool
+from dataferry.engines.mysql.load import Client, parallel_load
 from dataferry.errors import EngineError
 from servers import MariaDbServer
 
@@ -62,7 +62,7 @@ def test_a_deadlocked_chunk_is_retried_whole(mariadb_server: MariaDbServer, tmp_
 def test_without_retries_the_deadlock_is_real(
     mariadb_server: MariaDbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataferry.engines import _mysql_load
+    from dataferry.engines.mysql import load as _mysql_load
 
     monkeypatch.setattr(_mysql_load, "RETRIES", 1)
     _setup(mariadb_server, "noretry_db")

@@ -22,7 +22,7 @@ from dataferry import artifacts, ops
 from dataferry.artifacts import DataObject, Manifest
 from dataferry.config import database_ref, load
 from dataferry.engines import Engine, Shadow
-from dataferry.engines import _pg_swap as swapping
+from dataferry.engines.postgresql import swap as swapping
 from dataferry.errors import (
     ConfigError,
     EngineError,

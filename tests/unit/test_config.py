@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dataferry.config import Config, DatabaseRef, database_ref, find_config_path, load, parse
+from dataferry.config import Config, DatabaseRef, S3Options, database_ref, find_config_path, load, parse
 from dataferry.errors import ConfigError, NotFound, NotReady
 
 VALID = """\
@@ -81,7 +81,10 @@ def test_valid_file_loads(tmp_path: Path) -> None:
     prod = cfg.environment("production")
     assert prod.protected is True
     assert prod.store.url == "s3://prod-backups/db"
-    assert prod.store.options() == {
+    assert prod.store.options() == S3Options(
+        region="eu-west-2", sse="aws:kms", part_size_mib=32, concurrency=3
+    )
+    assert prod.store.options().model_dump(exclude_none=True) == {
         "region": "eu-west-2",
         "sse": "aws:kms",
         "part_size_mib": 32,
@@ -351,3 +354,14 @@ def test_model_validation_outside_a_file_still_raises(tmp_path: Path) -> None:
             {"databases": {"a": {"engine": "sqlite", "environments": {"nowhere": {"url": "sqlite:///x"}}}}}
         )
     assert parse("", tmp_path / "x.toml").path == (tmp_path / "x.toml").resolve()
+
+
+def test_engine_names_come_from_the_registry(tmp_path: Path) -> None:
+    """The engine is checked against the engine registry, at its line; reserved names are refused."""
+    for name in ("mongodb", "postgres"):
+        line = f'engine = "{name}"'
+        text = VALID.replace('engine = "postgresql"', line)
+        found = problems(config_error(tmp_path, text))
+        assert len(found) == 1, found
+        assert found[0].startswith(f"dataferry.toml:{line_of(text, line)}: "), found[0]
+        assert f"engine {name!r} is not supported yet: use one of mysql, postgresql, sqlite" in found[0]

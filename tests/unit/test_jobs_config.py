@@ -73,6 +73,16 @@ def test_a_valid_job_loads_with_its_durations() -> None:
     assert job.max_age_delta() == timedelta(hours=26)
     assert job.max_runtime_delta() == timedelta(hours=12)
     assert cfg.job("prod").max_age_delta() is None
+    # parsed once, at load: the fields are timedeltas (the *_delta() methods are deprecated aliases)
+    assert job.max_age == timedelta(hours=26) and job.max_runtime == timedelta(hours=12)
+    assert job.retry_delay == timedelta(seconds=30) and cfg.job("prod").max_age is None
+    assert cfg.settings.lock_ttl == timedelta(minutes=10)
+
+
+def test_a_duration_must_be_written_as_a_string() -> None:
+    """A bare number has no unit: refused at its key rather than guessed as seconds."""
+    msg = _error(_job('steps = ["restore:production"]\nretry_delay = 30\n'))
+    assert "jobs.stage.retry_delay" in msg and "a duration is a string" in msg
 
 
 def test_bad_max_age_names_the_key_and_line() -> None:

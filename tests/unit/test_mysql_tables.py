@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataferry.engines._mysql_tables import (
+from dataferry.engines.mysql.tables import (
     as_load_data,
     connection_charset,
     load_data_statement,

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
+from dataferry.config import S3Options
 from dataferry.errors import ConfigError, StoreUnavailable, Transient
 from dataferry.stores import open_store
 from dataferry.stores.s3 import S3Store
@@ -132,3 +133,14 @@ def test_connection_dropped_mid_object_is_transient_store_error(truncating_endpo
             pass
     assert isinstance(excinfo.value, Transient)
     assert "db/object" in excinfo.value.message
+
+
+def test_options_are_one_typed_model() -> None:
+    """A mapping of options is validated into S3Options; unknown or bad ones are config errors."""
+    assert S3Options.from_mapping({"region": "eu-west-2"}) == S3Options(region="eu-west-2")
+    with pytest.raises(ConfigError, match="unknown S3 store option"):
+        open_store("s3://bucket/x", {"regoin": "eu-west-2"})
+    with pytest.raises(ConfigError, match="concurrency"):
+        S3Store.from_url("s3://bucket/x", {"concurrency": 0})
+    store = S3Store.from_url("s3://bucket/x", S3Options(region="eu-west-2", part_size_mib=8, concurrency=2))
+    assert store.url == "s3://bucket/x/"

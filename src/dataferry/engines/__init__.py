@@ -12,7 +12,7 @@ import importlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
+from typing import BinaryIO, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 from dataferry.config import DatabaseRef
 from dataferry.engines._locks import RestoreLock
@@ -21,15 +21,21 @@ from dataferry.errors import ConfigError, NotReady
 
 @dataclass
 class Shadow:
-    """A restored copy that is not live yet: ``name`` is the shadow database (or file, or schema).
+    """A restored copy that is not live yet: ``name`` is the shadow database (or file, or schema)
+    beside ``ref``, the database it will replace.
 
-    ``lock`` is the target's restore lock, taken by ``restore_shadow`` before anything was touched
-    and held until ``swap`` succeeded or ``drop_shadow`` removed the shadow (see ``_locks``).
+    ``state`` is private to the engine that made the shadow (what its ``swap`` needs to know, such
+    as the mark that tells this restore's shadow from another's); nothing else reads it. ``lock``
+    is the target's restore lock, taken by ``restore_shadow`` before anything was touched and held
+    until ``swap`` succeeded or ``drop_shadow`` removed the shadow (see ``_locks``).
+
+    A shadow is also a ``DbTarget``: ``row_counts(shadow)``, ``run_sql(shadow, sql)`` and
+    ``query(shadow, sql)`` work on the shadow rather than on the live database.
     """
 
     ref: DatabaseRef
     name: str
-    details: dict[str, str] = field(default_factory=dict)
+    state: object | None = field(default=None, repr=False, compare=False)
     lock: RestoreLock | None = field(default=None, repr=False, compare=False)
 
     def release(self) -> None:
@@ -37,6 +43,20 @@ class Shadow:
         lock, self.lock = self.lock, None
         if lock is not None:
             lock.release()
+
+
+#: Where reads and SQL go: a live database, or a shadow (which means that shadow of its ``ref``).
+DbTarget: TypeAlias = DatabaseRef | Shadow
+
+
+def split_target(target: DbTarget, shadow: Shadow | None = None) -> tuple[DatabaseRef, Shadow | None]:
+    """``(database, shadow or None)`` for a target. ``shadow`` is the older form, ``(ref, shadow)``,
+    still accepted while callers move to passing the shadow as the target."""
+    if isinstance(target, Shadow):
+        if shadow is not None and shadow is not target:
+            raise ValueError("a shadow was given both as the target and as shadow=; pass it once")
+        return target.ref, target
+    return target, shadow
 
 
 @dataclass
@@ -97,9 +117,10 @@ class Engine(Protocol):
         """A dump of ``db``. A failed dump raises on read of its stream (at EOF at the latest)."""
         ...
 
-    def row_counts(self, db: DatabaseRef, shadow: Shadow | None = None) -> dict[str, int]:
-        """Exact rows per table of the live database, or of ``shadow`` when given (tables named as in
-        ``Dump.row_counts``, so a restore can compare them)."""
+    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+        """Exact rows per table of ``target``: a live database or a shadow (tables named as in
+        ``Dump.row_counts``, so a restore can compare them). ``shadow`` is deprecated: pass the
+        shadow as the target."""
         ...
 
     def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
@@ -117,23 +138,46 @@ class Engine(Protocol):
         ...
 
 
+# -- optional capabilities: an engine has one when it implements the protocol ---------------------
+
+
 @runtime_checkable
 class RunsSql(Protocol):
-    """Optional capability of SQL engines, used by sanitisation: run scripts and queries on the
-    live database, or on ``shadow`` when given. Any SQL error raises ``EngineError``."""
+    """Optional capability of SQL engines, used by sanitisation: run scripts and queries on
+    ``target``, a live database or a shadow. Any SQL error raises ``EngineError``. ``shadow`` is
+    deprecated: pass the shadow as the target."""
 
-    def run_sql(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> None:
+    def run_sql(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> None:
         """Run a script; the first failing statement stops it and raises."""
         ...
 
-    def query(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+    def query(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
         """Run one query and return its rows."""
         ...
 
 
+@runtime_checkable
+class DescribesDumps(Protocol):
+    """Optional capability: structured facts about a dump's source (server flavour, character set,
+    dump tool, exclusions), recorded as ``Manifest.extra``."""
+
+    def manifest_extra(self, db: DatabaseRef) -> dict[str, object]:
+        """Facts about ``db`` and the tools that dump it, as JSON-ready values."""
+        ...
+
+
+def manifest_extra(engine: Engine, db: DatabaseRef) -> dict[str, object]:
+    """What ``engine`` records about ``db`` in ``Manifest.extra``; empty for engines that record
+    nothing."""
+    return engine.manifest_extra(db) if isinstance(engine, DescribesDumps) else {}
+
+
+# -- the registry --------------------------------------------------------------------------------
+
+
 _REGISTRY: dict[str, str] = {
-    "postgresql": "dataferry.engines.postgresql:PostgresEngine",
-    "mysql": "dataferry.engines.mysql:MySQLEngine",
+    "postgresql": "dataferry.engines.postgresql.engine:PostgresEngine",
+    "mysql": "dataferry.engines.mysql.engine:MySQLEngine",
     "sqlite": "dataferry.engines.sqlite:SQLiteEngine",
 }
 

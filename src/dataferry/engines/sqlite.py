@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import DEFAULT_DUMP, Dump, DumpOptions, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import (
+    DEFAULT_DUMP,
+    DbTarget,
+    Dump,
+    DumpOptions,
+    RestoreOptions,
+    Shadow,
+    ToolCheck,
+    split_target,
+)
 from dataferry.engines._locks import busy, holder_label
 from dataferry.errors import EngineError, NotFound, NotReady, VerificationFailed
 from dataferry.streams import copy_stream
@@ -124,9 +133,9 @@ class SQLiteEngine:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
-    def row_counts(self, db: DatabaseRef, shadow: Shadow | None = None) -> dict[str, int]:
-        """Exact counts with ``count(*)`` per table."""
-        return _count_rows(Path(shadow.name) if shadow else sqlite_path(db))
+    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+        """Exact counts with ``count(*)`` per table of ``target`` (the live file or a shadow)."""
+        return _count_rows(_path(target, shadow))
 
     def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
         """Write beside the target, fsync, and check integrity before it can be swapped in."""
@@ -189,9 +198,9 @@ class SQLiteEngine:
         finally:
             shadow.release()
 
-    def run_sql(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> None:
-        """Run a script (used by sanitisation) in one transaction; any error is fatal."""
-        path = Path(shadow.name) if shadow else sqlite_path(db)
+    def run_sql(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> None:
+        """Run a script on ``target`` (used by sanitisation) in one transaction; any error is fatal."""
+        path = _path(target, shadow)
         con = _connect(path)
         try:
             con.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
@@ -200,9 +209,9 @@ class SQLiteEngine:
         finally:
             con.close()
 
-    def query(self, db: DatabaseRef, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
-        """Run one read-only query and return its rows (the file is opened read-only)."""
-        path = Path(shadow.name) if shadow else sqlite_path(db)
+    def query(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+        """Run one read-only query on ``target`` and return its rows (the file is opened read-only)."""
+        path = _path(target, shadow)
         if not path.exists():
             raise NotFound(
                 f"SQLite database {path} does not exist", hint="check the url in the configuration"
@@ -214,6 +223,12 @@ class SQLiteEngine:
             raise EngineError(f"SQL query failed on {path.name}: {exc}") from exc
         finally:
             con.close()
+
+
+def _path(target: DbTarget, shadow: Shadow | None) -> Path:
+    """The file behind a target: the shadow's file, or the live database's."""
+    db, shadow = split_target(target, shadow)
+    return Path(shadow.name) if shadow else sqlite_path(db)
 
 
 SqlFunction = Callable[..., str | int | float | bytes | None]

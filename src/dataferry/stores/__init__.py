@@ -6,12 +6,13 @@ Every implementation must pass ``tests/contract/test_store_contract.py``.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from dataferry.config import S3Options
 from dataferry.errors import ConfigError, NotFound
 from dataferry.streams import ByteSource
 
@@ -79,13 +80,14 @@ def exists(store: Store, key: str) -> bool:
     return any(o.key == key for o in store.list(key))
 
 
-def open_store(url: str, options: dict[str, object] | None = None) -> Store:
-    """Build the store for ``url``: ``s3://bucket/prefix``, ``file:///path`` or a plain directory path."""
-    options = options or {}
+def open_store(url: str, options: S3Options | Mapping[str, object] | None = None) -> Store:
+    """Build the store for ``url``: ``s3://bucket/prefix``, ``file:///path`` or a plain directory path.
+    ``options`` are the S3 options (``StoreConfig.options()``; a plain mapping of them is accepted too);
+    local stores ignore them."""
     if url.startswith("s3://"):
         from dataferry.stores.s3 import S3Store
 
-        return S3Store.from_url(url, options)
+        return S3Store.from_url(url, options if options is not None else S3Options())
     if url.startswith("file://") or "://" not in url:
         from dataferry.stores.local import LocalStore
 

@@ -28,6 +28,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from dataferry.config import S3Options
 from dataferry.errors import ConfigError, FerryError, NotFound, StoreError, StoreUnavailable
 from dataferry.stores import ObjectInfo
 from dataferry.streams import ByteSource
@@ -36,17 +37,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 _MiB = 1024 * 1024
-_OPTION_KEYS = {
-    "endpoint_url",
-    "region",
-    "profile",
-    "access_key_id_env",
-    "secret_access_key_env",
-    "sse",
-    "sse_kms_key_id",
-    "part_size_mib",
-    "concurrency",
-}
 
 
 class S3Store:
@@ -84,24 +74,23 @@ class S3Store:
         self._transfer.max_in_memory_upload_chunks = concurrency
 
     @classmethod
-    def from_url(cls, url: str, options: Mapping[str, object]) -> S3Store:
-        """Build from ``s3://bucket/prefix`` and the store options of the configuration."""
-        unknown = set(options) - _OPTION_KEYS
-        if unknown:
-            raise ConfigError(f"unknown S3 store option(s): {', '.join(sorted(unknown))}")
+    def from_url(cls, url: str, options: S3Options | Mapping[str, object]) -> S3Store:
+        """Build from ``s3://bucket/prefix`` and the store's S3 options (a mapping of them is
+        validated into ``S3Options``)."""
+        opts = options if isinstance(options, S3Options) else S3Options.from_mapping(options)
         rest = url[len("s3://") :]
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise ConfigError(f"no bucket in store URL {url!r}", hint="write it as s3://bucket/prefix")
         session = boto3.session.Session(
-            profile_name=_opt(options, "profile"),
-            aws_access_key_id=_env(options, "access_key_id_env"),
-            aws_secret_access_key=_env(options, "secret_access_key_env"),
+            profile_name=opts.profile,
+            aws_access_key_id=_env(opts.access_key_id_env, "access_key_id_env"),
+            aws_secret_access_key=_env(opts.secret_access_key_env, "secret_access_key_env"),
         )
         client = session.client(
             "s3",
-            endpoint_url=_opt(options, "endpoint_url"),
-            region_name=_opt(options, "region"),
+            endpoint_url=opts.endpoint_url,
+            region_name=opts.region,
             # Checksums only where S3 requires them: third-party endpoints reject the newer defaults,
             # and dataferry checks its own sha256 end to end anyway.
             config=BotoConfig(
@@ -110,15 +99,14 @@ class S3Store:
                 retries={"max_attempts": 5, "mode": "standard"},
             ),
         )
-        part = int(str(options.get("part_size_mib", 16)))
         return cls(
             bucket,
             prefix,
             client,
-            sse=_opt(options, "sse"),
-            sse_kms_key_id=_opt(options, "sse_kms_key_id"),
-            part_size=max(part, 5) * _MiB,
-            concurrency=int(str(options.get("concurrency", 3))),
+            sse=opts.sse,
+            sse_kms_key_id=opts.sse_kms_key_id,
+            part_size=max(opts.part_size_mib, 5) * _MiB,
+            concurrency=opts.concurrency,
         )
 
     def __repr__(self) -> str:
@@ -262,13 +250,9 @@ class _BodyReader:
         self._body.close()
 
 
-def _opt(options: Mapping[str, object], name: str) -> str | None:
-    value = options.get(name)
-    return None if value is None else str(value)
-
-
-def _env(options: Mapping[str, object], name: str) -> str | None:
-    var = _opt(options, name)
+def _env(var: str | None, name: str) -> str | None:
+    """The value of the environment variable that store option ``name`` names (None when the option
+    is not set; a named variable that is not set is a ``ConfigError``)."""
     if var is None:
         return None
     value = os.environ.get(var)

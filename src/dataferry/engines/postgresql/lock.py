@@ -15,7 +15,7 @@ import psycopg
 
 from dataferry.config import DatabaseRef
 from dataferry.engines._locks import busy, holder_label, lock_key
-from dataferry.engines._pg_sql import Conn, open_admin, sql_errors
+from dataferry.engines.postgresql.sql import Conn, open_admin, sql_errors
 
 _OWNER = """
 SELECT a.application_name, a.usename, a.pid, a.backend_start

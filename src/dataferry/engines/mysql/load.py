@@ -8,7 +8,7 @@ rows of each table cut into chunks (whole INSERT statements, or row lines for ``
 ``ALTER TABLE`` script per table for the keys held back, and the schema objects kept in memory.
 Then the schema is created, the chunks are loaded by ``jobs`` clients at once (largest first,
 unique and foreign-key checks off), the held-back keys are added, and the triggers, events,
-routines and views come last. ``_mysql_tables`` says which tables load with ``LOAD DATA`` and
+routines and views come last. ``tables`` says which tables load with ``LOAD DATA`` and
 which keys wait.
 """
 
@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from dataferry.engines._mysql_conn import MAX_PACKET, OptionFile, Tool
-from dataferry.engines._mysql_dumpfile import Part, SchemaObjects, Segment, is_data_control
-from dataferry.engines._mysql_tables import (
+from dataferry.engines.mysql.conn import MAX_PACKET, OptionFile, Tool
+from dataferry.engines.mysql.dumpfile import Part, Segment, is_data_control
+from dataferry.engines.mysql.objects import SchemaObjects
+from dataferry.engines.mysql.tables import (
     TableDef,
     as_load_data,
     connection_charset,
@@ -132,7 +133,7 @@ class _Spooler:
     """Routes classified lines to the schema script, per-table chunk files and key scripts.
 
     ``load_data`` allows ``LOAD DATA`` chunks (the server has ``local_infile``); see
-    ``_mysql_tables`` for when a table's rows go that way and when its keys are deferred.
+    ``tables`` for when a table's rows go that way and when its keys are deferred.
     """
 
     def __init__(self, directory: Path, objects: SchemaObjects, chunk_bytes: int, load_data: bool) -> None:
@@ -361,7 +362,7 @@ def load_spooled(client: Client, plan: SpoolPlan, objects: SchemaObjects, jobs: 
         raise process_failed(f"{client.tool.name} (creating the shadow's tables)", argv, code, err.text())
     parallel_load(client, plan.chunks, jobs, plan.local_infile)
     parallel_load(client, plan.keys, jobs)  # the secondary keys held back, tables in parallel
-    if plan.foreign_keys:  # one table after another: see _mysql_tables
+    if plan.foreign_keys:  # one table after another: see the tables module
         script = bytes(objects.preamble) + b"SET SESSION foreign_key_checks=0;\n" + plan.foreign_keys
         client.run(script, f"{client.tool.name} (adding the shadow's foreign keys)")
     client.run(objects.shadow_script(), f"{client.tool.name} (creating the shadow's triggers and views)")

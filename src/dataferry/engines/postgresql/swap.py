@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dataferry.engines._pg_sql import Conn, database_props, first_line, sql_errors
+from dataferry.engines.postgresql.sql import Conn, database_props, first_line, sql_errors
 from dataferry.errors import EngineError, Refused
 
 SHADOW_SUFFIX = "-dataferry-shadow"

@@ -28,8 +28,7 @@ import enum
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from dataferry.errors import VerificationFailed
 from dataferry.streams import CHUNK, ByteSource
@@ -65,23 +64,18 @@ _HEADERS: tuple[tuple[re.Pattern[bytes], Part], ...] = (
 )
 #: The postamble restores the client session saved by the preamble: ``SET X=@OLD_X``.
 _POSTAMBLE_RE = re.compile(rb"/\*!\d{5} SET [A-Z_]+ ?= ?@OLD_[A-Z_]+ ?\*/;")
-_DEFINER_RE = re.compile(rb"(/\*!50017 |/\*!50117 |/\*!50013 |^CREATE )DEFINER=`(?:[^`]|``)*`@`(?:[^`]|``)*`")
-_EVENT_STATUS_RE = re.compile(rb"( ON COMPLETION (?:NOT )?PRESERVE )(?:ENABLE|DISABLE ON SLAVE|DISABLE)\b")
 #: ``INSERT INTO `t` VALUES`` or, from mysqldump for tables with generated columns, with a column list.
 _INSERT_RE = re.compile(rb"INSERT INTO `(?:[^`]|``)*`(?: \((?:[^)`]|`(?:[^`]|``)*`)*\))? VALUES ?")
 #: A quoted string as the dump tools write it (backslash escapes); unrolled for speed.
 _STRING_RE = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.DOTALL)
-_ROUTINE_DROP_RE = re.compile(rb"/\*!50003 DROP (PROCEDURE|FUNCTION) IF EXISTS `((?:[^`]|``)*)` \*/;")
-_EVENT_DROP_RE = re.compile(rb"/\*!50106 DROP EVENT IF EXISTS `((?:[^`]|``)*)` \*/;")
-_VIEW_DROP_PREFIX = b"/*!50001 DROP VIEW IF EXISTS "
-_VIEW_CREATE = b"/*!50001 CREATE ALGORITHM="
 _TRIGGER_START = b"/*!50003 SET @saved_cs_client"
 _DATA_CONTROL = (b"LOCK TABLES ", b"UNLOCK TABLES", b"/*!40000 ALTER TABLE ")
 #: Statements that would take the load out of the shadow (dumps made with ``--databases``).
 _SWITCH_RE = re.compile(rb"\s*(?:USE\s|(?:CREATE|DROP|ALTER)\s+(?:DATABASE|SCHEMA)\b)", re.IGNORECASE)
 
 
-def _ident(raw: bytes) -> str:
+def unquote_ident(raw: bytes) -> str:
+    """A backquoted name as the dump writes it, unquoted."""
     return raw.decode("utf-8", "surrogateescape").replace("``", "`")
 
 
@@ -127,7 +121,7 @@ class DumpScanner:
         for pattern, part in _HEADERS:
             m = pattern.match(line)
             if m:
-                self.part, self.name, self.header = part, _ident(m.group(1)), True
+                self.part, self.name, self.header = part, unquote_ident(m.group(1)), True
                 return part
         if line.startswith(b"-- Dump completed"):
             self.part, self.completed = Part.TRAILER, True
@@ -147,7 +141,7 @@ def insert_rows(line: bytes) -> int:
     return _STRING_RE.sub(b"''", values).count(b"),(") + 1
 
 
-class RowCounter:
+class SegmentRowCounter:
     """Counts rows per table from classified segments (tables without rows count 0)."""
 
     def __init__(self) -> None:
@@ -164,139 +158,9 @@ class RowCounter:
             self.counts.setdefault(name, 0)
 
 
-def strip_definer(line: bytes) -> bytes:
-    """``DEFINER=`user`@`host``` becomes ``DEFINER=CURRENT_USER``: the restoring account, which
-    always exists on the target (production's accounts usually do not)."""
-    return _DEFINER_RE.sub(rb"\1DEFINER=CURRENT_USER", line)
-
-
-def disable_event(line: bytes) -> bytes:
-    """An event created in the shadow must not run there: its status becomes DISABLE."""
-    return _EVENT_STATUS_RE.sub(rb"\1DISABLE", line, count=1)
-
-
 def is_data_control(line: bytes) -> bool:
     """LOCK/UNLOCK TABLES and ALTER TABLE ... KEYS: they serialise a load; parallel loads skip them."""
     return line.startswith(_DATA_CONTROL)
-
-
-# -- the schema objects kept for the swap -----------------------------------------------------------
-
-
-def _text(b: bytes | bytearray) -> str:
-    return bytes(b).decode("utf-8", "surrogateescape")
-
-
-def _bytes(s: str) -> bytes:
-    return s.encode("utf-8", "surrogateescape")
-
-
-@dataclass
-class SchemaObjects:
-    """The parts of a dump that are not tables: kept to re-create them in the live schema.
-
-    Everything here is schema text (no rows), so it is small whatever the size of the data.
-    """
-
-    preamble: bytearray = field(default_factory=bytearray)
-    postamble: bytearray = field(default_factory=bytearray)
-    triggers: bytearray = field(default_factory=bytearray)
-    standins: dict[str, bytearray] = field(default_factory=dict)
-    views: dict[str, bytearray] = field(default_factory=dict)
-    routines: bytearray = field(default_factory=bytearray)
-    events: bytearray = field(default_factory=bytearray)
-    routine_names: list[tuple[str, str]] = field(default_factory=list)
-    event_names: list[str] = field(default_factory=list)
-
-    def add(self, part: Part, name: str, line: bytes) -> bytes:
-        """Keep what ``line`` contributes; return the line as the shadow must run it."""
-        if part is Part.PREAMBLE:
-            if not line.startswith(b"--"):
-                self.preamble += line
-        elif part is Part.POSTAMBLE:
-            self.postamble += line
-        elif part is Part.STANDIN:
-            self.standins.setdefault(name, bytearray()).extend(line)
-        elif part in (Part.TRIGGERS, Part.EVENTS, Part.ROUTINES, Part.VIEW):
-            return self._add_object(part, name, strip_definer(line))
-        return line
-
-    def _add_object(self, part: Part, name: str, line: bytes) -> bytes:
-        if part is Part.TRIGGERS:
-            self.triggers += line
-        elif part is Part.VIEW:
-            self.views.setdefault(name, bytearray()).extend(line)
-        elif part is Part.ROUTINES:
-            self.routines += line
-            m = _ROUTINE_DROP_RE.match(line)
-            if m:
-                self.routine_names.append((m.group(1).decode(), _ident(m.group(2))))
-        else:
-            self.events += line
-            m = _EVENT_DROP_RE.match(line)
-            if m:
-                self.event_names.append(_ident(m.group(1)))
-            return disable_event(line)
-        return line
-
-    def shadow_script(self) -> bytes:
-        """Triggers, events (disabled), routines and views for the shadow after a parallel load."""
-        events = b"".join(disable_event(line) for line in bytes(self.events).splitlines(keepends=True))
-        views = b"".join(bytes(v) for v in self.views.values())
-        return bytes(self.preamble + self.triggers) + events + bytes(self.routines) + views + self.postamble
-
-    def live_script(self, existing_views: set[str]) -> bytes:
-        """What re-creates the objects in the live schema right after the tables moved in.
-
-        Views are replaced in place (CREATE OR REPLACE), never dropped, so a reader never finds
-        one missing; a stand-in is created first for each view the live schema lacks, so views
-        may refer to views defined after them (as the dump itself does).
-        """
-        out = bytearray(self.preamble)
-        for name, block in self.standins.items():
-            if name not in existing_views:
-                out += block
-        out += self.triggers
-        for block in self.views.values():
-            out += replace_view(bytes(block))
-        out += self.routines + self.events + self.postamble
-        return bytes(out)
-
-    def to_json(self) -> str:
-        """Serialised for ``Shadow.details``."""
-        data: dict[str, Any] = {
-            k: _text(getattr(self, k)) for k in ("preamble", "postamble", "triggers", "routines", "events")
-        }
-        data["standins"] = {k: _text(v) for k, v in self.standins.items()}
-        data["views"] = {k: _text(v) for k, v in self.views.items()}
-        data["routine_names"] = self.routine_names
-        data["event_names"] = self.event_names
-        return json.dumps(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> SchemaObjects:
-        """The inverse of ``to_json``."""
-        data = json.loads(text)
-
-        def raw(key: str) -> bytearray:
-            """The bytes stored under ``key``."""
-            return bytearray(_bytes(data[key]))
-
-        obj = cls(raw("preamble"), raw("postamble"), raw("triggers"))
-        obj.routines, obj.events = raw("routines"), raw("events")
-        obj.standins = {k: bytearray(_bytes(v)) for k, v in data["standins"].items()}
-        obj.views = {k: bytearray(_bytes(v)) for k, v in data["views"].items()}
-        obj.routine_names = [(str(a), str(b)) for a, b in data["routine_names"]]
-        obj.event_names = [str(n) for n in data["event_names"]]
-        return obj
-
-
-def replace_view(block: bytes) -> bytes:
-    """A final-view block rewritten to ``CREATE OR REPLACE`` without its ``DROP VIEW``."""
-    if _VIEW_CREATE not in block:
-        return block  # not the layout we know: keep the tool's own DROP + CREATE
-    lines = [ln for ln in block.splitlines(keepends=True) if not ln.startswith(_VIEW_DROP_PREFIX)]
-    return b"".join(lines).replace(_VIEW_CREATE, b"/*!50001 CREATE OR REPLACE ALGORITHM=", 1)
 
 
 # -- byte streams as lines ----------------------------------------------------------------------------
@@ -359,7 +223,7 @@ class StreamRowCounter:
     """Counts rows per table in a dump pushed through it in chunks, without copying the rows.
 
     A backup passes every byte of the dump through this, so it does what ``Splitter`` plus
-    ``RowCounter`` do without materialising segments: blocks of row lines are counted in place
+    ``SegmentRowCounter`` do without materialising segments: blocks of row lines are counted in place
     (``bytes.count`` between offsets), and only the other lines, a few per megabyte, are cut out
     and classified. Measured on a 1 GB dump, the segment-building path cost about 2 s of CPU of
     the backup; this costs a fraction of that.
@@ -367,7 +231,7 @@ class StreamRowCounter:
 
     def __init__(self, scanner: DumpScanner) -> None:
         self.scanner = scanner
-        self._rows = RowCounter()  # the counting rules for single lines
+        self._rows = SegmentRowCounter()  # the counting rules for single lines
         self.counts = self._rows.counts
         self._carry: list[bytes] = []  # an unfinished line, in pieces
 

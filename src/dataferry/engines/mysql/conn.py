@@ -39,7 +39,7 @@ def quote_ident(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Target:
+class MySqlTarget:
     """Where one database lives: parsed from ``mysql://user@host:port/db[?socket=/path]``."""
 
     user: str
@@ -49,7 +49,7 @@ class Target:
     socket: str | None = None
 
     @classmethod
-    def from_ref(cls, ref: DatabaseRef) -> Target:
+    def from_ref(cls, ref: DatabaseRef) -> MySqlTarget:
         """Parse ``ref.url``; a malformed URL is a ``ConfigError``."""
         parts = urlsplit(ref.url)
         if parts.scheme not in ("mysql", "mariadb"):
@@ -90,7 +90,7 @@ def connect(ref: DatabaseRef, database: str | None = None, *, multi: bool = Fals
 
     Connection failures are ``NotReady``; the password travels in-process only.
     """
-    target = Target.from_ref(ref)
+    target = MySqlTarget.from_ref(ref)
     flags = pymysql.constants.CLIENT.MULTI_STATEMENTS if multi else 0
     try:
         return pymysql.connect(
@@ -192,7 +192,7 @@ def tables(conn: Any, database: str, types: Sequence[str] = DATA_TABLE_TYPES) ->
     return [str(r[0]) for r in found]
 
 
-def require_database(conn: Any, target: Target) -> ServerInfo:
+def require_database(conn: Any, target: MySqlTarget) -> ServerInfo:
     """Server info for ``target``, raising ``NotFound`` when its database does not exist."""
     info = server_info(conn, target.database)
     if info.charset is None:
@@ -233,7 +233,7 @@ class OptionFile:
 @contextlib.contextmanager
 def option_file(ref: DatabaseRef) -> Iterator[OptionFile]:
     """A 0600 ``[client]`` option file with the connection and password; always removed."""
-    target = Target.from_ref(ref)
+    target = MySqlTarget.from_ref(ref)
     lines = ["[client]", f"user={_option_value(target.user)}"]
     if ref.password is not None:
         lines.append(f"password={_option_value(ref.password.get_secret_value())}")

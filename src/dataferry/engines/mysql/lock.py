@@ -12,7 +12,7 @@ from typing import Any
 
 from dataferry.config import DatabaseRef
 from dataferry.engines._locks import busy, lock_key
-from dataferry.engines._mysql_conn import connect, rows
+from dataferry.engines.mysql.conn import connect, rows
 
 
 class MySqlRestoreLock:

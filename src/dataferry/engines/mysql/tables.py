@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from dataferry.engines._mysql_conn import quote_ident
+from dataferry.engines.mysql.conn import quote_ident
 
 _CREATE_RE = re.compile(rb"CREATE TABLE `((?:[^`]|``)+)` \(\n")
 _COLUMN_RE = re.compile(rb"\s+`(?:[^`]|``)+` ([a-z0-9]+)")

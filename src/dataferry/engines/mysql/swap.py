@@ -1,0 +1,185 @@
+"""The MySQL swap: one ``RENAME TABLE`` moves the live tables out and the shadow's in, then the
+schema objects are re-created in the live schema (see the package docstring, steps 2 to 4)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from dataferry.engines import Shadow
+from dataferry.engines.mysql.conn import (
+    CLIENT_PROGRAMS,
+    DUMP_PROGRAMS,
+    MySqlTarget,
+    OptionFile,
+    ServerInfo,
+    Tool,
+    connection,
+    execute,
+    option_file,
+    require_tool,
+    rows,
+    server_info,
+    tables,
+)
+from dataferry.engines.mysql.load import Client
+from dataferry.engines.mysql.objects import SchemaObjects
+from dataferry.engines.mysql.schemas import (
+    MySqlShadowState,
+    charset_clause,
+    create_marked,
+    drop_leftover,
+    q,
+    require_own_shadow,
+    set_defaults,
+    shadow_state,
+)
+from dataferry.errors import EngineError, FerryError
+from dataferry.streams import ProcessReader
+
+
+def swap(shadow: Shadow, lock_timeout: int) -> None:
+    """One ``RENAME TABLE`` moves live tables out and shadow tables in; then the schema objects
+    are re-created in the live schema and the old tables dropped."""
+    db = shadow.ref
+    live = MySqlTarget.from_ref(db).database
+    state = shadow_state(shadow)
+    with connection(db) as conn, option_file(db) as opts:
+        if state is None or state.objects is None or server_info(conn, shadow.name).charset is None:
+            raise EngineError(f"the shadow database {shadow.name} is gone; nothing was swapped")
+        require_own_shadow(conn, shadow)
+        old, objects = state.old, state.objects
+        info = server_info(conn, live)
+        tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
+        execute(conn, f"SET SESSION lock_wait_timeout = {int(lock_timeout)}")
+        created_live = prepare(conn, live, state, info)
+        kept_views = move_tables(conn, opts, tool, shadow.name, live, old, created_live)
+        try:
+            if not created_live:
+                set_defaults(conn, live, state, info)
+            recreate_objects(conn, Client(tool, opts, live), objects, kept_views)
+        except FerryError as exc:
+            raise EngineError(
+                f"the restored tables of {live} are live, but re-creating its triggers, views, "
+                f"routines or events failed: {exc.message}",
+                hint=f"the previous tables are kept in database {old} until the next restore; "
+                "fix the cause and restore again",
+            ) from exc
+        drop_leftover(conn, old, info)
+        drop_leftover(conn, shadow.name, info)
+    shadow.release()
+
+
+def prepare(conn: Any, live: str, state: MySqlShadowState, info: ServerInfo) -> bool:
+    """Create the old schema (and the live database on a first restore); True if live was created."""
+    old = state.old
+    drop_leftover(conn, old, info)
+    created_live = info.charset is None
+    if created_live:
+        execute(conn, f"CREATE DATABASE {q(live)}{charset_clause(state.charset, state.collation)}")
+    try:
+        create_marked(conn, old, info, f"old copy of {live}")
+    except FerryError:
+        if created_live:
+            execute(conn, f"DROP DATABASE IF EXISTS {q(live)}")
+        raise
+    return created_live
+
+
+def move_tables(
+    conn: Any, opts: OptionFile, tool: Tool, shadow: str, live: str, old: str, created_live: bool
+) -> set[str]:
+    """The atomic step. Returns the live views that stay (the others were renamed away).
+
+    Before it, triggers are dropped (they cannot move across schemas); if the rename fails,
+    the live triggers are put back from a dump taken just before, and nothing else changed.
+    """
+    saved = b""
+    try:
+        live_tables, shadow_tables = tables(conn, live), tables(conn, shadow)
+        live_views = set(tables(conn, live, ("VIEW",)))
+        # A live view named like an incoming table moves aside in the same statement.
+        clashing = sorted(live_views & set(shadow_tables))
+        aside = [f"_dataferry_old_view_{i}" for i in range(len(clashing))]
+        saved = dump_triggers(opts, tool, live) if triggers(conn, live) else b""
+        renames = [f"{q(live, t)} TO {q(old, t)}" for t in live_tables]
+        renames += [f"{q(live, v)} TO {q(live, a)}" for v, a in zip(clashing, aside, strict=True)]
+        renames += [f"{q(shadow, t)} TO {q(live, t)}" for t in shadow_tables]
+        for schema in (shadow, live):
+            for trigger in triggers(conn, schema):
+                execute(conn, f"DROP TRIGGER {q(schema, trigger)}")
+        if renames:
+            execute(conn, "RENAME TABLE " + ", ".join(renames))
+    except BaseException:
+        undo_move(conn, Client(tool, opts, live), saved, old, live if created_live else None)
+        raise
+    for name in aside:
+        execute(conn, f"DROP VIEW IF EXISTS {q(live, name)}")
+    return live_views - set(clashing)
+
+
+def undo_move(conn: Any, client: Client, saved: bytes, old: str, created_live: str | None) -> None:
+    """Put back what was changed before a failed rename (best effort, then the error propagates)."""
+    with contextlib.suppress(FerryError):
+        if saved:
+            client.run(saved, f"{client.tool.name} (putting back the triggers of {client.database})")
+    with contextlib.suppress(FerryError):
+        execute(conn, f"DROP DATABASE IF EXISTS {q(old)}")
+        if created_live:
+            execute(conn, f"DROP DATABASE IF EXISTS {q(created_live)}")
+
+
+def recreate_objects(conn: Any, client: Client, objects: SchemaObjects, views: set[str]) -> None:
+    """The artifact's triggers, views, routines and events in the live schema; others dropped."""
+    live = client.database
+    client.run(objects.live_script(views), f"{client.tool.name} (re-creating the objects of {live})")
+    for view in sorted(set(tables(conn, live, ("VIEW",))) - set(objects.views)):
+        execute(conn, f"DROP VIEW IF EXISTS {q(live, view)}")
+    wanted = {(kind.upper(), name) for kind, name in objects.routine_names}
+    for kind, name in rows(
+        conn,
+        "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
+        "AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION')",
+        (live,),
+    ):
+        if (str(kind), str(name)) not in wanted:
+            execute(conn, f"DROP {kind} IF EXISTS {q(live, str(name))}")
+    for (event,) in rows(
+        conn, "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s", (live,)
+    ):
+        if str(event) not in objects.event_names:
+            execute(conn, f"DROP EVENT IF EXISTS {q(live, str(event))}")
+
+
+def triggers(conn: Any, schema: str) -> list[str]:
+    """The names of the triggers in ``schema``."""
+    found = rows(
+        conn, "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s", (schema,)
+    )
+    return [str(r[0]) for r in found]
+
+
+def dump_triggers(opts: OptionFile, tool: Tool, database: str) -> bytes:
+    """The live database's triggers as SQL, to put them back if the rename fails."""
+    dump_tool = require_tool(DUMP_PROGRAMS, tool.is_mariadb)
+    argv = [
+        dump_tool.path,
+        opts.arg,
+        "--no-data",
+        "--no-create-info",
+        "--skip-lock-tables",  # definitions only: no need to wait for writers
+        "--triggers",
+        "--skip-routines",
+        "--skip-events",
+        "--no-tablespaces",
+        "--default-character-set=utf8mb4",
+        database,
+    ]
+    reader = ProcessReader(argv, env=opts.env, what=f"{dump_tool.name} (saving the triggers of {database})")
+    try:
+        out = bytearray()
+        while chunk := reader.read(1 << 20):
+            out += chunk
+        return bytes(out)
+    finally:
+        reader.close()
