@@ -24,7 +24,7 @@ def _models() -> list[type[BaseModel]]:
         for m in vars(config).values()
         if isinstance(m, type)
         and issubclass(m, BaseModel)
-        and m.__module__ == config.__name__
+        and m.__module__.startswith(config.__name__ + ".")
         and m not in (config.Config, config.DatabaseRef)  # the root, and the runtime (not file) model
         and not m.__name__.startswith("_")
     ]

@@ -8,11 +8,13 @@ whichever layout chose it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import BinaryIO, cast
+from typing import IO, BinaryIO, cast
+
+import zstandard
 
 from dataferry.errors import VerificationFailed
 from dataferry.gzipio import GzipCompressor, GzipDecompressor
-from dataferry.streams import ByteSource, zstd_compress, zstd_decompress
+from dataferry.streams import CHUNK, ByteSource, Reader
 
 Encoder = Callable[[ByteSource], ByteSource]
 
@@ -42,3 +44,44 @@ def decode(compression: str, stored: ByteSource, name: str) -> BinaryIO:
         f"object {name} is compressed as {compression!r}, which this dataferry cannot read",
         hint=f"known: {', '.join(NAMES)}; upgrade dataferry",
     )
+
+
+def zstd_compress(src: ByteSource, level: int = 3, threads: int = -1) -> BinaryIO:
+    """A reader yielding the zstd compression of ``src`` (multi-threaded like ``zstd -T0``).
+
+    Frames carry zstd's own content checksum, so damage inside a frame is caught by the
+    decompressor too, not only by the artifact's sha256 at the end.
+    """
+    cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
+    return cast(BinaryIO, cctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK))
+
+
+def zstd_decompress(src: ByteSource) -> BinaryIO:
+    """A reader yielding the decompression of zstd ``src`` (all frames); corrupt input raises
+    ``VerificationFailed``. A stream cut short between blocks is not detected here: callers
+    verify the compressed bytes (``VerifyingReader``) before trusting the result."""
+    dctx = zstandard.ZstdDecompressor()
+    reader = dctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK, read_across_frames=True)
+    return cast(BinaryIO, _ZstdErrors(cast(BinaryIO, reader)))
+
+
+class _ZstdErrors(Reader):
+    """Turns the decompressor's errors into ``VerificationFailed``: damaged data, not a bug."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        """Decompress up to ``n`` bytes."""
+        try:
+            return self._inner.read(n)
+        except zstandard.ZstdError as exc:
+            raise VerificationFailed(
+                f"the compressed data is corrupt ({exc})",
+                hint="the artifact was refused and nothing was changed; restore an older artifact "
+                "with --artifact KEY, or take a new backup",
+            ) from None
+
+    def close(self) -> None:
+        """Release the decompressor."""
+        self._inner.close()

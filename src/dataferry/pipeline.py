@@ -32,6 +32,7 @@ from dataferry import artifacts, codecs
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
 from dataferry.progress import Reporter
@@ -74,9 +75,7 @@ def publish(
     """Dump ``ref`` into ``layout``'s store and commit it: data object first, manifest last."""
     require_ready(engine.check(ref), ref)
     server_version = engine.server_version(ref)
-    # Optional engine capability: structured facts for Manifest.extra (MySQL: character set, tool).
-    describe = getattr(engine, "manifest_extra", None)
-    engine_extra: dict[str, object] = describe(ref) if describe else {}
+    engine_extra = describe_dump(engine, ref)  # optional capability (MySQL: character set, tool)
     encoding = layout.encoding(engine, level)
     new = layout.new_key(engine, encoding)
     reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
@@ -145,7 +144,7 @@ def copy_to_shadow(engine: Engine, source: DatabaseRef, dest: DatabaseRef) -> It
             while dump.stream.read(CHUNK):  # a dump that failed late raises here, before any use
                 pass
             if dump.row_counts:
-                restored = engine.row_counts(dest, shadow)
+                restored = engine.row_counts(shadow)
                 diffs = sorted(t for t, n in dump.row_counts.items() if restored.get(t) != n)
                 if diffs:
                     raise VerificationFailed(
@@ -286,7 +285,7 @@ def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest:
     """
     if not manifest.row_counts:
         return {}
-    counts = engine.row_counts(ref, shadow)
+    counts = engine.row_counts(shadow)
     diffs = [
         f"{t}: {manifest.row_counts[t]} expected, {counts.get(t)} restored"
         for t in sorted(manifest.row_counts)

@@ -13,9 +13,7 @@ import queue
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, BinaryIO, Protocol, cast
-
-import zstandard
+from typing import IO, Protocol
 
 from dataferry.errors import EngineError, NotReady, VerificationFailed
 
@@ -68,17 +66,6 @@ class StderrTail:
         """The collected tail, after the stream closed."""
         self._thread.join(timeout=10)
         return "\n".join(self._lines)
-
-
-def redact_argv(argv: Sequence[str], secrets: Sequence[str] = ()) -> list[str]:
-    """Return ``argv`` with any secret replaced by ``***`` (secrets should never be there anyway)."""
-    out = []
-    for arg in argv:
-        for s in secrets:
-            if s:
-                arg = arg.replace(s, "***")
-        out.append(arg)
-    return out
 
 
 def spawn(
@@ -343,47 +330,6 @@ class ProgressReader(Reader):
         if data:
             self._on_bytes(len(data))
         return data
-
-
-def zstd_compress(src: ByteSource, level: int = 3, threads: int = -1) -> BinaryIO:
-    """A reader yielding the zstd compression of ``src`` (multi-threaded like ``zstd -T0``).
-
-    Frames carry zstd's own content checksum, so damage inside a frame is caught by the
-    decompressor too, not only by the artifact's sha256 at the end.
-    """
-    cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
-    return cast(BinaryIO, cctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK))
-
-
-def zstd_decompress(src: ByteSource) -> BinaryIO:
-    """A reader yielding the decompression of zstd ``src`` (all frames); corrupt input raises
-    ``VerificationFailed``. A stream cut short between blocks is not detected here: callers
-    verify the compressed bytes (``VerifyingReader``) before trusting the result."""
-    dctx = zstandard.ZstdDecompressor()
-    reader = dctx.stream_reader(cast(IO[bytes], src), read_size=CHUNK, read_across_frames=True)
-    return cast(BinaryIO, _ZstdErrors(cast(BinaryIO, reader)))
-
-
-class _ZstdErrors(Reader):
-    """Turns the decompressor's errors into ``VerificationFailed``: damaged data, not a bug."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self._inner = inner
-
-    def read(self, n: int = -1) -> bytes:
-        """Decompress up to ``n`` bytes."""
-        try:
-            return self._inner.read(n)
-        except zstandard.ZstdError as exc:
-            raise VerificationFailed(
-                f"the compressed data is corrupt ({exc})",
-                hint="the artifact was refused and nothing was changed; restore an older artifact "
-                "with --artifact KEY, or take a new backup",
-            ) from None
-
-    def close(self) -> None:
-        """Release the decompressor."""
-        self._inner.close()
 
 
 def copy_to_file(src: ByteSource, dst: IO[bytes]) -> int:

@@ -272,7 +272,6 @@ def test_row_counts_of_dump_source_and_shadow_agree(case: EngineCase, source: st
     with (tmp_path / "dump").open("rb") as f:
         shadow = case.engine.restore_shadow(case.ref(target), f, RestoreOptions())
     try:
-        assert case.engine.row_counts(case.ref(target), shadow) == dumped  # the older (ref, shadow) form
         assert case.engine.row_counts(shadow) == dumped  # a shadow is a target
         if isinstance(case.engine, RunsSql):
             assert case.engine.query(shadow, "SELECT 1") == [(1,)]

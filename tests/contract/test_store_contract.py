@@ -402,11 +402,14 @@ def test_create_exclusive_content_is_never_seen_half_written(store: Store) -> No
 
     def poll() -> None:
         while True:
+            # Read the flag before the object: a NotFound from a read that started before the
+            # creation finished is not a failure, only one that started after it.
+            was_created = created.is_set()
             try:
                 seen.append(read_bytes(store, "_dataferry/locks/big.lock"))
                 return
             except NotFound:
-                if created.is_set():
+                if was_created:
                     seen.append(b"missing after creation")
                     return
 

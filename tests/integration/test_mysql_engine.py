@@ -585,11 +585,9 @@ def test_sanitisation_runs_on_the_shadow_before_the_swap(world: World) -> None:
 
     def scrub(engine: Any, shadow: Shadow) -> None:
         engine.run_sql(
-            shadow.ref,
-            "UPDATE authors SET name = CONCAT('author ', id); UPDATE comments SET text = NULL;",
-            shadow,
+            shadow, "UPDATE authors SET name = CONCAT('author ', id); UPDATE comments SET text = NULL;"
         )
-        assert engine.query(shadow.ref, "SELECT COUNT(text) FROM comments", shadow) == [(0,)]
+        assert engine.query(shadow, "SELECT COUNT(text) FROM comments") == [(0,)]
         assert engine.query(shadow.ref, "SELECT COUNT(text) FROM comments") == [(300,)]  # live: untouched
         return None
 

@@ -314,8 +314,8 @@ def test_run_sql_and_query_on_live_and_shadow(pg_setup: PgSetup) -> None:
 
     def sanitise(engine: Engine, shadow: Shadow) -> None:
         assert isinstance(engine, PostgresEngine)
-        engine.run_sql(dst_ref, "UPDATE public.users SET name = 'redacted';", shadow)
-        seen.extend(engine.query(dst_ref, "SELECT DISTINCT name FROM public.users", shadow))
+        engine.run_sql(shadow, "UPDATE public.users SET name = 'redacted';")
+        seen.extend(engine.query(shadow, "SELECT DISTINCT name FROM public.users"))
 
     req = ops.RestoreRequest(database="app", environment="staging", source="production")
     ops.restore(ops.plan_restore(pg_setup.config(), req), before_swap=sanitise)

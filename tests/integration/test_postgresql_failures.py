@@ -20,6 +20,7 @@ import pytest
 
 from dataferry import artifacts, ops
 from dataferry.artifacts import DataObject, Manifest
+from dataferry.codecs import zstd_compress
 from dataferry.config import database_ref, load
 from dataferry.engines import Engine, Shadow
 from dataferry.engines.postgresql import swap as swapping
@@ -33,7 +34,6 @@ from dataferry.errors import (
     VerificationFailed,
 )
 from dataferry.progress import LogReporter
-from dataferry.streams import zstd_compress
 from servers import PgServer, S3Server
 
 from ._pg_helpers import (

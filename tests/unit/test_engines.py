@@ -20,15 +20,10 @@ REF = DatabaseRef(name="app", environment="staging", engine="sqlite", url="sqlit
 
 
 def test_a_shadow_is_a_target_of_its_own_ref() -> None:
-    """``split_target`` gives (ref, None) for a live database and (shadow.ref, shadow) for a shadow;
-    the older ``(ref, shadow)`` form still works."""
+    """``split_target`` gives (ref, None) for a live database and (shadow.ref, shadow) for a shadow."""
     shadow = Shadow(ref=REF, name="/tmp/app.db.shadow")
     assert split_target(REF) == (REF, None)
     assert split_target(shadow) == (REF, shadow)
-    assert split_target(REF, shadow) == (REF, shadow)
-    assert split_target(shadow, shadow) == (REF, shadow)
-    with pytest.raises(ValueError, match="pass it once"):
-        split_target(shadow, Shadow(ref=REF, name="other"))
 
 
 def test_shadow_state_is_engine_private_and_not_shown() -> None:

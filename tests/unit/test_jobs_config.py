@@ -70,10 +70,7 @@ def test_a_valid_job_loads_with_its_durations() -> None:
         Path("/tmp/dataferry.toml"),
     )
     job = cfg.job("stage")
-    assert job.max_age_delta() == timedelta(hours=26)
-    assert job.max_runtime_delta() == timedelta(hours=12)
-    assert cfg.job("prod").max_age_delta() is None
-    # parsed once, at load: the fields are timedeltas (the *_delta() methods are deprecated aliases)
+    # parsed once, at load: the fields are timedeltas
     assert job.max_age == timedelta(hours=26) and job.max_runtime == timedelta(hours=12)
     assert job.retry_delay == timedelta(seconds=30) and cfg.job("prod").max_age is None
     assert cfg.settings.lock_ttl == timedelta(minutes=10)

@@ -248,7 +248,7 @@ def _sql_step(sql: str, what: str) -> ops.Transform:
         if not isinstance(engine, RunsSql):
             raise NotReady(f"the {engine.name} engine cannot run SQL scripts")
         try:
-            engine.run_sql(shadow.ref, sql, shadow)
+            engine.run_sql(shadow, sql)
         except EngineError as exc:
             raise SanitisationFailed(
                 f"{what} failed: {exc.message}",

@@ -16,6 +16,8 @@ from typing import BinaryIO, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 from dataferry.config import DatabaseRef
 from dataferry.engines._locks import RestoreLock
+from dataferry.engines.registry import _REGISTRY, engine_names
+from dataferry.engines.registry import register as register  # third-party engines call engines.register
 from dataferry.errors import ConfigError, NotReady
 
 
@@ -49,14 +51,11 @@ class Shadow:
 DbTarget: TypeAlias = DatabaseRef | Shadow
 
 
-def split_target(target: DbTarget, shadow: Shadow | None = None) -> tuple[DatabaseRef, Shadow | None]:
-    """``(database, shadow or None)`` for a target. ``shadow`` is the older form, ``(ref, shadow)``,
-    still accepted while callers move to passing the shadow as the target."""
+def split_target(target: DbTarget) -> tuple[DatabaseRef, Shadow | None]:
+    """``(database, shadow or None)`` for a target: a shadow means the shadow of its ref."""
     if isinstance(target, Shadow):
-        if shadow is not None and shadow is not target:
-            raise ValueError("a shadow was given both as the target and as shadow=; pass it once")
         return target.ref, target
-    return target, shadow
+    return target, None
 
 
 @dataclass
@@ -117,7 +116,7 @@ class Engine(Protocol):
         """A dump of ``db``. A failed dump raises on read of its stream (at EOF at the latest)."""
         ...
 
-    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+    def row_counts(self, target: DbTarget) -> dict[str, int]:
         """Exact rows per table of ``target``: a live database or a shadow (tables named as in
         ``Dump.row_counts``, so a restore can compare them). ``shadow`` is deprecated: pass the
         shadow as the target."""
@@ -147,11 +146,11 @@ class RunsSql(Protocol):
     ``target``, a live database or a shadow. Any SQL error raises ``EngineError``. ``shadow`` is
     deprecated: pass the shadow as the target."""
 
-    def run_sql(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> None:
+    def run_sql(self, target: DbTarget, sql: str) -> None:
         """Run a script; the first failing statement stops it and raises."""
         ...
 
-    def query(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+    def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:
         """Run one query and return its rows."""
         ...
 
@@ -173,23 +172,6 @@ def manifest_extra(engine: Engine, db: DatabaseRef) -> dict[str, object]:
 
 
 # -- the registry --------------------------------------------------------------------------------
-
-
-_REGISTRY: dict[str, str] = {
-    "postgresql": "dataferry.engines.postgresql.engine:PostgresEngine",
-    "mysql": "dataferry.engines.mysql.engine:MySQLEngine",
-    "sqlite": "dataferry.engines.sqlite:SQLiteEngine",
-}
-
-
-def register(name: str, target: str) -> None:
-    """Register an engine class by ``module:Class`` path (third-party engines use this too)."""
-    _REGISTRY[name] = target
-
-
-def engine_names() -> list[str]:
-    """Names of the engines this dataferry can use."""
-    return sorted(_REGISTRY)
 
 
 def get_engine(name: str) -> Engine:

@@ -133,9 +133,9 @@ class SQLiteEngine:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
-    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+    def row_counts(self, target: DbTarget) -> dict[str, int]:
         """Exact counts with ``count(*)`` per table of ``target`` (the live file or a shadow)."""
-        return _count_rows(_path(target, shadow))
+        return _count_rows(_path(target))
 
     def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
         """Write beside the target, fsync, and check integrity before it can be swapped in."""
@@ -198,9 +198,9 @@ class SQLiteEngine:
         finally:
             shadow.release()
 
-    def run_sql(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> None:
+    def run_sql(self, target: DbTarget, sql: str) -> None:
         """Run a script on ``target`` (used by sanitisation) in one transaction; any error is fatal."""
-        path = _path(target, shadow)
+        path = _path(target)
         con = _connect(path)
         try:
             con.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
@@ -209,9 +209,9 @@ class SQLiteEngine:
         finally:
             con.close()
 
-    def query(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+    def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:
         """Run one read-only query on ``target`` and return its rows (the file is opened read-only)."""
-        path = _path(target, shadow)
+        path = _path(target)
         if not path.exists():
             raise NotFound(
                 f"SQLite database {path} does not exist", hint="check the url in the configuration"
@@ -225,9 +225,9 @@ class SQLiteEngine:
             con.close()
 
 
-def _path(target: DbTarget, shadow: Shadow | None) -> Path:
+def _path(target: DbTarget) -> Path:
     """The file behind a target: the shadow's file, or the live database's."""
-    db, shadow = split_target(target, shadow)
+    db, shadow = split_target(target)
     return Path(shadow.name) if shadow else sqlite_path(db)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from dataferry.config import Config, parse_duration
-from dataferry.errors import ConfigError, FerryError, LockBusy, NotFound
+from dataferry.config import Config
+from dataferry.errors import FerryError, LockBusy, NotFound
 from dataferry.jobs.common import PREFIX, StateModel, now_utc, whoami
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
@@ -280,11 +280,8 @@ def break_lock(store: Store, job: str, ttl: timedelta) -> LockInfo | None:
 
 
 def lock_ttl(cfg: Config) -> timedelta:
-    """The configured lock TTL."""
-    try:
-        return parse_duration(cfg.settings.lock_ttl)
-    except ValueError as exc:  # validated already; kept for configs built in code
-        raise ConfigError(str(exc)) from None
+    """The configured lock TTL (parsed when the configuration was read)."""
+    return cfg.settings.lock_ttl
 
 
 def _human(delta: timedelta) -> str:

@@ -65,7 +65,7 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
     if kind == "restore":
         source = step.split(":", 1)[1]
         req = ops.RestoreRequest(
-            database=job.database, environment=job.environment, source=source, max_age=job.max_age_delta()
+            database=job.database, environment=job.environment, source=source, max_age=job.max_age
         )
         following = job.steps[job.steps.index(step) + 1 :][:1]
         req = dataclasses.replace(req, sanitise=following == ["sanitise"])

@@ -84,7 +84,7 @@ def run_job(
         steps=[StepRecord(index=i, step=s) for i, s in enumerate(job.steps, 1)],
         upstream_artifact=triggers.upstream_artifact(cfg, job, stores),
     )
-    guard = StopGuard(job_name, job.max_runtime_delta(), options.stop)
+    guard = StopGuard(job_name, job.max_runtime, options.stop)
     ctx = RunContext(cfg, job_name, job, record, stores, reporter, metrics, guard)
     if options.trigger == "after" and options.trigger_detail:
         ctx.pinned = options.trigger_detail

@@ -148,7 +148,7 @@ class Scheduler:
         argv = argv_for(str(self.config_path), due.job, due.trigger, due.detail, json_logs=self.json_logs)
         proc = subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL)
         job = self.cfg.jobs[due.job]
-        self._children[due.job] = _Child(due, proc, time.monotonic(), job.max_runtime_delta())
+        self._children[due.job] = _Child(due, proc, time.monotonic(), job.max_runtime)
         self.reporter.info(
             f"scheduler: started job {due.job} ({due.trigger} {due.detail}) as pid {proc.pid}",
             job=due.job,

@@ -29,7 +29,7 @@ def run_step(ctx: RunContext, step: StepRecord) -> None:
     ctx.save()
     ctx.metrics.step(labels, stem, "started", started_at=step.started_at)
     ctx.reporter.info(f"job {ctx.name}: step {step.index} {step.step}")
-    delay = ctx.job.retry_delay_delta().total_seconds()
+    delay = ctx.job.retry_delay.total_seconds()
     try:
         while True:
             step.attempts += 1
@@ -77,7 +77,7 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
         environment=job.environment,
         source=source,
         artifact=_pinned_for(ctx, source),
-        max_age=job.max_age_delta(),
+        max_age=job.max_age,
         sanitise=sanitise_step is not None,
     )
     # ops decides whether the shadow is sanitised (a 'sanitise' step, or a target that requires

@@ -43,14 +43,14 @@ class Target:
     def run(self, sql: str, what: str) -> None:
         """Run a script; a database error becomes ``SanitisationFailed`` naming ``what``."""
         try:
-            self.engine.run_sql(self.ref, sql, self.shadow)
+            self.engine.run_sql(self.shadow or self.ref, sql)
         except EngineError as exc:
             raise self._failed(what, exc) from None
 
     def query(self, sql: str, what: str) -> list[tuple[object, ...]]:
         """Run a query; a database error becomes ``SanitisationFailed`` naming ``what``."""
         try:
-            return self.engine.query(self.ref, sql, self.shadow)
+            return self.engine.query(self.shadow or self.ref, sql)
         except EngineError as exc:
             raise self._failed(what, exc) from None
 

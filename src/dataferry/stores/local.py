@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dataferry.errors import ConfigError, NotFound, StoreError
-from dataferry.stores import ObjectInfo
+from dataferry.stores.base import ObjectInfo
 from dataferry.streams import ByteSource
 
 _CHUNK = 1024 * 1024

@@ -30,7 +30,7 @@ from botocore.exceptions import (
 
 from dataferry.config import S3Options
 from dataferry.errors import ConfigError, FerryError, NotFound, StoreError, StoreUnavailable
-from dataferry.stores import ObjectInfo
+from dataferry.stores.base import ObjectInfo
 from dataferry.streams import ByteSource
 
 if TYPE_CHECKING:

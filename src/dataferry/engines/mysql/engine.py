@@ -156,9 +156,9 @@ class MySQLEngine:
             finally:
                 proc.close()
 
-    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+    def row_counts(self, target: DbTarget) -> dict[str, int]:
         """Exact ``COUNT(*)`` of every table of ``target`` (views and sequences are not counted)."""
-        db, shadow = split_target(target, shadow)
+        db, shadow = split_target(target)
         database = shadow.name if shadow else MySqlTarget.from_ref(db).database
         with connection(db) as conn:
             return {
@@ -242,10 +242,10 @@ class MySQLEngine:
 
     # -- SQL for sanitisation ---------------------------------------------------------------
 
-    def run_sql(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> None:
+    def run_sql(self, target: DbTarget, sql: str) -> None:
         """Run a script on ``target`` in one transaction (DDL commits implicitly, as MySQL always
         does); the first failing statement stops it, rolls back and raises ``EngineError``."""
-        db, shadow = split_target(target, shadow)
+        db, shadow = split_target(target)
         database = shadow.name if shadow else MySqlTarget.from_ref(db).database
         if not sql.strip():
             return
@@ -262,9 +262,9 @@ class MySQLEngine:
                     conn.rollback()
                 raise EngineError(f"SQL failed on {database}: {error_text(exc)}") from None
 
-    def query(self, target: DbTarget, sql: str, shadow: Shadow | None = None) -> list[tuple[object, ...]]:
+    def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:
         """Run one query on ``target`` (a live database or a shadow) and return its rows."""
-        db, shadow = split_target(target, shadow)
+        db, shadow = split_target(target)
         database = shadow.name if shadow else MySqlTarget.from_ref(db).database
         with connection(db, database) as conn:
             try:

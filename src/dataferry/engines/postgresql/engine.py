@@ -201,9 +201,9 @@ class PostgresEngine:
             finally:
                 stream.close()
 
-    def row_counts(self, target: DbTarget, shadow: Shadow | None = None) -> dict[str, int]:
+    def row_counts(self, target: DbTarget) -> dict[str, int]:
         """Exact ``count(*)`` of every user table of ``target``, named ``schema.table``."""
-        db, shadow = split_target(target, shadow)
+        db, shadow = split_target(target)
         dbname = shadow.name if shadow else None
         with contextlib.closing(connect(db, dbname)) as conn, sql_errors("counting rows"):
             return {table_key(t): count_rows(conn, t) for t in user_tables(conn)}
@@ -288,10 +288,10 @@ class PostgresEngine:
 
     # -- SQL for sanitisation ------------------------------------------------------------------
 
-    def run_sql(self, target: DbTarget, sql_text: str, shadow: Shadow | None = None) -> None:
+    def run_sql(self, target: DbTarget, sql_text: str) -> None:
         """Run a script on ``target`` with psql in one transaction; the first error stops it and
         raises."""
-        db, shadow = split_target(target, shadow)
+        db, shadow = split_target(target)
         dbname = shadow.name if shadow else live_name(db)
         argv = [
             self.tools().psql.path,
@@ -310,11 +310,9 @@ class PostgresEngine:
                 f"SQL script on {dbname}", argv, proc.returncode, err.decode("utf-8", "replace")
             )
 
-    def query(
-        self, target: DbTarget, sql_text: str, shadow: Shadow | None = None
-    ) -> list[tuple[object, ...]]:
+    def query(self, target: DbTarget, sql_text: str) -> list[tuple[object, ...]]:
         """Run one query on ``target`` and return its rows (none for a statement without results)."""
-        db, shadow = split_target(target, shadow)
+        db, shadow = split_target(target)
         dbname = shadow.name if shadow else None
         with contextlib.closing(connect(db, dbname)) as conn, sql_errors(f"query on {where(db, dbname)}"):
             cur = conn.execute(sql_text.encode())

@@ -1,15 +1,13 @@
-"""The configuration file: a pydantic model, loading, and validation errors with file and line.
+"""The configuration's pydantic models: environments, stores, databases, jobs, settings, and the
+rules that span them (jobs naming known environments, ``after`` chains without cycles).
 
-The file is TOML. Secrets are never written in it: connections name an environment variable
-(``password_env``) and the value is read only when a connection is made. Every problem in a file
-is reported at once, each with its location, and loading raises ``ConfigError`` (exit 2).
+Secrets are never written in the file: connections name an environment variable (``password_env``)
+and the value is read only when a connection is made (``config.refs``).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -21,14 +19,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from dataferry.errors import ConfigError, NotFound, NotReady
+from dataferry.errors import ConfigError, NotFound
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 #: URL query parameters that carry a password (libpq and MySQL URLs accept ``?password=``).
@@ -184,7 +181,7 @@ class DatabaseConfig(_Model):
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, v: str) -> str:
-        from dataferry.engines import engine_names  # the registry; imported late, as it imports this module
+        from dataferry.engines.registry import engine_names  # imported late: loading it loads engines
 
         names = engine_names()
         if v not in names:
@@ -243,19 +240,6 @@ class JobConfig(_Model):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/London)") from None
         return v
-
-    # Deprecated: the fields are timedeltas now. Kept until jobs/ reads the fields directly.
-    def max_age_delta(self) -> timedelta | None:
-        """Deprecated alias of ``max_age``."""
-        return self.max_age
-
-    def max_runtime_delta(self) -> timedelta | None:
-        """Deprecated alias of ``max_runtime``."""
-        return self.max_runtime
-
-    def retry_delay_delta(self) -> timedelta:
-        """Deprecated alias of ``retry_delay``."""
-        return self.retry_delay
 
 
 class Settings(_Model):
@@ -390,186 +374,3 @@ def _after_cycle(cfg: Config, start: str) -> bool:
         seen.add(current)
         current = cfg.jobs[current].after
     return False
-
-
-# -- loading -------------------------------------------------------------------------------------
-
-
-def find_config_path(explicit: str | None) -> Path:
-    """``--config PATH``, else ``$DATAFERRY_CONFIG``, else ``./dataferry.toml``."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("DATAFERRY_CONFIG")
-    if env:
-        return Path(env)
-    return Path("dataferry.toml")
-
-
-def load_config(path: str | Path | None = None) -> Config:
-    """Load and validate a configuration file: ``path``, else ``$DATAFERRY_CONFIG``, else
-    ``./dataferry.toml`` (the public API's entry point; errors carry the file and line)."""
-    return load(find_config_path(str(path) if path is not None else None))
-
-
-def load(path: Path) -> Config:
-    """Read and validate a configuration file; every problem is reported at once."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"configuration file {path} not found",
-            hint="pass --config PATH, set DATAFERRY_CONFIG, or run 'dataferry quickstart' for an example",
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"configuration file {path} is not UTF-8 text (byte {exc.start})",
-            hint="TOML files are UTF-8: save it as UTF-8, or check that this is the right file",
-        ) from None
-    return parse(text, path)
-
-
-def parse(text: str, path: Path) -> Config:
-    """Validate TOML text; ``path`` is used for messages and relative paths."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line shown") from None
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as exc:
-        lines: list[str] = []
-        for err in exc.errors():
-            if err["type"] == "references":
-                lines += [_describe_at(list(loc), msg, text, path) for loc, msg in err["ctx"]["problems"]]
-            else:
-                lines.append(_describe(err, text, path))
-        raise ConfigError(
-            f"{path}: {len(lines)} problem(s):\n" + "\n".join(f"  - {line}" for line in lines),
-            hint="fix the keys listed above; docs/configuration.md describes every key",
-        ) from None
-    return cfg.model_copy(update={"path": path.resolve()})
-
-
-def _describe(err: Any, text: str, path: Path) -> str:
-    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (misspelt, or not allowed here)"
-        if loc and loc[-1].lower() in _SECRET_KEYS:
-            msg = (
-                "secrets never go in the configuration file: put it in an environment variable and "
-                f"set {_SECRET_KEYS[loc[-1].lower()]} to that variable's name"
-            )
-    return _describe_at(loc, msg, text, path)
-
-
-def _describe_at(loc: list[str], msg: str, text: str, path: Path) -> str:
-    dotted = ".".join(loc) or "(top level)"
-    line = _line_of(text, loc)
-    where = f"{path.name}:{line}" if line else path.name
-    return f"{where}: {dotted}: {msg}"
-
-
-def _line_of(text: str, loc: list[str]) -> int | None:
-    """Best-effort line number of a dotted location: its table header or its key."""
-    lines = text.splitlines()
-    best: int | None = None
-    for depth in range(len(loc), 0, -1):
-        header = ".".join(_toml_key(p) for p in loc[:depth])
-        for i, line in enumerate(lines, 1):
-            stripped = line.strip()
-            if stripped in (f"[{header}]", f"[[{header}]]"):
-                best = i
-                key = loc[depth] if depth < len(loc) else None
-                if key is None:
-                    return best
-                for j in range(i, len(lines)):
-                    if lines[j].strip().startswith("["):
-                        break
-                    if re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", lines[j]):
-                        return j + 1
-                return best
-    if loc:
-        # A misspelt table such as [enviroments.qa] only exists as a prefix of deeper headers.
-        prefix = ".".join(_toml_key(p) for p in loc)
-        for i, line in enumerate(lines, 1):
-            if line.strip().startswith((f"[{prefix}.", f"[[{prefix}.")):
-                return i
-        for i, line in enumerate(lines, 1):
-            if re.match(rf"^\s*\"?{re.escape(loc[-1])}\"?\s*=", line):
-                return i
-    return best
-
-
-def _toml_key(part: str) -> str:
-    return part if re.match(r"^[A-Za-z0-9_-]+$", part) else f'"{part}"'
-
-
-# -- connection details handed to engines ----------------------------------------------------------
-
-
-class DatabaseRef(_Model):
-    """Everything an engine needs to reach one database in one environment; the password is a secret."""
-
-    name: str
-    environment: str
-    engine: str
-    url: str
-    password: SecretStr | None = None
-    owner: str | None = None
-    exclude_tables: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        return f"DatabaseRef({self.name!r}, env={self.environment!r}, url={self.url!r})"
-
-    __str__ = __repr__
-
-
-def database_ref(cfg: Config, database: str, environment: str) -> DatabaseRef:
-    """Connection details for ``database`` in ``environment``, reading the password env var now."""
-    db = cfg.database(database)
-    cfg.environment(environment)
-    conn = db.environments.get(environment)
-    if conn is None:
-        raise ConfigError(
-            f"database {database!r} has no connection for environment {environment!r}",
-            hint=f"add [databases.{database}.environments] {environment} = {{ url = ... }}",
-        )
-    return connection_ref(cfg, database, environment, conn)
-
-
-def connection_ref(cfg: Config, database: str, environment: str, conn: ConnectionConfig) -> DatabaseRef:
-    """Connection details from one connection table (an environment's, or a database's ``scratch``);
-    ``environment`` is the label used in messages."""
-    db = cfg.database(database)
-    password = None
-    if conn.password_env:
-        value = os.environ.get(conn.password_env)
-        if value is None:
-            raise NotReady(
-                f"environment variable {conn.password_env} is not set "
-                f"(password for {database} in {environment})",
-                hint=f"export {conn.password_env} before running dataferry",
-            )
-        password = SecretStr(value)
-    url = conn.url
-    if db.engine == "sqlite":
-        url = _absolute_sqlite_url(cfg, url)
-    return DatabaseRef(
-        name=database,
-        environment=environment,
-        engine=db.engine,
-        url=url,
-        password=password,
-        owner=conn.owner,
-        exclude_tables=tuple(db.exclude_tables),
-    )
-
-
-def _absolute_sqlite_url(cfg: Config, url: str) -> str:
-    """``sqlite:///rel/path`` is relative to the config file; ``sqlite:////abs/path`` is absolute."""
-    rest = url.split("://", 1)[1]
-    path = rest[1:] if rest.startswith("/") else rest
-    return "sqlite:///" + str(cfg.resolve_path(path))

@@ -1,0 +1,76 @@
+"""Connection details handed to engines: ``DatabaseRef``, with the password read from its
+environment variable only now, and never shown in a repr."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import SecretStr
+
+from dataferry.config.models import Config, ConnectionConfig, _Model
+from dataferry.errors import ConfigError, NotReady
+
+
+class DatabaseRef(_Model):
+    """Everything an engine needs to reach one database in one environment; the password is a secret."""
+
+    name: str
+    environment: str
+    engine: str
+    url: str
+    password: SecretStr | None = None
+    owner: str | None = None
+    exclude_tables: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"DatabaseRef({self.name!r}, env={self.environment!r}, url={self.url!r})"
+
+    __str__ = __repr__
+
+
+def database_ref(cfg: Config, database: str, environment: str) -> DatabaseRef:
+    """Connection details for ``database`` in ``environment``, reading the password env var now."""
+    db = cfg.database(database)
+    cfg.environment(environment)
+    conn = db.environments.get(environment)
+    if conn is None:
+        raise ConfigError(
+            f"database {database!r} has no connection for environment {environment!r}",
+            hint=f"add [databases.{database}.environments] {environment} = {{ url = ... }}",
+        )
+    return connection_ref(cfg, database, environment, conn)
+
+
+def connection_ref(cfg: Config, database: str, environment: str, conn: ConnectionConfig) -> DatabaseRef:
+    """Connection details from one connection table (an environment's, or a database's ``scratch``);
+    ``environment`` is the label used in messages."""
+    db = cfg.database(database)
+    password = None
+    if conn.password_env:
+        value = os.environ.get(conn.password_env)
+        if value is None:
+            raise NotReady(
+                f"environment variable {conn.password_env} is not set "
+                f"(password for {database} in {environment})",
+                hint=f"export {conn.password_env} before running dataferry",
+            )
+        password = SecretStr(value)
+    url = conn.url
+    if db.engine == "sqlite":
+        url = _absolute_sqlite_url(cfg, url)
+    return DatabaseRef(
+        name=database,
+        environment=environment,
+        engine=db.engine,
+        url=url,
+        password=password,
+        owner=conn.owner,
+        exclude_tables=tuple(db.exclude_tables),
+    )
+
+
+def _absolute_sqlite_url(cfg: Config, url: str) -> str:
+    """``sqlite:///rel/path`` is relative to the config file; ``sqlite:////abs/path`` is absolute."""
+    rest = url.split("://", 1)[1]
+    path = rest[1:] if rest.startswith("/") else rest
+    return "sqlite:///" + str(cfg.resolve_path(path))

@@ -1,0 +1,172 @@
+"""``plan_restore`` and ``restore``: every check once, then shadow, verify, sanitise, swap.
+
+``plan_restore`` makes every check before anything is touched (invariant 1) and returns a
+``RestorePlan``; ``restore(plan)`` executes it, re-checking the plan's safety rules cheaply so a plan
+edited or built by hand cannot skip them. Mechanism in ``pipeline``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from dataferry import artifacts, pipeline
+from dataferry.artifacts import Manifest, Sanitisation
+from dataferry.config import Config, DatabaseRef, database_ref
+from dataferry.engines import Engine, RestoreOptions, Shadow
+from dataferry.errors import ConfigError, Refused, SanitisationFailed, VerificationFailed
+from dataferry.layouts import Layout, layout_for
+from dataferry.ops.rules import engine_for, refuse_protected, refuse_unsanitised_source, sanitisation_needed
+from dataferry.pipeline import BeforeSwap, require_ready
+from dataferry.progress import NullReporter, Reporter
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What to restore where, and how."""
+
+    database: str
+    environment: str
+    source: str
+    artifact: str | None = None
+    at: datetime | None = None
+    jobs: int = 1
+    force: bool = False
+    max_age: timedelta | None = None
+    dry_run: bool = False
+    sanitise: bool = False
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """A restore checked from end to end and ready to run: ``restore(plan)`` executes it.
+
+    ``sanitiser`` is set when the shadow must be sanitised before the swap (``sanitise_reason``
+    says why); ``restore`` refuses a plan whose target requires sanitised data without one.
+    """
+
+    config: Config
+    request: RestoreRequest
+    manifest: Manifest
+    layout: Layout
+    engine: Engine
+    ref: DatabaseRef
+    spool: Path | None
+    sanitiser: BeforeSwap | None = None
+    sanitise_reason: str | None = None
+
+    @property
+    def store_url(self) -> str:
+        """Where the artifact is read from."""
+        return self.layout.store.url
+
+
+@dataclass
+class RestoreResult:
+    """What was restored where, and what sanitisation (if any) found."""
+
+    manifest: Manifest
+    swapped: bool
+    database: str = ""
+    environment: str = ""
+    sanitisation: Sanitisation | None = None
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+
+def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = None) -> RestorePlan:
+    """Every check a restore makes before touching anything (invariant 1); returns the plan.
+
+    Raises ``Refused`` for a protected target without ``force`` and for an unsanitised artifact from
+    a store that requires sanitised ones; loads the sanitisation profile and salt when the target
+    requires sanitised data; checks tools, connections and the spool's free space.
+    """
+    from dataferry import sanitise as sanitising  # imported when used: CLI start-up time
+
+    reporter = reporter or NullReporter()
+    refuse_protected(cfg, req.environment, req.force)
+    if req.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    engine = engine_for(cfg, req.database)
+    layout = layout_for(cfg, req.source, req.database)
+    manifest = layout.select(engine, artifact=req.artifact, at=req.at, reporter=reporter)
+    if manifest.engine != engine.name:
+        raise ConfigError(
+            f"artifact {manifest.id} was made by the {manifest.engine} engine, "
+            f"but {req.database} is configured as {engine.name}"
+        )
+    refuse_unsanitised_source(cfg, req.source, manifest)
+    if req.max_age is not None:
+        artifacts.check_fresh(manifest, req.max_age)
+    if len(manifest.objects) != 1:
+        raise VerificationFailed(
+            f"artifact {manifest.id} has {len(manifest.objects)} data objects; expected 1"
+        )
+    layout.check_readable(manifest, engine)
+    reason = sanitisation_needed(cfg, req.environment, req.sanitise, manifest)
+    sanitiser = None
+    if reason is not None:
+        profile = sanitising.require_profile(cfg, req.database, reason)
+        sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
+    ref = database_ref(cfg, req.database, req.environment)
+    require_ready(engine.check(ref), ref)
+    spool = pipeline.spool_dir(cfg.settings.spool_dir, req.jobs, manifest)
+    pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
+    return RestorePlan(cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason)
+
+
+def restore(
+    plan: RestorePlan, *, reporter: Reporter | None = None, before_swap: BeforeSwap | None = None
+) -> RestoreResult:
+    """Execute a plan: shadow, verify, row counts, sanitise (where the plan says), ``before_swap``,
+    swap. Nothing destructive happens before the swap; any failure before it drops the shadow and
+    leaves the live database exactly as it was.
+
+    The plan's safety rules are checked again (cheaply, without the store), so a plan edited or
+    built by hand cannot restore into a protected environment or skip a required sanitisation.
+    """
+    reporter = reporter or NullReporter()
+    req, manifest = plan.request, plan.manifest
+    refuse_protected(plan.config, req.environment, req.force)
+    refuse_unsanitised_source(plan.config, req.source, manifest)
+    required = sanitisation_needed(plan.config, req.environment, req.sanitise, manifest)
+    if required is not None and plan.sanitiser is None:
+        raise Refused(
+            f"the restore of {req.database} into {req.environment} must sanitise the shadow ({required}), "
+            "and its plan has no sanitisation step",
+            hint="build the plan with plan_restore, which adds it",
+        )
+    if req.dry_run:
+        return RestoreResult(
+            manifest=manifest, swapped=False, database=req.database, environment=req.environment
+        )
+    hooks = [_passing(plan.sanitiser, req.database)] if plan.sanitiser is not None else []
+    if before_swap is not None:
+        hooks.append(before_swap)
+    reporter.info(f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}")
+    options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
+    loaded = pipeline.restore_into(plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter)
+    reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")
+    return RestoreResult(
+        manifest=manifest,
+        swapped=True,
+        database=req.database,
+        environment=req.environment,
+        sanitisation=loaded.sanitisation if plan.sanitiser is not None else None,
+        row_counts=loaded.row_counts,
+    )
+
+
+def _passing(sanitiser: BeforeSwap, database: str) -> BeforeSwap:
+    """A sanitisation step must return a passing result; anything else never reaches the swap."""
+
+    def gate(engine: Engine, shadow: Shadow) -> Sanitisation:
+        result = sanitiser(engine, shadow)
+        if result is None or not result.passed:
+            raise SanitisationFailed(
+                f"sanitisation of {database} did not pass", hint="nothing was swapped in or published"
+            )
+        return result
+
+    return gate
