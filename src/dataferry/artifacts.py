@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dataferry import __version__
+from dataferry._version import __version__
 from dataferry.errors import NotFound, StoreError, VerificationFailed
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader

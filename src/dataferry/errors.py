@@ -7,7 +7,7 @@ The tree, with the exit code each class carries (the codes are a stable, documen
     ├── NotReady                    3  a tool, server or credential is missing or unusable
     ├── NotFound                    4  no such artifact, object, database or job
     ├── Held                        5  the job or environment is paused by a hold
-    ├── LockBusy                    6  another run of the same job holds the lock
+    ├── LockBusy                    6  another run of the job, or restore of the database, holds its lock
     ├── VerificationFailed          7  checksum, size or manifest mismatch; artifact refused
     ├── SanitisationFailed          8  a sanitisation script or check failed; nothing published
     │   └── ChecksFailed            8  ... the rules ran but a check found something
@@ -95,11 +95,14 @@ class Held(FerryError):
 
 
 class LockBusy(FerryError):
-    """Another run of the same job holds its lock."""
+    """Another run of the same job holds its lock, or another restore of the same database holds
+    that database's restore lock."""
 
     exit_code = 6
     label = "lock busy"
-    meaning = "lock busy: another run of the same job is in progress"
+    meaning = (
+        "lock busy: another run of the same job, or another restore of the same database, is in progress"
+    )
 
 
 class VerificationFailed(FerryError):

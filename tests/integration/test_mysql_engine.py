@@ -598,7 +598,7 @@ def test_sanitisation_runs_on_the_shadow_before_the_swap(world: World) -> None:
     world.restore()
 
     def broken(engine: Any, shadow: Shadow) -> None:
-        engine.run_sql(shadow.ref, "UPDATE authors SET bio = 'x'; UPDATE no_such_table SET a = 1;", shadow)
+        engine.run_sql(shadow, "UPDATE authors SET bio = 'x'; UPDATE no_such_table SET a = 1;")
 
     with pytest.raises(EngineError, match="no_such_table"):
         world.restore(before_swap=broken)

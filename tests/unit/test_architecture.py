@@ -178,3 +178,52 @@ def test_no_module_over_400_lines_without_a_reason() -> None:
         if lines > MAX_LINES and EXPLAINED not in " ".join(doc.split()) and name not in OVERSIZE_ALLOWED:
             too_long[name] = lines
     assert not too_long, f"split these, or say in the docstring why they are {EXPLAINED} ...: {too_long}"
+
+
+#: The layers, lowest first (docs/architecture.md draws them). A module may import its own layer and
+#: the ones below; nothing imports upward. The package's ``__init__`` (the public API) and
+#: ``__main__`` sit on top and load their names lazily.
+LAYERS: list[tuple[str, ...]] = [
+    ("dataferry.errors", "dataferry._version", "dataferry.engines.registry"),
+    ("dataferry.config", "dataferry.streams", "dataferry.progress", "dataferry.gzipio"),
+    ("dataferry.codecs", "dataferry.stores", "dataferry.engines"),
+    ("dataferry.artifacts",),
+    ("dataferry.layouts", "dataferry.sanitise", "dataferry.metrics"),
+    ("dataferry.pipeline",),
+    ("dataferry.ops",),
+    ("dataferry.jobs", "dataferry.compat"),
+    ("dataferry.quickstart",),
+    ("dataferry.cli",),
+    ("dataferry", "dataferry.__main__"),
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module: that of the longest listed prefix."""
+    best, rank = -1, -1
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > best:
+                best, rank = len(name), index
+    assert rank >= 0, f"{module} is in no layer: add it to LAYERS and to docs/architecture.md"
+    return rank
+
+
+def test_nothing_imports_upward() -> None:
+    upward = [
+        f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+        for module, targets in sorted(import_graph().items())
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(module)
+    ]
+    assert not upward, "imports upward:\n" + "\n".join(upward)
+
+
+def test_the_architecture_page_names_every_layer() -> None:
+    page = (SRC.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for names in LAYERS[:-1]:
+        for name in names:
+            if name.rsplit(".", 1)[-1].startswith("_"):
+                continue
+            short = name.removeprefix("dataferry.")
+            assert short in page, f"docs/architecture.md does not mention {short}"

@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import click
 
-from dataferry import __version__
+from dataferry._version import __version__
 from dataferry.cli import core
 from dataferry.cli._common import (
     Context,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from dataferry import ops
@@ -22,15 +22,9 @@ from dataferry.metrics import step_labels
 
 def run_step(ctx: RunContext, step: StepRecord) -> None:
     """One step, with retries for transient failures; the record is written at start and end."""
-    labels = step_labels(ctx.cfg, ctx.name, step.index)
-    stem = f"{ctx.name}-{step.index}"
-    step.status = "running"
-    step.started_at = now_utc()
-    ctx.save()
-    ctx.metrics.step(labels, stem, "started", started_at=step.started_at)
-    ctx.reporter.info(f"job {ctx.name}: step {step.index} {step.step}")
-    delay = ctx.job.retry_delay.total_seconds()
-    try:
+    with _recorded_step(ctx, step, save=True):
+        ctx.reporter.info(f"job {ctx.name}: step {step.index} {step.step}")
+        delay = ctx.job.retry_delay.total_seconds()
         while True:
             step.attempts += 1
             try:
@@ -46,6 +40,21 @@ def run_step(ctx: RunContext, step: StepRecord) -> None:
                 )
                 _sleep(ctx.guard, delay)
                 delay *= 2
+
+
+@contextlib.contextmanager
+def _recorded_step(ctx: RunContext, step: StepRecord, *, save: bool) -> Iterator[None]:
+    """Mark ``step`` running, then failed (and re-raise) or succeeded, with its metrics. ``save``
+    writes the run record at start and end (not for a step inside another, such as sanitise)."""
+    labels = step_labels(ctx.cfg, ctx.name, step.index)
+    stem = f"{ctx.name}-{step.index}"
+    step.status = "running"
+    step.started_at = now_utc()
+    if save:
+        ctx.save()
+    ctx.metrics.step(labels, stem, "started", started_at=step.started_at)
+    try:
+        yield
     except BaseException as exc:
         step.status = "failed"
         step.finished_at = now_utc()
@@ -54,7 +63,8 @@ def run_step(ctx: RunContext, step: StepRecord) -> None:
         raise
     step.status = "succeeded"
     step.finished_at = now_utc()
-    ctx.save()
+    if save:
+        ctx.save()
     ctx.metrics.step(
         labels, stem, "succeeded", started_at=step.started_at, finished_at=step.finished_at, size=step.bytes
     )
@@ -142,27 +152,13 @@ def _sanitise_shadow(
     """Sanitise the shadow inside the restore, before the swap; recorded as the ``sanitise`` step."""
     if step is None:
         return _passed(hook(engine, shadow), ctx.job.database)
-    labels = step_labels(ctx.cfg, ctx.name, step.index)
-    stem = f"{ctx.name}-{step.index}"
-    step.status = "running"
-    step.started_at = now_utc()
-    step.attempts += 1
-    ctx.metrics.step(labels, stem, "started", started_at=step.started_at)
-    try:
+    with _recorded_step(ctx, step, save=False):
+        step.attempts += 1
         result = _passed(hook(engine, shadow), ctx.job.database)
-    except BaseException as exc:
-        step.status = "failed"
-        step.finished_at = now_utc()
-        step.error = ErrorInfo.from_exception(exc)
-        ctx.metrics.step(labels, stem, "failed", started_at=step.started_at, finished_at=step.finished_at)
-        raise
-    step.status = "succeeded"
-    step.finished_at = now_utc()
-    step.detail = (
-        f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
-    )
+        step.detail = (
+            f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
+        )
     ctx.ran_sanitise = True
-    ctx.metrics.step(labels, stem, "succeeded", started_at=step.started_at, finished_at=step.finished_at)
     return result
 
 
