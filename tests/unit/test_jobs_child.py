@@ -30,7 +30,7 @@ production = { url = "sqlite:///p.db" }
 environment = "production"
 database = "app"
 steps = ["backup"]
-schedule = "0 23 * * *"
+schedule = "* * * * *"  # always due within the last minute: the test must not depend on the clock
 """
 
 
