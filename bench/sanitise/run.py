@@ -39,8 +39,8 @@ from dataferry.engines import RunsSql, get_engine  # noqa: E402
 from dataferry.progress import NullReporter  # noqa: E402
 from dataferry.sanitise import fakes  # noqa: E402
 from dataferry.sanitise.dialects import dialect_for  # noqa: E402
+from dataferry.sanitise.execution import Target, sanitise  # noqa: E402
 from dataferry.sanitise.profile import Profile  # noqa: E402
-from dataferry.sanitise.runner import Target, sanitise  # noqa: E402
 
 SALT = "bench-salt-3c6a1f0e9b8d7c5a"
 DB = "bench_sanitise"

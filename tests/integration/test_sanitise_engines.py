@@ -34,8 +34,8 @@ from dataferry.sanitise import (
 )
 from dataferry.sanitise import checks as scan_checks
 from dataferry.sanitise.dialects import dialect_for
+from dataferry.sanitise.execution import ChecksFailed, Target, sanitise
 from dataferry.sanitise.profile import load as load_profile
-from dataferry.sanitise.runner import ChecksFailed, Target, sanitise
 from servers import MariaDbServer, PgServer
 from unit.test_sanitise_profile import EMAIL_CASES, PHONE_CASES
 

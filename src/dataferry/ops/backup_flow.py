@@ -103,7 +103,9 @@ def _sanitised_backup(
     profile = sanitising.require_profile(cfg, what.database, "--sanitise was asked for")
     salt = sanitising.load_salt(profile)
     scratch = sanitising.scratch_ref(cfg, what.database)
-    sanitising.runner.target(engine, scratch, None)  # refuses engines without SQL before anything is dumped
+    sanitising.execution.target(
+        engine, scratch, None
+    )  # refuses engines without SQL before anything is dumped
     require_ready(engine.check(source), source)
     require_ready(engine.check(scratch), scratch)
     reporter.info(f"sanitised backup of {what.database} ({what.environment}) through scratch {scratch.url}")

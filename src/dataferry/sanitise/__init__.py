@@ -29,9 +29,9 @@ from dataferry.config import Config, DatabaseRef, connection_ref, database_ref
 from dataferry.engines import Engine, Shadow, get_engine
 from dataferry.errors import ConfigError, NotReady
 from dataferry.progress import Reporter
-from dataferry.sanitise import dialects, runner
+from dataferry.sanitise import dialects, execution
+from dataferry.sanitise.execution import ChecksFailed, DryRun, target
 from dataferry.sanitise.profile import Profile, load
-from dataferry.sanitise.runner import ChecksFailed, DryRun, target
 
 __all__ = [
     "ChecksFailed",
@@ -109,7 +109,7 @@ def sanitise_shadow(
 ) -> Sanitisation:
     """Sanitise a shadow (or scratch copy) in place and run the profile's gate on it."""
     secrets = (salt,) if salt else ()
-    return runner.sanitise(target(engine, shadow.ref, shadow, secrets), profile, salt, reporter)
+    return execution.sanitise(target(engine, shadow.ref, shadow, secrets), profile, salt, reporter)
 
 
 def check_live(cfg: Config, database: str, environment: str, reporter: Reporter) -> Sanitisation:
@@ -118,7 +118,7 @@ def check_live(cfg: Config, database: str, environment: str, reporter: Reporter)
     engine = get_engine(cfg.database(database).engine)
     ref = database_ref(cfg, database, environment)
     reporter.info(f"check sanitisation of {database} in {environment} ({profile.name})")
-    result = runner.gate(target(engine, ref, None), profile, [], reporter)
+    result = execution.gate(target(engine, ref, None), profile, [], reporter)
     return result.model_copy(update={"mode": "checked live"})
 
 
@@ -127,7 +127,7 @@ def plan_live(cfg: Config, database: str, environment: str, reporter: Reporter) 
     profile = require_profile(cfg, database, "a dry run needs one")
     engine = get_engine(cfg.database(database).engine)
     ref = database_ref(cfg, database, environment)
-    return runner.dry_run(target(engine, ref, None), profile, reporter)
+    return execution.dry_run(target(engine, ref, None), profile, reporter)
 
 
 def scratch_ref(cfg: Config, database: str) -> DatabaseRef:
