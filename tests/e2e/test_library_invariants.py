@@ -9,6 +9,7 @@ data is required, destroy before checking, or swap in a half-made shadow.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 
@@ -191,3 +192,18 @@ def test_a_failure_before_the_swap_leaves_live_exactly_as_it_was(cfg: object) ->
     with pytest.raises(dataferry.FerryError, match="just before the swap"):
         dataferry.restore(plan, before_swap=boom)
     assert _world(root) == before  # old staging, no shadow, no lock file
+
+
+def test_a_table_the_manifest_does_not_list_is_never_swapped_in(cfg: object) -> None:
+    """Row counts cover every table: a dump carrying rows of a table its manifest does not list (an
+    edited manifest, or a forged dump) is refused before the swap, and live is untouched."""
+    root = _root(cfg)
+    manifest_path = next((root / "stores" / "production" / DB).glob("*.manifest.json"))
+    data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert data["row_counts"].pop("emails") > 0
+    manifest_path.write_text(json.dumps(data), encoding="utf-8")
+    plan = dataferry.plan_restore(cfg, _req("staging"))  # type: ignore[arg-type]
+    before = _world(root)
+    with pytest.raises(dataferry.VerificationFailed, match=r"emails: \d+ rows restored, not in the manifest"):
+        dataferry.restore(plan)
+    assert _world(root) == before

@@ -255,6 +255,42 @@ def test_password_in_url_is_rejected_without_repeating_it(tmp_path: Path, url: s
     assert err.__cause__ is None and err.__suppress_context__
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://backup@db.internal/app?sslmode=verify-full&sslpassword={SECRET}",
+        f"postgresql://backup@db.internal/app?sslkey=/k.pem&SSLPASSWORD={SECRET}",
+    ],
+    ids=["sslpassword", "sslpassword-upper"],
+)
+def test_a_url_parameter_that_carries_a_secret_is_refused(tmp_path: Path, url: str) -> None:
+    """Issue 19: ``sslpassword`` reached pg_dump's command line. Parameters are an allow-list now."""
+    text = VALID.replace("postgresql://backup@pub-api-db/publishing_api", url)
+    err = config_error(tmp_path, text)
+    (found,) = problems(err)
+    assert "'sslpassword' carries a secret" in found
+    assert found.startswith(f"dataferry.toml:{line_of(text, SECRET)}: ")
+    for shown in (err.message, err.hint or "", str(err), repr(err)):
+        assert SECRET not in shown
+
+
+def test_a_url_parameter_dataferry_does_not_pass_on_is_refused(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "postgresql://backup@pub-api-db/publishing_api",
+        "postgresql://backup@pub-api-db/publishing_api?sslmod=require",
+    )
+    (found,) = problems(config_error(tmp_path, text))
+    assert "'sslmod' is not one dataferry passes on" in found and "sslmode" in found
+
+
+def test_accepted_url_parameters_load(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "postgresql://backup@pub-api-db/publishing_api",
+        "postgresql://backup@pub-api-db/publishing_api?sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=5",
+    )
+    load(write(tmp_path, text))
+
+
 def test_password_key_in_file_is_refused_with_advice(tmp_path: Path) -> None:
     """Writing ``password = ...`` in a connection is refused, pointing at password_env, value unseen."""
     text = VALID.replace('password_env = "PROD_PG_PASSWORD"', f'password = "{SECRET}"')
