@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from dataferry import artifacts, codecs
+from dataferry import artifacts, codecs, private
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck
@@ -302,6 +302,15 @@ def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest:
             hint="the live database was not changed; the artifact or the restore is broken",
         )
     return counts
+
+
+def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
+    """Remove what killed runs left in the directories this run is about to use: option files with
+    passwords, spools with whole databases (``dataferry.private``), and say so."""
+    bases = {Path(tempfile.gettempdir()), *([spool] if spool else [])}
+    for base in sorted(bases):
+        for path in private.sweep(base):
+            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
 
 
 def spool_dir(configured: str | None, jobs: int, manifest: Manifest) -> Path | None:

@@ -228,3 +228,50 @@ def test_two_restores_of_one_database_at_once_never_lose_it(pg_setup: PgSetup) -
     assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
     assert fingerprint(pg_setup.pg, pg_setup.dst) == fingerprint(pg_setup.pg, pg_setup.src)
     assert dataferry_databases(pg_setup.pg, pg_setup.dst) == set()
+
+
+def test_a_killed_parallel_restore_leaves_no_spool_after_the_next_run(pg_setup: PgSetup) -> None:
+    """Issue 19, item 5: SIGKILL a ``restore --jobs 2`` once its spool (a cleartext copy of the
+    database) is on disk. The spool sits in a private 0700 directory; the next restore removes it
+    and says so, restores, and leaves no dataferry database and no spool behind."""
+    import signal
+    import time
+
+    from ._pg_helpers import seed_bulk
+
+    seed_bulk(pg_setup.pg, pg_setup.src, 300_000)
+    assert run(pg_setup, "backup", "app", "--env", "production").returncode == 0
+    before = fingerprint(pg_setup.pg, pg_setup.dst)
+    spool = pg_setup.tmp / "spool"
+    proc = subprocess.Popen(
+        [
+            DATAFERRY,
+            "--config",
+            str(pg_setup.config_path),
+            *("restore", "app", "--env", "staging"),
+            "--from",
+            "production",
+            "--jobs",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    left: list[Path] = []
+    while time.monotonic() < deadline and not left:
+        left = [d for d in spool.glob("dataferry-run-*") if (d / "restore.dump").exists()]
+        time.sleep(0.01)
+    assert left, "the restore never spooled"
+    assert (left[0].stat().st_mode & 0o777) == 0o700
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert left[0].exists()  # SIGKILL: nothing could clean up
+    assert fingerprint(pg_setup.pg, pg_setup.dst) == before  # and the live database is untouched
+
+    again = run(pg_setup, "restore", "app", "--env", "staging", "--from", "production", "--jobs", "2")
+    assert again.returncode == 0, again.stderr
+    assert f"removed {left[0]}" in again.stderr
+    assert not left[0].exists() and list(spool.iterdir()) == []
+    assert fingerprint(pg_setup.pg, pg_setup.dst) == fingerprint(pg_setup.pg, pg_setup.src)
+    assert dataferry_databases(pg_setup.pg, pg_setup.dst) == set()

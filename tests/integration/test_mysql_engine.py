@@ -883,12 +883,73 @@ def test_a_swap_blocked_by_a_reader_gives_up_and_puts_everything_back(world: Wor
         engine = MySQLEngine()
         engine.swap_lock_timeout = 1
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("dataferry.ops.engine_for", lambda cfg, name: engine)
+            mp.setattr("dataferry.ops.restore_flow.engine_for", lambda cfg, name: engine)
             with pytest.raises(EngineError, match="Lock wait timeout"):
                 world.restore()
     finally:
         reader.close()
     assert snapshot(world.server, world.target) == live_before
+    assert leftovers(world.server) == set()
+
+
+def test_a_swap_killed_while_waiting_on_a_metadata_lock_loses_no_trigger(world: World) -> None:
+    """Issue 19, item 2: the swap drops the live triggers, then its RENAME waits for a reader's
+    metadata lock; dataferry is SIGKILLed there. The triggers were kept in the old database before
+    they were dropped: ``check`` says so, and the next restore puts them back before anything else
+    (here it then fails before its swap, so what live holds afterwards is exactly what was healed)."""
+    world.backup()
+    world.restore()
+    live_before = snapshot(world.server, world.target)
+    assert live_before["triggers"]
+    reader = connect(world.server, world.target, autocommit=False)
+    try:
+        with reader.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            cur.execute("SELECT COUNT(*) FROM comments")  # holds a metadata lock until commit
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dataferry",
+                "--config",
+                str(world.config_path),
+                "restore",
+                DB,
+                "--env",
+                "staging",
+                "--from",
+                "production",
+            ],
+            env={**os.environ, **world.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        waiting: list[tuple[Any, ...]] = []
+        deadline = time.monotonic() + 120
+        while not waiting and time.monotonic() < deadline:
+            waiting = sql(
+                world.server, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'RENAME TABLE%'"
+            )
+            time.sleep(0.05)
+        assert waiting, "the swap never reached its RENAME"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # The server would let the orphaned RENAME wait out its lock; end it, as a server noticing
+        # the lost client does: the rename never commits.
+        with contextlib.suppress(Exception):  # gone already if the server noticed by itself
+            world.server.execute(f"KILL {int(waiting[0][0])}")
+    finally:
+        reader.close()
+    assert snapshot(world.server, world.target)["triggers"] == []  # the window issue 19 found
+    check = world.run_cli("check")
+    assert f"triggers of {world.target}" in check.stdout and "the next restore puts them back" in check.stdout
+
+    def stop_before_swap(engine: Any, shadow: Shadow) -> None:
+        raise EngineError("stopped before the swap")
+
+    with pytest.raises(EngineError, match="stopped before the swap"):
+        world.restore(before_swap=stop_before_swap)
+    assert snapshot(world.server, world.target) == live_before  # triggers back, data as it was
     assert leftovers(world.server) == set()
 
 

@@ -185,7 +185,7 @@ def test_no_module_over_400_lines_without_a_reason() -> None:
 #: ``__main__`` sit on top and load their names lazily.
 LAYERS: list[tuple[str, ...]] = [
     ("dataferry.errors", "dataferry._version", "dataferry.engines.registry"),
-    ("dataferry.config", "dataferry.streams", "dataferry.progress", "dataferry.gzipio"),
+    ("dataferry.config", "dataferry.streams", "dataferry.progress", "dataferry.gzipio", "dataferry.private"),
     ("dataferry.codecs", "dataferry.stores", "dataferry.engines"),
     ("dataferry.artifacts",),
     ("dataferry.layouts", "dataferry.sanitise", "dataferry.metrics"),

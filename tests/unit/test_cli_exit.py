@@ -66,3 +66,17 @@ def test_the_command_prints_all_its_output_into_a_pipe_and_keeps_its_exit_code()
     assert shown.stdout.startswith("Usage: dataferry") and "quickstart" in shown.stdout
     wrong = subprocess.run([DATAFERRY, "no-such-command"], capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "No such command" in wrong.stderr
+
+
+def test_sigterm_stops_a_command_like_ctrl_c() -> None:
+    """The ``dataferry`` entry point turns SIGTERM into ``KeyboardInterrupt``: cleanup code runs."""
+    code = (
+        "import os, signal, time; from dataferry.cli import stop_on_sigterm\n"
+        "stop_on_sigterm()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    print('cleaned up after', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "cleaned up after stopped by SIGTERM", out.stderr

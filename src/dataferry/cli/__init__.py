@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import threading
 from typing import NoReturn
@@ -130,7 +131,21 @@ def exit_code(exc: SystemExit) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of the ``dataferry`` command (and of ``python -m dataferry``)."""
+    stop_on_sigterm()
     exit_now(run(argv))
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops a command the way Ctrl-C (SIGINT) does: ``KeyboardInterrupt`` where it is, so a
+    restore drops its shadow, releases its lock and removes its spool and option files, and the
+    command ends with a message and a non-zero exit. Without this, SIGTERM (what ``kill``,
+    systemd and Kubernetes send) ended the process on the spot and left all of that behind.
+    ``dataferry run`` replaces it with the job runner's own handler while a job runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def exit_now(code: int) -> NoReturn:

@@ -22,7 +22,7 @@ from dataferry.config.models import (
     StoreConfig,
     parse_duration,
 )
-from dataferry.config.refs import DatabaseRef, connection_ref, database_ref
+from dataferry.config.refs import DatabaseRef, connection_ref, database_ref, secret_values
 
 __all__ = [
     "NAME_RE",
@@ -44,4 +44,5 @@ __all__ = [
     "load_config",
     "parse",
     "parse_duration",
+    "secret_values",
 ]

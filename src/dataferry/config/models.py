@@ -269,6 +269,11 @@ class JobConfig(_Model):
     retry_delay: Duration = Field(
         timedelta(seconds=30), description="wait before the first retry; doubles on each retry"
     )
+    hook_env: list[str] = Field(
+        default_factory=list,
+        description="environment variables passed to this job's hooks (by default they get only "
+        "DATAFERRY_* and what tools need to run, never a credential)",
+    )
 
     @field_validator("steps")
     @classmethod

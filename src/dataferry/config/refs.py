@@ -74,3 +74,21 @@ def _absolute_sqlite_url(cfg: Config, url: str) -> str:
     rest = url.split("://", 1)[1]
     path = rest[1:] if rest.startswith("/") else rest
     return "sqlite:///" + str(cfg.resolve_path(path))
+
+
+#: Variables that hold credentials whatever the configuration says (boto3 and the clients read them).
+_WELL_KNOWN_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD", "MYSQL_PWD")
+
+
+def secret_values(cfg: Config, extra_vars: tuple[str, ...] = ()) -> list[str]:
+    """The values of every secret the configuration names (passwords, store keys) and of
+    ``extra_vars``, as set now; for scrubbing text that leaves dataferry (hook output). Longest
+    first, so a secret that contains another is replaced whole."""
+    names = set(_WELL_KNOWN_SECRETS) | set(extra_vars)
+    for db in cfg.databases.values():
+        conns = [*db.environments.values(), *([db.scratch] if db.scratch else [])]
+        names.update(c.password_env for c in conns if c.password_env)
+    for env in cfg.environments.values():
+        names.update(n for n in (env.store.access_key_id_env, env.store.secret_access_key_env) if n)
+    values = {os.environ[n] for n in names if os.environ.get(n)}
+    return sorted(values, key=len, reverse=True)

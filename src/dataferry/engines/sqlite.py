@@ -24,6 +24,7 @@ from dataferry.engines import (
 )
 from dataferry.engines._locks import busy, holder_label
 from dataferry.errors import EngineError, NotFound, NotReady, VerificationFailed
+from dataferry.private import private_dir
 from dataferry.streams import copy_stream
 
 _SHADOW_MARK = ".dataferry-shadow-"
@@ -113,9 +114,10 @@ class SQLiteEngine:
             raise NotFound(
                 f"SQLite database {path} does not exist", hint="check the url in the configuration"
             )
-        fd, tmp = tempfile.mkstemp(prefix="dataferry-sqlite-", suffix=".db")
-        os.close(fd)
-        try:
+        # The consistent copy lives in a private run directory: removed at the end, and swept by
+        # the next run if this one is killed (it is a whole copy of the database).
+        with private_dir() as directory:
+            tmp = directory / "dump.db"
             src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             dst = sqlite3.connect(tmp)
             try:
@@ -126,12 +128,9 @@ class SQLiteEngine:
             finally:
                 dst.close()
                 src.close()
-            counts = _count_rows(Path(tmp))
+            counts = _count_rows(tmp)
             with open(tmp, "rb") as f:
                 yield Dump(stream=f, row_counts=counts)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     def row_counts(self, target: DbTarget) -> dict[str, int]:
         """Exact counts with ``count(*)`` per table of ``target`` (the live file or a shadow)."""

@@ -1,5 +1,9 @@
-"""``hook:<command>`` steps: post-restore work on the live database, run without a shell; the hook
-learns about its run through ``DATAFERRY_*`` variables (never secrets)."""
+"""``hook:<command>`` steps: post-restore work on the live database, run without a shell.
+
+A hook learns about its run through ``DATAFERRY_*`` variables and gets only what tools need to run
+(``streams.child_environment``): never a database password or a store key, unless its job names the
+variable in ``hook_env``. Its output is logged with every secret the configuration names replaced
+by ``***``, in case a hook prints one anyway."""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import re
 import shlex
 import subprocess
 
-from dataferry.errors import ConfigError, HookFailed, NotReady
+from dataferry.config import secret_values
+from dataferry.errors import ConfigError, FerryError, HookFailed, NotReady
 from dataferry.jobs.context import RunContext
 from dataferry.jobs.runs import StepRecord
+from dataferry.streams import child_environment
 
 
 def run_hook(ctx: RunContext, step: StepRecord) -> None:
@@ -19,8 +25,9 @@ def run_hook(ctx: RunContext, step: StepRecord) -> None:
     argv = [expand_dataferry_vars(arg, context) for arg in shlex.split(command)]
     if not argv:
         raise ConfigError(f"job {ctx.name}: step {step.index} has an empty hook command")
-    env = dict(os.environ)
-    env.update(context)
+    passed = {name: os.environ[name] for name in ctx.job.hook_env if name in os.environ}
+    env = child_environment({**passed, **context})
+    secrets = secret_values(ctx.cfg, tuple(ctx.job.hook_env)) + _salts(ctx)
     cwd = ctx.cfg.path.parent if ctx.cfg.path else None
     try:
         proc = subprocess.Popen(
@@ -34,9 +41,8 @@ def run_hook(ctx: RunContext, step: StepRecord) -> None:
     try:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
-            ctx.reporter.info(
-                f"hook: {raw.decode('utf-8', 'replace').rstrip()}", job=ctx.name, step=step.index
-            )
+            line = scrub(raw.decode("utf-8", "replace").rstrip(), secrets)
+            ctx.reporter.info(f"hook: {line}", job=ctx.name, step=step.index)
         code = proc.wait()
     finally:
         _stop_process(proc)
@@ -47,6 +53,25 @@ def run_hook(ctx: RunContext, step: StepRecord) -> None:
             hint="its output is in the log above; fix it and re-run with "
             f"'dataferry run {ctx.name} --from-step {step.index}'",
         )
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret value replaced by ``***``."""
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
+
+
+def _salts(ctx: RunContext) -> list[str]:
+    """The sanitisation salt of the job's database, if it has one and it is set."""
+    from dataferry.sanitise import profile_for
+
+    try:
+        profile = profile_for(ctx.cfg, ctx.job.database)
+    except FerryError:
+        return []
+    value = os.environ.get(profile.salt_env) if profile and profile.salt_env else None
+    return [value] if value else []
 
 
 def hook_environment(ctx: RunContext) -> dict[str, str]:

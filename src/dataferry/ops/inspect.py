@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from dataferry import artifacts
+from dataferry import artifacts, private
 from dataferry.artifacts import Manifest
 from dataferry.config import Config, database_ref
 from dataferry.engines import get_engine
@@ -24,6 +26,8 @@ class CleanupReport:
     orphans: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     incomplete_uploads: int = 0
+    #: private run directories (option files, spools) that killed runs left on this machine
+    private_leftovers: list[str] = field(default_factory=list)
     dry_run: bool = False
 
 
@@ -63,7 +67,12 @@ def cleanup(
                 store.delete(key)
                 for data in manifest.objects:
                     store.delete(data.key)
+    bases = _private_bases(cfg)
+    found = [p for base in bases for p in private.leftovers(base)]
+    report.private_leftovers = [str(p) for p in found]
     if not dry_run:
+        for base in bases:
+            private.sweep(base)
         for key in report.orphans:
             store.delete(key)
         if isinstance(store, CleansIncomplete):
@@ -137,7 +146,31 @@ def check(cfg: Config) -> CheckReport:
                 report.findings.append((where, False, str(exc)))
         if db_cfg.sanitise:
             report.findings.append(_check_profile(cfg, db_name))
+    report.findings.append(_check_leftovers(cfg))
     return report
+
+
+def _private_bases(cfg: Config) -> list[Path]:
+    """Where runs on this machine keep private directories: the temp dir and the spool dir."""
+    bases = {Path(tempfile.gettempdir())}
+    if cfg.settings.spool_dir:
+        bases.add(Path(cfg.settings.spool_dir))
+    return sorted(bases)
+
+
+def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:
+    """Killed runs' option files (passwords) and spools (whole databases) still on this machine."""
+    found = [str(p) for base in _private_bases(cfg) for p in private.leftovers(base)]
+    if not found:
+        return "leftovers of killed runs", True, "none on this machine"
+    # Reported, not failed: they do not stop the next run, which removes them first.
+    return (
+        "leftovers of killed runs",
+        True,
+        f"{len(found)} private run director{'y' if len(found) == 1 else 'ies'} of runs that were killed "
+        f"({', '.join(found[:3])}); they may hold passwords or database copies: "
+        "'dataferry cleanup DB --env ENV' or the next backup or restore removes them",
+    )
 
 
 def _check_profile(cfg: Config, database: str) -> tuple[str, bool, str]:

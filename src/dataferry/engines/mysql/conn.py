@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pymysql
 
 from dataferry.config import DatabaseRef
 from dataferry.errors import ConfigError, EngineError, NotFound, NotReady
+from dataferry.private import private_dir
 
 #: How long a client waits for a server that does not answer.
 CONNECT_TIMEOUT = 10
@@ -241,15 +241,13 @@ def option_file(ref: DatabaseRef) -> Iterator[OptionFile]:
         lines += [f"socket={_option_value(target.socket)}", "protocol=socket"]
     else:
         lines += [f"host={_option_value(target.host)}", f"port={target.port}", "protocol=tcp"]
-    home = Path(tempfile.mkdtemp(prefix="dataferry-mysql-"))  # 0700: only we can look inside
-    path = home / "client.cnf"
-    try:
+    # A private run directory: 0700, removed at the end, swept by the next run if we are killed.
+    with private_dir() as home:
+        path = home / "client.cnf"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
         yield OptionFile(path=path, home=home)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from dataferry.engines.mysql.schemas import (
     q,
 )
 from dataferry.errors import ConfigError, EngineError, FerryError, VerificationFailed
+from dataferry.private import disk_full_is_clear
 from dataferry.streams import ProcessReader
 
 
@@ -80,10 +81,11 @@ class MySQLEngine:
             with connection(db) as conn:
                 info = server_info(conn, target.database)
                 leftovers = leftover_databases(conn, target.database)
+                kept = swapping.kept_triggers_of(conn, target.database)
             found.append(ToolCheck(f"server {target.describe()}", True, f"{info.flavor} {info.version}"))
         except FerryError as exc:
             found.append(ToolCheck(f"server {target.describe()}", False, exc.message))
-            leftovers = []
+            leftovers, kept = [], None
         for label, programs in (("dump tool", DUMP_PROGRAMS), ("client", CLIENT_PROGRAMS)):
             found.append(_tool_check(label, programs, info))
         if info is not None:
@@ -92,6 +94,15 @@ class MySQLEngine:
                 f"exists ({info.charset}, {info.collation})" if exists else "missing: a restore creates it"
             )
             found.append(ToolCheck(f"database {target.database}", True, detail))
+        if kept:
+            found.append(
+                ToolCheck(
+                    f"triggers of {target.database}",
+                    False,
+                    f"a swap killed before its rename committed removed them; they are kept in {kept}, "
+                    "and the next restore puts them back first (or restore them from there by hand)",
+                )
+            )
         if leftovers:
             found.append(
                 ToolCheck(
@@ -189,6 +200,8 @@ class MySQLEngine:
         try:
             with connection(db) as conn:
                 info = server_info(conn, target.database)
+                # A swap killed mid-way may have left the live triggers only in the old database.
+                swapping.heal_interrupted_swap(db, conn, info)
                 drop_leftover(conn, shadow.name, info)
                 local_infile = options.jobs > 1 and bool(rows(conn, "SELECT @@GLOBAL.local_infile")[0][0])
             tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
@@ -206,7 +219,8 @@ class MySQLEngine:
                     stream_load(client, segs, objects)
                 else:
                     with spool_dir(options.spool_dir) as directory:
-                        plan = spool(segs, objects, directory, self.chunk_bytes, load_data=local_infile)
+                        with disk_full_is_clear(directory):
+                            plan = spool(segs, objects, directory, self.chunk_bytes, load_data=local_infile)
                         _require_complete(scanner)  # checked before the server is touched
                         self._create_shadow(db, shadow.name, state, info)
                         load_spooled(client, plan, objects, options.jobs)

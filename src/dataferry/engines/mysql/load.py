@@ -15,9 +15,7 @@ which keys wait.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -38,6 +36,7 @@ from dataferry.engines.mysql.tables import (
     rows_on_own_lines,
     session_settings,
 )
+from dataferry.private import private_dir
 from dataferry.streams import StderrTail, process_failed, spawn
 
 #: Unique and foreign-key checks are off while rows load (the dump's rows are already consistent).
@@ -265,12 +264,10 @@ def spool(
 
 @contextlib.contextmanager
 def spool_dir(base: Path | None) -> Iterator[Path]:
-    """A private directory under ``base`` (default: the system temp dir), always removed."""
-    path = Path(tempfile.mkdtemp(prefix="dataferry-mysql-spool-", dir=base))
-    try:
+    """A private run directory under ``base`` (default: the system temp dir), always removed, and
+    swept by the next run if this one is killed (``dataferry.private``)."""
+    with private_dir(base) as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class _Loads:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from dataferry.config import DatabaseRef
 from dataferry.engines import Shadow
 from dataferry.engines.mysql.conn import (
     CLIENT_PROGRAMS,
@@ -25,9 +26,11 @@ from dataferry.engines.mysql.conn import (
 from dataferry.engines.mysql.load import Client
 from dataferry.engines.mysql.objects import SchemaObjects
 from dataferry.engines.mysql.schemas import (
+    OLD_SUFFIX,
     MySqlShadowState,
     charset_clause,
     create_marked,
+    derived_name,
     drop_leftover,
     q,
     require_own_shadow,
@@ -102,6 +105,8 @@ def move_tables(
         clashing = sorted(live_views & set(shadow_tables))
         aside = [f"_dataferry_old_view_{i}" for i in range(len(clashing))]
         saved = dump_triggers(opts, tool, live) if triggers(conn, live) else b""
+        if saved:
+            keep_triggers(conn, old, live, saved)  # durable: a kill from here on loses nothing
         renames = [f"{q(live, t)} TO {q(old, t)}" for t in live_tables]
         renames += [f"{q(live, v)} TO {q(live, a)}" for v, a in zip(clashing, aside, strict=True)]
         renames += [f"{q(shadow, t)} TO {q(live, t)}" for t in shadow_tables]
@@ -116,6 +121,56 @@ def move_tables(
     for name in aside:
         execute(conn, f"DROP VIEW IF EXISTS {q(live, name)}")
     return live_views - set(clashing)
+
+
+#: The table in the old database that keeps the live triggers while a swap has them dropped.
+SAVED_TRIGGERS = "_dataferry_saved_triggers"
+
+
+def keep_triggers(conn: Any, old: str, live: str, saved: bytes) -> None:
+    """Store the live triggers' definitions in the old database before they are dropped, so that
+    a swap killed before its rename committed (it may wait on a metadata lock for a minute) leaves
+    them where the next restore puts them back (``heal_interrupted_swap``)."""
+    execute(
+        conn,
+        f"CREATE TABLE {q(old, SAVED_TRIGGERS)} (live VARCHAR(64) NOT NULL, definitions LONGBLOB NOT NULL)",
+    )
+    execute(conn, f"INSERT INTO {q(old, SAVED_TRIGGERS)} VALUES (%s, %s)", (live, saved))
+
+
+def saved_triggers(conn: Any, old: str) -> bytes | None:
+    """Trigger definitions an interrupted swap kept in ``old``, if its rename never committed
+    (``old`` holds nothing else); None otherwise."""
+    names = tables(conn, old)
+    if names != [SAVED_TRIGGERS]:
+        return None  # no saved triggers, or the rename committed: live holds the restored tables
+    found = rows(conn, f"SELECT definitions FROM {q(old, SAVED_TRIGGERS)}")
+    return bytes(found[0][0]) if found else None
+
+
+def kept_triggers_of(conn: Any, live: str) -> str | None:
+    """The old database that keeps ``live``'s triggers after a killed swap, or None."""
+    old = derived_name(live, OLD_SUFFIX)
+    if server_info(conn, old).charset is None:
+        return None
+    return old if saved_triggers(conn, old) is not None else None
+
+
+def heal_interrupted_swap(db: DatabaseRef, conn: Any, info: ServerInfo) -> bool:
+    """Put back the live triggers a killed swap had dropped (kept in the old database by
+    ``keep_triggers``), then drop that database; True when it did. Run under the restore lock."""
+    live = MySqlTarget.from_ref(db).database
+    old = derived_name(live, OLD_SUFFIX)
+    if server_info(conn, old).charset is None:
+        return False
+    saved = saved_triggers(conn, old)
+    if saved is None:
+        return False
+    tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
+    with option_file(db) as opts:
+        Client(tool, opts, live).run(saved, f"{tool.name} (putting back the triggers of {live})")
+    drop_leftover(conn, old, info)
+    return True
 
 
 def undo_move(conn: Any, client: Client, saved: bytes, old: str, created_live: str | None) -> None:

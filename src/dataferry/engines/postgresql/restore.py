@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import tempfile
 from typing import Any, BinaryIO
 
 from psycopg import sql
@@ -16,6 +15,7 @@ from dataferry.engines.postgresql import swap as swapping
 from dataferry.engines.postgresql.sql import Conn, conninfo, database_props, sql_errors
 from dataferry.engines.postgresql.tools import PgTools
 from dataferry.errors import EngineError
+from dataferry.private import disk_full_is_clear, private_dir
 from dataferry.streams import CHUNK, StderrTail, copy_to_file, process_failed, spawn
 
 
@@ -106,10 +106,12 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def restore_spooled(argv: list[str], src: BinaryIO, env: dict[str, str], options: RestoreOptions) -> None:
-    """Spool ``src`` to a private temporary file, then ``pg_restore --jobs N`` it; always deleted."""
-    fd, path = tempfile.mkstemp(prefix="dataferry-pg-", suffix=".dump", dir=options.spool_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    """Spool ``src`` to a file in a private run directory (0700, swept by the next run if this one
+    is killed), then ``pg_restore --jobs N`` it; the directory is always removed."""
+    with private_dir(options.spool_dir) as directory:
+        path = str(directory / "restore.dump")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out, disk_full_is_clear(directory):
             copy_to_file(src, out)
         proc = spawn([*argv, path], env=env, stdout=subprocess.DEVNULL)
         assert proc.stderr is not None
@@ -121,9 +123,6 @@ def restore_spooled(argv: list[str], src: BinaryIO, env: dict[str, str], options
             raise
         if code != 0:
             raise process_failed("pg_restore", [*argv, path], code, tail.text())
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 def explain(exc: EngineError) -> EngineError:

@@ -72,6 +72,7 @@ SELECT count({terminate})
 FROM pg_stat_activity a
 WHERE a.datname IN (%s, %s)
   AND a.pid <> pg_backend_pid()
+  AND a.backend_type = 'client backend'
   AND a.usename IS DISTINCT FROM 'rdsadmin'
   AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
        OR NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid), false))
@@ -111,10 +112,41 @@ def ident(name: str) -> sql.Identifier:
     return sql.Identifier(name)
 
 
+#: Attempts of a plain DROP DATABASE while autovacuum workers leave (each waits up to 5 s for them).
+DROP_ATTEMPTS = 6
+
+
 def drop_database(conn: Conn, name: str) -> None:
-    """``DROP DATABASE IF EXISTS ... WITH (FORCE)``: idempotent, disconnects its sessions."""
-    with sql_errors(f"dropping database {name}"):
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(name)))
+    """``DROP DATABASE IF EXISTS ... WITH (FORCE)``: idempotent, disconnects its sessions.
+
+    FORCE terminates every backend on the database, and a role that is not a superuser may not
+    terminate an autovacuum worker (it runs as the bootstrap superuser). Then the sessions this role
+    may end are ended, and a plain DROP DATABASE, which asks autovacuum workers to leave and waits
+    for them, is tried a few times.
+    """
+    force = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(name))
+    try:
+        conn.execute(force)  # autocommit: DROP DATABASE cannot run in a transaction block
+        return
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # an autovacuum worker (or a superuser's session) is on it
+    except psycopg.Error as exc:
+        raise EngineError(f"dropping database {name}: {first_line(exc)}") from None
+    plain = sql.SQL("DROP DATABASE IF EXISTS {}").format(ident(name))
+    last: psycopg.Error | None = None
+    for _ in range(DROP_ATTEMPTS):
+        try:
+            terminate_sessions(conn, (name, name), conn.info.server_version // 10000)
+            conn.execute(plain)
+            return
+        except psycopg.errors.ObjectInUse as exc:
+            last = exc  # the server already waited 5 s for autovacuum; a session may have come back
+        except psycopg.Error as exc:
+            raise EngineError(f"dropping database {name}: {first_line(exc)}") from None
+    raise EngineError(
+        f"dropping database {name}: still in use after {DROP_ATTEMPTS} attempts ({first_line(last)})",
+        hint="a session of a role this one may not terminate is connected to it; find it in pg_stat_activity",
+    )
 
 
 def drop_leftover(conn: Conn, name: str, mark: str) -> None:

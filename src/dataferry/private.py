@@ -1,0 +1,93 @@
+"""Private run directories: where a run keeps what must never outlive it or be read by anyone else.
+
+MySQL option files (they hold the password) and parallel-restore spools (full cleartext copies of a
+database) live in a directory made by ``private_dir``: mode 0700, named after the process that owns
+it (``dataferry-run-<pid>-<start time>-<random>``) and removed when its ``with`` block ends. A
+process killed by SIGKILL cannot remove anything, so ``leftovers`` finds the directories whose owner
+is gone (the pid is dead, or now belongs to a process that started at another time) and ``sweep``
+removes them: every restore sweeps the directories it is about to use, and ``dataferry cleanup``
+sweeps, ``dataferry check`` reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from dataferry.errors import NotReady
+
+PREFIX = "dataferry-run-"
+_NAME_RE = re.compile(rf"^{re.escape(PREFIX)}(?P<pid>\d+)-(?P<start>\d+)-")
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _own_prefix() -> str:
+    pid = os.getpid()
+    return f"{PREFIX}{pid}-{_start_time(pid) or 0}-"
+
+
+@contextlib.contextmanager
+def private_dir(base: Path | None = None) -> Iterator[Path]:
+    """A new 0700 directory under ``base`` (default: the system temp dir) owned by this process;
+    removed, with everything in it, when the block ends."""
+    path = Path(tempfile.mkdtemp(prefix=_own_prefix(), dir=base))  # mkdtemp makes it 0700
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def leftovers(base: Path | None = None) -> list[Path]:
+    """Private directories under ``base`` whose owning process is gone."""
+    root = base or Path(tempfile.gettempdir())
+    found = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        m = _NAME_RE.match(entry.name)
+        if m and entry.is_dir() and _start_time(int(m["pid"])) != int(m["start"]):
+            found.append(entry)
+    return sorted(found)
+
+
+def sweep(base: Path | None = None) -> list[Path]:
+    """Remove what killed runs left under ``base``; returns what was removed."""
+    removed = leftovers(base)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+@contextlib.contextmanager
+def disk_full_is_clear(where: Path) -> Iterator[None]:
+    """Turn running out of disk (or quota) while writing under ``where`` into ``NotReady`` with what
+    to do next, instead of a traceback. Callers write there before anything destructive."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise NotReady(
+            f"the disk under {where} filled up while spooling the restore ({exc.strerror}); "
+            "the live database was not touched",
+            hint="free space there, set settings.spool_dir to a larger disk, or restore with --jobs 1 "
+            "(streams, no spooling)",
+        ) from None
