@@ -68,8 +68,7 @@ def cleanup(
                 for data in manifest.objects:
                     store.delete(data.key)
     bases = _private_bases(cfg)
-    found = [p for base in bases for p in private.leftovers(base)]
-    report.private_leftovers = [str(p) for p in found]
+    report.private_leftovers = [str(p) for base in bases for p in private.leftovers(base)]
     if not dry_run:
         for base in bases:
             private.sweep(base)

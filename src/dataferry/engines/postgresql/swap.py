@@ -144,7 +144,7 @@ def drop_database(conn: Conn, name: str) -> None:
         except psycopg.Error as exc:
             raise EngineError(f"dropping database {name}: {first_line(exc)}") from None
     raise EngineError(
-        f"dropping database {name}: still in use after {DROP_ATTEMPTS} attempts ({first_line(last)})",
+        f"dropping database {name}: still in use after {DROP_ATTEMPTS} attempts ({first_line(last) if last else 'in use'})",
         hint="a session of a role this one may not terminate is connected to it; find it in pg_stat_activity",
     )
 
