@@ -4,14 +4,14 @@ spools) is reported by ``check``, removed by ``cleanup`` and by the next backup 
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from killed_runs import killed_run_left
 
 CONFIG = """
 [settings]
@@ -31,6 +31,7 @@ production = { url = "sqlite:///p.db" }
 def project(tmp_path: Path) -> Path:
     (tmp_path / "dataferry.toml").write_text(CONFIG, encoding="utf-8")
     (tmp_path / "spool").mkdir()
+    (tmp_path / "tmp").mkdir()  # the runs' own temp dir: leftovers elsewhere on the machine stay out
     with sqlite3.connect(tmp_path / "p.db") as con:
         con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
     return tmp_path
@@ -43,28 +44,14 @@ def _dataferry(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         cwd=project,
+        env={**os.environ, "TMPDIR": str(project / "tmp")},
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
 
-def _killed_run_in(spool: Path) -> Path:
-    code = (
-        "import sys, time; from pathlib import Path; from dataferry import private\n"
-        "with private.private_dir(Path(sys.argv[1])) as d:\n"
-        "    (d / 'restore.dump').write_bytes(b'whole database' * 1000)\n"
-        "    print(d, flush=True); time.sleep(60)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(spool)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    left = Path(proc.stdout.readline().strip())
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return left
-
-
 def test_check_reports_and_cleanup_removes_what_a_killed_run_left(project: Path) -> None:
-    left = _killed_run_in(project / "spool")
+    left = killed_run_left(project / "spool", "restore.dump", "whole database" * 1000)
     check = _dataferry(project, "check")
     assert check.returncode == 0, check.stderr
     assert "leftovers of killed runs" in check.stdout and str(left) in check.stdout
@@ -79,7 +66,7 @@ def test_check_reports_and_cleanup_removes_what_a_killed_run_left(project: Path)
 def test_the_next_backup_removes_it_and_says_so(project: Path) -> None:
     """A backup sweeps the temp dir, where option files and SQLite copies live (restores also sweep
     the spool dir)."""
-    left = _killed_run_in(Path(tempfile.gettempdir()))
+    left = killed_run_left(project / "tmp", "client.cnf", "password=hunter2")
     backup = _dataferry(project, "backup", "app", "--env", "production")
     assert backup.returncode == 0, backup.stderr
     assert not left.exists() and f"removed {left}" in backup.stderr

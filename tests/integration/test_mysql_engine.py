@@ -868,26 +868,39 @@ def test_killed_client_during_the_load_leaves_live_untouched(world: World) -> No
     assert leftovers(world.server) == set()
 
 
-def test_a_swap_blocked_by_a_reader_gives_up_and_puts_everything_back(world: World) -> None:
-    """A long transaction holds a lock on a live table: the RENAME times out, the live triggers that
-    had to be dropped before it are put back, and live is exactly as it was."""
+def restored_with_triggers(world: World) -> dict[str, Any]:
+    """Back up production, restore it into staging; the live snapshot (which has triggers)."""
     world.backup()
     world.restore()
-    live_before = snapshot(world.server, world.target)
-    assert live_before["triggers"]
+    live = snapshot(world.server, world.target)
+    assert live["triggers"]
+    return live
+
+
+@contextlib.contextmanager
+def reader_holding_a_lock(world: World) -> Iterator[None]:
+    """A reader's open transaction holds a metadata lock on a live table until the block ends."""
     reader = connect(world.server, world.target, autocommit=False)
     try:
         with reader.cursor() as cur:
             cur.execute("START TRANSACTION")
-            cur.execute("SELECT COUNT(*) FROM comments")  # holds a metadata lock until commit
+            cur.execute("SELECT COUNT(*) FROM comments")
+        yield
+    finally:
+        reader.close()
+
+
+def test_a_swap_blocked_by_a_reader_gives_up_and_puts_everything_back(world: World) -> None:
+    """A long transaction holds a lock on a live table: the RENAME times out, the live triggers that
+    had to be dropped before it are put back, and live is exactly as it was."""
+    live_before = restored_with_triggers(world)
+    with reader_holding_a_lock(world):
         engine = MySQLEngine()
         engine.swap_lock_timeout = 1
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("dataferry.ops.restore_flow.engine_for", lambda cfg, name: engine)
             with pytest.raises(EngineError, match="Lock wait timeout"):
                 world.restore()
-    finally:
-        reader.close()
     assert snapshot(world.server, world.target) == live_before
     assert leftovers(world.server) == set()
 
@@ -897,15 +910,8 @@ def test_a_swap_killed_while_waiting_on_a_metadata_lock_loses_no_trigger(world: 
     metadata lock; dataferry is SIGKILLed there. The triggers were kept in the old database before
     they were dropped: ``check`` says so, and the next restore puts them back before anything else
     (here it then fails before its swap, so what live holds afterwards is exactly what was healed)."""
-    world.backup()
-    world.restore()
-    live_before = snapshot(world.server, world.target)
-    assert live_before["triggers"]
-    reader = connect(world.server, world.target, autocommit=False)
-    try:
-        with reader.cursor() as cur:
-            cur.execute("START TRANSACTION")
-            cur.execute("SELECT COUNT(*) FROM comments")  # holds a metadata lock until commit
+    live_before = restored_with_triggers(world)
+    with reader_holding_a_lock(world):
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -938,8 +944,6 @@ def test_a_swap_killed_while_waiting_on_a_metadata_lock_loses_no_trigger(world: 
         # the lost client does: the rename never commits.
         with contextlib.suppress(Exception):  # gone already if the server noticed by itself
             world.server.execute(f"KILL {int(waiting[0][0])}")
-    finally:
-        reader.close()
     assert snapshot(world.server, world.target)["triggers"] == []  # the window issue 19 found
     check = world.run_cli("check")
     assert f"triggers of {world.target}" in check.stdout and "the next restore puts them back" in check.stdout

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dataferry import private
 from dataferry.errors import NotReady
+from killed_runs import killed_run_left
 
 
 def test_a_private_dir_is_0700_named_after_its_owner_and_removed(tmp_path: Path) -> None:
@@ -33,25 +31,8 @@ def test_it_is_removed_when_the_block_fails(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def _killed_owner(tmp_path: Path) -> Path:
-    """A real process makes a private dir, writes a secret into it and is SIGKILLed."""
-    code = (
-        "import sys, time; from pathlib import Path; from dataferry import private\n"
-        "with private.private_dir(Path(sys.argv[1])) as d:\n"
-        "    (d / 'client.cnf').write_text('password=hunter2')\n"
-        "    print(d, flush=True); time.sleep(60)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    left = Path(proc.stdout.readline().strip())
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert (left / "client.cnf").exists()
-    return left
-
-
 def test_what_a_killed_run_left_is_found_and_swept(tmp_path: Path) -> None:
-    left = _killed_owner(tmp_path)
+    left = killed_run_left(tmp_path, "client.cnf", "password=hunter2")
     with private.private_dir(tmp_path) as mine:
         assert private.leftovers(tmp_path) == [left]
         assert private.sweep(tmp_path) == [left]

@@ -153,7 +153,7 @@ def _private_bases(cfg: Config) -> list[Path]:
     """Where runs on this machine keep private directories: the temp dir and the spool dir."""
     bases = {Path(tempfile.gettempdir())}
     if cfg.settings.spool_dir:
-        bases.add(Path(cfg.settings.spool_dir))
+        bases.add(cfg.resolve_path(cfg.settings.spool_dir))
     return sorted(bases)
 
 
@@ -167,7 +167,7 @@ def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:
         "leftovers of killed runs",
         True,
         f"{len(found)} private run director{'y' if len(found) == 1 else 'ies'} of runs that were killed "
-        f"({', '.join(found[:3])}); they may hold passwords or database copies: "
+        f"({', '.join(found[:10])}{', ...' if len(found) > 10 else ''}); they may hold passwords or database copies: "
         "'dataferry cleanup DB --env ENV' or the next backup or restore removes them",
     )
 

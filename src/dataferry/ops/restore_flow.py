@@ -111,7 +111,8 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
         sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
     ref = database_ref(cfg, req.database, req.environment)
     require_ready(engine.check(ref), ref)
-    spool = pipeline.spool_dir(cfg.settings.spool_dir, req.jobs, manifest)
+    configured = str(cfg.resolve_path(cfg.settings.spool_dir)) if cfg.settings.spool_dir else None
+    spool = pipeline.spool_dir(configured, req.jobs, manifest)
     pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
     return RestorePlan(cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason)
 
