@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from dataferry.config import load
+from dataferry.environ import child_environment
 from dataferry.jobs.runner import run_job
 from dataferry.progress import NullReporter
-from dataferry.streams import child_environment
 
 PG_PASSWORD = "pg-Secret-4c9e1f0b"
 AWS_SECRET = "aws-Secret-9d2b7a11"

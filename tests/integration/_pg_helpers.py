@@ -336,10 +336,13 @@ class _HookTransfer:
 
 
 class CmdlineWatcher:
-    """Records the argv of every process on the machine while active (to look for secrets)."""
+    """Records the argv of every process on the machine while active (to look for secrets).
+
+    A process is seen again while it still runs Python: a child started by ``subprocess`` shows its
+    parent's command line until it execs the tool, and the tool's is the one that matters."""
 
     def __init__(self) -> None:
-        self.seen: dict[int, bytes] = {}
+        self.seen: dict[int, list[bytes]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -351,28 +354,40 @@ class CmdlineWatcher:
         self._stop.set()
         self._thread.join()
 
+    def _settled(self, pid: int) -> bool:
+        lines = self.seen.get(pid)
+        return bool(lines) and not _program(lines[-1]).startswith("python")
+
     def _run(self) -> None:
         while not self._stop.is_set():
             for entry in Path("/proc").iterdir():
-                if entry.name.isdigit() and int(entry.name) not in self.seen:
+                if entry.name.isdigit() and not self._settled(int(entry.name)):
                     try:
                         raw = (entry / "cmdline").read_bytes()
                     except OSError:
                         continue
-                    if raw:
-                        self.seen[int(entry.name)] = raw
+                    lines = self.seen.setdefault(int(entry.name), [])
+                    if raw and (not lines or lines[-1] != raw):
+                        lines.append(raw)
             time.sleep(0.005)
 
     def programs(self) -> set[str]:
         """Base names of the programs seen."""
-        return {os.path.basename(raw.split(b"\0")[0].decode(errors="replace")) for raw in self.seen.values()}
+        return {_program(raw) for lines in self.seen.values() for raw in lines}
 
     def containing(self, secret: str) -> list[str]:
         """Command lines that contain ``secret``."""
         needle = secret.encode()
         return [
-            raw.replace(b"\0", b" ").decode(errors="replace") for raw in self.seen.values() if needle in raw
+            raw.replace(b"\0", b" ").decode(errors="replace")
+            for lines in self.seen.values()
+            for raw in lines
+            if needle in raw
         ]
+
+
+def _program(raw: bytes) -> str:
+    return os.path.basename(raw.split(b"\0")[0].decode(errors="replace"))
 
 
 def terminate_backends(pg: PgServer, db: str) -> int:

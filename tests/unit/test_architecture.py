@@ -184,7 +184,7 @@ def test_no_module_over_400_lines_without_a_reason() -> None:
 #: the ones below; nothing imports upward. The package's ``__init__`` (the public API) and
 #: ``__main__`` sit on top and load their names lazily.
 LAYERS: list[tuple[str, ...]] = [
-    ("dataferry.errors", "dataferry._version", "dataferry.engines.registry"),
+    ("dataferry.errors", "dataferry._version", "dataferry.engines.registry", "dataferry.environ"),
     ("dataferry.config", "dataferry.streams", "dataferry.progress", "dataferry.gzipio", "dataferry.private"),
     ("dataferry.codecs", "dataferry.stores", "dataferry.engines"),
     ("dataferry.artifacts",),

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,57 +24,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from dataferry.config.urls import check_url
 from dataferry.errors import ConfigError, NotFound
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-#: URL query parameters that carry a password (libpq and MySQL URLs accept ``?password=``).
-_PASSWORD_PARAMS = {"password", "passwd", "pwd", "pass"}
-#: URL query parameters passed on to each kind of tool: an allow-list, so that a parameter that
-#: carries a secret (libpq's ``password``, ``sslpassword``, ...) never reaches a command line, where
-#: ``ps`` shows it to every local user. Anything else in a URL is refused at its line.
-URL_PARAMS: dict[str, frozenset[str]] = {
-    "postgresql": frozenset(
-        [
-            "application_name",
-            "channel_binding",
-            "client_encoding",
-            "connect_timeout",
-            "dbname",
-            "fallback_application_name",
-            "gssencmode",
-            "gsslib",
-            "host",
-            "hostaddr",
-            "keepalives",
-            "keepalives_count",
-            "keepalives_idle",
-            "keepalives_interval",
-            "krbsrvname",
-            "load_balance_hosts",
-            "options",
-            "port",
-            "requirepeer",
-            "service",
-            "ssl_max_protocol_version",
-            "ssl_min_protocol_version",
-            "sslcert",
-            "sslcompression",
-            "sslcrl",
-            "sslcrldir",
-            "sslkey",
-            "sslmode",
-            "sslrootcert",
-            "sslsni",
-            "target_session_attrs",
-            "tcp_user_timeout",
-            "user",
-        ]
-    ),
-    "mysql": frozenset({"socket"}),
-    "sqlite": frozenset(),
-}
-URL_PARAMS["postgres"] = URL_PARAMS["postgresql"]
-URL_PARAMS["mariadb"] = URL_PARAMS["mysql"]
 
 #: Keys people write by mistake for secrets, and the key that names an env var instead.
 _SECRET_KEYS = {
@@ -195,34 +147,7 @@ class ConnectionConfig(_Model):
     @field_validator("url")
     @classmethod
     def _no_password_in_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        query_keys = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
-        if parts.password or query_keys & _PASSWORD_PARAMS:
-            raise ValueError(
-                "the URL contains a password; remove it and set password_env to the name of an "
-                "environment variable that holds it"
-            )
-        if not parts.scheme:
-            raise ValueError("the URL has no scheme (postgresql://, mysql://, sqlite:///)")
-        allowed = URL_PARAMS.get(parts.scheme.lower())
-        refused = sorted(query_keys - allowed) if allowed is not None else []
-        if allowed is not None and refused:
-            raise ValueError(_refused_param(refused[0], parts.scheme, allowed))
-        return v
-
-
-def _refused_param(name: str, scheme: str, allowed: frozenset[str]) -> str:
-    """Why a URL parameter is refused: it carries a secret, or dataferry does not pass it on."""
-    if any(word in name for word in ("pass", "secret", "key")):
-        return (
-            f"the URL parameter {name!r} carries a secret, and a URL reaches tools' command lines, "
-            "which every local user can read; use a client key without a passphrase, or the tool's "
-            "own configuration (e.g. a libpq service file)"
-        )
-    accepted = ", ".join(sorted(allowed)) or "no parameters"
-    return (
-        f"the URL parameter {name!r} is not one dataferry passes on; in {scheme} URLs it accepts {accepted}"
-    )
+        return check_url(v)
 
 
 class DatabaseConfig(_Model):

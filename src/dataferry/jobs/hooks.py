@@ -13,10 +13,10 @@ import shlex
 import subprocess
 
 from dataferry.config import secret_values
+from dataferry.environ import child_environment
 from dataferry.errors import ConfigError, FerryError, HookFailed, NotReady
 from dataferry.jobs.context import RunContext
 from dataferry.jobs.runs import StepRecord
-from dataferry.streams import child_environment
 
 
 def run_hook(ctx: RunContext, step: StepRecord) -> None:
