@@ -313,7 +313,11 @@ def test_upload_killed_halfway_leaves_no_visible_object(store_case: StoreCase) -
     # the cleanup capability removes it.
     assert leftovers(store_case) != []
     assert isinstance(store, CleansIncomplete)
-    assert store.cleanup_incomplete(timedelta(0)) == 1
+    assert store.cleanup_incomplete(timedelta(0), "other/") == []  # another database's prefix
+    listed = store.cleanup_incomplete(timedelta(0), "db/", dry_run=True)
+    assert len(listed) == 1 and listed[0].startswith("db/")  # S3: the key; local: the temp file
+    assert leftovers(store_case) != []  # a dry run removes nothing
+    assert len(store.cleanup_incomplete(timedelta(0), "db/")) == 1
     assert leftovers(store_case) == []
 
 

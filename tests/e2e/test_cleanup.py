@@ -34,19 +34,25 @@ def test_orphans_and_killed_uploads_are_removed_only_when_old(tmp_path: Path) ->
     orphan_old = store_dir / "2020-01-01T000000Z-email-alert-api.sqlite.zst"
     orphan_new = store_dir / "2030-01-01T000000Z-email-alert-api.sqlite.zst"
     killed_upload = store_dir / ".dataferry-tmp-abc123"
-    for p in (orphan_old, orphan_new, killed_upload):
+    other_db = tmp_path / "stores/production/content-store"
+    other_db.mkdir(parents=True)
+    others_upload = other_db / ".dataferry-tmp-def456"  # another database's: not this cleanup's
+    for p in (orphan_old, orphan_new, killed_upload, others_upload):
         p.write_bytes(b"half a dump")
     _age(orphan_old, 2 * 86400)
     _age(killed_upload, 2 * 86400)
+    _age(others_upload, 2 * 86400)
 
     dry = ops.cleanup(cfg, "email-alert-api", "production", dry_run=True)
     assert dry.orphans == ["email-alert-api/2020-01-01T000000Z-email-alert-api.sqlite.zst"]
+    assert dry.incomplete_uploads == ["email-alert-api/.dataferry-tmp-abc123"]  # listed, not removed
     assert orphan_old.exists() and killed_upload.exists()
 
     report = ops.cleanup(cfg, "email-alert-api", "production")
     assert report.orphans == dry.orphans
-    assert report.incomplete_uploads == 1
+    assert report.incomplete_uploads == dry.incomplete_uploads
     assert not orphan_old.exists() and not killed_upload.exists()
+    assert others_upload.exists(), "one database's cleanup leaves another's uploads alone"
     assert orphan_new.exists(), "a recent object may belong to a backup still running"
     store = ops.store_for(cfg, "production")
     assert artifacts.latest(store, "email-alert-api").id == kept.id

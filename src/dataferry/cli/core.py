@@ -152,8 +152,8 @@ def cleanup(
         click.echo(f"{verb} orphaned object {key}")
     for ident in report.expired:
         click.echo(f"{verb} artifact {ident}")
-    if report.incomplete_uploads:
-        click.echo(f"{verb} {report.incomplete_uploads} incomplete upload(s)")
+    for key in report.incomplete_uploads:
+        click.echo(f"{verb} incomplete upload {key}")
     for path in report.private_leftovers:
         click.echo(f"{verb} {path} (left on this machine by a run that was killed)")
     click.echo(f"{len(report.orphans)} orphan(s), {len(report.expired)} expired artifact(s)")

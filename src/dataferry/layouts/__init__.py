@@ -86,6 +86,10 @@ class Layout(Protocol):
         """Raise ``VerificationFailed`` if the data is plainly not a dump ``engine`` can restore."""
         ...
 
+    def prefix(self) -> str:
+        """The key prefix under which this database's objects are written."""
+        ...
+
     def orphans(self) -> list[ObjectInfo] | None:
         """Data objects no manifest commits (interrupted backups); None if this layout cannot tell
         them from dumps other tools wrote."""

@@ -64,6 +64,10 @@ class DataferryLayout:
     def check_readable(self, manifest: Manifest, engine: Engine) -> None:
         """Nothing to sniff: the checksum is verified while the data streams in."""
 
+    def prefix(self) -> str:
+        """``<database>/``."""
+        return f"{self.database}/"
+
     def orphans(self) -> list[ObjectInfo]:
         """Data objects without a manifest."""
         return artifacts.orphans(self.store, self.database)

@@ -222,6 +222,10 @@ class GovukLayout:
                 hint="nothing was changed; check -D (engine) and the object, or restore another with -t",
             )
 
+    def prefix(self) -> str:
+        """``<path>/``: GOV.UK's DB host directory."""
+        return self.naming.key("")
+
     def orphans(self) -> None:
         """Its directories hold GOV.UK's own dumps, which have no manifest: none is an orphan."""
         return None

@@ -25,7 +25,8 @@ class CleanupReport:
 
     orphans: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
-    incomplete_uploads: int = 0
+    #: uploads killed halfway (multipart uploads, temp files) to this database's keys
+    incomplete_uploads: list[str] = field(default_factory=list)
     #: private run directories (option files, spools) that killed runs left on this machine
     private_leftovers: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -74,8 +75,8 @@ def cleanup(
             private.sweep(base)
         for key in report.orphans:
             store.delete(key)
-        if isinstance(store, CleansIncomplete):
-            report.incomplete_uploads = store.cleanup_incomplete(older_than)
+    if isinstance(store, CleansIncomplete):
+        report.incomplete_uploads = store.cleanup_incomplete(older_than, layout.prefix(), dry_run=dry_run)
     return report
 
 

@@ -51,6 +51,10 @@ class Store(Protocol):
 class CleansIncomplete(Protocol):
     """Optional capability: remove what uploads killed halfway left behind (never visible objects)."""
 
-    def cleanup_incomplete(self, older_than: timedelta) -> int:
-        """Remove leftovers older than ``older_than``; returns how many."""
+    def cleanup_incomplete(
+        self, older_than: timedelta, prefix: str = "", *, dry_run: bool = False
+    ) -> list[str]:
+        """Remove leftovers older than ``older_than`` of uploads to keys under ``prefix`` (only
+        those: one database's cleanup leaves another's running uploads alone); returns their keys.
+        ``dry_run`` only lists them."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import shutil
@@ -135,19 +136,27 @@ class LocalStore:
             _fsync_dir(path.parent)
         return True
 
-    def cleanup_incomplete(self, older_than: timedelta) -> int:
-        """Remove temp files of uploads killed halfway, once older than ``older_than``."""
+    def cleanup_incomplete(
+        self, older_than: timedelta, prefix: str = "", *, dry_run: bool = False
+    ) -> builtins.list[str]:
+        """Remove temp files of uploads to keys under ``prefix`` killed halfway, once older than
+        ``older_than``; ``dry_run`` lists them only. A temp file sits beside its key, so its
+        directory says which prefix it belongs to."""
         cutoff = time.time() - older_than.total_seconds()
-        removed = 0
+        found: builtins.list[str] = []
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
                 path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+                if not name.startswith(_TMP_PREFIX) or not rel.startswith(prefix):
+                    continue
                 # A running upload may rename its temp file into place at any moment.
                 with contextlib.suppress(FileNotFoundError):
-                    if name.startswith(_TMP_PREFIX) and os.stat(path).st_mtime < cutoff:
-                        os.unlink(path)
-                        removed += 1
-        return removed
+                    if os.stat(path).st_mtime < cutoff:
+                        if not dry_run:
+                            os.unlink(path)
+                        found.append(rel)
+        return found
 
 
 @contextlib.contextmanager

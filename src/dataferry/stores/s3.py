@@ -8,9 +8,10 @@ therefore never leaves an object behind.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -96,7 +97,9 @@ class S3Store:
             config=BotoConfig(
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
-                retries={"max_attempts": 5, "mode": "standard"},
+                # Adaptive: backs off on throttling (SlowDown) client-side too; 10 attempts, as a
+                # 30% SlowDown rate exhausted the standard mode's 5 (issue 19).
+                retries={"max_attempts": RETRY_ATTEMPTS, "mode": "adaptive"},
             ),
         )
         return cls(
@@ -130,14 +133,24 @@ class S3Store:
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
-        """Stream the whole object with one GET (ranged GETs are slow on some endpoints)."""
+        """Stream the whole object with one GET (ranged GETs are slow on some endpoints); a
+        connection cut mid-object is resumed with a ranged GET from the offset reached, of the
+        same object version (``If-Match`` its ETag), so the caller's checksum still covers it all."""
         with _mapped(f"read {key!r} from {self.url}", missing_key=key):
             resp = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
-        body = resp["Body"]
+        reader = _BodyReader(resp, f"read {key!r} from {self.url}", self._resume(key))
         try:
-            yield _BodyReader(body, f"read {key!r} from {self.url}")  # type: ignore[misc]
+            yield reader  # type: ignore[misc]
         finally:
-            body.close()
+            reader.close()
+
+    def _resume(self, key: str) -> Callable[[int, str], Any]:
+        def get_from(offset: int, etag: str) -> Any:
+            return self._client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-", IfMatch=etag
+            )["Body"]
+
+        return get_from
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Paginate ListObjectsV2 under the store prefix."""
@@ -175,20 +188,24 @@ class S3Store:
                 raise
         return True
 
-    def cleanup_incomplete(self, older_than: timedelta) -> int:
-        """Abort multipart uploads under the prefix started before ``older_than`` ago (killed runs)."""
+    def cleanup_incomplete(
+        self, older_than: timedelta, prefix: str = "", *, dry_run: bool = False
+    ) -> builtins.list[str]:
+        """Abort multipart uploads to keys under ``prefix`` started before ``older_than`` ago
+        (killed runs); ``dry_run`` lists them only."""
         cutoff = datetime.now(UTC) - older_than
-        aborted = 0
+        found: builtins.list[str] = []
         paginator = self._client.get_paginator("list_multipart_uploads")
         with _mapped(f"clean up incomplete uploads in {self.url}"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for up in page.get("Uploads", []):
                     if up["Initiated"] < cutoff:
-                        self._client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
-                        )
-                        aborted += 1
-        return aborted
+                        found.append(up["Key"][len(self.prefix) :])
+                        if not dry_run:
+                            self._client.abort_multipart_upload(
+                                Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
+                            )
+        return found
 
 
 class _CountingReader:
@@ -227,27 +244,68 @@ class _CountingReader:
         return b"".join(chunks)
 
 
+#: Attempts of every S3 request (botocore's adaptive retry mode).
+RETRY_ATTEMPTS = 10
+#: How often one download is resumed after its connection was cut.
+RESUMES = 5
+#: What a connection cut or stalled mid-body raises while it is read.
+_CUT = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError)
+
+
 class _BodyReader:
-    """Adapts botocore's StreamingBody to the small file-like surface we use.
+    """Adapts botocore's StreamingBody to the small file-like surface we use, and resumes a body
+    whose connection is cut: a ranged GET from the offset reached, of the same ETag.
 
     A connection that drops or stalls mid-object surfaces here, long after ``get_object``
     returned, so reads are translated too.
     """
 
-    def __init__(self, body: Any, action: str) -> None:
-        self._body = body
+    def __init__(self, resp: Any, action: str, resume: Callable[[int, str], Any]) -> None:
+        self._body = resp["Body"]
+        self._etag = str(resp.get("ETag", ""))
         self._action = action
+        self._resume = resume
+        self._offset = 0
+        self._resumed = 0
 
     def read(self, n: int = -1) -> bytes:
+        while True:
+            try:
+                with _mapped(self._action):
+                    data = self._read(n)
+            except _Cut as cut:
+                if self._resumed >= RESUMES or not self._etag:
+                    raise StoreUnavailable(
+                        f"cannot {self._action}: the connection was cut at byte {self._offset} ({cut})",
+                        hint="the network or the endpoint is unreliable; nothing was swapped in, run again",
+                    ) from None
+                self._reopen()
+                continue
+            self._offset += len(data)
+            return data
+
+    def _read(self, n: int) -> bytes:
+        try:
+            return bytes(self._body.read(None if n < 0 else n))
+        except _CUT as exc:
+            raise _Cut(str(exc)) from exc
+
+    def _reopen(self) -> None:
+        self._resumed += 1
+        with contextlib.suppress(Exception):
+            self._body.close()
         with _mapped(self._action):
-            data: bytes = self._body.read(None if n < 0 else n)
-        return data
+            self._body = self._resume(self._offset, self._etag)
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
         self._body.close()
+
+
+class _Cut(Exception):
+    """A body's connection was cut or stalled mid-read (resumable)."""
 
 
 def _env(var: str | None, name: str) -> str | None:
