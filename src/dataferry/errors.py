@@ -51,8 +51,10 @@ class FerryError(Exception):
         return self.message
 
     def report_lines(self) -> list[str]:
-        """What the operator sees on stderr: ``error: ...`` and, when there is one, ``hint: ...``."""
+        """What the operator sees on stderr: ``error: ...``, a ``note: ...`` for each note added on
+        the way out (a shadow that could not be dropped), and ``hint: ...`` when there is one."""
         lines = [f"error: {self.message}"]
+        lines += [f"note: {note}" for note in getattr(self, "__notes__", [])]
         if self.hint:
             lines.append(f"hint: {self.hint}")
         return lines

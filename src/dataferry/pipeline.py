@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -225,7 +226,21 @@ def shadow_restore(
     finally:
         transfer.done()
         if shadow is not None and not swapped:
-            engine.drop_shadow(shadow)
+            _drop_keeping_the_error(engine, shadow)
+
+
+def _drop_keeping_the_error(engine: Engine, shadow: Shadow) -> None:
+    """Drop a shadow after a failure; if that fails too, the first failure stays the one reported
+    (it says what happened to the live database) and the drop's failure becomes a note on it."""
+    pending = sys.exc_info()[1]
+    try:
+        engine.drop_shadow(shadow)
+    except Exception as drop_exc:
+        if pending is None:
+            raise
+        pending.add_note(
+            f"the shadow {shadow.name} could not be dropped ({drop_exc}); the next restore drops it"
+        )
 
 
 def _checker(raw: BinaryIO, obj: DataObject) -> HashingReader:

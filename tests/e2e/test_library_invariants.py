@@ -207,3 +207,26 @@ def test_a_table_the_manifest_does_not_list_is_never_swapped_in(cfg: object) -> 
     with pytest.raises(dataferry.VerificationFailed, match=r"emails: \d+ rows restored, not in the manifest"):
         dataferry.restore(plan)
     assert _world(root) == before
+
+
+def test_a_shadow_that_cannot_be_dropped_does_not_hide_what_failed(
+    cfg: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, item 10: the error reported is the one that stopped the restore; the failed drop of
+    its shadow is a note on it (the CLI prints it as ``note: ...``), not a replacement."""
+    from dataferry.engines.sqlite import SQLiteEngine
+
+    plan = dataferry.plan_restore(cfg, _req("staging"))  # type: ignore[arg-type]
+
+    def boom(engine: object, shadow: object) -> None:
+        raise dataferry.VerificationFailed("the check before the swap failed")
+
+    def cannot_drop(self: object, shadow: object) -> None:
+        raise dataferry.NotReady("cannot connect to drop it")
+
+    monkeypatch.setattr(SQLiteEngine, "drop_shadow", cannot_drop)
+    with pytest.raises(dataferry.VerificationFailed) as info:
+        dataferry.restore(plan, before_swap=boom)
+    lines = info.value.report_lines()
+    assert lines[0] == "error: the check before the swap failed"
+    assert any(line.startswith("note: the shadow ") and "cannot connect" in line for line in lines)
