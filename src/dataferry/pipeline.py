@@ -32,7 +32,7 @@ import zstandard
 from dataferry import artifacts, codecs, private
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
-from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck
+from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, drop_after_failure
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
@@ -226,21 +226,7 @@ def shadow_restore(
     finally:
         transfer.done()
         if shadow is not None and not swapped:
-            _drop_keeping_the_error(engine, shadow)
-
-
-def _drop_keeping_the_error(engine: Engine, shadow: Shadow) -> None:
-    """Drop a shadow after a failure; if that fails too, the first failure stays the one reported
-    (it says what happened to the live database) and the drop's failure becomes a note on it."""
-    pending = sys.exc_info()[1]
-    try:
-        engine.drop_shadow(shadow)
-    except Exception as drop_exc:
-        if pending is None:
-            raise
-        pending.add_note(
-            f"the shadow {shadow.name} could not be dropped ({drop_exc}); the next restore drops it"
-        )
+            drop_after_failure(engine, shadow, sys.exc_info()[1])
 
 
 def _checker(raw: BinaryIO, obj: DataObject) -> HashingReader:
@@ -320,19 +306,18 @@ def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest:
 
 
 def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
-    """Remove what killed runs left in the directories this run is about to use: option files with
-    passwords, spools with whole databases (``dataferry.private``), and say so."""
-    bases = {Path(tempfile.gettempdir()), *([spool] if spool else [])}
-    for base in sorted(bases):
+    """Remove what killed runs left in the temp dir and the configured ``spool`` dir: option files
+    with passwords, spools with whole databases (``dataferry.private``), and say so."""
+    for base in private.bases(spool):
         for path in private.sweep(base):
             reporter.warn(f"removed {path}, left by a dataferry run that was killed")
 
 
-def spool_dir(configured: str | None, jobs: int, manifest: Manifest) -> Path | None:
+def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> Path | None:
     """Where a parallel restore spools; checks free space first (invariant 1)."""
     if jobs <= 1:
         return None
-    base = Path(configured) if configured else Path(tempfile.gettempdir())
+    base = configured or Path(tempfile.gettempdir())
     need = max(o.raw_size or o.size for o in manifest.objects)
     free = shutil.disk_usage(base).free if base.exists() else 0
     if free < need * 1.1:

@@ -53,6 +53,11 @@ def private_dir(base: Path | None = None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def bases(spool: Path | None) -> list[Path]:
+    """Where runs on this machine make private directories: the temp dir, and ``spool``."""
+    return sorted({Path(tempfile.gettempdir()), *([spool] if spool else [])})
+
+
 def leftovers(base: Path | None = None) -> list[Path]:
     """Private directories under ``base`` whose owning process is gone."""
     root = base or Path(tempfile.gettempdir())

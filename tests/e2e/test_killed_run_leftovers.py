@@ -64,8 +64,8 @@ def test_check_reports_and_cleanup_removes_what_a_killed_run_left(project: Path)
 
 
 def test_the_next_backup_removes_it_and_says_so(project: Path) -> None:
-    """A backup sweeps the temp dir, where option files and SQLite copies live (restores also sweep
-    the spool dir)."""
+    """A backup sweeps the temp dir, where option files and SQLite copies live (and the spool dir,
+    as restores do)."""
     left = killed_run_left(project / "tmp", "client.cnf", "password=hunter2")
     backup = _dataferry(project, "backup", "app", "--env", "production")
     assert backup.returncode == 0, backup.stderr

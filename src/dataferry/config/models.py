@@ -325,6 +325,10 @@ class Config(_Model):
                 hint=f"known jobs: {', '.join(sorted(self.jobs)) or 'none'}",
             ) from None
 
+    def spool_path(self) -> Path | None:
+        """``settings.spool_dir`` resolved against the file's directory (None: the system temp dir)."""
+        return self.resolve_path(self.settings.spool_dir) if self.settings.spool_dir else None
+
     def resolve_path(self, value: str) -> Path:
         """Paths in the file are relative to the file's directory."""
         p = Path(value).expanduser()

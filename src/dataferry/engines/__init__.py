@@ -174,6 +174,20 @@ def manifest_extra(engine: Engine, db: DatabaseRef) -> dict[str, object]:
 # -- the registry --------------------------------------------------------------------------------
 
 
+def drop_after_failure(engine: Engine, shadow: Shadow, failure: BaseException | None) -> None:
+    """Drop ``shadow`` because ``failure`` stopped its restore. If the drop fails too, ``failure``
+    stays the one reported (it says what happened to the live database) and the drop's failure
+    becomes a note on it; with no failure pending, the drop's own error is raised."""
+    try:
+        engine.drop_shadow(shadow)
+    except Exception as drop_exc:
+        if failure is None:
+            raise
+        failure.add_note(
+            f"the shadow {shadow.name} could not be dropped ({drop_exc}); the next restore drops it"
+        )
+
+
 def get_engine(name: str) -> Engine:
     """An instance of the named engine."""
     target = _REGISTRY.get(name)

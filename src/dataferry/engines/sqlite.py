@@ -9,7 +9,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 from dataferry.config import DatabaseRef
 from dataferry.engines import (
@@ -85,8 +85,8 @@ def sqlite_path(db: DatabaseRef) -> Path:
 class SQLiteEngine:
     """The embedded engine: one database is one file."""
 
-    name = "sqlite"
-    dump_format = "sqlite"
+    name: ClassVar[str] = "sqlite"
+    dump_format: ClassVar[str] = "sqlite"
 
     def check(self, db: DatabaseRef) -> list[ToolCheck]:
         """The library version, and whether the file (or its directory, for a target) is usable."""

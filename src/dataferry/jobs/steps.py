@@ -11,13 +11,14 @@ from datetime import datetime
 from dataferry import ops
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.engines import Engine, Shadow
-from dataferry.errors import FerryError, SanitisationFailed, Transient
+from dataferry.errors import FerryError, Transient
 from dataferry.jobs.common import now_utc
 from dataferry.jobs.context import RunContext
 from dataferry.jobs.hooks import run_hook
 from dataferry.jobs.runs import ErrorInfo, StepRecord
 from dataferry.jobs.stop import StopGuard
 from dataferry.metrics import step_labels
+from dataferry.ops.rules import require_passed
 
 
 def run_step(ctx: RunContext, step: StepRecord) -> None:
@@ -151,23 +152,14 @@ def _sanitise_shadow(
 ) -> Sanitisation:
     """Sanitise the shadow inside the restore, before the swap; recorded as the ``sanitise`` step."""
     if step is None:
-        return _passed(hook(engine, shadow), ctx.job.database)
+        return require_passed(hook(engine, shadow), ctx.job.database)
     with _recorded_step(ctx, step, save=False):
         step.attempts += 1
-        result = _passed(hook(engine, shadow), ctx.job.database)
+        result = require_passed(hook(engine, shadow), ctx.job.database)
         step.detail = (
             f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
         )
     ctx.ran_sanitise = True
-    return result
-
-
-def _passed(result: Sanitisation | None, database: str) -> Sanitisation:
-    """A sanitisation hook must return a passing result; anything else never reaches the swap."""
-    if result is None or not result.passed:
-        raise SanitisationFailed(
-            f"sanitisation of {database} did not pass", hint="nothing was swapped in or published"
-        )
     return result
 
 

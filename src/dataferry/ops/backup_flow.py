@@ -65,7 +65,7 @@ def backup(
     ref = database_ref(cfg, database, environment)
     layout = layout_for(cfg, environment, database)
     what = Publication(database=database, environment=environment, extra=extra)
-    pipeline.sweep_leftovers(None, reporter)
+    pipeline.sweep_leftovers(cfg.spool_path(), reporter)
     if sanitise:
         return _sanitised_backup(cfg, layout, engine, ref, what, reporter)
     if transform is not None:

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from dataferry import artifacts, private
 from dataferry.artifacts import Manifest
@@ -68,11 +66,9 @@ def cleanup(
                 store.delete(key)
                 for data in manifest.objects:
                     store.delete(data.key)
-    bases = _private_bases(cfg)
-    report.private_leftovers = [str(p) for base in bases for p in private.leftovers(base)]
+    clear = private.leftovers if dry_run else private.sweep
+    report.private_leftovers = [str(p) for base in private.bases(cfg.spool_path()) for p in clear(base)]
     if not dry_run:
-        for base in bases:
-            private.sweep(base)
         for key in report.orphans:
             store.delete(key)
     if isinstance(store, CleansIncomplete):
@@ -150,17 +146,9 @@ def check(cfg: Config) -> CheckReport:
     return report
 
 
-def _private_bases(cfg: Config) -> list[Path]:
-    """Where runs on this machine keep private directories: the temp dir and the spool dir."""
-    bases = {Path(tempfile.gettempdir())}
-    if cfg.settings.spool_dir:
-        bases.add(cfg.resolve_path(cfg.settings.spool_dir))
-    return sorted(bases)
-
-
 def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:
     """Killed runs' option files (passwords) and spools (whole databases) still on this machine."""
-    found = [str(p) for base in _private_bases(cfg) for p in private.leftovers(base)]
+    found = [str(p) for base in private.bases(cfg.spool_path()) for p in private.leftovers(base)]
     if not found:
         return "leftovers of killed runs", True, "none on this machine"
     # Reported, not failed: they do not stop the next run, which removes them first.

@@ -16,9 +16,15 @@ from dataferry import artifacts, pipeline
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow
-from dataferry.errors import ConfigError, Refused, SanitisationFailed, VerificationFailed
+from dataferry.errors import ConfigError, Refused, VerificationFailed
 from dataferry.layouts import Layout, layout_for
-from dataferry.ops.rules import engine_for, refuse_protected, refuse_unsanitised_source, sanitisation_needed
+from dataferry.ops.rules import (
+    engine_for,
+    refuse_protected,
+    refuse_unsanitised_source,
+    require_passed,
+    sanitisation_needed,
+)
 from dataferry.pipeline import BeforeSwap, require_ready
 from dataferry.progress import NullReporter, Reporter
 
@@ -111,8 +117,7 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
         sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
     ref = database_ref(cfg, req.database, req.environment)
     require_ready(engine.check(ref), ref)
-    configured = str(cfg.resolve_path(cfg.settings.spool_dir)) if cfg.settings.spool_dir else None
-    spool = pipeline.spool_dir(configured, req.jobs, manifest)
+    spool = pipeline.spool_dir(cfg.spool_path(), req.jobs, manifest)
     pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
     return RestorePlan(cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason)
 
@@ -146,7 +151,7 @@ def restore(
     if before_swap is not None:
         hooks.append(before_swap)
     reporter.info(f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}")
-    pipeline.sweep_leftovers(plan.spool, reporter)
+    pipeline.sweep_leftovers(plan.config.spool_path(), reporter)
     options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
     loaded = pipeline.restore_into(plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter)
     reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")
@@ -164,11 +169,6 @@ def _passing(sanitiser: BeforeSwap, database: str) -> BeforeSwap:
     """A sanitisation step must return a passing result; anything else never reaches the swap."""
 
     def gate(engine: Engine, shadow: Shadow) -> Sanitisation:
-        result = sanitiser(engine, shadow)
-        if result is None or not result.passed:
-            raise SanitisationFailed(
-                f"sanitisation of {database} did not pass", hint="nothing was swapped in or published"
-            )
-        return result
+        return require_passed(sanitiser(engine, shadow), database)
 
     return gate

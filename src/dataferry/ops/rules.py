@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config
 from dataferry.engines import Engine, get_engine
-from dataferry.errors import Refused
+from dataferry.errors import Refused, SanitisationFailed
 
 
 def engine_for(cfg: Config, database: str) -> Engine:
@@ -49,6 +49,16 @@ def refuse_unsanitised_source(cfg: Config, source: str, manifest: Manifest) -> N
             f"artifact {manifest.id} in {source} is not sanitised, and {source} requires sanitised artifacts",
             hint="restore a sanitised artifact, or fix the job that published this one",
         )
+
+
+def require_passed(result: Sanitisation | None, database: str) -> Sanitisation:
+    """Invariant 5: a sanitisation step must return a passing result; anything else never reaches
+    the swap (``SanitisationFailed``, exit 8)."""
+    if result is None or not result.passed:
+        raise SanitisationFailed(
+            f"sanitisation of {database} did not pass", hint="nothing was swapped in or published"
+        )
+    return result
 
 
 def sanitisation_needed(cfg: Config, environment: str, asked: bool, manifest: Manifest) -> str | None:

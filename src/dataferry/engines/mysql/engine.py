@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO, cast
+from typing import BinaryIO, ClassVar, cast
 
 from dataferry.config import DatabaseRef
 from dataferry.engines import (
@@ -63,8 +63,8 @@ from dataferry.streams import ProcessReader
 class MySQLEngine:
     """MySQL and MariaDB through their own dump and client tools (see the package docstring)."""
 
-    name = "mysql"
-    dump_format = "sql"
+    name: ClassVar[str] = "mysql"
+    dump_format: ClassVar[str] = "sql"
     #: Seconds the swap waits for readers' metadata locks before it gives up (nothing changed).
     swap_lock_timeout = 60
     #: A parallel restore cuts each table's rows into chunks of about this many bytes.
@@ -81,7 +81,7 @@ class MySQLEngine:
             with connection(db) as conn:
                 info = server_info(conn, target.database)
                 leftovers = leftover_databases(conn, target.database)
-                kept = swapping.kept_triggers_of(conn, target.database)
+                kept = swapping.kept_triggers(conn, target.database)
             found.append(ToolCheck(f"server {target.describe()}", True, f"{info.flavor} {info.version}"))
         except FerryError as exc:
             found.append(ToolCheck(f"server {target.describe()}", False, exc.message))
@@ -100,7 +100,7 @@ class MySQLEngine:
                 ToolCheck(
                     f"triggers of {target.database}",
                     True,
-                    f"MISSING: a swap killed before its rename committed removed them; they are kept in {kept}, "
+                    f"MISSING: a swap killed before its rename committed removed them; they are kept in {kept[0]}, "
                     "and the next restore puts them back first (or restore them from there by hand)",
                 )
             )

@@ -148,24 +148,24 @@ def saved_triggers(conn: Any, old: str) -> bytes | None:
     return bytes(found[0][0]) if found else None
 
 
-def kept_triggers_of(conn: Any, live: str) -> str | None:
-    """The old database that keeps ``live``'s triggers after a killed swap, or None."""
+def kept_triggers(conn: Any, live: str) -> tuple[str, bytes] | None:
+    """The old database that keeps ``live``'s triggers after a killed swap, and their definitions;
+    None when there is none."""
     old = derived_name(live, OLD_SUFFIX)
     if server_info(conn, old).charset is None:
         return None
-    return old if saved_triggers(conn, old) is not None else None
+    saved = saved_triggers(conn, old)
+    return (old, saved) if saved is not None else None
 
 
 def heal_interrupted_swap(db: DatabaseRef, conn: Any, info: ServerInfo) -> bool:
     """Put back the live triggers a killed swap had dropped (kept in the old database by
     ``keep_triggers``), then drop that database; True when it did. Run under the restore lock."""
     live = MySqlTarget.from_ref(db).database
-    old = derived_name(live, OLD_SUFFIX)
-    if server_info(conn, old).charset is None:
+    kept = kept_triggers(conn, live)
+    if kept is None:
         return False
-    saved = saved_triggers(conn, old)
-    if saved is None:
-        return False
+    old, saved = kept
     tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
     with option_file(db) as opts:
         Client(tool, opts, live).run(saved, f"{tool.name} (putting back the triggers of {live})")

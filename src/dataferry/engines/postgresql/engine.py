@@ -8,7 +8,7 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import BinaryIO, ClassVar, cast
 
 import psycopg
 
@@ -21,6 +21,7 @@ from dataferry.engines import (
     RestoreOptions,
     Shadow,
     ToolCheck,
+    drop_after_failure,
     split_target,
 )
 from dataferry.engines.postgresql import swap as swapping
@@ -55,7 +56,7 @@ from dataferry.engines.postgresql.sql import (
     where,
 )
 from dataferry.engines.postgresql.tools import BINDIR_ENV, PgTools, find_tools
-from dataferry.errors import EngineError, FerryError, NotReady
+from dataferry.errors import EngineError, NotReady
 from dataferry.streams import ProcessReader, process_failed, spawn
 
 MIN_SERVER_MAJOR = 13
@@ -81,8 +82,8 @@ Table = tuple[str, str]
 class PostgresEngine:
     """PostgreSQL 13+ through pg_dump, pg_restore and psql (see the package docstring)."""
 
-    name = "postgresql"
-    dump_format = "pg_custom"
+    name: ClassVar[str] = "postgresql"
+    dump_format: ClassVar[str] = "pg_custom"
 
     def __init__(self) -> None:
         self._tools: PgTools | None = None
@@ -237,17 +238,11 @@ class PostgresEngine:
             else:
                 restore_streamed(argv, src, tool_env(db))
         except BaseException as exc:
-            self._drop_after_failure(shadow, exc)
+            drop_after_failure(self, shadow, exc)
             if isinstance(exc, EngineError):
                 raise explain(exc) from None
             raise
         return shadow
-
-    def _drop_after_failure(self, shadow: Shadow, exc: BaseException) -> None:
-        try:
-            self.drop_shadow(shadow)
-        except FerryError as drop_exc:  # keep the first failure; say the shadow is left
-            exc.add_note(f"the shadow database {shadow.name} could not be dropped: {drop_exc}")
 
     def swap(self, shadow: Shadow) -> None:
         """Replace the live database with the shadow (see ``swap``), then drop the old one."""
