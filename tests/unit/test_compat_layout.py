@@ -15,7 +15,14 @@ from dataferry.artifacts import DataObject, Manifest
 from dataferry.engines import get_engine
 from dataferry.errors import ConfigError, NotFound, VerificationFailed
 from dataferry.gzipio import GzipCompressor, GzipDecompressor, gunzip_head
-from dataferry.layouts.govuk import GovukLayout, Naming, manifest_key_for, parse_name, parse_when
+from dataferry.layouts.govuk import (
+    PENDING_PREFIX,
+    GovukLayout,
+    Naming,
+    manifest_key_for,
+    parse_name,
+    parse_when,
+)
 from dataferry.progress import NullReporter
 from dataferry.stores import put_bytes
 from dataferry.stores.local import LocalStore
@@ -173,10 +180,11 @@ def test_without_pointer_the_newest_key_by_time_across_both_eras(store: LocalSto
     assert (found.key, found.how) == (newest, "newest key")
 
 
-def test_newest_key_skips_dumps_without_manifest_where_manifests_exist(store: LocalStore) -> None:
+def test_newest_key_skips_dumps_dataferry_started_and_did_not_commit(store: LocalStore) -> None:
     committed = _dump(store, "2026-01-04T230501Z-publishing_api_production.gz")
     _manifest(store, committed)
-    _dump(store, "2026-01-05T230501Z-publishing_api_production.gz")  # interrupted: no manifest
+    interrupted = _dump(store, "2026-01-05T230501Z-publishing_api_production.gz")  # no manifest
+    put_bytes(store, PENDING_PREFIX + interrupted, b"")  # what new_key records before the upload
     found = find(store, NAMING)
     assert found.key == committed
     assert found.manifest is not None and found.manifest.objects[0].key == committed

@@ -110,8 +110,10 @@ class StoreConfig(S3Options):
     """Where an environment's artifacts live, with S3 options when it is a bucket."""
 
     url: str = Field(description="s3://bucket/prefix, file:///path or a directory path")
-    layout: Literal["dataferry", "govuk"] = Field(
-        "dataferry", description="key layout: dataferry's, or GOV.UK's <path>/<ts>-<db>.gz + latest-<db>.txt"
+    layout: Literal["dataferry", "govuk", "govuk-puppet"] = Field(
+        "dataferry",
+        description="key layout: dataferry's; GOV.UK's <path>/<ts>-<db>.gz + latest-<db>.txt (govuk); or the "
+        "Puppet era's <path>/<YYYY-MM-DDTHH:MM:SS>-<db>.gz alone (govuk-puppet)",
     )
 
     def options(self) -> S3Options:
@@ -162,10 +164,10 @@ class DatabaseConfig(_Model):
     exclude_tables: list[str] = Field(default_factory=list, description="tables left out of backups")
     compression_level: int | None = Field(None, ge=1, le=22, description="zstd level for this database")
     store_path: str | None = Field(
-        None, description="layout govuk: directory of this database's objects (GOV.UK's DB host)"
+        None, description="layouts govuk, govuk-puppet: directory of this database's objects (GOV.UK's DB host)"
     )
     store_name: str | None = Field(
-        None, description="layout govuk: database name in object names (<ts>-<name>.gz, latest-<name>.txt)"
+        None, description="layouts govuk, govuk-puppet: database name in object names (<ts>-<name>.gz, latest-<name>.txt)"
     )
 
     @field_validator("engine")

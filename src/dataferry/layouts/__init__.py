@@ -99,6 +99,7 @@ class Layout(Protocol):
 _LAYOUTS: dict[str, str] = {
     "dataferry": "dataferry.layouts.dataferry:DataferryLayout",
     "govuk": "dataferry.layouts.govuk:GovukLayout",
+    "govuk-puppet": "dataferry.layouts.govuk_puppet:GovukPuppetLayout",
 }
 
 

@@ -9,127 +9,68 @@ For each database, in the directory ``<path>`` (GOV.UK's DB host, e.g. ``publish
 The dump is what GOV.UK's consumers expect: for PostgreSQL a custom-format archive (``pg_dump -Fc
 -Z1`` compresses internally; the ``.gz`` suffix is historical), for MySQL gzip'd SQL. ``govuk-docker``'s
 ``ls | grep .gz | sort | tail -1`` and the db-backup ``list`` regex both still find the dump and
-never the manifest.
+never the manifest. Where the directory already holds a Puppet-era (colon) dump of the same hour,
+which sorts after any compact name of that hour, the new dump gets a colon name too, so that
+``sort | tail -1`` still picks the newest.
 
-Reads also accept the Puppet era's colon-style names (``2022-06-30T23:00:05-<name>.gz``, local time,
-which was UTC on GOV.UK hosts). "Latest" is chosen in this order: an explicit file or time, else the
-pointer ``latest-<name>.txt``, else the newest matching key (only keys with a manifest, when the
-directory has any: a dump without one there is an interrupted backup). A dump with a manifest is
-checked against its sha256 and size while it streams in; one without (written by GOV.UK's own
-scripts) gets a stand-in manifest with an empty sha256: it is checked by its magic bytes before
-anything is touched and by gzip's CRC where it has one, and the operator is warned. Either way the
-one restore pipeline restores it into a shadow and swaps it in only at the end.
+Before the upload, ``_dataferry/pending/<path>/<file>`` records that dataferry started that dump: a
+dump without a manifest but with that record is an interrupted backup and is never chosen.
+
+Reads also accept the Puppet era's colon-style names (``govuk_names``). "Latest" is the newest
+trusted dump by parsed time: one with a manifest, the pointer's, a colon-named one (the Puppet script
+uploads only finished dumps) and, where there is no pointer, any other not left by an interrupted
+dataferry backup (db-backup's own fallback). When that is not the pointer's dump the operator is
+warned, as for a newer dump that is not trusted. A dump with a manifest is checked against its sha256
+and size while it streams in; one without (written by GOV.UK's own scripts) gets a stand-in manifest
+with an empty sha256: it is checked by its magic bytes before anything is touched and by gzip's CRC
+where it has one, and the operator is warned. Either way the one restore pipeline restores it into a
+shadow and swaps it in only at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import ClassVar
 
 from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest
 from dataferry.config import Config
 from dataferry.engines import DumpOptions, Engine
-from dataferry.errors import ConfigError, NotFound, StoreError, VerificationFailed
+from dataferry.errors import NotFound, StoreError, VerificationFailed
 from dataferry.gzipio import DEFAULT_LEVEL, gunzip_head
 from dataferry.layouts import Encoding, NewArtifact
+from dataferry.layouts.govuk_names import (
+    ID_RE,
+    LEGACY_TS_FORMAT,
+    MANIFEST_SUFFIX,
+    PG_COMPRESSION,
+    TS_FORMAT,
+    Naming,
+    compression_for,
+    is_colon_name,
+    manifest_key_for,
+    naming_for,
+    parse_name,
+    parse_when,
+)
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
 
-TS_FORMAT = "%Y-%m-%dT%H%M%SZ"
-LEGACY_TS_FORMAT = "%Y-%m-%dT%H:%M:%S"
-MANIFEST_SUFFIX = ".manifest.json"
-_TS = r"\d{4}-\d{2}-\d{2}T(?:\d{6}Z|\d{2}:\d{2}:\d{2}Z?)"
-_NAME_RE = re.compile(rf"^(?P<ts>{_TS})-(?P<db>.+)\.gz$")
-_ID_RE = re.compile(rf"^(?P<ts>{_TS})-(?P<db>.+)$")
+__all__ = ["GovukLayout", "Naming", "manifest_key_for", "naming_for", "parse_name", "parse_when"]
+
+#: Where dataferry records a dump it starts (``<prefix><data key>``), outside every GOV.UK directory.
+PENDING_PREFIX = "_dataferry/pending/"
 _SNIFF_BYTES = 64 * 1024
-
-#: Engine dump format -> how the ``.gz`` object holds it. PostgreSQL's custom format is already
-#: compressed (GOV.UK: ``pg_dump -Fc -Z1``), MySQL's SQL is gzip'd (``mysqldump | gzip -1``).
-COMPRESSION = {"pg_custom": "none", "sql": "gzip"}
-
-#: pg_dump's own compression level for custom-format dumps in this layout (GOV.UK: ``-Z1``).
-PG_COMPRESSION = 1
-
-
-@dataclass(frozen=True)
-class Naming:
-    """Where one database's objects live in a ``govuk`` store."""
-
-    path: str
-    name: str
-
-    def key(self, basename: str) -> str:
-        """The key of ``basename`` in this database's directory."""
-        return f"{self.path}/{basename}" if self.path else basename
-
-    def data_key(self, when: datetime) -> str:
-        """``<path>/<YYYY-MM-DDTHHMMSSZ>-<name>.gz``."""
-        return self.key(f"{when.astimezone(UTC).strftime(TS_FORMAT)}-{self.name}.gz")
-
-    @property
-    def pointer_key(self) -> str:
-        """``<path>/latest-<name>.txt``."""
-        return self.key(f"latest-{self.name}.txt")
-
-    def matches(self, db: str) -> bool:
-        """Whether ``db`` (from an object name) is this database; ``-`` and ``_`` are interchangeable,
-        as in db-backup's ``list`` (``tr _- .``)."""
-        return db.replace("-", "_") == self.name.replace("-", "_")
-
-
-def naming_for(cfg: Config, database: str) -> Naming:
-    """The naming of a configured database: ``store_path`` and ``store_name``, else its name."""
-    db = cfg.database(database)
-    return Naming(path=(db.store_path or database).strip("/"), name=db.store_name or database)
-
-
-def manifest_key_for(data_key: str) -> str:
-    """The manifest beside a dump: ``….gz`` -> ``….manifest.json``."""
-    return data_key.removesuffix(".gz") + MANIFEST_SUFFIX
-
-
-def parse_when(text: str) -> datetime:
-    """A time as GOV.UK writes it (``…T030405Z`` or legacy ``…T03:04:05``) or any ISO 8601; UTC."""
-    for fmt in (TS_FORMAT, LEGACY_TS_FORMAT, LEGACY_TS_FORMAT + "Z"):
-        with contextlib.suppress(ValueError):
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"cannot read time {text!r}",
-            hint="use the object's timestamp (2026-01-05T230501Z or 2022-06-30T23:00:05) or its file name",
-        ) from None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def parse_name(basename: str) -> tuple[datetime, str] | None:
-    """``(time, db)`` of a dump's file name, or None if it is not one."""
-    m = _NAME_RE.match(basename)
-    return (parse_when(m["ts"]), m["db"]) if m else None
-
-
-def compression_for(engine: Engine) -> str:
-    """How this engine's dumps are held in a ``.gz`` object; other engines have no GOV.UK layout."""
-    try:
-        return COMPRESSION[engine.dump_format]
-    except KeyError:
-        raise ConfigError(
-            f"the govuk layout holds PostgreSQL (custom format) and MySQL dumps; {engine.name} "
-            f"dumps ({engine.dump_format}) have no GOV.UK form",
-            hint='use layout = "dataferry" for this environment\'s store',
-        ) from None
 
 
 @dataclass
 class _Listing:
     dumps: dict[str, tuple[datetime, int]]
-    manifests: set[str]
+    manifests: set[str] = field(default_factory=set)
+    pending: set[str] = field(default_factory=set)
+    names: list[str] = field(default_factory=list)  # every object directly in the directory
 
 
 @dataclass
@@ -137,6 +78,8 @@ class GovukLayout:
     """One database's dumps in a ``govuk`` store."""
 
     name: ClassVar[str] = "govuk"
+    #: Whether this layout writes (and reads) ``latest-<name>.txt``.
+    has_pointer: ClassVar[bool] = True
     store: Store
     database: str
     environment: str
@@ -146,6 +89,21 @@ class GovukLayout:
     def for_config(cls, cfg: Config, environment: str, database: str, store: Store) -> GovukLayout:
         """The layout of a configured database (``store_path``/``store_name`` name its objects)."""
         return cls(store=store, database=database, environment=environment, naming=naming_for(cfg, database))
+
+    # -- where things are ----------------------------------------------------------------------------
+
+    def manifest_key(self, data_key: str) -> str:
+        """The manifest of a dump: beside it."""
+        return manifest_key_for(data_key)
+
+    def manifest_dir(self) -> str | None:
+        """A directory of manifests apart from the dumps (None: they are beside the dumps)."""
+        return None
+
+    def name_format(self, now: datetime, same_hour: list[str]) -> str:
+        """The timestamp form of a new dump's name, given the names of this hour's objects: the
+        compact form, unless a colon name of this hour (which sorts after it) is there already."""
+        return LEGACY_TS_FORMAT if any(is_colon_name(n) for n in same_hour) else TS_FORMAT
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -157,11 +115,17 @@ class GovukLayout:
         return Encoding(compression="gzip", level=DEFAULT_LEVEL)
 
     def new_key(self, engine: Engine, encoding: Encoding) -> NewArtifact:
-        """A data key not taken yet; waits out the second if one is (keys have second resolution)."""
+        """A data key not taken yet (waits out the second if one is: keys have second resolution),
+        recorded under ``_dataferry/pending/`` before anything is uploaded to it."""
         for _ in range(3):
             now = artifacts.utcnow()
-            key = self.naming.data_key(now)
-            if not any(o.key == key for o in self.store.list(key)):
+            hour = self.naming.key(now.strftime("%Y-%m-%dT%H"))
+            taken = {o.key for o in self.store.list(hour)}
+            key = self.naming.data_key(now, self.name_format(now, [k.rsplit("/", 1)[-1] for k in taken]))
+            if key not in taken:
+                put_bytes(
+                    self.store, PENDING_PREFIX + key, f"dataferry backup started {now.isoformat()}\n".encode()
+                )
                 return NewArtifact(id=key.rsplit("/", 1)[-1].removesuffix(".gz"), key=key, created=now)
             time.sleep(1.05 - (time.time() % 1))
         raise StoreError(f"cannot find a free key for {self.naming.name} in {self.store.url}")
@@ -169,19 +133,20 @@ class GovukLayout:
     def manifest_extra(self, new: NewArtifact) -> dict[str, object]:
         """Where the manifest and the pointer are (a manifest's key does not follow from its id)."""
         return {
-            "layout": "govuk",
+            "layout": self.name,
             "path": self.naming.path,
             "name": self.naming.name,
-            "manifest_key": manifest_key_for(new.key),
-            "pointer_key": self.naming.pointer_key,
+            "manifest_key": self.manifest_key(new.key),
+            "pointer_key": self.naming.pointer_key if self.has_pointer else None,
         }
 
     def publish(self, manifest: Manifest) -> None:
-        """The manifest beside the dump, then the pointer: GOV.UK's consumers trust the pointer, so
-        it moves only after everything else."""
+        """The manifest, then the pointer: GOV.UK's consumers trust the pointer, so it moves only
+        after everything else."""
         key = manifest.objects[0].key
-        put_bytes(self.store, manifest_key_for(key), manifest.model_dump_json(indent=2).encode())
-        put_bytes(self.store, self.naming.pointer_key, key.encode())
+        put_bytes(self.store, self.manifest_key(key), manifest.model_dump_json(indent=2).encode())
+        if self.has_pointer:
+            put_bytes(self.store, self.naming.pointer_key, key.encode())
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -189,7 +154,7 @@ class GovukLayout:
         self, engine: Engine, *, artifact: str | None, at: datetime | None, reporter: Reporter
     ) -> Manifest:
         """``artifact`` (a file name, key or time), else the newest at or before ``at``, else the
-        pointer, else the newest key. A dump without a manifest gets a stand-in (and a warning)."""
+        newest trusted dump. A dump without a manifest gets a stand-in (and a warning)."""
         listing = self._list()
         key, how = self._choose(listing, artifact, at, reporter)
         reporter.info(f"{self.naming.name}: chose {key} ({how})")
@@ -230,52 +195,100 @@ class GovukLayout:
         """Its directories hold GOV.UK's own dumps, which have no manifest: none is an orphan."""
         return None
 
+    def choose(
+        self, *, artifact: str | None = None, at: datetime | None = None, reporter: Reporter | None = None
+    ) -> tuple[str, str]:
+        """The key ``select`` would take, and how it was chosen: explicit, newest at or before,
+        pointer, or newest."""
+        return self._choose(self._list(), artifact, at, reporter or NullReporter())
+
     # -- helpers -----------------------------------------------------------------------------------
 
     def _list(self) -> _Listing:
-        """The dumps of this database directly in its directory, and the manifests there."""
+        """The dumps of this database directly in its directory, the manifests and the pending
+        records of dataferry's backups."""
         prefix = self.naming.key("")
-        listing = _Listing({}, set())
+        listing = _Listing({})
         for obj in self.store.list(prefix):
             base = obj.key[len(prefix) :]
             if "/" in base:
-                continue  # db-backup lists one directory level, so do we
+                continue  # GOV.UK's readers list one directory level, so do we
+            listing.names.append(base)
             if base.endswith(MANIFEST_SUFFIX):
                 listing.manifests.add(obj.key)
                 continue
             parsed = parse_name(base)
             if parsed and self.naming.matches(parsed[1]):
                 listing.dumps[obj.key] = (parsed[0], obj.size)
+        listing.manifests.update(self._keys_in(self.manifest_dir()))
+        listing.pending.update(k[len(PENDING_PREFIX) :] for k in self._keys_in(PENDING_PREFIX + prefix))
         return listing
 
-    def choose(
-        self, *, artifact: str | None = None, at: datetime | None = None, reporter: Reporter | None = None
-    ) -> tuple[str, str]:
-        """The key ``select`` would take, and how it was chosen: explicit, newest at or before,
-        pointer, or newest key."""
-        return self._choose(self._list(), artifact, at, reporter or NullReporter())
+    def _keys_in(self, directory: str | None) -> list[str]:
+        """The keys directly in ``directory`` (none when it is None)."""
+        if directory is None:
+            return []
+        return [o.key for o in self.store.list(directory) if "/" not in o.key[len(directory) :]]
 
     def _choose(
         self, listing: _Listing, artifact: str | None, at: datetime | None, reporter: Reporter
     ) -> tuple[str, str]:
+        self._warn_about(listing, reporter)
         if artifact:
             return self._explicit_key(listing, artifact), "explicit"
         if at is not None:
-            return self._newest(listing, at=at), "newest at or before"
-        return self._from_pointer(listing, reporter)
+            return self._newest(self._trusted(listing, None), listing, at=at), "newest at or before"
+        pointer = self._pointer(listing, reporter) if self.has_pointer else None
+        trusted = self._trusted(listing, pointer)
+        newest = self._newest(trusted, listing)
+        if pointer is None:
+            return newest, "newest key"
+        when = listing.dumps[pointer][0]
+        untrusted = [k for k in listing.dumps if listing.dumps[k][0] > when and k not in trusted]
+        for key in sorted(untrusted, key=lambda k: listing.dumps[k][0]):
+            reporter.warn(
+                f"{key} is newer than the pointer's {pointer} but has no manifest and the pointer does "
+                "not name it (an unfinished backup?): not chosen; name it with -t / --artifact to take it"
+            )
+        if newest == pointer:
+            return pointer, "pointer"
+        reporter.warn(
+            f"pointer {self.naming.pointer_key} names {pointer}, but {newest} is newer: restoring the "
+            "newer one (name a dump with -t / --artifact to take another)"
+        )
+        return newest, "newest, newer than the pointer"
+
+    def _warn_about(self, listing: _Listing, reporter: Reporter) -> None:
+        """Say what in the directory would trouble GOV.UK's readers (nothing, in this layout)."""
+
+    def _trusted(self, listing: _Listing, pointer: str | None) -> set[str]:
+        """Dumps that may be "latest": committed (a manifest), the pointer's, finished by
+        construction (colon names: the Puppet script uploads only a finished dump) or, where there is
+        no pointer, any other; never one dataferry started and did not commit."""
+        pointer_exists = pointer is not None or self.naming.pointer_key.rsplit("/", 1)[-1] in listing.names
+
+        def trust(key: str) -> bool:
+            if self.manifest_key(key) in listing.manifests or key == pointer:
+                return True
+            if key in listing.pending:
+                return False
+            return not pointer_exists or is_colon_name(key.rsplit("/", 1)[-1])
+
+        trusted = {key for key in listing.dumps if trust(key)}
+        return trusted
 
     def _manifest_or_standin(self, listing: _Listing, key: str, engine: Engine) -> Manifest:
-        if manifest_key_for(key) in listing.manifests:
+        if self.manifest_key(key) in listing.manifests:
             return self._manifest_of(key)
         when, size = listing.dumps[key]
         return self._standin(key, when, size, engine)
 
     def _manifest_of(self, key: str) -> Manifest:
-        """The manifest beside ``key``; it must describe exactly that object."""
-        manifest = artifacts.read_manifest(self.store, manifest_key_for(key))
+        """The manifest of ``key``; it must describe exactly that object."""
+        manifest = artifacts.read_manifest(self.store, self.manifest_key(key))
         if len(manifest.objects) != 1 or manifest.objects[0].key != key:
             raise VerificationFailed(
-                f"manifest {manifest_key_for(key)} does not describe {key}",
+                f"manifest {self.manifest_key(key)} does not describe {key}",
                 hint="the manifest was copied or edited; the dump cannot be trusted",
             )
         return manifest
@@ -294,13 +307,13 @@ class GovukLayout:
             finished_at=when,
             objects=[obj],
             tool="unknown (no manifest)",
-            extra={"layout": "govuk", "legacy": True},
+            extra={"layout": self.name, "legacy": True},
         )
 
     def _explicit_key(self, listing: _Listing, text: str) -> str:
         """The dump named by ``-t``/``--artifact``/``FILENAME``: a file name, a key, an id or a time."""
         base = text.rsplit("/", 1)[-1].removesuffix(MANIFEST_SUFFIX).removesuffix(".gz")
-        m = _ID_RE.match(base)
+        m = ID_RE.match(base)
         if m and not self.naming.matches(m["db"]):
             raise NotFound(f"{text!r} is not a dump of {self.naming.name}")
         when = parse_when(m["ts"] if m else base)
@@ -312,14 +325,14 @@ class GovukLayout:
             hint="newest there: " + (", ".join(_recent(listing)) or "none"),
         )
 
-    def _from_pointer(self, listing: _Listing, reporter: Reporter) -> tuple[str, str]:
-        """The pointer's dump, or the newest key when there is no pointer (db-backup's fallback)."""
+    def _pointer(self, listing: _Listing, reporter: Reporter) -> str | None:
+        """The key the pointer names (None, with a warning, when there is no pointer)."""
         naming = self.naming
         try:
             text = read_bytes(self.store, naming.pointer_key, limit=4096).decode("utf-8", "replace").strip()
         except NotFound:
             reporter.warn(f"no pointer {naming.pointer_key}: using the newest dump of {naming.name}")
-            return self._newest(listing), "newest key"
+            return None
         base = text.rsplit("/", 1)[-1]
         parsed = parse_name(base)
         if parsed is None or not naming.matches(parsed[1]):
@@ -334,16 +347,11 @@ class GovukLayout:
                 hint="it may have expired: name a dump with -t / --artifact; newest there: "
                 + (", ".join(_recent(listing)) or "none"),
             )
-        return key, "pointer"
+        return key
 
-    def _newest(self, listing: _Listing, at: datetime | None = None) -> str:
-        """The newest dump (at or before ``at``); where manifests exist, only dumps that have one."""
-        keys = list(listing.dumps)
-        committed = [k for k in keys if manifest_key_for(k) in listing.manifests]
-        if committed:
-            keys = committed
-        if at is not None:
-            keys = [k for k in keys if listing.dumps[k][0] <= at]
+    def _newest(self, trusted: set[str], listing: _Listing, at: datetime | None = None) -> str:
+        """The newest trusted dump by its parsed time (at or before ``at``)."""
+        keys = [k for k in trusted if at is None or listing.dumps[k][0] <= at]
         if not keys:
             when = f" at or before {at.isoformat()}" if at else ""
             raise NotFound(
