@@ -131,7 +131,8 @@ def test_push_writes_govuk_names_with_manifest_and_pointer(govuk: Govuk) -> None
     assert re.fullmatch(rf"{PATH}/\d{{4}}-\d\d-\d\dT\d{{6}}Z-{g.db}\.gz", key)
     manifest_key = key.removesuffix(".gz") + ".manifest.json"
     pointer_key = f"{PATH}/latest-{g.db}.txt"
-    assert g.object_keys() == sorted([key, manifest_key, pointer_key])
+    started = "_dataferry/pending/" + key.removesuffix(".gz") + ".started"  # outside GOV.UK's directories
+    assert g.object_keys() == sorted([key, manifest_key, pointer_key, started])
     assert g.get(pointer_key) == key.encode()  # db-backup's write_pointer: "<DB_HOST>/<file>", no newline
     data = g.get(key)
     assert data.startswith(b"PGDMP")  # what db-backup's dump_is_readable checks
@@ -198,7 +199,7 @@ def test_seed_manual_rerun_command_with_dataferry_legacy(govuk: Govuk) -> None:
     assert dataferry_databases(g.pg, g.db) == set()
 
 
-def test_t_restores_a_given_timestamp_and_the_pointer_beats_a_newer_key(govuk: Govuk) -> None:
+def test_t_restores_a_given_timestamp_and_a_stale_pointer_is_passed_over(govuk: Govuk) -> None:
     g = govuk
     first = push(g)
     first_print = fingerprint(g.pg, g.db)
@@ -217,9 +218,10 @@ def test_t_restores_a_given_timestamp_and_the_pointer_beats_a_newer_key(govuk: G
     ok(legacy("-f", cfg))  # the pointer names the second
     assert fingerprint(g.pg, g.db) == second_print
 
-    g.put(f"{PATH}/latest-{g.db}.txt", first.encode())  # a pointer older than the newest key wins
-    ok(legacy("-f", cfg))
-    assert fingerprint(g.pg, g.db) == first_print
+    g.put(f"{PATH}/latest-{g.db}.txt", first.encode())  # a stale pointer: the newer committed dump wins
+    result = ok(legacy("-f", cfg))
+    assert fingerprint(g.pg, g.db) == second_print
+    assert f"names {first}, but {second} is newer" in result.stderr
 
     g.s3.client().delete_object(Bucket=g.bucket, Key=f"{PATH}/latest-{g.db}.txt")
     result = ok(legacy("-f", cfg))  # no pointer: the newest key
@@ -320,7 +322,11 @@ def test_push_killed_halfway_publishes_nothing_and_keeps_the_pointer(govuk: Govu
     assert killed == [1]
     files = sorted(p.relative_to(bucket).as_posix() for p in bucket.rglob("*") if p.is_file())
     (first,) = [f for f in files if f.endswith(".gz")]
-    assert files == sorted([first, first.removesuffix(".gz") + ".manifest.json", f"{PATH}/latest-{g.db}.txt"])
+    started = sorted(f for f in files if f.startswith("_dataferry/pending/"))
+    assert len(started) == 2  # both pushes were recorded before their uploads
+    assert files == sorted(
+        [first, first.removesuffix(".gz") + ".manifest.json", f"{PATH}/latest-{g.db}.txt", *started]
+    )
     assert (bucket / PATH / f"latest-{g.db}.txt").read_text() == first
 
 

@@ -16,12 +16,12 @@ from dataferry.engines import get_engine
 from dataferry.errors import ConfigError, NotFound, VerificationFailed
 from dataferry.gzipio import GzipCompressor, GzipDecompressor, gunzip_head
 from dataferry.layouts.govuk import (
-    PENDING_PREFIX,
     GovukLayout,
     Naming,
     manifest_key_for,
     parse_name,
     parse_when,
+    pending_key,
 )
 from dataferry.progress import NullReporter
 from dataferry.stores import put_bytes
@@ -184,7 +184,7 @@ def test_newest_key_skips_dumps_dataferry_started_and_did_not_commit(store: Loca
     committed = _dump(store, "2026-01-04T230501Z-publishing_api_production.gz")
     _manifest(store, committed)
     interrupted = _dump(store, "2026-01-05T230501Z-publishing_api_production.gz")  # no manifest
-    put_bytes(store, PENDING_PREFIX + interrupted, b"")  # what new_key records before the upload
+    put_bytes(store, pending_key(interrupted), b"")  # what new_key records before the upload
     found = find(store, NAMING)
     assert found.key == committed
     assert found.manifest is not None and found.manifest.objects[0].key == committed

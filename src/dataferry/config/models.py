@@ -164,10 +164,12 @@ class DatabaseConfig(_Model):
     exclude_tables: list[str] = Field(default_factory=list, description="tables left out of backups")
     compression_level: int | None = Field(None, ge=1, le=22, description="zstd level for this database")
     store_path: str | None = Field(
-        None, description="layouts govuk, govuk-puppet: directory of this database's objects (GOV.UK's DB host)"
+        None,
+        description="layouts govuk, govuk-puppet: directory of this database's objects (GOV.UK's DB host)",
     )
     store_name: str | None = Field(
-        None, description="layouts govuk, govuk-puppet: database name in object names (<ts>-<name>.gz, latest-<name>.txt)"
+        None,
+        description="layouts govuk, govuk-puppet: database name in object names (<ts>-<name>.gz, latest-<name>.txt)",
     )
 
     @field_validator("engine")

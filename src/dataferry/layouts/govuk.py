@@ -13,7 +13,7 @@ never the manifest. Where the directory already holds a Puppet-era (colon) dump 
 which sorts after any compact name of that hour, the new dump gets a colon name too, so that
 ``sort | tail -1`` still picks the newest.
 
-Before the upload, ``_dataferry/pending/<path>/<file>`` records that dataferry started that dump: a
+Before the upload, ``_dataferry/pending/<path>/<id>.started`` records that dataferry started that dump: a
 dump without a manifest but with that record is an interrupted backup and is never chosen.
 
 Reads also accept the Puppet era's colon-style names (``govuk_names``). "Latest" is the newest
@@ -58,10 +58,18 @@ from dataferry.layouts.govuk_names import (
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
 
-__all__ = ["GovukLayout", "Naming", "manifest_key_for", "naming_for", "parse_name", "parse_when"]
+__all__ = ["GovukLayout", "Naming", "manifest_key_for", "naming_for", "parse_name", "parse_when", "pending_key"]
 
-#: Where dataferry records a dump it starts (``<prefix><data key>``), outside every GOV.UK directory.
+#: Where dataferry records a dump it starts, outside every GOV.UK directory (``pending_key``).
 PENDING_PREFIX = "_dataferry/pending/"
+_PENDING_SUFFIX = ".started"
+
+
+def pending_key(data_key: str) -> str:
+    """``_dataferry/pending/<path>/<id>.started``: dataferry started the dump ``data_key``."""
+    return PENDING_PREFIX + data_key.removesuffix(".gz") + _PENDING_SUFFIX
+
+
 _SNIFF_BYTES = 64 * 1024
 
 
@@ -124,7 +132,7 @@ class GovukLayout:
             key = self.naming.data_key(now, self.name_format(now, [k.rsplit("/", 1)[-1] for k in taken]))
             if key not in taken:
                 put_bytes(
-                    self.store, PENDING_PREFIX + key, f"dataferry backup started {now.isoformat()}\n".encode()
+                    self.store, pending_key(key), f"dataferry backup started {now.isoformat()}\n".encode()
                 )
                 return NewArtifact(id=key.rsplit("/", 1)[-1].removesuffix(".gz"), key=key, created=now)
             time.sleep(1.05 - (time.time() % 1))
@@ -221,7 +229,10 @@ class GovukLayout:
             if parsed and self.naming.matches(parsed[1]):
                 listing.dumps[obj.key] = (parsed[0], obj.size)
         listing.manifests.update(self._keys_in(self.manifest_dir()))
-        listing.pending.update(k[len(PENDING_PREFIX) :] for k in self._keys_in(PENDING_PREFIX + prefix))
+        started = self._keys_in(PENDING_PREFIX + prefix)
+        listing.pending.update(
+            k[len(PENDING_PREFIX) :].removesuffix(_PENDING_SUFFIX) + ".gz" for k in started
+        )
         return listing
 
     def _keys_in(self, directory: str | None) -> list[str]:
