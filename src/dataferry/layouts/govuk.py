@@ -58,7 +58,15 @@ from dataferry.layouts.govuk_names import (
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
 
-__all__ = ["GovukLayout", "Naming", "manifest_key_for", "naming_for", "parse_name", "parse_when", "pending_key"]
+__all__ = [
+    "GovukLayout",
+    "Naming",
+    "manifest_key_for",
+    "naming_for",
+    "parse_name",
+    "parse_when",
+    "pending_key",
+]
 
 #: Where dataferry records a dump it starts, outside every GOV.UK directory (``pending_key``).
 PENDING_PREFIX = "_dataferry/pending/"
