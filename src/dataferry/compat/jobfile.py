@@ -38,6 +38,7 @@ KNOWN_KEYS = (
     "source_bucket",
     "destination_bucket",
     "delete",
+    "acl",
 )
 
 #: Flag letter -> job-file key. ``-f`` (source a file) and ``-h`` (usage) are handled apart.
@@ -103,6 +104,7 @@ class LegacyJob:
     source_bucket: str = ""
     destination_bucket: str = ""
     delete: bool = False
+    acl: str = ""  # s3_sync: a canned ACL for the copies; empty: bucket-owner-full-control
     config_file: Path | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -276,6 +278,7 @@ def validate(values: dict[str, str], *, config_file: Path | None, warnings: list
         source_bucket=values.get("source_bucket", ""),
         destination_bucket=values.get("destination_bucket", ""),
         delete=_bool(values.get("delete", "false"), "delete"),
+        acl=values.get("acl", ""),
         config_file=config_file,
         warnings=list(warnings),
     )

@@ -8,8 +8,9 @@ and the job runs through the same operations as ``dataferry backup`` and ``resto
 * ``pull``: choose the dump (``-t``, else the pointer, else the newest key), check it, restore it
   into a shadow, run the post-restore transformation (``-s``) on the shadow, then swap. Any failure
   leaves the live database as it was (the original dropped it first).
-* ``s3_sync``: copy new and changed objects from one bucket to another, with ``delete`` removing
-  objects the source no longer has.
+* ``s3_sync``: copy new and changed objects from one bucket to another, server-side with their
+  properties, metadata and ``bucket-owner-full-control`` (or the job file's ``acl``), with ``delete``
+  removing objects the source no longer has.
 
 Credentials never come from the job file or the command line: the user is ``$DB_USER`` (default
 ``aws_db_admin``, as in GOV.UK's scripts) and the password ``$DB_PASSWORD`` (or the variable named
@@ -41,6 +42,7 @@ from dataferry.engines import Engine, RunsSql, Shadow, get_engine
 from dataferry.errors import ConfigError, EngineError, NotReady, SanitisationFailed
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, open_store
+from dataferry.stores.s3copy import DEFAULT_ACL, check_acl, copy_object
 
 DEFAULT_USER = "aws_db_admin"
 DEFAULT_PASSWORD_ENV = "DB_PASSWORD"
@@ -271,11 +273,13 @@ class SyncResult:
 
 
 def s3_sync(job: LegacyJob, *, dry_run: bool = False, reporter: Reporter | None = None) -> str:
-    """``aws s3 sync [--delete] s3://src s3://dst``: copy new or changed objects, streaming each."""
+    """``aws s3 sync --acl bucket-owner-full-control [--delete] s3://src s3://dst``: copy new or
+    changed objects server-side, with their properties and metadata, and the job's ``acl``."""
     reporter = reporter or NullReporter()
+    acl = check_acl(job.acl or DEFAULT_ACL)
     src = open_store(store_url(job.source_bucket))
     dst = open_store(store_url(job.destination_bucket))
-    result = sync_stores(src, dst, delete=job.delete, dry_run=dry_run, reporter=reporter)
+    result = sync_stores(src, dst, delete=job.delete, dry_run=dry_run, reporter=reporter, acl=acl)
     verb = "would sync" if dry_run else "synced"
     return (
         f"{verb} {src.url} -> {dst.url}: {len(result.copied)} copied, "
@@ -283,8 +287,11 @@ def s3_sync(job: LegacyJob, *, dry_run: bool = False, reporter: Reporter | None 
     )
 
 
-def sync_stores(src: Store, dst: Store, *, delete: bool, dry_run: bool, reporter: Reporter) -> SyncResult:
-    """Copy objects missing from ``dst`` or differing in size or newer in ``src``; optionally delete."""
+def sync_stores(
+    src: Store, dst: Store, *, delete: bool, dry_run: bool, reporter: Reporter, acl: str = DEFAULT_ACL
+) -> SyncResult:
+    """Copy objects missing from ``dst`` or differing in size or newer in ``src`` (``copy_object``:
+    server-side between buckets, keeping properties and metadata, with ``acl``); optionally delete."""
     result = SyncResult()
     have = {o.key: o for o in dst.list("")}
     wanted: set[str] = set()
@@ -303,8 +310,7 @@ def sync_stores(src: Store, dst: Store, *, delete: bool, dry_run: bool, reporter
         result.copied.append(obj.key)
         if not dry_run:
             reporter.info(f"copy {src.url}{obj.key} -> {dst.url}{obj.key}")
-            with src.open(obj.key) as f:
-                dst.put(obj.key, f)
+            copy_object(src, dst, obj.key, acl=acl)
     if delete:
         for key in sorted(set(have) - wanted):
             result.deleted.append(key)
