@@ -164,3 +164,55 @@ def test_mixed_with_the_scripts_dumps_of_the_same_hour(bucket: Bucket) -> None:
     assert "has no dataferry manifest" in result.stderr
     if _layout(b) == "govuk":  # its pointer still names dataferry's dump: passed over, loudly
         assert f"but {PATH}/{theirs} is newer" in result.stderr
+
+
+def test_legacy_push_with_the_puppet_layout_is_what_the_scripts_pull_finds(
+    pg_server: PgServer, s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dataferry legacy --layout govuk-puppet`` in the shim of a machine that pushes, while other
+    machines still pull with ``govuk_env_sync.sh``: their pick is dataferry's dump, and dataferry's
+    own pull verifies it by its manifest."""
+    for key, value in s3_server.env().items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DB_USER", pg_server.user)
+    monkeypatch.setenv("DB_PASSWORD", pg_server.password)
+    monkeypatch.setenv("GOVUK_ENVIRONMENT", "integration")
+    db = f"publishing_api_{uuid.uuid4().hex[:8]}_production"
+    pg_server.create_db(db)
+    try:
+        seed_app(pg_server, db, rows=20)
+        host = f"{pg_server.host}:{pg_server.port}"
+        flags = [
+            "-S",
+            "s3",
+            "-T",
+            str(tmp_path),
+            "-D",
+            "postgresql",
+            "-d",
+            db,
+            "-H",
+            host,
+            "-u",
+            s3_bucket,
+            "-p",
+            PATH,
+        ]
+        puppet = ["--layout", "govuk-puppet"]
+        pushed = CliRunner().invoke(cli, ["legacy", "-a", "push", *flags, *puppet])
+        assert pushed.exit_code == 0, pushed.output
+        lines = s3_ls(s3_server.client(), s3_bucket, PATH)
+        (name,) = [line.rsplit(" ", 1)[-1] for line in lines]
+        assert puppet_pick(lines, db) == name  # the script's pull finds it, and nothing else is there
+        expected = fingerprint(pg_server, db)
+        pg_server.psql("DELETE FROM billing.invoices;", db)
+        pulled = CliRunner().invoke(cli, ["legacy", "-a", "pull", *flags, *puppet])
+        assert pulled.exit_code == 0, pulled.output
+        assert fingerprint(pg_server, db) == expected
+        assert "no dataferry manifest" not in pulled.stderr  # its manifest was found and verified
+        bad = CliRunner().invoke(cli, ["legacy", "-a", "push", *flags, "--layout", "puppet"])
+        assert bad.exit_code == 2 and "unknown layout 'puppet'" in bad.stderr
+    finally:
+        for suffix in ("", "-dataferry-shadow", "-dataferry-old"):
+            pg_server.drop_db(db + suffix)

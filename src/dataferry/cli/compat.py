@@ -28,6 +28,8 @@ Flags apply in order, so flags after -f override the job file. Credentials: $DB_
 aws_db_admin) and $DB_PASSWORD; never on the command line. dataferry's own options:
   --env NAME           this machine's environment (default $GOVUK_ENVIRONMENT)
   --password-env VAR   read the password from VAR instead of DB_PASSWORD
+  --layout NAME        govuk (default) or govuk-puppet: <path>/<YYYY-MM-DDTHH:MM:SS>-<db>.gz alone,
+                       as the script wrote, for buckets its pulls still read
   --force              allow a pull into a production environment
   --dry-run            check everything and show what would happen; change nothing
 See docs/govuk.md."""
@@ -59,6 +61,7 @@ def legacy_cmd(args: tuple[str, ...]) -> None:
     opts = legacy.LegacyOptions(
         environment=longs.get("--env"),
         password_env=longs.get("--password-env") or legacy.DEFAULT_PASSWORD_ENV,
+        layout=longs.get("--layout") or "govuk",
         force="--force" in longs,
         dry_run="--dry-run" in longs,
     )

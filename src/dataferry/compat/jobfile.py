@@ -59,7 +59,7 @@ FLAG_KEYS = {
 _ARG_FLAGS = set(FLAG_KEYS) | {"f"}
 #: dataferry's own long options: flags, and options that take a value.
 LONG_FLAGS = ("--force", "--dry-run", "--help")
-LONG_OPTIONS = ("--env", "--password-env")
+LONG_OPTIONS = ("--env", "--password-env", "--layout")
 
 ACTIONS = ("push", "pull", "s3_sync")
 SUPPORTED_DBMS = ("postgresql", "mysql")
@@ -68,7 +68,7 @@ LEGACY_DBMS = ("mongo", "documentdb", "postgresql", "mysql", "elasticsearch", "f
 USAGE = (
     "usage: dataferry legacy [-f FILE.cfg] [-a push|pull|s3_sync] [-D postgresql|mysql] [-S s3] "
     "[-T TEMPPATH] [-d DATABASE] [-H DB_HOST] [-u BUCKET] [-p PATH] [-s POST_RESTORE.sql] "
-    "[-F PRE_DUMP.sql] [-t TIMESTAMP|FILE] [-e TABLE,TABLE] [--env NAME] [--password-env VAR] "
+    "[-F PRE_DUMP.sql] [-t TIMESTAMP|FILE] [-e TABLE,TABLE] [--env NAME] [--password-env VAR] [--layout govuk|govuk-puppet] "
     "[--force] [--dry-run]"
 )
 

@@ -1,6 +1,7 @@
 """Run a GOV.UK job (``govuk_env_sync.sh -f FILE.cfg``) with dataferry's behaviour.
 
-The job's values become an in-memory dataferry configuration whose store has the ``govuk`` layout,
+The job's values become an in-memory dataferry configuration whose store has the ``govuk`` layout
+(or, with ``--layout govuk-puppet``, the Puppet-era script's own),
 and the job runs through the same operations as ``dataferry backup`` and ``restore``:
 
 * ``push``: dump, upload, manifest, pointer last. A MySQL pre-dump transformation (``-F``) runs on a
@@ -46,6 +47,7 @@ from dataferry.stores.s3copy import DEFAULT_ACL, check_acl, copy_object
 
 DEFAULT_USER = "aws_db_admin"
 DEFAULT_PASSWORD_ENV = "DB_PASSWORD"
+LAYOUTS = ("govuk", "govuk-puppet")
 _FACTS_FILE = Path("/etc/facter/facts.d/aws_environment.txt")
 _BUCKET_ENV_RE = re.compile(r"^govuk-(?P<env>[a-z0-9-]+?)-database-backups$")
 
@@ -56,6 +58,9 @@ class LegacyOptions:
 
     environment: str | None = None
     password_env: str = DEFAULT_PASSWORD_ENV
+    #: The bucket's layout: ``govuk`` (db-backup's names and pointer) or ``govuk-puppet`` (the
+    #: script's own names alone, so that its pulls elsewhere still find dataferry's dumps).
+    layout: str = "govuk"
     force: bool = False
     dry_run: bool = False
 
@@ -137,7 +142,11 @@ def plan(job: LegacyJob, opts: LegacyOptions, environ: Mapping[str, str] | None 
     if not re.match(NAME_RE, job.database):
         raise ConfigError(f"database name {job.database!r} uses letters, digits, '.', '_' and '-' only")
     target = local_environment(opts, environ)
-    store = StoreConfig(url=store_url(job.url), layout="govuk", **_s3_defaults(job.url))
+    if opts.layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {opts.layout!r} (--layout)", hint=f"use {' or '.join(LAYOUTS)}")
+    store = StoreConfig.model_validate(
+        {"url": store_url(job.url), "layout": opts.layout, **_s3_defaults(job.url)}
+    )
     environments = {target: EnvironmentConfig(store=store, protected=is_production(target))}
     source = None
     if job.action == "pull":
