@@ -2,8 +2,8 @@
 
 * ``jobfile``: ``govuk_env_sync.sh`` job files (``.cfg``) and the script's flags, parsed safely
   (the file is read, never sourced).
-* ``layout``: the ``govuk`` key layout of a store (``<path>/<ts>-<db>.gz`` plus ``latest-<db>.txt``,
-  exactly what GOV.UK's consumers read), with dataferry's manifest beside each dump.
+* the ``govuk`` and ``govuk-puppet`` key layouts of a store live in ``dataferry.layouts`` (exactly
+  what GOV.UK's consumers of each era read).
 * ``legacy``: runs a job file's ``push``, ``pull`` or ``s3_sync`` with dataferry's behaviour.
 * ``importer``: turns a directory of job files or db-backup Helm values into a dataferry config.
 """
