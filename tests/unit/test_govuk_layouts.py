@@ -15,7 +15,7 @@ from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest
 from dataferry.config import Config
 from dataferry.engines import get_engine
-from dataferry.errors import ConfigError
+from dataferry.errors import ConfigError, NotFound
 from dataferry.layouts import layout_for
 from dataferry.layouts.govuk import GovukLayout
 from dataferry.layouts.govuk_names import Naming, parse_name
@@ -253,3 +253,28 @@ def test_a_newer_committed_dump_beats_a_stale_pointer(
     second = _backup(_layout(store, GovukLayout), monkeypatch, T0 + timedelta(days=1))
     put_bytes(store, NAMING.pointer_key, first.encode())  # e.g. db-backup moved it back
     assert _layout(store, GovukLayout).choose() == (second, "newest, newer than the pointer")
+
+
+def test_at_takes_any_dump_but_an_unfinished_dataferry_one(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """db-backup's directory: a pointer and compact names without manifests. Asked for a time, the
+    dump of that time is taken even though the pointer has moved on."""
+    old = _govuk_script_dump(store, f"2026-01-04T230005Z-{DB}.gz")
+    pointed = _govuk_script_dump(store, f"2026-01-05T230005Z-{DB}.gz")
+    put_bytes(store, NAMING.pointer_key, pointed.encode())
+    unfinished = _backup(_layout(store, GovukLayout), monkeypatch, T0 - timedelta(hours=12), commit=False)
+    assert _layout(store, GovukLayout).choose(at=T0 - timedelta(hours=1)) == (old, "newest at or before")
+    assert unfinished != old
+
+
+def test_when_no_dump_is_trusted_the_error_names_what_is_there(store: LocalStore) -> None:
+    pointed = _govuk_script_dump(store, f"2026-01-05T230005Z-{DB}.gz")
+    put_bytes(store, NAMING.pointer_key, pointed.encode())
+    store.delete(pointed)
+    _govuk_script_dump(store, f"2026-01-04T230005Z-{DB}.gz")
+    with pytest.raises(NotFound, match="does not exist"):  # a dangling pointer is still loud
+        _layout(store, GovukLayout).choose()
+    with pytest.raises(NotFound, match="no trusted dump") as err:
+        _layout(store).choose()  # govuk-puppet: no pointer to follow, the pointer's presence is noted
+    assert f"2026-01-04T230005Z-{DB}.gz" in (err.value.hint or "")

@@ -256,7 +256,9 @@ class GovukLayout:
         if artifact:
             return self._explicit_key(listing, artifact), "explicit"
         if at is not None:
-            return self._newest(self._trusted(listing, None), listing, at=at), "newest at or before"
+            # A time asked for: any dump but one dataferry left unfinished (the restore still checks it).
+            uncommitted = {k for k in listing.pending if self.manifest_key(k) not in listing.manifests}
+            return self._newest(set(listing.dumps) - uncommitted, listing, at=at), "newest at or before"
         pointer = self._pointer(listing, reporter) if self.has_pointer else None
         trusted = self._trusted(listing, pointer)
         newest = self._newest(trusted, listing)
@@ -371,13 +373,20 @@ class GovukLayout:
     def _newest(self, trusted: set[str], listing: _Listing, at: datetime | None = None) -> str:
         """The newest trusted dump by its parsed time (at or before ``at``)."""
         keys = [k for k in trusted if at is None or listing.dumps[k][0] <= at]
-        if not keys:
-            when = f" at or before {at.isoformat()}" if at else ""
-            raise NotFound(
-                f"no dump of {self.naming.name}{when} in {self.store.url}{self.naming.key('')}",
-                hint="check -u/-p (bucket and path) and -d (database), or run the push first",
+        if keys:
+            return max(keys, key=lambda k: (listing.dumps[k][0], k))
+        when = f" at or before {at.isoformat()}" if at else ""
+        hint = "check -u/-p (bucket and path) and -d (database), or run the push first"
+        if listing.dumps:
+            hint = (
+                "the dumps there have no manifest and the pointer does not name them (unfinished "
+                "backups?): name one with -t / --artifact to take it; newest there: "
+                + ", ".join(_recent(listing))
             )
-        return max(keys, key=lambda k: (listing.dumps[k][0], k))
+        what = "no trusted dump" if listing.dumps else "no dump"
+        raise NotFound(
+            f"{what} of {self.naming.name}{when} in {self.store.url}{self.naming.key('')}", hint=hint
+        )
 
 
 def _recent(listing: _Listing, n: int = 3) -> list[str]:
