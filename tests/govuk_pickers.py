@@ -80,3 +80,16 @@ def db_backup_list_pick(lines: list[str], database: str) -> str | None:
     pattern = re.compile(r"[-0-9:TZ_]+-" + re.sub(r"[_-]", ".", database) + r"\.gz")
     found = [m.group(0) for line in lines for m in pattern.finditer(line)]
     return found[-1] if found else None
+
+
+def puppet_pg_image(dump: bytes) -> str:
+    """The ``postgres:<tag>`` image ``govuk_env_sync.sh``'s PostgreSQL pull restores ``dump`` with:
+    it reads the archive version from ``file`` (``PostgreSQL custom database dump - v1.14-0``) and
+    knows two; any other is fatal (``PuppetPullFailed``)."""
+    if not dump.startswith(b"PGDMP") or len(dump) < 8:
+        raise PuppetPullFailed("not a PostgreSQL custom-format dump")
+    version = f"v{dump[5]}.{dump[6]}-{dump[7]}"
+    images = {"v1.13-0": "9.6.22", "v1.14-0": "13.4"}
+    if version not in images:
+        raise PuppetPullFailed(f"{version} is not a supported dump file version")
+    return images[version]

@@ -4,6 +4,7 @@ dumps named as GOV.UK's scripts name them (issue 13: items 1 and 3)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -16,7 +17,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dataferry.cli import cli
-from govuk_pickers import PuppetPullFailed, db_backup_list_pick, puppet_pick, replicate_pick, s3_ls
+from govuk_pickers import (
+    PuppetPullFailed,
+    db_backup_list_pick,
+    puppet_pg_image,
+    puppet_pick,
+    replicate_pick,
+    s3_ls,
+)
 from servers import PgServer, S3Server
 
 from ._pg_helpers import fingerprint, seed_app
@@ -117,6 +125,15 @@ def bucket(
         pg_server.drop_db(name)
 
 
+def _pg_dump_major(pg: PgServer) -> int:
+    out = subprocess.run(
+        [str(pg.bindir / "pg_dump"), "--version"], capture_output=True, text=True, check=True
+    )
+    found = re.search(r"\(PostgreSQL\) (\d+)", out.stdout)
+    assert found, out.stdout
+    return int(found.group(1))
+
+
 def _layout(b: Bucket) -> str:
     return "govuk-puppet" if "govuk-puppet" in b.config.read_text() else "govuk"
 
@@ -135,6 +152,12 @@ def test_govuks_readers_pick_the_newest_dump_dataferry_wrote(bucket: Bucket) -> 
             puppet_pick(b.ls(), b.db)
     data = b.s3.client().get_object(Bucket=b.bucket, Key=f"{PATH}/{newest}")["Body"].read()
     assert data.startswith(b"PGDMP")
+    # The script's pull knows archive versions 1.13 and 1.14 only (pg_dump 9.6 to 15).
+    if _pg_dump_major(b.pg) <= 15:
+        assert puppet_pg_image(data) in ("9.6.22", "13.4")
+    else:
+        with pytest.raises(PuppetPullFailed, match="not a supported dump file version"):
+            puppet_pg_image(data)
 
 
 def test_mixed_with_the_scripts_dumps_of_the_same_hour(bucket: Bucket) -> None:
