@@ -278,3 +278,15 @@ def test_when_no_dump_is_trusted_the_error_names_what_is_there(store: LocalStore
     with pytest.raises(NotFound, match="no trusted dump") as err:
         _layout(store).choose()  # govuk-puppet: no pointer to follow, the pointer's presence is noted
     assert f"2026-01-04T230005Z-{DB}.gz" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("cls", [GovukLayout, GovukPuppetLayout])
+def test_list_leaves_out_unfinished_backups(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch, cls: type[GovukLayout]
+) -> None:
+    committed = _backup(_layout(store, cls), monkeypatch, T0)
+    theirs = _govuk_script_dump(store, f"2026-01-06T23:00:05-{DB}.gz")
+    _backup(_layout(store, cls), monkeypatch, T0 + timedelta(days=2), commit=False)
+    listed = _layout(store, cls).list_manifests(PG)
+    assert [m.objects[0].key for m in listed] == [theirs, committed]
+    assert [bool(m.objects[0].sha256) for m in listed] == [False, True]

@@ -30,7 +30,7 @@ shadow and swaps it in only at the end.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
@@ -41,6 +41,13 @@ from dataferry.engines import DumpOptions, Engine
 from dataferry.errors import NotFound, StoreError, VerificationFailed
 from dataferry.gzipio import DEFAULT_LEVEL, gunzip_head
 from dataferry.layouts import Encoding, NewArtifact
+from dataferry.layouts.govuk_listing import (
+    Listing,
+    list_directory,
+    pending_key,
+    recent,
+    uncommitted,
+)
 from dataferry.layouts.govuk_names import (
     ID_RE,
     LEGACY_TS_FORMAT,
@@ -68,25 +75,7 @@ __all__ = [
     "pending_key",
 ]
 
-#: Where dataferry records a dump it starts, outside every GOV.UK directory (``pending_key``).
-PENDING_PREFIX = "_dataferry/pending/"
-_PENDING_SUFFIX = ".started"
-
-
-def pending_key(data_key: str) -> str:
-    """``_dataferry/pending/<path>/<id>.started``: dataferry started the dump ``data_key``."""
-    return PENDING_PREFIX + data_key.removesuffix(".gz") + _PENDING_SUFFIX
-
-
 _SNIFF_BYTES = 64 * 1024
-
-
-@dataclass
-class _Listing:
-    dumps: dict[str, tuple[datetime, int]]
-    manifests: set[str] = field(default_factory=set)
-    pending: set[str] = field(default_factory=set)
-    names: list[str] = field(default_factory=list)  # every object directly in the directory
 
 
 @dataclass
@@ -183,9 +172,11 @@ class GovukLayout:
         return manifest
 
     def list_manifests(self, engine: Engine) -> list[Manifest]:
-        """Dumps newest first (stand-ins for those without a manifest)."""
+        """Dumps newest first (stand-ins for those without a manifest), but none dataferry started
+        and did not commit."""
         listing = self._list()
-        ordered = sorted(listing.dumps, key=lambda k: listing.dumps[k][0], reverse=True)
+        committed = set(listing.dumps) - uncommitted(listing, self.manifest_key)
+        ordered = sorted(committed, key=lambda k: listing.dumps[k][0], reverse=True)
         return [self._manifest_or_standin(listing, key, engine) for key in ordered]
 
     def check_readable(self, manifest: Manifest, engine: Engine) -> None:
@@ -220,45 +211,21 @@ class GovukLayout:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _list(self) -> _Listing:
-        """The dumps of this database directly in its directory, the manifests and the pending
-        records of dataferry's backups."""
-        prefix = self.naming.key("")
-        listing = _Listing({})
-        for obj in self.store.list(prefix):
-            base = obj.key[len(prefix) :]
-            if "/" in base:
-                continue  # GOV.UK's readers list one directory level, so do we
-            listing.names.append(base)
-            if base.endswith(MANIFEST_SUFFIX):
-                listing.manifests.add(obj.key)
-                continue
-            parsed = parse_name(base)
-            if parsed and self.naming.matches(parsed[1]):
-                listing.dumps[obj.key] = (parsed[0], obj.size)
-        listing.manifests.update(self._keys_in(self.manifest_dir()))
-        started = self._keys_in(PENDING_PREFIX + prefix)
-        listing.pending.update(
-            k[len(PENDING_PREFIX) :].removesuffix(_PENDING_SUFFIX) + ".gz" for k in started
-        )
-        return listing
-
-    def _keys_in(self, directory: str | None) -> list[str]:
-        """The keys directly in ``directory`` (none when it is None)."""
-        if directory is None:
-            return []
-        return [o.key for o in self.store.list(directory) if "/" not in o.key[len(directory) :]]
+    def _list(self) -> Listing:
+        """The dumps of this database directly in its directory, the manifests and the records of
+        the dumps dataferry started."""
+        return list_directory(self.store, self.naming, self.manifest_dir())
 
     def _choose(
-        self, listing: _Listing, artifact: str | None, at: datetime | None, reporter: Reporter
+        self, listing: Listing, artifact: str | None, at: datetime | None, reporter: Reporter
     ) -> tuple[str, str]:
         self._warn_about(listing, reporter)
         if artifact:
             return self._explicit_key(listing, artifact), "explicit"
         if at is not None:
             # A time asked for: any dump but one dataferry left unfinished (the restore still checks it).
-            uncommitted = {k for k in listing.pending if self.manifest_key(k) not in listing.manifests}
-            return self._newest(set(listing.dumps) - uncommitted, listing, at=at), "newest at or before"
+            candidates = set(listing.dumps) - uncommitted(listing, self.manifest_key)
+            return self._newest(candidates, listing, at=at), "newest at or before"
         pointer = self._pointer(listing, reporter) if self.has_pointer else None
         trusted = self._trusted(listing, pointer)
         newest = self._newest(trusted, listing)
@@ -279,10 +246,10 @@ class GovukLayout:
         )
         return newest, "newest, newer than the pointer"
 
-    def _warn_about(self, listing: _Listing, reporter: Reporter) -> None:
+    def _warn_about(self, listing: Listing, reporter: Reporter) -> None:
         """Say what in the directory would trouble GOV.UK's readers (nothing, in this layout)."""
 
-    def _trusted(self, listing: _Listing, pointer: str | None) -> set[str]:
+    def _trusted(self, listing: Listing, pointer: str | None) -> set[str]:
         """Dumps that may be "latest": committed (a manifest), the pointer's, finished by
         construction (colon names: the Puppet script uploads only a finished dump) or, where there is
         no pointer, any other; never one dataferry started and did not commit."""
@@ -298,7 +265,7 @@ class GovukLayout:
         trusted = {key for key in listing.dumps if trust(key)}
         return trusted
 
-    def _manifest_or_standin(self, listing: _Listing, key: str, engine: Engine) -> Manifest:
+    def _manifest_or_standin(self, listing: Listing, key: str, engine: Engine) -> Manifest:
         if self.manifest_key(key) in listing.manifests:
             return self._manifest_of(key)
         when, size = listing.dumps[key]
@@ -331,7 +298,7 @@ class GovukLayout:
             extra={"layout": self.name, "legacy": True},
         )
 
-    def _explicit_key(self, listing: _Listing, text: str) -> str:
+    def _explicit_key(self, listing: Listing, text: str) -> str:
         """The dump named by ``-t``/``--artifact``/``FILENAME``: a file name, a key, an id or a time."""
         base = text.rsplit("/", 1)[-1].removesuffix(MANIFEST_SUFFIX).removesuffix(".gz")
         m = ID_RE.match(base)
@@ -343,10 +310,10 @@ class GovukLayout:
                 return key
         raise NotFound(
             f"no dump of {self.naming.name} from {when.strftime(TS_FORMAT)} in {self.naming.key('')}",
-            hint="newest there: " + (", ".join(_recent(listing)) or "none"),
+            hint="newest there: " + (", ".join(recent(listing)) or "none"),
         )
 
-    def _pointer(self, listing: _Listing, reporter: Reporter) -> str | None:
+    def _pointer(self, listing: Listing, reporter: Reporter) -> str | None:
         """The key the pointer names (None, with a warning, when there is no pointer)."""
         naming = self.naming
         try:
@@ -366,11 +333,11 @@ class GovukLayout:
             raise NotFound(
                 f"pointer {naming.pointer_key} names {key}, which does not exist",
                 hint="it may have expired: name a dump with -t / --artifact; newest there: "
-                + (", ".join(_recent(listing)) or "none"),
+                + (", ".join(recent(listing)) or "none"),
             )
         return key
 
-    def _newest(self, trusted: set[str], listing: _Listing, at: datetime | None = None) -> str:
+    def _newest(self, trusted: set[str], listing: Listing, at: datetime | None = None) -> str:
         """The newest trusted dump by its parsed time (at or before ``at``)."""
         keys = [k for k in trusted if at is None or listing.dumps[k][0] <= at]
         if keys:
@@ -381,17 +348,12 @@ class GovukLayout:
             hint = (
                 "the dumps there have no manifest and the pointer does not name them (unfinished "
                 "backups?): name one with -t / --artifact to take it; newest there: "
-                + ", ".join(_recent(listing))
+                + ", ".join(recent(listing))
             )
         what = "no trusted dump" if listing.dumps else "no dump"
         raise NotFound(
             f"{what} of {self.naming.name}{when} in {self.store.url}{self.naming.key('')}", hint=hint
         )
-
-
-def _recent(listing: _Listing, n: int = 3) -> list[str]:
-    ordered = sorted(listing.dumps, key=lambda k: listing.dumps[k][0], reverse=True)
-    return [k.rsplit("/", 1)[-1] for k in ordered[:n]]
 
 
 def _looks_like_sql(text: bytes) -> bool:

@@ -20,7 +20,8 @@ import re
 from datetime import datetime
 from typing import ClassVar
 
-from dataferry.layouts.govuk import GovukLayout, _Listing
+from dataferry.layouts.govuk import GovukLayout
+from dataferry.layouts.govuk_listing import Listing
 from dataferry.layouts.govuk_names import LEGACY_TS_FORMAT, MANIFEST_SUFFIX, manifest_key_for
 from dataferry.progress import Reporter
 
@@ -49,7 +50,7 @@ class GovukPuppetLayout(GovukLayout):
         """Always the script's ``date +%Y-%m-%dT%H:%M:%S``."""
         return LEGACY_TS_FORMAT
 
-    def _warn_about(self, listing: _Listing, reporter: Reporter) -> None:
+    def _warn_about(self, listing: Listing, reporter: Reporter) -> None:
         """Warn when the script's own pick would fail in this directory, and say why."""
         problem = puppet_pick_problem(listing.names, self.naming.name)
         if problem:
