@@ -290,3 +290,11 @@ def test_list_leaves_out_unfinished_backups(
     listed = _layout(store, cls).list_manifests(PG)
     assert [m.objects[0].key for m in listed] == [theirs, committed]
     assert [bool(m.objects[0].sha256) for m in listed] == [False, True]
+
+
+def test_another_databases_colon_dump_does_not_change_the_name(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_bytes(store, NAMING.key("2026-01-05T23:00:05-draft_publishing_api_production.gz"), b"PGDMP")
+    mine = _backup(_layout(store, GovukLayout), monkeypatch, T0 + timedelta(minutes=30))
+    assert _base(mine) == f"2026-01-05T233005Z-{DB}.gz"

@@ -105,9 +105,9 @@ class GovukLayout:
         """A directory of manifests apart from the dumps (None: they are beside the dumps)."""
         return None
 
-    def name_format(self, now: datetime, same_hour: list[str]) -> str:
-        """The timestamp form of a new dump's name, given the names of this hour's objects: the
-        compact form, unless a colon name of this hour (which sorts after it) is there already."""
+    def name_format(self, same_hour: list[str]) -> str:
+        """The timestamp form of a new dump's name, given the names of this hour's dumps of this
+        database: the compact form, unless a colon name of this hour (which sorts after it) is there."""
         return LEGACY_TS_FORMAT if any(is_colon_name(n) for n in same_hour) else TS_FORMAT
 
     # -- writing -----------------------------------------------------------------------------------
@@ -126,7 +126,8 @@ class GovukLayout:
             now = artifacts.utcnow()
             hour = self.naming.key(now.strftime("%Y-%m-%dT%H"))
             taken = {o.key for o in self.store.list(hour)}
-            key = self.naming.data_key(now, self.name_format(now, [k.rsplit("/", 1)[-1] for k in taken]))
+            mine = [b for b in (k.rsplit("/", 1)[-1] for k in taken) if self._is_dump_name(b)]
+            key = self.naming.data_key(now, self.name_format(mine))
             if key not in taken:
                 put_bytes(
                     self.store, pending_key(key), f"dataferry backup started {now.isoformat()}\n".encode()
@@ -210,6 +211,10 @@ class GovukLayout:
         return self._choose(self._list(), artifact, at, reporter or NullReporter())
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _is_dump_name(self, basename: str) -> bool:
+        parsed = parse_name(basename)
+        return parsed is not None and self.naming.matches(parsed[1])
 
     def _list(self) -> Listing:
         """The dumps of this database directly in its directory, the manifests and the records of

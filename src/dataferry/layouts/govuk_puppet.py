@@ -17,7 +17,6 @@ the ``govuk`` layout's: the newest trusted dump of either era by its parsed time
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import ClassVar
 
 from dataferry.layouts.govuk import GovukLayout
@@ -46,7 +45,7 @@ class GovukPuppetLayout(GovukLayout):
         """``_dataferry/manifests/<path>/``."""
         return MANIFEST_PREFIX + self.naming.key("")
 
-    def name_format(self, now: datetime, same_hour: list[str]) -> str:
+    def name_format(self, same_hour: list[str]) -> str:
         """Always the script's ``date +%Y-%m-%dT%H:%M:%S``."""
         return LEGACY_TS_FORMAT
 
