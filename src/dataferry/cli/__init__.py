@@ -62,6 +62,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "sanitise": "dataferry.cli.sanitise:sanitise",
     "legacy": "dataferry.cli.compat:legacy_cmd",
     "import": "dataferry.cli.compat:import_cmd",
+    "render": "dataferry.cli.render:render",
 }
 
 
