@@ -341,3 +341,41 @@ def test_a_second_render_replaces_the_first(project: Path, tmp_path: Path) -> No
         runner.invoke(cli, ["--config", str(project), "render", "kubernetes", "-o", str(out)]).exit_code == 0
     )
     assert not any("whitehall" in p.name for p in out.glob("*.yaml"))
+
+
+def test_a_values_file_gives_the_plain_manifests_the_charts_knobs(project: Path, tmp_path: Path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(yaml.safe_dump(TEAM_VALUES))
+    runner = CliRunner()
+    base = ["--config", str(project), "render", "kubernetes"]
+    chart, out = tmp_path / "chart", tmp_path / "plain"
+    assert runner.invoke(cli, [*base, "--helm", str(chart)]).exit_code == 0
+    result = runner.invoke(cli, [*base, "-o", str(out), "-f", str(team)])
+    assert result.exit_code == 0, result.output
+    assert "Secret 'ferry-secrets' must hold" in result.output
+    plain = [yaml.safe_load(p.read_text()) for p in out.glob("*.yaml")]
+    assert by_id(plain) == by_id(helm_render(chart, TEAM_VALUES))  # helm install -f team.yaml
+    validate(plain)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("imagee: {tag: x}\n", "unknown key 'imagee'"),
+        ("jobs: {nope: {schedule: '1 * * * *'}}\n", "jobs: no 'nope' rendered"),
+        ("image: registry/dataferry:1\n", "image: must be a mapping"),
+        ("- a list\n", "a values file is a mapping"),
+        ("jobs: {whitehall-staging: {secretEnv: 3}}\n", "a value has the wrong shape"),
+    ],
+)
+def test_a_bad_values_file_is_a_clear_error(project: Path, tmp_path: Path, values: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(values)
+    result = CliRunner().invoke(cli, ["--config", str(project), "render", "kubernetes", "-f", str(path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_the_scheduler_refuses_an_unknown_environment(project: Path) -> None:
+    result = CliRunner().invoke(cli, ["--config", str(project), "scheduler", "--once", "--env", "nowhere"])
+    assert result.exit_code == 2 and "no environment 'nowhere'" in result.output

@@ -42,6 +42,13 @@ def render() -> None:
 @click.option(
     "--prometheus-rule", is_flag=True, help="Also render a PrometheusRule with the runbook's alerts."
 )
+@click.option(
+    "-f",
+    "--values",
+    "values_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A values file (the chart's keys) merged over the generated values, as helm -f does.",
+)
 @pass_ctx
 def kubernetes(
     c: Context,
@@ -56,6 +63,7 @@ def kubernetes(
     spool_claim: str | None,
     tick_schedule: str,
     prometheus_rule: bool,
+    values_file: Path | None,
 ) -> None:
     """CronJobs for the jobs of the config (stdout, -o DIR, or a Helm chart with --helm DIR)."""
     if output is not None and helm is not None:
@@ -70,6 +78,7 @@ def kubernetes(
         spool_claim=spool_claim,
         tick_schedule=tick_schedule,
         prometheus_rule=prometheus_rule,
+        values_file=values_file,
     )
     rendering = render_kubernetes(c.config, options)
     for note in rendering.notes:
@@ -82,4 +91,4 @@ def kubernetes(
         write_tree(target, rendering.manifest_files() if output else rendering.chart_files())
         click.echo(f"wrote {'manifests' if output else 'a Helm chart'} to {target}", err=True)
     keys = ", ".join(rendering.secret_keys()) or "none"
-    click.echo(f"note: Secret {secret!r} must hold the keys: {keys}", err=True)
+    click.echo(f"note: Secret {rendering.values['secretName']!r} must hold the keys: {keys}", err=True)

@@ -16,7 +16,7 @@ import yaml
 
 from dataferry.config import Config
 from dataferry.errors import ConfigError
-from dataferry.render import chart, manifests
+from dataferry.render import chart, manifests, overrides
 from dataferry.render.values import RenderOptions, build_values, notes, read_files
 
 __all__ = ["RenderOptions", "Rendering", "dump_all", "render_kubernetes", "write_tree"]
@@ -57,8 +57,17 @@ def render_kubernetes(cfg: Config, options: RenderOptions | None = None) -> Rend
         raise ConfigError(
             f"there are no jobs{where} to render", hint="add [jobs.NAME] sections to the config"
         )
+    if options.values_file is not None:
+        values = overrides.merge(values, overrides.load(options.values_file, values))
     files = read_files(cfg, values["configFiles"])
-    return Rendering(values, files, manifests.build(values, files), notes(cfg, options))
+    try:
+        objects = manifests.build(values, files)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"values file {options.values_file}: a value has the wrong shape ({type(exc).__name__}: {exc})",
+            hint="compare it with the chart's values.yaml ('dataferry render kubernetes --helm DIR')",
+        ) from None
+    return Rendering(values, files, objects, notes(cfg, options))
 
 
 class _Dumper(yaml.SafeDumper):

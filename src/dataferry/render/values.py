@@ -47,6 +47,7 @@ class RenderOptions:
     spool_claim: str | None = None
     tick_schedule: str = "*/5 * * * *"
     prometheus_rule: bool = False
+    values_file: Path | None = None
 
 
 def resource_name(prefix: str, name: str, limit: int = 52) -> str:
@@ -84,6 +85,10 @@ def config_files(cfg: Config) -> dict[str, str]:
     files: dict[str, str] = {}
     for rel in dict.fromkeys(paths):
         key = CONFIG_FILE if rel == CONFIG_FILE else rel.replace("/", "--")
+        if key in files:  # a/b.toml and a--b.toml: ConfigMap keys cannot have a '/'
+            raise ConfigError(
+                f"{rel} and {files[key]} would be the same ConfigMap key {key!r}", hint="rename one of them"
+            )
         files[key] = rel
     return files
 
