@@ -27,8 +27,9 @@ from dataferry.render.alerts import METRICS
 from dataferry.render.values import label_value, resource_name
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The oldest and the newest Kubernetes versions validated (timeZone is GA since 1.27).
-VERSIONS = ("1.27.0", "1.37.0")
+#: Kubernetes versions validated: the three minor versions upstream supports (end of 2026) and an
+#: older one managed clusters still run (timeZone is GA since 1.27, podFailurePolicy on since 1.26).
+VERSIONS = ("1.29.0", "1.35.0", "1.36.0", "1.37.0")
 
 CONFIG = """\
 [settings]

@@ -18,6 +18,7 @@ from typing import Any
 from dataferry._version import __version__
 from dataferry.config import Config, JobConfig
 from dataferry.errors import ConfigError
+from dataferry.jobs.triggers import STARTING_DEADLINE
 from dataferry.sanitise.profile import load as load_profile
 
 #: Where the ConfigMap is mounted, and the config file in it (paths in the file resolve against it).
@@ -230,7 +231,7 @@ def build_values(cfg: Config, options: RenderOptions) -> dict[str, Any]:
         "extraEnv": [],
         "podAnnotations": {},
         "spool": {"sizeLimit": options.spool_size, "existingClaim": options.spool_claim or ""},
-        "startingDeadlineSeconds": 28800,
+        "startingDeadlineSeconds": int(STARTING_DEADLINE.total_seconds()),  # as dataferry's scheduler
         "successfulJobsHistoryLimit": 3,
         "failedJobsHistoryLimit": 3,
         "suspendAll": False,
@@ -259,6 +260,11 @@ def notes(cfg: Config, options: RenderOptions) -> list[str]:
                 f"environment {name}'s store {env.store.url} is a local directory: pods on other nodes "
                 "do not share it, so locks, holds and runs are not shared; use an s3:// store"
             )
+    if not cfg.settings.pushgateway_url:
+        out.append(
+            "settings.pushgateway_url is not set: a pod ends before Prometheus could scrape it, so "
+            "metrics (and the PrometheusRule's alerts) need a Pushgateway"
+        )
     if cfg.settings.spool_dir:
         out.append(
             f"settings.spool_dir = {cfg.settings.spool_dir!r}: in a pod only {SPOOL_DIR} is writable; "
