@@ -380,3 +380,26 @@ def test_a_bad_values_file_is_a_clear_error(project: Path, tmp_path: Path, value
 def test_the_scheduler_refuses_an_unknown_environment(project: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(project), "scheduler", "--once", "--env", "nowhere"])
     assert result.exit_code == 2 and "no environment 'nowhere'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"imagee": {"tag": "x"}}, "'imagee' not allowed"),
+        ({"resources": "big"}, "/resources"),
+        ({"jobs": {"nope": {"schedule": "1 * * * *"}}}, "'nope' not allowed"),
+        (
+            {"jobs": {"email-alert-api-production": {"schedule": 5}}},
+            "/jobs/email-alert-api-production/schedule",
+        ),
+    ],
+)
+def test_helm_refuses_values_the_chart_does_not_know(
+    project: Path, tmp_path: Path, values: dict[str, Any], where: str
+) -> None:
+    """values.schema.json: Helm itself names the bad key on template, install and upgrade."""
+    chart = tmp_path / "chart"
+    render = ["--config", str(project), "render", "kubernetes", "--helm", str(chart)]
+    assert CliRunner().invoke(cli, render).exit_code == 0
+    with pytest.raises(helm.HelmValuesError, match=re.escape(where)):
+        helm_render(chart, values)

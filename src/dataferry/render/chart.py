@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from dataferry._version import __version__
+from dataferry.render.schema import schema_text
 
 CHART_YAML = f"""\
 apiVersion: v2
@@ -281,6 +282,7 @@ def chart_files(values: dict[str, Any], files: dict[str, str]) -> dict[str, str]
         "Chart.yaml": CHART_YAML,
         ".helmignore": ".dataferry-render\n",
         "values.yaml": VALUES_HEADER + yaml.safe_dump(values, sort_keys=False, width=100),
+        "values.schema.json": schema_text(values),
     }
     out |= {f"templates/{name}": text for name, text in TEMPLATES.items()}
     out |= {f"files/{path}": files[key] for key, path in values["configFiles"].items()}
