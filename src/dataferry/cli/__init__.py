@@ -6,7 +6,8 @@ Anything else is a bug and keeps its traceback.
 
 Modules: ``_common`` (shared plumbing), ``core`` (check, backup, restore, list, verify, cleanup,
 quickstart), and, imported only when their command runs, ``jobs`` (run, pause, resume, scheduler,
-unlock), ``status`` (status, history), ``sanitise`` and ``compat`` (legacy, import).
+unlock), ``status`` (status, history), ``sanitise``, ``compat`` (legacy, import) and ``render``
+(render kubernetes).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "sanitise": "dataferry.cli.sanitise:sanitise",
     "legacy": "dataferry.cli.compat:legacy_cmd",
     "import": "dataferry.cli.compat:import_cmd",
+    "render": "dataferry.cli.render:render",
 }
 
 

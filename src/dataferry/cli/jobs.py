@@ -137,10 +137,26 @@ def resume(c: Context, job: str | None, environment: str | None, all_: bool) -> 
 @click.option("--max-parallel", type=int, help="Jobs at once (default: settings.max_parallel_jobs).")
 @click.option("--interval", default="30s", show_default=True, help="How often to look for due jobs.")
 @click.option("--grace", default="60s", show_default=True, help="On SIGTERM, how long runs get to stop.")
+@click.option("--env", "environment", help="Only the jobs of this environment.")
+@click.option(
+    "--only-after",
+    is_flag=True,
+    help="Only jobs triggered by 'after' (schedules run elsewhere, e.g. CronJobs).",
+)
 @pass_ctx
-def scheduler_cmd(c: Context, once: bool, max_parallel: int | None, interval: str, grace: str) -> None:
+def scheduler_cmd(
+    c: Context,
+    once: bool,
+    max_parallel: int | None,
+    interval: str,
+    grace: str,
+    environment: str | None,
+    only_after: bool,
+) -> None:
     """Run due and triggered jobs until stopped (SIGTERM stops cleanly)."""
     cfg = c.config
+    if environment is not None:
+        cfg.environment(environment)
     interval_s = duration_arg(interval, "--interval").total_seconds()
     grace_s = duration_arg(grace, "--grace").total_seconds()
     if max_parallel is not None and max_parallel < 1:
@@ -155,6 +171,8 @@ def scheduler_cmd(c: Context, once: bool, max_parallel: int | None, interval: st
         once=once,
         json_logs=c.json_logs,
         reporter=c.reporter(),
+        environment=environment,
+        only_after=only_after,
     )
     code = sched.run()
     if code:

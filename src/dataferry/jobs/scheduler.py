@@ -46,15 +46,26 @@ class Due:
     detail: str  # the fire time (ISO 8601) or the upstream artifact id
 
 
-def due_jobs(cfg: Config, stores: StoreCache, reporter: Reporter | None = None) -> Iterator[Due]:
+def due_jobs(
+    cfg: Config,
+    stores: StoreCache,
+    reporter: Reporter | None = None,
+    *,
+    environment: str | None = None,
+    only_after: bool = False,
+) -> Iterator[Due]:
     """Jobs whose trigger fired and was not handled yet, in configuration order.
 
     A job whose lock is held (running here or on another machine) is left alone. A store that
-    cannot be read is reported and the job is looked at again on the next pass.
+    cannot be read is reported and the job is looked at again on the next pass. ``environment``
+    keeps the jobs of one environment; ``only_after`` keeps the ``after`` triggers only (on
+    Kubernetes each schedule is its own CronJob, so the scheduler must not start those runs too).
     """
     reporter = reporter or NullReporter()
     ttl = state.lock_ttl(cfg)
     for name, job in cfg.jobs.items():
+        if environment is not None and job.environment != environment:
+            continue
         try:
             lock = state.read_lock(stores.for_job(name), name, ttl)
             if lock is not None and not lock.expired():
@@ -63,7 +74,7 @@ def due_jobs(cfg: Config, stores: StoreCache, reporter: Reporter | None = None) 
             if pending is not None:
                 yield Due(name, "after", pending)
                 continue
-            fire = triggers.due_fire(cfg, name, stores) if job.schedule else None
+            fire = triggers.due_fire(cfg, name, stores) if job.schedule and not only_after else None
             if fire is not None:
                 yield Due(name, "schedule", fire.isoformat())
         except FerryError as exc:
@@ -90,6 +101,8 @@ class Scheduler:
     once: bool = False
     json_logs: bool = False
     reporter: Reporter = field(default_factory=NullReporter)
+    environment: str | None = None
+    only_after: bool = False
     _children: dict[str, _Child] = field(default_factory=dict)
     _attempted: dict[Due, int] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -123,7 +136,10 @@ class Scheduler:
 
     def _launch(self, stores: StoreCache) -> int:
         launched = 0
-        for due in due_jobs(self.cfg, stores, self.reporter):
+        due_now = due_jobs(
+            self.cfg, stores, self.reporter, environment=self.environment, only_after=self.only_after
+        )
+        for due in due_now:
             if len(self._children) >= self.max_parallel or self._stopping.is_set():
                 break
             if due.job in self._children or not self._should_try(due, stores):
