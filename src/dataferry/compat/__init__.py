@@ -5,5 +5,6 @@
 * ``layout``: the ``govuk`` key layout of a store (``<path>/<ts>-<db>.gz`` plus ``latest-<db>.txt``,
   exactly what GOV.UK's consumers read), with dataferry's manifest beside each dump.
 * ``legacy``: runs a job file's ``push``, ``pull`` or ``s3_sync`` with dataferry's behaviour.
-* ``importer``: turns a directory of job files or db-backup Helm values into a dataferry config.
+* ``importer``: turns a directory of job files or db-backup Helm values into a dataferry config
+  (``helm_import`` reads the chart's values; ``imported`` holds the result and renders it).
 """

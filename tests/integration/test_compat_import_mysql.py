@@ -1,0 +1,116 @@
+"""``dataferry import`` on real MariaDB: a push job file with a pre-dump transformation becomes a
+job that publishes only a sanitised copy (issue 13, item 2), and the published dump proves it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from dataferry.cli import cli
+from dataferry.compat.imported import password_variable
+from servers import MariaDbServer
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "govuk"
+PUSH_CFG = FIXTURES / "etc-staging" / "push_whitehall_staging_daily.cfg"
+SCRIPT = FIXTURES / "sanitise_whitehall_test.sql"
+
+SCHEMA = """
+CREATE TABLE editions (id INT PRIMARY KEY, access_limited TINYINT NOT NULL);
+CREATE TABLE edition_translations (id INT PRIMARY KEY, edition_id INT NOT NULL, title VARCHAR(200),
+    body TEXT);
+CREATE TABLE fact_check_requests (id INT PRIMARY KEY, edition_id INT, email_address VARCHAR(200),
+    comments TEXT);
+INSERT INTO editions VALUES (1, 0), (2, 1);
+INSERT INTO edition_translations VALUES (1, 1, 'Public title', 'Published text'),
+    (2, 2, 'Secret title', 'Embargoed announcement');
+INSERT INTO fact_check_requests VALUES (1, 2, 'minister.private@cabinet-office.gov.uk', 'Please check'),
+    (2, 1, 'someone@gmail.com', 'Looks fine');
+"""
+SECRETS = (b"Secret title", b"Embargoed", b"cabinet-office.gov.uk", b"gmail.com", b"Please check")
+
+
+@dataclass
+class Imported:
+    """A job directory imported into a config beside its store, on this test's database."""
+
+    my: MariaDbServer
+    db: str
+    tmp: Path
+    config: Path
+
+    @property
+    def store(self) -> Path:
+        return self.tmp / "store"
+
+    def dumps(self) -> list[Path]:
+        return sorted(self.store.rglob("*.gz"))
+
+
+def run(*argv: str | Path) -> Result:
+    return CliRunner().invoke(cli, list(map(str, argv)))
+
+
+@pytest.fixture
+def imported(
+    mariadb_server: MariaDbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Imported]:
+    my = mariadb_server
+    db = f"whitehall_{uuid.uuid4().hex[:8]}_production"
+    my.create_db(db)
+    my.execute(SCHEMA, db)
+    jobs = tmp_path / "etc"
+    jobs.mkdir()
+    text = PUSH_CFG.read_text(encoding="utf-8")
+    text = text.replace("whitehall_production", db)
+    text = text.replace('database_hostname="whitehall-mysql"', f'database_hostname="{my.host}:{my.port}"')
+    text = text.replace('url="govuk-staging-database-backups"', f'url="file://{tmp_path}/store"')
+    text = text.replace("/etc/govuk_env_sync/transformation_sql/sanitise_whitehall.sql", str(SCRIPT))
+    (jobs / PUSH_CFG.name).write_text(text, encoding="utf-8")
+    config = tmp_path / "dataferry.toml"
+    result = run("import", jobs, "--env", "staging", "-o", config)
+    assert result.exit_code == 0, result.output
+    # the operator's edit: GOV.UK's default user is aws_db_admin; this server's user is another
+    config.write_text(config.read_text(encoding="utf-8").replace("aws_db_admin@", f"{my.user}@"))
+    monkeypatch.setenv(password_variable(f"{my.host}:{my.port}"), my.password)
+    yield Imported(my, db, tmp_path, config)
+    for name in (db, f"{db}_dfscratch", f"{db}_dfshadow"):
+        my.drop_db(name)
+
+
+def test_imported_pre_dump_push_publishes_only_sanitised_data(imported: Imported) -> None:
+    i = imported
+    assert 'steps = ["backup:sanitised"]' in i.config.read_text(encoding="utf-8")
+    before = i.my.execute("SELECT * FROM edition_translations ORDER BY id;", i.db)
+    result = run("--config", i.config, "run", PUSH_CFG.stem)
+    assert result.exit_code == 0, result.output
+    (dump,) = i.dumps()
+    sql = gzip.decompress(dump.read_bytes())
+    for secret in SECRETS:
+        assert secret not in sql, secret
+    assert b"Public title" in sql and b"fact-email-1@example.com" in sql
+    manifest = json.loads(dump.with_name(dump.name.removesuffix(".gz") + ".manifest.json").read_text())
+    assert manifest["sanitised"] is True
+    assert manifest["sanitisation"]["profile"] == "sanitise_whitehall_test.toml"
+    # the live source is only read
+    assert i.my.execute("SELECT * FROM edition_translations ORDER BY id;", i.db) == before
+
+
+def test_imported_pre_dump_push_whose_script_leaves_personal_data_publishes_nothing(
+    imported: Imported,
+) -> None:
+    i = imported
+    i.my.execute(
+        "INSERT INTO edition_translations VALUES (3, 1, 'Contact', 'write to ann@hotmail.com');", i.db
+    )
+    result = run("--config", i.config, "run", PUSH_CFG.stem)
+    assert result.exit_code == 8, result.output  # the scan found an address the script left
+    assert i.dumps() == []
