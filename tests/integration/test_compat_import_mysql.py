@@ -4,7 +4,9 @@ job that publishes only a sanitised copy (issue 13, item 2), and the published d
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +99,8 @@ def test_imported_pre_dump_push_publishes_only_sanitised_data(imported: Imported
     for secret in SECRETS:
         assert secret not in sql, secret
     assert b"Public title" in sql and b"fact-email-1@example.com" in sql
+    head = b"\n".join(sql.split(b"\n")[:8])
+    assert b"_dfscratch" not in head and f"Database: {i.db}".encode() in head  # the original's name
     manifest = json.loads(dump.with_name(dump.name.removesuffix(".gz") + ".manifest.json").read_text())
     assert manifest["sanitised"] is True
     assert manifest["sanitisation"]["profile"] == "sanitise_whitehall_test.toml"
@@ -114,3 +118,102 @@ def test_imported_pre_dump_push_whose_script_leaves_personal_data_publishes_noth
     result = run("--config", i.config, "run", PUSH_CFG.stem)
     assert result.exit_code == 8, result.output  # the scan found an address the script left
     assert i.dumps() == []
+
+
+# -- what GOV.UK's readers see in a MariaDB dump (items 8 and 9) ---------------------------------
+
+#: db-backup's ``dump_is_readable`` for MySQL, as the chart runs it on the downloaded object.
+PROBE = "gzip -d < \"$1\" | head -n5 | grep -q 'MySQL dump'"
+
+
+def probe_accepts(dump: Path) -> bool:
+    """Our double of db-backup's probe, run by the shell exactly as it is written there."""
+    return subprocess.run(["bash", "-c", PROBE, "probe", str(dump)], check=False).returncode == 0
+
+
+def mysql8_client_refuses(sql: bytes) -> str | None:
+    """A double of the part of MySQL 8's ``mysql`` client that stops on MariaDB dumps: it reads
+    backslash commands on every line, also inside ``/*M! ... */`` comments, and does not know
+    ``\\-`` ("ERROR at line N: Unknown command '\\-'.")."""
+    for number, line in enumerate(sql.split(b"\n"), 1):
+        if not line.startswith(b"INSERT INTO") and b"\\-" in line:
+            return f"ERROR at line {number}: Unknown command '\\-'."
+    return None
+
+
+def legacy_push(i: Imported, *flags: str) -> Path:
+    cfg = i.tmp / "etc" / PUSH_CFG.name
+    result = run("legacy", "-f", cfg, "--env", "staging", *flags)
+    assert result.exit_code == 0, result.output
+    (dump,) = i.dumps()
+    return dump
+
+
+def test_mariadb_dump_passes_the_probe_and_loads_without_the_sandbox_line(
+    imported: Imported, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    i = imported
+    monkeypatch.setenv("DB_USER", i.my.user)
+    monkeypatch.setenv("DB_PASSWORD", i.my.password)
+    raw = subprocess.run(
+        ["mariadb-dump", f"--defaults-extra-file={i.my.option_file(i.tmp / 'c.cnf')}", i.db],
+        capture_output=True,
+        check=True,
+    ).stdout
+    plain = i.tmp / "plain.gz"
+    plain.write_bytes(gzip.compress(raw))
+    assert b"enable the sandbox mode" in raw.split(b"\n", 1)[0]  # what the tool itself writes
+    assert not probe_accepts(plain) and mysql8_client_refuses(raw)  # the doubles can fail
+    dump = legacy_push(i, "-F", "")  # a plain push (an empty -F clears the job file's)
+    sql = gzip.decompress(dump.read_bytes())
+    assert probe_accepts(dump)
+    assert mysql8_client_refuses(sql) is None and b"sandbox" not in sql[:4096]
+    first = sql.split(b"\n", 1)[0]
+    assert first.startswith(b"-- MySQL dump made by dataferry-mysql: ")
+    # gunzip | mariadb (govuk-docker's replicate-mysql.sh) still loads it
+    consumer = f"{i.db}_consumer"
+    i.my.create_db(consumer)
+    try:
+        subprocess.run(
+            ["mariadb", f"--defaults-extra-file={i.my.option_file(i.tmp / 'c.cnf')}", consumer],
+            input=sql,
+            check=True,
+            capture_output=True,
+        )
+        assert i.my.execute("SELECT title FROM edition_translations ORDER BY id;", consumer).splitlines() == [
+            "Public title",
+            "Secret title",
+        ]
+    finally:
+        i.my.drop_db(consumer)
+
+
+def test_pre_dump_push_is_traceable_and_its_dump_names_the_database_not_the_copy(
+    imported: Imported, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    i = imported
+    monkeypatch.setenv("DB_USER", i.my.user)
+    monkeypatch.setenv("DB_PASSWORD", i.my.password)
+    dump = legacy_push(i)  # the job file's -F: sanitise_whitehall_test.sql
+    sql = gzip.decompress(dump.read_bytes())
+    head = b"\n".join(sql.split(b"\n")[:8])
+    assert b"_dfshadow" not in head and f"Database: {i.db}".encode() in head
+    assert b"Secret title" not in sql
+    manifest = json.loads(dump.with_name(dump.name.removesuffix(".gz") + ".manifest.json").read_text())
+    pre = manifest["extra"]["pre_dump_transformation"]
+    assert pre["script"] == SCRIPT.name
+    assert pre["sha256"] == hashlib.sha256(SCRIPT.read_bytes()).hexdigest()
+    assert "not a dataferry sanitisation profile" in pre["what"] and manifest["sanitised"] is False
+
+
+def test_post_restore_transformation_is_logged(imported: Imported, monkeypatch: pytest.MonkeyPatch) -> None:
+    i = imported
+    monkeypatch.setenv("DB_USER", i.my.user)
+    monkeypatch.setenv("DB_PASSWORD", i.my.password)
+    legacy_push(i, "-F", "")
+    pull = i.tmp / "etc" / PUSH_CFG.name
+    result = run("legacy", "-f", pull, "-a", "pull", "-F", "", "-s", SCRIPT, "--env", "integration")
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
+    assert f"transformation {SCRIPT.name} (sha256 {digest}) runs on the shadow" in result.stderr
+    assert f"transformation {SCRIPT.name} done" in result.stderr

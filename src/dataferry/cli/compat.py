@@ -51,7 +51,12 @@ def legacy_cmd(args: tuple[str, ...]) -> None:
     DB_PASSWORD; the user is $DB_USER), --force (restore into a production environment), --dry-run.
     """
     pairs = jobfile.getopts(args)
-    if jobfile.wants_help(pairs) or not pairs:
+    if not pairs:
+        raise ConfigError(
+            f"nothing to run\n{jobfile.USAGE}",
+            hint="give a job file: dataferry legacy -f /etc/govuk_env_sync/<job>.cfg (-h for help)",
+        )
+    if jobfile.wants_help(pairs):
         click.echo(jobfile.USAGE)
         click.echo(HELP)
         return

@@ -145,7 +145,7 @@ class MySQLEngine:
     @contextlib.contextmanager
     def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> Iterator[Dump]:
         """A consistent dump (one snapshot, ``--single-transaction``) with rows counted as it streams.
-        ``options`` holds nothing that applies to this engine."""
+        ``options.database_name`` is the name its header gives the database (a copy's original)."""
         target = MySqlTarget.from_ref(db)
         with connection(db) as conn:
             info = require_database(conn, target)
@@ -158,11 +158,12 @@ class MySQLEngine:
                 hint="fix the list: a misspelt name would silently copy the table it meant to leave out",
             )
         tool = require_tool(DUMP_PROGRAMS, info.is_mariadb)
-        header = DumpHeader(target.database, info.charset, info.collation)
+        published = options.database_name or target.database  # a copy is dumped under its original's name
+        header = DumpHeader(published, info.charset, info.collation)
         with option_file(db) as opts:
             argv = dump_argv(tool, opts, target.database, db.exclude_tables)
             proc = ProcessReader(argv, env=opts.env, what=f"{tool.name} of {target.database}")
-            reader = HeaderCountingReader(proc, header.line())
+            reader = HeaderCountingReader(proc, header.line(), rename=(target.database, published))
             try:
                 yield Dump(stream=cast(BinaryIO, reader), row_counts=reader.counts)
             finally:
