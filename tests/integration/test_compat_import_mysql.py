@@ -217,3 +217,49 @@ def test_post_restore_transformation_is_logged(imported: Imported, monkeypatch: 
     digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
     assert f"transformation {SCRIPT.name} (sha256 {digest}) runs on the shadow" in result.stderr
     assert f"transformation {SCRIPT.name} done" in result.stderr
+
+
+# -- credentials from ~/.my.cnf (item 5) -----------------------------------------------------------
+
+
+def write_my_cnf(home: Path, text: str) -> None:
+    home.mkdir(exist_ok=True)
+    path = home / ".my.cnf"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+
+
+def test_without_a_password_variable_mysql_reads_my_cnf(
+    imported: Imported, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    i = imported
+    home = i.tmp / "home"
+    # the user and password of the Puppet-era root .my.cnf; its host must not redirect anything
+    write_my_cnf(home, f'[client]\nuser={i.my.user}\npassword="{i.my.password}"\nhost=nowhere.invalid\n')
+    monkeypatch.delenv("DB_USER", raising=False)
+    monkeypatch.delenv("DB_PASSWORD", raising=False)
+    pull = i.tmp / "etc" / PUSH_CFG.name
+    with monkeypatch.context() as m:  # the test's own client must not read this file
+        m.setenv("HOME", str(home))
+        dump = legacy_push(i, "-F", "")  # PyMySQL and mariadb-dump
+    assert b"Secret title" in gzip.decompress(dump.read_bytes())
+    i.my.execute("DELETE FROM editions;", i.db)
+    with monkeypatch.context() as m:
+        m.setenv("HOME", str(home))
+        result = run("legacy", "-f", pull, "-a", "pull", "-F", "", "--env", "integration")  # mariadb client
+    assert result.exit_code == 0, result.output
+    assert i.my.execute("SELECT COUNT(*) FROM editions;", i.db) == "2"
+
+
+def test_a_wrong_password_in_my_cnf_fails_clearly(
+    imported: Imported, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    i = imported
+    home = i.tmp / "home"
+    write_my_cnf(home, f"[client]\nuser={i.my.user}\npassword=wrong-{uuid.uuid4().hex}\n")
+    monkeypatch.delenv("DB_PASSWORD", raising=False)
+    with monkeypatch.context() as m:
+        m.setenv("HOME", str(home))
+        result = run("legacy", "-f", i.tmp / "etc" / PUSH_CFG.name, "--env", "staging", "-F", "")
+    assert result.exit_code == 3, result.output
+    assert "wrong-" not in result.output and i.dumps() == []

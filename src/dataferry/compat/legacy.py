@@ -13,7 +13,8 @@ and the job runs through the same operations as ``dataferry backup`` and ``resto
 
 Credentials never come from the job file or the command line: the user is ``$DB_USER`` (default
 ``aws_db_admin``, as in GOV.UK's scripts) and the password ``$DB_PASSWORD`` (or the variable named
-by ``--password-env``); without one the client tools' own files apply (``~/.pgpass``).
+by ``--password-env``); without one the client tools' own files apply (``~/.pgpass``, and for
+MySQL the user and password of ``~/.my.cnf``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataferry.config import (
     database_ref,
 )
 from dataferry.engines import Engine, RunsSql, Shadow, get_engine
+from dataferry.engines.mysql.optionfiles import client_defaults
 from dataferry.errors import ConfigError, EngineError, FerryError, NotReady, SanitisationFailed
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, open_store
@@ -119,7 +121,9 @@ def connection(job: LegacyJob, opts: LegacyOptions, environ: Mapping[str, str]) 
             f"-H must be a host name (optionally host:port), not {_redact_host(host)!r}",
             hint="credentials never go on the command line: export DB_USER and DB_PASSWORD instead",
         )
-    user = environ.get("DB_USER") or DEFAULT_USER
+    # MySQL without $DB_USER: the user of ~/.my.cnf, as the Puppet-era script's clients used it
+    option_user = client_defaults().get("user") if job.dbms == "mysql" else None
+    user = environ.get("DB_USER") or option_user or DEFAULT_USER
     password_env = opts.password_env if environ.get(opts.password_env) is not None else None
     url = f"{job.dbms}://{quote(user, safe='')}@{host}/{quote(job.database, safe='')}"
     return ConnectionConfig(url=url, password_env=password_env)
