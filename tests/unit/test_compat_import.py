@@ -49,11 +49,16 @@ def test_helm_values_become_jobs_with_their_operations_schedules_and_owner() -> 
     assert conns["staging"]["owner"] == "publishing-api-owner-role"  # DB_OWNER from extraEnv
     assert conns["integration"]["owner"] == "publishing_api"  # db-backup's default rule
     assert "owner" not in conns["production"]  # production only backs up
-    assert conns["staging"]["password_env"] == "PUBLISHING_API_POSTGRES_PASSWORD"
-    assert (
-        conns["staging"]["url"]
-        == "postgresql://aws_db_admin@publishing-api-postgres/publishing_api_production"
+    # every environment imported together: each its own host and password variable
+    assert {env: c["password_env"] for env, c in conns.items()} == {
+        "production": "PRODUCTION_PUBLISHING_API_POSTGRES_PASSWORD",
+        "staging": "STAGING_PUBLISHING_API_POSTGRES_PASSWORD",
+        "integration": "INTEGRATION_PUBLISHING_API_POSTGRES_PASSWORD",
+    }
+    assert conns["staging"]["url"] == (
+        "postgresql://aws_db_admin@publishing-api-postgres.staging.govuk-internal.digital/publishing_api_production"
     )
+    assert len({c["url"] for c in conns.values()}) == 3
     assert cfg["databases"]["content_performance_manager_production"]["store_path"] == (
         "content-data-api-postgresql-primary"
     )
@@ -85,6 +90,34 @@ def test_helm_one_environment_only() -> None:
     cfg, _ = _imported(VALUES, "staging")
     assert {j["environment"] for j in cfg["jobs"].values()} == {"staging"}
     assert set(cfg["environments"]) == {"staging", "production"}  # production: the restore source
+    # as in the chart, which ran in that environment's cluster: short host, the secret map's key
+    conn = cfg["databases"]["publishing_api_production"]["environments"]["staging"]
+    assert conn["url"] == "postgresql://aws_db_admin@publishing-api-postgres/publishing_api_production"
+    assert conn["password_env"] == "PUBLISHING_API_POSTGRES_PASSWORD"
+
+
+def test_helm_runtime_settings_are_carried_or_reported_one_per_line() -> None:
+    result = import_path(VALUES)
+    settings = result.settings
+    assert all("\n" not in line for line in settings)
+    text = "\n".join(settings)
+    assert "resources limits.cpu=2000m limits.memory=512Mi requests.cpu=500m requests.memory=128Mi" in text
+    assert "production/content-store-postgres: resources limits.memory=2048Mi" in text
+    assert "serviceAccount create=True name=db-backup annotations.eks.amazonaws.com/role-arn=" in text
+    for key in ("concurrencyPolicy Forbid", "startingDeadlineSeconds 28800", "backoffLimit 0"):
+        assert key in text
+    assert "PROMETHEUS_PUSHGATEWAY_URL" in text and "run one 'dataferry scheduler --env ENV'" in text
+
+
+def test_helm_pushgateway_in_extra_env_is_carried(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    text = VALUES.read_text(encoding="utf-8").replace(
+        '  - name: VERBOSE\n    value: "1"\n',
+        '  - name: VERBOSE\n    value: "1"\n  - name: PROMETHEUS_PUSHGATEWAY_URL\n    value: http://pg:9091\n',
+    )
+    values.write_text(text, encoding="utf-8")
+    cfg, _ = _imported(values)
+    assert cfg["settings"]["pushgateway_url"] == "http://pg:9091"
 
 
 def test_helm_unknown_environment(tmp_path: Path) -> None:
@@ -226,6 +259,7 @@ def test_cli_import_writes_the_file_and_lists_what_it_could_not_translate(tmp_pa
     result = CliRunner().invoke(cli, ["import", str(VALUES), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "not translated: production/shared-documentdb" in result.stderr
+    assert "setting: concurrencyPolicy Forbid" in result.stderr
     parse(out.read_text(encoding="utf-8"), out)
     again = CliRunner().invoke(cli, ["import", str(VALUES), "-o", str(out)])
     assert again.exit_code == 2 and "exists" in again.stderr

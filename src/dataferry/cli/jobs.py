@@ -137,10 +137,15 @@ def resume(c: Context, job: str | None, environment: str | None, all_: bool) -> 
 @click.option("--max-parallel", type=int, help="Jobs at once (default: settings.max_parallel_jobs).")
 @click.option("--interval", default="30s", show_default=True, help="How often to look for due jobs.")
 @click.option("--grace", default="60s", show_default=True, help="On SIGTERM, how long runs get to stop.")
+@click.option("--env", "environment", help="Only this environment's jobs (one scheduler per environment).")
 @pass_ctx
-def scheduler_cmd(c: Context, once: bool, max_parallel: int | None, interval: str, grace: str) -> None:
+def scheduler_cmd(
+    c: Context, once: bool, max_parallel: int | None, interval: str, grace: str, environment: str | None
+) -> None:
     """Run due and triggered jobs until stopped (SIGTERM stops cleanly)."""
     cfg = c.config
+    if environment is not None:
+        cfg.environment(environment)  # an unknown name is a ConfigError (exit 2) listing the known ones
     interval_s = duration_arg(interval, "--interval").total_seconds()
     grace_s = duration_arg(grace, "--grace").total_seconds()
     if max_parallel is not None and max_parallel < 1:
@@ -155,6 +160,7 @@ def scheduler_cmd(c: Context, once: bool, max_parallel: int | None, interval: st
         once=once,
         json_logs=c.json_logs,
         reporter=c.reporter(),
+        environment=environment,
     )
     code = sched.run()
     if code:

@@ -1,5 +1,14 @@
 """``dataferry import`` of the db-backup Helm chart's ``values.yaml``: each CronJob
-(``cronjobs.<environment>.<job>`` with ``operations``) becomes a job."""
+(``cronjobs.<environment>.<job>`` with ``operations``) becomes a job.
+
+The chart ran each environment's CronJobs in that environment's cluster, where a short DB host
+resolved through the DNS search domain ``<env>.govuk-internal.digital`` and ``DB_PASSWORD`` came
+from that cluster's secret map (host -> password). Imported together, the environments therefore get
+their own host (``<host>.<env>.govuk-internal.digital``) and password variable
+(``<ENV>_<HOST>_PASSWORD``); one environment imported alone keeps the short names. The chart's
+runtime settings are carried where dataferry has them (``max_runtime``, ``retries``, the
+Pushgateway) and otherwise reported one per line (``Imported.settings``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from dataferry.compat.imported import Imported, ImportedDatabase, connection
+from dataferry.compat.imported import Imported, ImportedDatabase, connection, password_variable
 from dataferry.compat.legacy import DEFAULT_USER, environment_of_bucket, store_url
 from dataferry.errors import ConfigError
 
@@ -26,6 +35,8 @@ def import_helm_values(path: Path, environment: str | None = None) -> Imported:
     envs = [environment] if environment else sorted(cronjobs)
     out = Imported(source=str(path))
     suspend_all = bool(values.get("suspendAllCronJobs"))
+    qualify = len(envs) > 1  # several clusters' jobs in one configuration
+    _chart_settings(values, envs, out)
     for env in envs:
         jobs = cronjobs.get(env)
         if not isinstance(jobs, dict):
@@ -34,8 +45,76 @@ def import_helm_values(path: Path, environment: str | None = None) -> Imported:
             )
         out.environment(env)
         for name, job in sorted(jobs.items()):
-            _translate_cronjob(env, str(name), job if isinstance(job, dict) else {}, suspend_all, out)
+            spec = job if isinstance(job, dict) else {}
+            _translate_cronjob(env, str(name), spec, suspend_all, out, qualify=qualify)
     return out
+
+
+def _host_and_password(env: str, host: str, qualify: bool) -> tuple[str, str]:
+    """The DB host and password variable of ``host`` in ``env`` (see the module's docstring)."""
+    if not qualify:
+        return host, password_variable(host)
+    return f"{host}.{env}.govuk-internal.digital", password_variable(f"{env}_{host}")
+
+
+def _chart_settings(values: dict[str, Any], envs: list[str], out: Imported) -> None:
+    """The chart-wide runtime settings: carried into ``[settings]`` or reported one per line."""
+    pushgateway = next(
+        (
+            str(e.get("value"))
+            for e in values.get("extraEnv") or []
+            if e.get("name") == "PROMETHEUS_PUSHGATEWAY_URL"
+        ),
+        None,
+    )
+    if pushgateway:
+        out.config_settings["pushgateway_url"] = pushgateway
+        out.settings.append(
+            f"PROMETHEUS_PUSHGATEWAY_URL {pushgateway}: carried as [settings] pushgateway_url"
+        )
+    else:
+        out.settings.append(
+            "PROMETHEUS_PUSHGATEWAY_URL (the chart reads it from the configmap govuk-apps-env): set "
+            "[settings] pushgateway_url to it, so runs push the same metrics"
+        )
+    # fixed in the chart's CronJob template, so never in the values file
+    for key, what in (
+        ("concurrencyPolicy", "Forbid: carried: a job's lock in its store never lets it run twice at once"),
+        (
+            "startingDeadlineSeconds",
+            "28800: carried: the scheduler lets a schedule it missed by more than 8h go",
+        ),
+        ("backoffLimit", "0: carried: a job's retries default to 0 (and retry only transient failures)"),
+        ("activeDeadlineSeconds", "maxJobRuntimeSeconds or 43200: carried as each job's max_runtime"),
+    ):
+        out.settings.append(f"{key} {what}")
+    if values.get("resources"):
+        out.settings.append(
+            f"resources {_flat(values['resources'])}: give them to the pod or host that runs 'dataferry "
+            "scheduler --env ENV' (dataferry streams, so its memory does not grow with the database)"
+        )
+    account = values.get("serviceAccount")
+    if isinstance(account, dict) and account:
+        out.settings.append(
+            f"serviceAccount {_flat(account)}: run the scheduler's pod with this service account; its IAM "
+            "role (IRSA) gives dataferry its S3 access through boto3's usual chain"
+        )
+    for key in ("podSecurityContext", "securityContext", "arch", "imageRef", "toolbox", "externalSecrets"):
+        if values.get(key):
+            out.settings.append(f"{key} {_flat(values[key])}: a setting of the pod, not of dataferry")
+    if len(envs) > 1:
+        out.settings.append(
+            "run one 'dataferry scheduler --env ENV' per environment (each in its own cluster, as the "
+            f"CronJobs were): {', '.join(envs)}"
+        )
+
+
+def _flat(value: Any, prefix: str = "") -> str:
+    """A nested chart value on one line: ``limits.cpu=2000m limits.memory=512Mi``."""
+    if isinstance(value, dict):
+        return " ".join(_flat(item, f"{prefix}{key}.") for key, item in value.items()) or f"{prefix}{{}}"
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"{prefix[:-1]}={text}" if prefix else text
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -50,7 +129,9 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _translate_cronjob(env: str, name: str, job: dict[str, Any], suspend_all: bool, out: Imported) -> None:
+def _translate_cronjob(
+    env: str, name: str, job: dict[str, Any], suspend_all: bool, out: Imported, *, qualify: bool
+) -> None:
     where = f"{env}/{name}"
     host = str(job.get("host") or name)
     dbms = str(job.get("dbms") or host.rsplit("-", 1)[-1])
@@ -64,7 +145,8 @@ def _translate_cronjob(env: str, name: str, job: dict[str, Any], suspend_all: bo
         out.note(where, "operations on several databases in one CronJob are not translated")
         return
     db = out.database(engine, host, db_name)
-    conn = connection(engine, host, db_name, str(job.get("dbUser") or DEFAULT_USER))
+    db_host, password_env = _host_and_password(env, host, qualify)
+    conn = connection(engine, db_host, db_name, str(job.get("dbUser") or DEFAULT_USER), password_env)
     steps = _steps(env, ops, out.databases[db], where, out)
     restores = any(s.startswith("restore:") for s in steps or [])
     _env_overrides(job, ops, engine if restores else "", db_name, conn, where, out)
@@ -75,6 +157,10 @@ def _translate_cronjob(env: str, name: str, job: dict[str, Any], suspend_all: bo
     if job.get("schedule"):
         spec["schedule"] = str(job["schedule"])
     spec["max_runtime"] = _duration(int(job.get("maxJobRuntimeSeconds") or _HELM_DEFAULT_RUNTIME))
+    if job.get("resources"):
+        out.settings.append(
+            f"{where}: resources {_flat(job['resources'])}: size the scheduler of {env} for its largest job"
+        )
     if job.get("suspend") or suspend_all:
         out.note(
             where, f"suspended in the chart: after importing, run 'dataferry pause {env}-{name} --reason ...'"

@@ -40,6 +40,8 @@ class Imported:
     profiles: dict[str, str] = field(default_factory=dict)
     #: settings of the source with no configuration key, reported one per line (``setting: ...``)
     settings: list[str] = field(default_factory=list)
+    #: values for the configuration's ``[settings]`` table (e.g. ``pushgateway_url``)
+    config_settings: dict[str, Any] = field(default_factory=dict)
     _guessed: set[str] = field(default_factory=set)
 
     def environment(self, name: str, url: str | None = None) -> str:
@@ -116,6 +118,8 @@ def render(imported: Imported) -> str:
         "# Passwords are read from the environment variables named by password_env.",
         "",
     ]
+    if imported.config_settings:
+        lines += ["[settings]", *(f"{k} = {_value(v)}" for k, v in imported.config_settings.items()), ""]
     for name, url in sorted(imported.environments.items()):
         lines += _environment(name, url)
     for name, db in sorted(imported.databases.items()):

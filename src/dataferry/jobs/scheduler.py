@@ -46,8 +46,11 @@ class Due:
     detail: str  # the fire time (ISO 8601) or the upstream artifact id
 
 
-def due_jobs(cfg: Config, stores: StoreCache, reporter: Reporter | None = None) -> Iterator[Due]:
-    """Jobs whose trigger fired and was not handled yet, in configuration order.
+def due_jobs(
+    cfg: Config, stores: StoreCache, reporter: Reporter | None = None, environment: str | None = None
+) -> Iterator[Due]:
+    """Jobs whose trigger fired and was not handled yet, in configuration order; with
+    ``environment``, only that environment's jobs (their triggers may still be upstream elsewhere).
 
     A job whose lock is held (running here or on another machine) is left alone. A store that
     cannot be read is reported and the job is looked at again on the next pass.
@@ -55,6 +58,8 @@ def due_jobs(cfg: Config, stores: StoreCache, reporter: Reporter | None = None) 
     reporter = reporter or NullReporter()
     ttl = state.lock_ttl(cfg)
     for name, job in cfg.jobs.items():
+        if environment is not None and job.environment != environment:
+            continue
         try:
             lock = state.read_lock(stores.for_job(name), name, ttl)
             if lock is not None and not lock.expired():
@@ -90,6 +95,7 @@ class Scheduler:
     once: bool = False
     json_logs: bool = False
     reporter: Reporter = field(default_factory=NullReporter)
+    environment: str | None = None  # only this environment's jobs (one scheduler per cluster)
     _children: dict[str, _Child] = field(default_factory=dict)
     _attempted: dict[Due, int] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -108,8 +114,10 @@ class Scheduler:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+        jobs = [j for j in self.cfg.jobs.values() if self.environment in (None, j.environment)]
+        where = f" of {self.environment}" if self.environment else ""
         self.reporter.info(
-            f"scheduler: started with {len(self.cfg.jobs)} job(s), at most {self.max_parallel} at once"
+            f"scheduler: started with {len(jobs)} job(s){where}, at most {self.max_parallel} at once"
         )
         stores = StoreCache(self.cfg)
         while not self._stopping.is_set():
@@ -123,7 +131,7 @@ class Scheduler:
 
     def _launch(self, stores: StoreCache) -> int:
         launched = 0
-        for due in due_jobs(self.cfg, stores, self.reporter):
+        for due in due_jobs(self.cfg, stores, self.reporter, self.environment):
             if len(self._children) >= self.max_parallel or self._stopping.is_set():
                 break
             if due.job in self._children or not self._should_try(due, stores):
