@@ -125,6 +125,8 @@ def upload(
             hashed = HashingReader(encode(raw))  # only stored bytes need a hash
             info = store.put(key, hashed)
             row_counts = dict(dump.row_counts)
+            for warning in dump.warnings:
+                reporter.warn(warning)
     finally:
         transfer.done()
     if info.size != hashed.size:

@@ -65,6 +65,8 @@ class Dump:
 
     stream: BinaryIO
     row_counts: dict[str, int] = field(default_factory=dict)
+    #: what the operator should know about this dump (an excluded table the database does not have)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from dataferry.engines.mysql.conn import MAX_PACKET, OptionFile, Tool, supports_option
+from dataferry.engines.mysql.conn import MAX_PACKET, OptionFile, Tool
 from dataferry.engines.mysql.dumpfile import DumpScanner, StreamRowCounter
 from dataferry.errors import EngineError
 from dataferry.streams import ByteSource, Reader
@@ -119,11 +119,7 @@ def dump_argv(tool: Tool, opts: OptionFile, database: str, exclude: Sequence[str
     ]
     if not tool.is_mariadb:
         argv.append("--set-gtid-purged=OFF")  # the shadow is not a replica: no GTID statements
-    option = "--ignore-table-data" if keeps_structure(tool) else "--ignore-table"
-    argv += [f"{option}={database}.{table}" for table in exclude]
+    # Left out entirely, as GOV.UK's mysqldump --ignore-table: a restore keeps the target's own table.
+    argv += [f"--ignore-table={database}.{table}" for table in exclude]
     argv.append(database)
     return argv
-
-
-def keeps_structure(tool: Tool) -> bool:
-    return supports_option(tool.path, "--ignore-table-data")

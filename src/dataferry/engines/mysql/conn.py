@@ -294,16 +294,6 @@ def _probe(program: str) -> Tool | None:
     return Tool(path=path, version=text.splitlines()[0] if text else "")
 
 
-@functools.lru_cache(maxsize=16)
-def supports_option(tool_path: str, option: str) -> bool:
-    """True if ``tool --help`` lists ``option`` (e.g. ``--ignore-table-data`` is MariaDB-only)."""
-    try:
-        out = subprocess.run([tool_path, "--help"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return re.search(rf"(^|\s){re.escape(option)}(=|\s)", out.stdout, re.MULTILINE) is not None
-
-
 DUMP_PROGRAMS = ("mariadb-dump", "mysqldump")
 CLIENT_PROGRAMS = ("mariadb", "mysql")
 
