@@ -19,6 +19,7 @@ Policy (whether to do it at all) lives in ``ops``; this module never decides tha
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -68,6 +69,8 @@ class Publication:
     environment: str
     sanitisation: Sanitisation | None = None
     extra: dict[str, object] | None = None
+    #: the database name the dump records when a copy is dumped in its place (not ``<db>_dfshadow``)
+    dump_as: str | None = None
 
 
 def publish(
@@ -80,6 +83,10 @@ def publish(
     encoding = layout.encoding(engine, level)
     new = layout.new_key(engine, encoding)
     reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
+    if what.dump_as:
+        encoding = dataclasses.replace(
+            encoding, dump=dataclasses.replace(encoding.dump, database_name=what.dump_as)
+        )
     obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter)
     sanitisation = what.sanitisation
     manifest = Manifest(
@@ -118,6 +125,8 @@ def upload(
             hashed = HashingReader(encode(raw))  # only stored bytes need a hash
             info = store.put(key, hashed)
             row_counts = dict(dump.row_counts)
+            for warning in dump.warnings:
+                reporter.warn(warning)
     finally:
         transfer.done()
     if info.size != hashed.size:

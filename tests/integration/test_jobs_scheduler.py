@@ -241,3 +241,25 @@ def test_verify_step_rereads_what_the_run_published(tmp_path: Path) -> None:
     assert proc.returncode == 7, proc.stderr
     latest = next(state.iter_runs(StoreCache(cfg).for_job("bv"), "bv"))
     assert latest.status == "failed" and latest.steps[1].error is not None
+
+
+def test_scheduler_env_runs_only_that_environments_jobs(tmp_path: Path) -> None:
+    every_minute = 'steps = ["backup"]\nschedule = "* * * * *"\n'
+    jobs = (
+        f'[jobs.local-a]\nenvironment = "local"\ndatabase = "a"\n{every_minute}'
+        f'[jobs.up-b]\nenvironment = "up"\ndatabase = "b"\n{every_minute}'
+    )
+    config = project(tmp_path, jobs)
+    (tmp_path / "db" / "b-up.db").write_bytes(b"")
+    sched = dataferry(config, "scheduler", "--once", "--env", "up")
+    assert sched.returncode == 0, sched.stderr
+    cfg = load(config)
+    stores = StoreCache(cfg)
+    assert list(state.iter_runs(stores.for_job("local-a"), "local-a")) == []
+    assert [r.trigger for r in state.iter_runs(stores.for_job("up-b"), "up-b")][:1] == ["schedule"]
+    assert "started with 1 job(s) of up" in sched.stderr
+    unknown = dataferry(config, "scheduler", "--once", "--env", "qa")
+    assert unknown.returncode == 2 and "no environment 'qa'" in unknown.stderr
+    status = dataferry(config, "status", "--env", "up")
+    assert status.returncode == 0, status.stderr
+    assert "up-b" in status.stdout and "local-a" not in status.stdout

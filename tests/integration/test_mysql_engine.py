@@ -33,7 +33,8 @@ from dataferry import artifacts, ops
 from dataferry.config import Config, database_ref, load
 from dataferry.engines import RestoreOptions, Shadow, get_engine
 from dataferry.engines.mysql import MySQLEngine
-from dataferry.errors import ConfigError, EngineError, FerryError, NotReady, VerificationFailed
+from dataferry.errors import EngineError, FerryError, NotReady, VerificationFailed
+from dataferry.progress import NullReporter
 from dataferry.stores import Store
 from servers import MariaDbServer, S3Server
 
@@ -620,40 +621,73 @@ def test_run_sql_rolls_back_a_failing_script(world: World) -> None:
 # -- exclusions -------------------------------------------------------------------------------------
 
 
-def test_excluded_tables_keep_their_structure_but_not_their_rows(
+def test_excluded_tables_are_left_out_and_the_target_keeps_its_own(
     mariadb_server: MariaDbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """GOV.UK's excluded_tables: the table arrives empty (its triggers and its place in views too)."""
+    """GOV.UK's excluded_tables: the table is not in the dump at all, and a restore leaves the
+    target's own table (rows, triggers, foreign keys) where it is; everything else is replaced."""
     before = mariadb_server.databases()
     world = make_world(mariadb_server, tmp_path, monkeypatch, exclude=("audit", "comments"))
     try:
         seed(mariadb_server, world.source)
+        seed(mariadb_server, world.target, posts=600)  # staging's own data
+        mariadb_server.execute(
+            "SET FOREIGN_KEY_CHECKS = 0; DELETE FROM comments WHERE id > 5; SET FOREIGN_KEY_CHECKS = 1;"
+            "UPDATE comments SET text = CONCAT('staging ', id);"
+            "DELETE FROM audit WHERE id > 3; UPDATE posts SET body = 'old staging body';"
+            "CREATE TRIGGER comments_bi BEFORE INSERT ON comments FOR EACH ROW SET NEW.text = TRIM(NEW.text);",
+            world.target,
+        )
+        kept = {
+            t: sql(mariadb_server, f"SELECT * FROM {t} ORDER BY id", world.target)
+            for t in ("audit", "comments")
+        }
         manifest = world.backup()
-        assert manifest.row_counts["audit"] == 0 and manifest.row_counts["comments"] == 0
+        assert "audit" not in manifest.row_counts and "comments" not in manifest.row_counts
         assert manifest.row_counts["posts"] == 600
         assert manifest.extra["mysql"]["excluded_tables"] == ["audit", "comments"]
+        with world.store("production").open(manifest.objects[0].key) as f:
+            dump = zstandard.ZstdDecompressor().stream_reader(f).read()
+        assert b"CREATE TABLE `comments`" not in dump and b"CREATE TABLE `audit`" not in dump
         world.restore()
-        assert sql(mariadb_server, "SELECT COUNT(*) FROM audit", world.target) == [(0,)]
-        assert sql(mariadb_server, "SELECT COUNT(*) FROM comments", world.target) == [(0,)]
-        assert sql(mariadb_server, "SELECT COUNT(*) FROM posts", world.target) == [(600,)]
+        for table, rows_before in kept.items():
+            assert sql(mariadb_server, f"SELECT * FROM {table} ORDER BY id", world.target) == rows_before
+        assert sql(
+            mariadb_server, "SELECT COUNT(*) FROM posts WHERE body = 'old staging body'", world.target
+        ) == [(0,)]
         src, dst = snapshot(mariadb_server, world.source), snapshot(mariadb_server, world.target)
-        assert dst["triggers"] == src["triggers"] and dst["create comments"] == src["create comments"]
+        assert [t for t in dst["triggers"] if t[2] == "posts"] == [
+            t for t in src["triggers"] if t[2] == "posts"
+        ]
+        assert [t[0] for t in dst["triggers"] if t[2] == "comments"] == ["comments_bi"]  # kept with its table
+        assert dst["foreign keys"] == src["foreign keys"]
+        # the kept table's foreign key follows the new posts: a comment on a post that exists works
+        mariadb_server.execute(
+            "INSERT INTO comments (id, post_id, text) VALUES (1000, 600, ' new ');", world.target
+        )
+        assert leftovers(mariadb_server) == set()
     finally:
         for name in mariadb_server.databases() - before:
             mariadb_server.drop_db(name)
 
 
-def test_a_misspelt_excluded_table_is_a_configuration_error(
+def test_a_missing_excluded_table_is_a_warning(
     mariadb_server: MariaDbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A typo would silently copy the table it meant to leave out: refuse it, publish nothing."""
+    """As mysqldump --ignore-table: a name the database does not have is reported, not fatal."""
     before = mariadb_server.databases()
     world = make_world(mariadb_server, tmp_path, monkeypatch, exclude=("audits",))
+    warnings: list[str] = []
+
+    class Warnings(NullReporter):
+        def warn(self, message: str, **fields: Any) -> None:
+            warnings.append(message)
+
     try:
         seed(mariadb_server, world.source, posts=10)
-        with pytest.raises(ConfigError, match="audits"):
-            world.backup()
-        assert list(world.store("production").list()) == []
+        manifest = ops.backup(world.cfg, DB, "production", reporter=Warnings()).manifest
+        assert manifest.row_counts["audit"] > 0
+        assert any("has no table 'audits'" in w for w in warnings), warnings
     finally:
         for name in mariadb_server.databases() - before:
             mariadb_server.drop_db(name)

@@ -20,7 +20,8 @@ from dataferry import ops
 from dataferry.config import database_ref
 from dataferry.engines import Engine, Shadow, get_engine
 from dataferry.engines.postgresql import PostgresEngine
-from dataferry.errors import ConfigError, EngineError, NotReady
+from dataferry.errors import EngineError, NotReady
+from dataferry.progress import NullReporter
 from servers import PgServer, S3Server
 
 from ._pg_helpers import (
@@ -252,18 +253,41 @@ def test_owner_from_config_owns_the_database_and_every_object(pg_setup: PgSetup)
         pg.psql(f"DROP ROLE {quote(owner)};")
 
 
-def test_excluded_tables_keep_their_schema_but_not_their_rows(pg_setup: PgSetup) -> None:
+def test_excluded_tables_leave_their_rows_out_and_the_target_keeps_its_own(pg_setup: PgSetup) -> None:
+    """GOV.UK's excluded_tables: the rows are not in the artifact (the definition is: views and
+    foreign keys may depend on it) and the target keeps its own rows through the swap."""
     pg = pg_setup.pg
-    pg_setup.exclude = ["events"]
-    backup = ops.backup(pg_setup.config(), "app", "production")
-    restore(pg_setup)
-    assert "public.events" not in backup.manifest.row_counts
-    assert pg.psql("SELECT count(*) FROM public.events;", pg_setup.dst) == "0"
-    assert pg.psql("SELECT count(*) FROM public.users;", pg_setup.dst) == "200"
+    pg_setup.exclude = ["events", "billing.invoices", "no_such_table"]  # a missing one: a warning
+    warnings: list[str] = []
 
-    pg_setup.exclude = ["no_such_table"]
-    with pytest.raises(ConfigError, match="no_such_table"):
-        ops.backup(pg_setup.config(), "app", "production")
+    class Warnings(NullReporter):
+        def warn(self, message: str, **fields: object) -> None:
+            warnings.append(message)
+
+    backup = ops.backup(pg_setup.config(), "app", "production", reporter=Warnings())
+    assert any("no table 'no_such_table'" in w for w in warnings), warnings
+    assert "public.events" not in backup.manifest.row_counts
+    restore(pg_setup)  # the first restore: the target had no such tables, they arrive empty
+    assert pg.psql("SELECT count(*) FROM public.events;", pg_setup.dst) == "0"
+    pg.psql(
+        "INSERT INTO public.events (kind) VALUES ('staging 1'), ('staging 2');"
+        "INSERT INTO billing.invoices (user_id, amount, note) VALUES (7, 1, 'staging invoice');",
+        pg_setup.dst,
+    )
+    kept = pg.psql("SELECT id, kind FROM public.events ORDER BY id;", pg_setup.dst)
+    assert kept.endswith("|staging 2")
+    pg.psql("UPDATE public.users SET name = 'changed in production';", pg_setup.src)
+    ops.backup(pg_setup.config(), "app", "production")
+    restore(pg_setup)
+    assert pg.psql("SELECT id, kind FROM public.events ORDER BY id;", pg_setup.dst) == kept
+    assert pg.psql("SELECT note FROM billing.invoices;", pg_setup.dst) == "staging invoice"
+    changed = "SELECT count(*) FROM public.users WHERE name = 'changed in production';"
+    assert pg.psql(changed, pg_setup.dst) == "200"
+    # the kept table's identity moved on with its rows: a new row does not collide
+    last = int(kept.splitlines()[-1].split("|")[0])
+    new = pg.psql("INSERT INTO public.events (kind) VALUES ('new') RETURNING id;", pg_setup.dst)
+    assert new.splitlines()[0] == str(last + 1)
+    assert pg.psql("SELECT total_for(7);", pg_setup.dst) == "1.00"  # the function sees the kept rows
 
 
 def test_check_reports_tools_and_server_and_changes_nothing(pg_setup: PgSetup, pg_server: PgServer) -> None:

@@ -179,7 +179,11 @@ def test_s3_sync_job_file_through_the_cli(tmp_path: Path) -> None:
     ("argv", "code", "message"),
     [
         (["-h"], 0, "usage: dataferry legacy"),
-        ([], 0, "usage: dataferry legacy"),
+        (
+            [],
+            2,
+            "usage: dataferry legacy",
+        ),  # the script exited 0 here; a cron line with no flags is a mistake
         (["-q"], 2, "unknown option -q"),
         (["-f", "/nonexistent/x.cfg"], 2, "job file /nonexistent/x.cfg not found"),
         (["-f", str(FIXTURES / "etc-staging" / "push_content_store_daily.cfg")], 2, "not supported yet"),
@@ -190,3 +194,13 @@ def test_cli_legacy_usage_and_errors(argv: list[str], code: int, message: str) -
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_failure_hint_never_points_at_check_which_needs_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_PASSWORD", "x")
+    argv = ["-a", "push", "-D", "mysql", "-S", "s3", "-d", "app", "-H", "127.0.0.1:1"]
+    argv += ["-u", "file:///nonexistent", "-p", "a"]
+    result = CliRunner().invoke(cli, ["legacy", *argv])
+    assert result.exit_code == 3, result.output
+    assert "dataferry check" not in result.output
+    assert "hint: run the same command with --dry-run to see every check" in result.output

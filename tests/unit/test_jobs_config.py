@@ -131,3 +131,19 @@ def test_unknown_state_environment_is_refused() -> None:
 
 def test_lock_ttl_must_be_a_duration() -> None:
     assert "settings.lock_ttl" in _error('[settings]\nlock_ttl = "soon"\n' + BASE)
+
+
+def test_backup_sanitised_needs_a_profile_and_a_scratch_database() -> None:
+    message = _error(_job('steps = ["backup:sanitised"]\n'))
+    assert "'backup:sanitised' needs [databases.app] sanitise and scratch" in message
+    assert "backup or backup:sanitised" in _error(_job('steps = ["backup:checked"]\n'))
+    text = BASE.replace(
+        'engine = "sqlite"\n',
+        'engine = "sqlite"\nsanitise = "app.toml"\nscratch = { url = "sqlite:///scratch.db" }\n',
+    )
+    cfg = parse(
+        text + '\n[jobs.stage]\nenvironment = "staging"\ndatabase = "app"\nsteps = ["backup:sanitised"]\n'
+        'after = "prod"\n',
+        Path("/tmp/dataferry.toml"),
+    )
+    assert cfg.jobs["stage"].steps == ["backup:sanitised"]

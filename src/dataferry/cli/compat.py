@@ -53,7 +53,12 @@ def legacy_cmd(args: tuple[str, ...]) -> None:
     DB_PASSWORD; the user is $DB_USER), --force (restore into a production environment), --dry-run.
     """
     pairs = jobfile.getopts(args)
-    if jobfile.wants_help(pairs) or not pairs:
+    if not pairs:
+        raise ConfigError(
+            f"nothing to run\n{jobfile.USAGE}",
+            hint="give a job file: dataferry legacy -f /etc/govuk_env_sync/<job>.cfg (-h for help)",
+        )
+    if jobfile.wants_help(pairs):
         click.echo(jobfile.USAGE)
         click.echo(HELP)
         return
@@ -79,7 +84,8 @@ def legacy_cmd(args: tuple[str, ...]) -> None:
 def import_cmd(source: Path, environment: str | None, output: Path | None, force: bool) -> None:
     """Turn a directory of GOV.UK .cfg job files, or db-backup Helm values, into a dataferry config.
 
-    What could not be translated is printed on stderr, one line each.
+    What could not be translated is printed on stderr, one line each. The sanitisation profiles
+    that run GOV.UK's transformation scripts are written beside --output.
     """
     result = importer.import_path(source, environment)
     text = importer.render(result)
@@ -96,5 +102,15 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
             f"databases, {len(result.jobs)} jobs",
             err=True,
         )
+        for line in importer.write_profiles(result, output.parent, force=force):
+            click.echo(line, err=True)
+    if output is None and result.profiles:
+        click.echo(
+            f"not written (no -o): sanitisation profiles {', '.join(sorted(result.profiles))}; a job that "
+            "needs one refuses to run (exit 2) until it exists: import again with -o to write them",
+            err=True,
+        )
     for line in result.untranslated:
         click.echo(f"not translated: {line}", err=True)
+    for line in result.settings:
+        click.echo(f"setting: {line}", err=True)

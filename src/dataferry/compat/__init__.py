@@ -5,5 +5,6 @@
 * the ``govuk`` and ``govuk-puppet`` key layouts of a store live in ``dataferry.layouts`` (exactly
   what GOV.UK's consumers of each era read).
 * ``legacy``: runs a job file's ``push``, ``pull`` or ``s3_sync`` with dataferry's behaviour.
-* ``importer``: turns a directory of job files or db-backup Helm values into a dataferry config.
+* ``importer``: turns a directory of job files or db-backup Helm values into a dataferry config
+  (``helm_import`` reads the chart's values; ``imported`` holds the result and renders it).
 """

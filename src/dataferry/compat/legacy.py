@@ -15,11 +15,13 @@ and the job runs through the same operations as ``dataferry backup`` and ``resto
 
 Credentials never come from the job file or the command line: the user is ``$DB_USER`` (default
 ``aws_db_admin``, as in GOV.UK's scripts) and the password ``$DB_PASSWORD`` (or the variable named
-by ``--password-env``); without one the client tools' own files apply (``~/.pgpass``).
+by ``--password-env``); without one the client tools' own files apply (``~/.pgpass``, and for
+MySQL the user and password of ``~/.my.cnf``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -40,7 +42,8 @@ from dataferry.config import (
     database_ref,
 )
 from dataferry.engines import Engine, RunsSql, Shadow, get_engine
-from dataferry.errors import ConfigError, EngineError, NotReady, SanitisationFailed
+from dataferry.engines.mysql.optionfiles import client_defaults
+from dataferry.errors import ConfigError, EngineError, FerryError, NotReady, SanitisationFailed
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, open_store
 from dataferry.stores.s3copy import DEFAULT_ACL, check_acl, copy_object
@@ -125,7 +128,9 @@ def connection(job: LegacyJob, opts: LegacyOptions, environ: Mapping[str, str]) 
             f"-H must be a host name (optionally host:port), not {_redact_host(host)!r}",
             hint="credentials never go on the command line: export DB_USER and DB_PASSWORD instead",
         )
-    user = environ.get("DB_USER") or DEFAULT_USER
+    # MySQL without $DB_USER: the user of ~/.my.cnf, as the Puppet-era script's clients used it
+    option_user = client_defaults().get("user") if job.dbms == "mysql" else None
+    user = environ.get("DB_USER") or option_user or DEFAULT_USER
     password_env = opts.password_env if environ.get(opts.password_env) is not None else None
     url = f"{job.dbms}://{quote(user, safe='')}@{host}/{quote(job.database, safe='')}"
     return ConnectionConfig(url=url, password_env=password_env)
@@ -187,17 +192,22 @@ def run(
 ) -> str:
     """Run one legacy job; returns a one-line summary. Failures raise ``FerryError``."""
     reporter = reporter or NullReporter()
-    check_files(job)
-    if job.action == "s3_sync":
-        return s3_sync(job, dry_run=opts.dry_run, reporter=reporter)
-    p = plan(job, opts, environ)
-    for note in p.notes:
-        reporter.warn(note)
-    if job.temppath:  # every job file has one: say it once, quietly
-        reporter.info(f"temppath {job.temppath} is not used: dataferry streams without temporary files")
-    if job.action == "push":
-        return _push(job, p, opts, reporter)
-    return _pull(job, p, opts, reporter, os.environ if environ is None else environ)
+    try:
+        check_files(job)
+        if job.action == "s3_sync":
+            return s3_sync(job, dry_run=opts.dry_run, reporter=reporter)
+        p = plan(job, opts, environ)
+        for note in p.notes:
+            reporter.warn(note)
+        if job.temppath:  # every job file has one: say it once, quietly
+            reporter.info(f"temppath {job.temppath} is not used: dataferry streams without temporary files")
+        if job.action == "push":
+            return _push(job, p, opts, reporter)
+        return _pull(job, p, opts, reporter, os.environ if environ is None else environ)
+    except FerryError as exc:
+        if exc.hint and "dataferry check" in exc.hint:  # it needs a configuration file; a job file has none
+            exc.hint = "run the same command with --dry-run to see every check"
+        raise
 
 
 def _push(job: LegacyJob, p: Plan, opts: LegacyOptions, reporter: Reporter) -> str:
@@ -207,12 +217,27 @@ def _push(job: LegacyJob, p: Plan, opts: LegacyOptions, reporter: Reporter) -> s
         ops.require_ready(engine.check(ref), ref)
         return f"would push {p.database} to {ops.store_for(p.config, p.target).url}{job.path}/"
     transform = None
+    extra: dict[str, object] | None = None
     if job.pre_dump_transformation_sql_file:
         # The original ran the script on the live source database (Whitehall in staging) before
         # dumping it. The published dump is the same; the live database is no longer changed.
-        sql = Path(job.pre_dump_transformation_sql_file).read_text(encoding="utf-8")
-        transform = _sql_step(sql, "pre-dump transformation")
-    result = ops.backup(p.config, p.database, p.target, reporter=reporter, transform=transform)
+        script = Path(job.pre_dump_transformation_sql_file)
+        raw = script.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        reporter.info(
+            f"pre-dump transformation {script.name} (sha256 {digest[:12]}) runs on a copy of {p.database}"
+        )
+        transform = _sql_step(raw.decode("utf-8"), f"pre-dump transformation {script.name}")
+        extra = {
+            "pre_dump_transformation": {
+                "script": script.name,
+                "sha256": digest,
+                "what": "GOV.UK's pre-dump transformation (-F): run on a copy of the database, which was "
+                "then dumped; a script, not a dataferry sanitisation profile: no checks or scan ran, so "
+                "the artifact is not marked sanitised",
+            }
+        }
+    result = ops.backup(p.config, p.database, p.target, reporter=reporter, transform=transform, extra=extra)
     return f"pushed {result.store_url}{result.manifest.objects[0].key}"
 
 
@@ -220,7 +245,9 @@ def _pull(
     job: LegacyJob, p: Plan, opts: LegacyOptions, reporter: Reporter, environ: Mapping[str, str]
 ) -> str:
     assert p.source is not None
-    before_swap = transformation(Path(job.transformation_sql_file)) if job.transformation_sql_file else None
+    before_swap = None
+    if job.transformation_sql_file:
+        before_swap = transformation(Path(job.transformation_sql_file), reporter)
     req = ops.RestoreRequest(
         database=p.database,
         environment=p.target,
@@ -236,17 +263,22 @@ def _pull(
     return f"{verb} {result.manifest.objects[0].key} into {p.database} ({p.target})"
 
 
-def transformation(path: Path) -> ops.BeforeSwap:
+def transformation(path: Path, reporter: Reporter | None = None) -> ops.BeforeSwap:
     """The post-restore transformation (``-s``) as a step on the shadow, before the swap.
 
     The original appended it to the restore (PostgreSQL) or ran it on the live database afterwards
     (MySQL), without stopping on errors. Here the first failing statement fails the run and nothing
-    is swapped in.
+    is swapped in. Its start and end are logged with the script's sha256.
     """
-    step = _sql_step(path.read_text(encoding="utf-8"), f"transformation {path.name}")
+    reporter = reporter or NullReporter()
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    step = _sql_step(raw.decode("utf-8"), f"transformation {path.name}")
 
     def run_on_shadow(engine: Engine, shadow: Shadow) -> Sanitisation | None:
+        reporter.info(f"transformation {path.name} (sha256 {digest}) runs on the shadow {shadow.name}")
         step(engine, shadow)
+        reporter.info(f"transformation {path.name} done; the shadow is swapped in next")
         return None
 
     return run_on_shadow

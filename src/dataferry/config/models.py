@@ -211,10 +211,14 @@ class JobConfig(_Model):
             kind = step.split(":", 1)[0]
             if kind not in ("restore", "sanitise", "backup", "hook", "verify"):
                 raise ValueError(
-                    f"unknown step {step!r}: use restore:<env>, sanitise, backup, verify, hook:<cmd>"
+                    f"unknown step {step!r}: use restore:<env>, sanitise, backup, backup:sanitised, "
+                    "verify, hook:<cmd>"
                 )
             if kind in ("restore", "hook") and not step.partition(":")[2]:
                 raise ValueError(f"step {step!r} needs a value after the colon")
+            # 'backup:sanitised' is 'backup --sanitise': a sanitised copy through the scratch database.
+            if kind == "backup" and step not in ("backup", "backup:sanitised"):
+                raise ValueError(f"unknown step {step!r}: use backup or backup:sanitised")
             # Sanitisation runs on the restore's shadow before the swap, so it cannot stand alone.
             if kind == "sanitise" and (i == 0 or not steps[i - 1].startswith("restore:")):
                 raise ValueError("a 'sanitise' step must directly follow a 'restore:<env>' step")
@@ -357,8 +361,21 @@ def _job_problems(cfg: Config, job_name: str, job: JobConfig) -> list[tuple[Loca
             out.append((at("steps"), f"{step!r} names no known environment"))
         if step == f"restore:{job.environment}":
             out.append((at("steps"), f"{step!r} restores the job's own environment into itself"))
+        database = cfg.databases.get(job.database)
+        if (
+            step == "backup:sanitised"
+            and database is not None
+            and not (database.sanitise and database.scratch)
+        ):
+            out.append(
+                (
+                    at("steps"),
+                    f"'backup:sanitised' needs [databases.{job.database}] sanitise and scratch "
+                    "(the profile, and the database it sanitises a copy in)",
+                )
+            )
     if job.after is not None and job.after in cfg.jobs:
-        if "backup" not in cfg.jobs[job.after].steps:
+        if not any(s.split(":", 1)[0] == "backup" for s in cfg.jobs[job.after].steps):
             out.append(
                 (at("after"), f"job {job.after!r} has no backup step, so it never publishes an artifact")
             )

@@ -65,6 +65,8 @@ class Dump:
 
     stream: BinaryIO
     row_counts: dict[str, int] = field(default_factory=dict)
+    #: what the operator should know about this dump (an excluded table the database does not have)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,13 @@ class ToolCheck:
 class DumpOptions:
     """How to dump. ``native_compression`` is the dump tool's own compression level where it has one
     (PostgreSQL's custom format: 0 = none, as dataferry compresses with zstd; GOV.UK's layout asks
-    for 1, as its consumers read the object as it is). Engines without one ignore it."""
+    for 1, as its consumers read the object as it is). Engines without one ignore it.
+    ``database_name`` is the name the dump's header gives the database when a copy (a shadow or
+    the scratch database) is dumped in place of the published one (MySQL; PostgreSQL's archive
+    keeps the copy's name, which ``pg_restore`` ignores)."""
 
     native_compression: int = 0
+    database_name: str | None = None
 
 
 #: The options of a plain dump (a module-level default: dataclass instances are immutable here).

@@ -89,6 +89,12 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
                 hint=f"set sanitise = 'path/to/profile.toml' in [databases.{job.database}]",
             )
         return f"would sanitise the shadow before the swap with profile {_profile_name(profile)}, then run its checks"
+    if step == "backup:sanitised":
+        store = ops.store_for(cfg, job.environment)
+        return (
+            f"would copy {job.database} ({job.environment}) into its scratch database, sanitise and check "
+            f"it there, and back that up to {store.url} (marked sanitised)"
+        )
     if kind == "backup":
         store = ops.store_for(cfg, job.environment)
         mark = "marked sanitised" if sanitised else "not sanitised"

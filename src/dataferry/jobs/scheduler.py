@@ -121,8 +121,10 @@ class Scheduler:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+        jobs = [j for j in self.cfg.jobs.values() if self.environment in (None, j.environment)]
+        where = f" of {self.environment}" if self.environment else ""
         self.reporter.info(
-            f"scheduler: started with {len(self.cfg.jobs)} job(s), at most {self.max_parallel} at once"
+            f"scheduler: started with {len(jobs)} job(s){where}, at most {self.max_parallel} at once"
         )
         stores = StoreCache(self.cfg)
         while not self._stopping.is_set():

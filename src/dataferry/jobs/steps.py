@@ -175,6 +175,8 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
         ctx.cfg,
         job.database,
         job.environment,
+        # 'backup:sanitised': sanitise a copy in the scratch database and publish that
+        sanitise=step.step == "backup:sanitised",
         after=ctx.restored,
         check_sanitised=sanitise_before,
         reporter=ctx.reporter,

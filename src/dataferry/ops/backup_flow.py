@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from dataferry import pipeline
 from dataferry.artifacts import Manifest, Sanitisation
@@ -114,7 +114,7 @@ def _sanitised_backup(
         sanitisation = sanitising.sanitise_shadow(engine, shadow, profile, salt, reporter)
         engine.swap(shadow)
     refuse_unsanitised(cfg, what.database, what.environment, sanitisation)
-    what = dataclasses.replace(what, sanitisation=sanitisation)
+    what = dataclasses.replace(what, sanitisation=sanitisation, dump_as=_database_name(source))
     manifest = pipeline.publish(layout, engine, scratch, what, _level(cfg, what.database), reporter)
     return BackupResult(manifest=manifest, store_url=layout.store.url)
 
@@ -135,6 +135,7 @@ def _transformed_backup(
         try:
             transform(engine, shadow)
             shadow_ref = ref.model_copy(update={"url": _shadow_url(ref, shadow)})
+            what = dataclasses.replace(what, dump_as=_database_name(ref))  # not <db>_dfshadow
             manifest = pipeline.publish(
                 layout, engine, shadow_ref, what, _level(cfg, what.database), reporter
             )
@@ -147,3 +148,8 @@ def _shadow_url(ref: DatabaseRef, shadow: Shadow) -> str:
     """The URL of the shadow database itself (same server and credentials), for dumping it."""
     base, _, _ = ref.url.rpartition("/")
     return f"{base}/{quote(shadow.name, safe='')}"
+
+
+def _database_name(ref: DatabaseRef) -> str:
+    """The database's name on its server (the last part of its URL's path)."""
+    return unquote(urlsplit(ref.url).path.rsplit("/", 1)[-1])

@@ -6,8 +6,9 @@ Backup
     ``--single-transaction --quick --routines --triggers --events --hex-blob`` and without
     ``--databases``, so the dump loads into any database name. dataferry prepends one comment line
     with the source database's character set and collation, and counts the rows of each table
-    while the dump streams past. ``exclude_tables`` keep their structure but lose their rows
-    (``--ignore-table-data``; tools without it leave the table out, as GOV.UK's script did).
+    while the dump streams past. ``exclude_tables`` are left out entirely (``--ignore-table``,
+    as GOV.UK's script did); a name the database does not have is a warning. A restore then keeps
+    the target's own excluded tables (step 2).
 
 Restore
     1. The dump is loaded into a new shadow database ``<db>_dfshadow`` beside the live one,
@@ -17,7 +18,9 @@ Restore
     2. ``swap`` moves every live table to ``<db>_dfold`` and every shadow table into the
        live schema in ONE ``RENAME TABLE`` statement: readers see all old or all new tables, never
        a missing or half-filled one. Live tables that are not in the artifact move out too: a
-       restore replaces the whole database.
+       restore replaces the whole database, except the live tables named in ``exclude_tables``
+       that the artifact left out: they stay where they are, with their rows and triggers, and
+       their foreign keys are pointed at the restored parents again (without checking the rows).
     3. Triggers, views, routines and events belong to a schema and cannot move with the tables
        (MySQL refuses to rename a table with triggers, or a view, across schemas). Triggers are
        dropped just before the rename and re-created right after it, from the dump's own text;

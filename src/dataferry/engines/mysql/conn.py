@@ -3,7 +3,8 @@
 Secrets: the password reaches the command-line tools only through an option file that dataferry
 creates (mode 0600, in a private 0700 directory) and removes, passed as the first argument
 ``--defaults-extra-file=PATH``; PyMySQL gets it in-process. It is never in argv, the environment,
-logs or messages.
+logs or messages. Without a password variable it comes from the user's ``~/.my.cnf`` (and the
+system option files), read by ``optionfiles`` as the client tools would.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pymysql
 
 from dataferry.config import DatabaseRef
+from dataferry.engines.mysql.optionfiles import client_defaults
 from dataferry.errors import ConfigError, EngineError, NotFound, NotReady
 from dataferry.private import private_dir
 
@@ -68,8 +70,9 @@ class MySqlTarget:
         except ValueError:
             raise ConfigError(f"{ref.name} in {ref.environment}: the URL has a bad port") from None
         socket = parse_qs(parts.query).get("socket", [None])[0]
+        user = unquote(parts.username) if parts.username else client_defaults().get("user", "root")
         return cls(
-            user=unquote(parts.username or "root"),
+            user=user,
             host=parts.hostname or "localhost",
             port=port,
             database=database,
@@ -98,7 +101,7 @@ def connect(ref: DatabaseRef, database: str | None = None, *, multi: bool = Fals
             port=target.port,
             unix_socket=target.socket,
             user=target.user,
-            password=ref.password.get_secret_value() if ref.password else "",
+            password=password_of(ref) or "",
             database=database,
             charset="utf8mb4",
             autocommit=True,
@@ -110,6 +113,14 @@ def connect(ref: DatabaseRef, database: str | None = None, *, multi: bool = Fals
             f"cannot connect to MySQL at {target.describe()}: {error_text(exc)}",
             hint="check the url, that the server is up, and the password variable (password_env)",
         ) from None
+
+
+def password_of(ref: DatabaseRef) -> str | None:
+    """The password: from the configured variable, else from the user's option files
+    (``~/.my.cnf`` and the system ones, as the client tools read them), else none."""
+    if ref.password is not None:
+        return ref.password.get_secret_value()
+    return client_defaults().get("password")
 
 
 def error_text(exc: BaseException) -> str:
@@ -226,7 +237,8 @@ class OptionFile:
     @property
     def env(self) -> dict[str, str]:
         """HOME points at the private directory so a user's ~/.my.cnf (read after the extra
-        file, so it would win) cannot redirect our tools to another server or account."""
+        file, so it would win) cannot redirect our tools to another server or account; its
+        password is taken from it beforehand (``password_of``) and written into our file."""
         return {"HOME": str(self.home)}
 
 
@@ -235,8 +247,9 @@ def option_file(ref: DatabaseRef) -> Iterator[OptionFile]:
     """A 0600 ``[client]`` option file with the connection and password; always removed."""
     target = MySqlTarget.from_ref(ref)
     lines = ["[client]", f"user={_option_value(target.user)}"]
-    if ref.password is not None:
-        lines.append(f"password={_option_value(ref.password.get_secret_value())}")
+    password = password_of(ref)
+    if password is not None:
+        lines.append(f"password={_option_value(password)}")
     if target.socket:
         lines += [f"socket={_option_value(target.socket)}", "protocol=socket"]
     else:
@@ -279,16 +292,6 @@ def _probe(program: str) -> Tool | None:
         return None
     text = (out.stdout or out.stderr).strip()
     return Tool(path=path, version=text.splitlines()[0] if text else "")
-
-
-@functools.lru_cache(maxsize=16)
-def supports_option(tool_path: str, option: str) -> bool:
-    """True if ``tool --help`` lists ``option`` (e.g. ``--ignore-table-data`` is MariaDB-only)."""
-    try:
-        out = subprocess.run([tool_path, "--help"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return re.search(rf"(^|\s){re.escape(option)}(=|\s)", out.stdout, re.MULTILINE) is not None
 
 
 DUMP_PROGRAMS = ("mariadb-dump", "mysqldump")

@@ -34,7 +34,11 @@ from dataferry.errors import VerificationFailed
 from dataferry.streams import CHUNK, ByteSource
 
 #: The first line of every dump dataferry makes: a SQL comment with what the restore needs to know.
-HEADER_MARK = b"-- dataferry-mysql: "
+#: It says "MySQL dump" so that db-backup's readability probe (the first five lines of the
+#: gunzipped object must contain it) accepts dumps made with mariadb-dump too.
+HEADER_MARK = b"-- MySQL dump made by dataferry-mysql: "
+#: The first line of dumps made by earlier versions, still read.
+OLD_HEADER_MARKS = (b"-- dataferry-mysql: ",)
 
 
 class Part(enum.Enum):
@@ -304,10 +308,11 @@ class DumpHeader:
     @classmethod
     def parse(cls, line: bytes) -> DumpHeader | None:
         """The header in ``line``, or None when the dump was not made by dataferry."""
-        if not line.startswith(HEADER_MARK):
+        mark = next((m for m in (HEADER_MARK, *OLD_HEADER_MARKS) if line.startswith(m)), None)
+        if mark is None:
             return None
         try:
-            body = json.loads(line[len(HEADER_MARK) :])
+            body = json.loads(line[len(mark) :])
         except ValueError:
             return None
         return cls(

@@ -21,7 +21,7 @@ from dataferry.engines import (
     split_target,
 )
 from dataferry.engines.mysql import swap as swapping
-from dataferry.engines.mysql.backup import HeaderCountingReader, dump_argv, keeps_structure
+from dataferry.engines.mysql.backup import HeaderCountingReader, dump_argv
 from dataferry.engines.mysql.conn import (
     CLIENT_PROGRAMS,
     DUMP_PROGRAMS,
@@ -55,7 +55,7 @@ from dataferry.engines.mysql.schemas import (
     marked_as,
     q,
 )
-from dataferry.errors import ConfigError, EngineError, FerryError, VerificationFailed
+from dataferry.errors import EngineError, FerryError, VerificationFailed
 from dataferry.private import disk_full_is_clear
 from dataferry.streams import ProcessReader
 
@@ -135,8 +135,7 @@ class MySQLEngine:
                 "character_set": info.charset,
                 "collation": info.collation,
                 "dump_tool": tool.version if tool else None,
-                "excluded_tables": list(db.exclude_tables),
-                "excluded_tables_keep_structure": bool(tool and keeps_structure(tool)),
+                "excluded_tables": list(db.exclude_tables),  # left out of the dump entirely
             }
         }
 
@@ -145,26 +144,28 @@ class MySQLEngine:
     @contextlib.contextmanager
     def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> Iterator[Dump]:
         """A consistent dump (one snapshot, ``--single-transaction``) with rows counted as it streams.
-        ``options`` holds nothing that applies to this engine."""
+        ``options.database_name`` is the name its header gives the database (a copy's original)."""
         target = MySqlTarget.from_ref(db)
         with connection(db) as conn:
             info = require_database(conn, target)
             present = set(tables(conn, target.database, (*ROW_TABLES, "SEQUENCE", "VIEW")))
-        unknown = sorted(set(db.exclude_tables) - present)
-        if unknown:
-            raise ConfigError(
-                f"exclude_tables of {db.name} names tables that {target.database} does not have: "
-                + ", ".join(unknown),
-                hint="fix the list: a misspelt name would silently copy the table it meant to leave out",
-            )
+        # As GOV.UK's mysqldump --ignore-table: a table the database does not have is a warning.
+        excluded = [t for t in db.exclude_tables if t in present]
+        warnings = [
+            f"exclude_tables of {db.name}: {target.database} has no table {t!r}; check the spelling "
+            "(a misspelt name copies the table it meant to leave out)"
+            for t in db.exclude_tables
+            if t not in present
+        ]
         tool = require_tool(DUMP_PROGRAMS, info.is_mariadb)
-        header = DumpHeader(target.database, info.charset, info.collation)
+        published = options.database_name or target.database  # a copy is dumped under its original's name
+        header = DumpHeader(published, info.charset, info.collation)
         with option_file(db) as opts:
-            argv = dump_argv(tool, opts, target.database, db.exclude_tables)
+            argv = dump_argv(tool, opts, target.database, excluded)
             proc = ProcessReader(argv, env=opts.env, what=f"{tool.name} of {target.database}")
-            reader = HeaderCountingReader(proc, header.line())
+            reader = HeaderCountingReader(proc, header.line(), rename=(target.database, published))
             try:
-                yield Dump(stream=cast(BinaryIO, reader), row_counts=reader.counts)
+                yield Dump(stream=cast(BinaryIO, reader), row_counts=reader.counts, warnings=warnings)
             finally:
                 proc.close()
 

@@ -4,6 +4,8 @@ schema objects are re-created in the live schema (see the package docstring, ste
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dataferry.config import DatabaseRef
@@ -56,8 +58,11 @@ def swap(shadow: Shadow, lock_timeout: int) -> None:
         tool = require_tool(CLIENT_PROGRAMS, info.is_mariadb)
         execute(conn, f"SET SESSION lock_wait_timeout = {int(lock_timeout)}")
         created_live = prepare(conn, live, state, info)
-        kept_views = move_tables(conn, opts, tool, shadow.name, live, old, created_live)
+        keep = db.exclude_tables  # the target keeps its own excluded tables (GOV.UK's semantics)
+        keys = kept_foreign_keys(conn, live, set(keep) - set(tables(conn, shadow.name)))
+        kept_views, kept = move_tables(conn, opts, tool, shadow.name, live, old, created_live, keep)
         try:
+            repoint_foreign_keys(conn, live, [k for k in keys if k.table in kept])
             if not created_live:
                 set_defaults(conn, live, state, info)
             recreate_objects(conn, Client(tool, opts, live), objects, kept_views)
@@ -90,29 +95,43 @@ def prepare(conn: Any, live: str, state: MySqlShadowState, info: ServerInfo) -> 
 
 
 def move_tables(
-    conn: Any, opts: OptionFile, tool: Tool, shadow: str, live: str, old: str, created_live: bool
-) -> set[str]:
-    """The atomic step. Returns the live views that stay (the others were renamed away).
+    conn: Any,
+    opts: OptionFile,
+    tool: Tool,
+    shadow: str,
+    live: str,
+    old: str,
+    created_live: bool,
+    keep: Sequence[str] = (),
+) -> tuple[set[str], set[str]]:
+    """The atomic step. Returns the live views that stay (the others were renamed away) and the
+    live tables that stayed (``keep``).
 
-    Before it, triggers are dropped (they cannot move across schemas); if the rename fails,
-    the live triggers are put back from a dump taken just before, and nothing else changed.
+    A live table named in ``keep`` that the shadow does not have (the artifact left it out) stays
+    where it is, with its rows and triggers. Before the rename, the triggers of the tables that
+    move are dropped (they cannot move across schemas); if the rename fails, they are put back
+    from a dump taken just before, and nothing else changed.
     """
     saved = b""
     try:
         live_tables, shadow_tables = tables(conn, live), tables(conn, shadow)
+        kept = set(keep) & set(live_tables) - set(shadow_tables)
+        moving = [t for t in live_tables if t not in kept]
         live_views = set(tables(conn, live, ("VIEW",)))
         # A live view named like an incoming table moves aside in the same statement.
         clashing = sorted(live_views & set(shadow_tables))
         aside = [f"_dataferry_old_view_{i}" for i in range(len(clashing))]
-        saved = dump_triggers(opts, tool, live) if triggers(conn, live) else b""
+        on = {name: table for name, table in table_triggers(conn, live) if table not in kept}
+        saved = dump_triggers(opts, tool, live, sorted(set(on.values()))) if on else b""
         if saved:
             keep_triggers(conn, old, live, saved)  # durable: a kill from here on loses nothing
-        renames = [f"{q(live, t)} TO {q(old, t)}" for t in live_tables]
+        renames = [f"{q(live, t)} TO {q(old, t)}" for t in moving]
         renames += [f"{q(live, v)} TO {q(live, a)}" for v, a in zip(clashing, aside, strict=True)]
         renames += [f"{q(shadow, t)} TO {q(live, t)}" for t in shadow_tables]
-        for schema in (shadow, live):
-            for trigger in triggers(conn, schema):
-                execute(conn, f"DROP TRIGGER {q(schema, trigger)}")
+        for trigger in triggers(conn, shadow):
+            execute(conn, f"DROP TRIGGER {q(shadow, trigger)}")
+        for trigger in on:
+            execute(conn, f"DROP TRIGGER {q(live, trigger)}")
         if renames:
             execute(conn, "RENAME TABLE " + ", ".join(renames))
     except BaseException:
@@ -120,7 +139,79 @@ def move_tables(
         raise
     for name in aside:
         execute(conn, f"DROP VIEW IF EXISTS {q(live, name)}")
-    return live_views - set(clashing)
+    return live_views - set(clashing), kept
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key of a kept table onto a table the swap replaces."""
+
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]
+    on_update: str
+    on_delete: str
+
+
+def kept_foreign_keys(conn: Any, live: str, kept: set[str]) -> list[ForeignKey]:
+    """The foreign keys of ``kept`` tables onto other tables of ``live``, read before the swap:
+    the rename takes their parents away, and the keys would follow them into the old database."""
+    if not kept:
+        return []
+    found = rows(
+        conn,
+        "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
+        "k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE "
+        "FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
+        "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+        "AND r.TABLE_NAME = k.TABLE_NAME "
+        "WHERE k.TABLE_SCHEMA = %s AND k.REFERENCED_TABLE_SCHEMA = %s ORDER BY 1, 2, k.ORDINAL_POSITION",
+        (live, live),
+    )
+    keys: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+    for table, name, *rest in found:
+        if str(table) in kept and str(rest[1]) not in kept:
+            keys.setdefault((str(table), str(name)), []).append(tuple(map(str, rest)))
+    return [
+        ForeignKey(
+            table,
+            name,
+            tuple(c[0] for c in cols),
+            cols[0][1],
+            tuple(c[2] for c in cols),
+            cols[0][3],
+            cols[0][4],
+        )
+        for (table, name), cols in keys.items()
+    ]
+
+
+def repoint_foreign_keys(conn: Any, live: str, keys: list[ForeignKey]) -> None:
+    """Point the kept tables' foreign keys at the restored parents in ``live`` again, without
+    checking the rows, as a load does (the kept rows are the target's own)."""
+    if not keys:
+        return
+    execute(conn, "SET SESSION foreign_key_checks = 0")
+    try:
+        for fk in keys:
+            mine = ", ".join(q(c) for c in fk.columns)
+            theirs = ", ".join(q(c) for c in fk.parent_columns)
+            # RESTRICT is the default; said explicitly with checks off, MariaDB records NO ACTION
+            rules = "".join(
+                f" ON {event} {rule}"
+                for event, rule in (("UPDATE", fk.on_update), ("DELETE", fk.on_delete))
+                if rule != "RESTRICT"
+            )
+            execute(conn, f"ALTER TABLE {q(live, fk.table)} DROP FOREIGN KEY {q(fk.name)}")
+            execute(
+                conn,
+                f"ALTER TABLE {q(live, fk.table)} ADD CONSTRAINT {q(fk.name)} FOREIGN KEY ({mine}) "
+                f"REFERENCES {q(live, fk.parent)} ({theirs}){rules}",
+            )
+    finally:
+        execute(conn, "SET SESSION foreign_key_checks = 1")
 
 
 #: The table in the old database that keeps the live triggers while a swap has them dropped.
@@ -214,8 +305,19 @@ def triggers(conn: Any, schema: str) -> list[str]:
     return [str(r[0]) for r in found]
 
 
-def dump_triggers(opts: OptionFile, tool: Tool, database: str) -> bytes:
-    """The live database's triggers as SQL, to put them back if the rename fails."""
+def table_triggers(conn: Any, schema: str) -> list[tuple[str, str]]:
+    """(trigger, table) for every trigger in ``schema``."""
+    found = rows(
+        conn,
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s",
+        (schema,),
+    )
+    return [(str(r[0]), str(r[1])) for r in found]
+
+
+def dump_triggers(opts: OptionFile, tool: Tool, database: str, of: Sequence[str] = ()) -> bytes:
+    """The live database's triggers (those ``of`` these tables, if given) as SQL, to put them back
+    if the rename fails."""
     dump_tool = require_tool(DUMP_PROGRAMS, tool.is_mariadb)
     argv = [
         dump_tool.path,
@@ -229,6 +331,7 @@ def dump_triggers(opts: OptionFile, tool: Tool, database: str) -> bytes:
         "--no-tablespaces",
         "--default-character-set=utf8mb4",
         database,
+        *of,
     ]
     reader = ProcessReader(argv, env=opts.env, what=f"{dump_tool.name} (saving the triggers of {database})")
     try:

@@ -6,7 +6,8 @@ Backup
     exported by a REPEATABLE READ transaction, and the same transaction counts every user table's
     rows while the dump streams, so the manifest's row counts are exact for that very dump.
     ``exclude_tables`` (``table`` in any schema, or ``schema.table``) keep their definition but
-    leave their rows out (``--exclude-table-data``); a name that matches no table is an error.
+    leave their rows out (``--exclude-table-data``); a name that matches no table is a warning. A
+    restore fills them with the target's own rows just before the swap (``keep``).
 
 Restore
     A shadow database ``<db>-dataferry-shadow`` is created beside the live one (same encoding,

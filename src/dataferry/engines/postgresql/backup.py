@@ -10,14 +10,15 @@ from collections.abc import Sequence
 import psycopg
 
 from dataferry.engines.postgresql.sql import Conn, count_rows, first_line, table_key
-from dataferry.errors import ConfigError, EngineError
+from dataferry.errors import EngineError
 from dataferry.streams import ProcessReader, Reader
 
 Table = tuple[str, str]
 
 
-def resolve_excluded(tables: Sequence[Table], names: Sequence[str]) -> set[Table]:
-    """Tables named by ``exclude_tables`` (``table`` in any schema or ``schema.table``)."""
+def resolve_excluded(tables: Sequence[Table], names: Sequence[str]) -> tuple[set[Table], list[str]]:
+    """Tables named by ``exclude_tables`` (``table`` in any schema or ``schema.table``), and the
+    names that match no table (a warning, as for MySQL's ``--ignore-table``)."""
     out: set[Table] = set()
     unknown = []
     for name in names:
@@ -25,12 +26,7 @@ def resolve_excluded(tables: Sequence[Table], names: Sequence[str]) -> set[Table
         if not hits:
             unknown.append(name)
         out.update(hits)
-    if unknown:
-        raise ConfigError(
-            f"exclude_tables names no table in the database: {', '.join(unknown)}",
-            hint="use 'table' or 'schema.table' exactly as in the database; remove names of dropped tables",
-        )
-    return out
+    return out, unknown
 
 
 def dump_pattern(table: Table) -> str:

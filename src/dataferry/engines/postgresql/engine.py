@@ -26,6 +26,7 @@ from dataferry.engines import (
 )
 from dataferry.engines.postgresql import swap as swapping
 from dataferry.engines.postgresql.backup import DumpStream, PgRowCounter, dump_pattern, resolve_excluded
+from dataferry.engines.postgresql.keep import keep_target_rows
 from dataferry.engines.postgresql.lock import PgRestoreLock
 from dataferry.engines.postgresql.restore import (
     create_shadow,
@@ -185,7 +186,12 @@ class PostgresEngine:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 snapshot = str(scalar(conn, "SELECT pg_export_snapshot()"))
                 tables = user_tables(conn)
-            skipped = resolve_excluded(tables, db.exclude_tables)
+            skipped, unknown = resolve_excluded(tables, db.exclude_tables)
+            warnings = [
+                f"exclude_tables of {db.name}: no table {name!r} in {where(db)}; check the spelling "
+                "(a misspelt name copies the table it meant to leave out)"
+                for name in unknown
+            ]
             argv = [
                 tools.pg_dump.path,
                 "--format=custom",
@@ -198,7 +204,7 @@ class PostgresEngine:
             reader = ProcessReader(argv, env=tool_env(db), what="pg_dump")
             stream = DumpStream(reader, PgRowCounter(conn, [t for t in tables if t not in skipped]))
             try:
-                yield Dump(stream=cast(BinaryIO, stream), row_counts=stream.row_counts)
+                yield Dump(stream=cast(BinaryIO, stream), row_counts=stream.row_counts, warnings=warnings)
             finally:
                 stream.close()
 
@@ -258,6 +264,8 @@ class PostgresEngine:
                 swapping.rename_into_place(conn, shadow.name, live)
                 shadow.release()
                 return
+            # the target keeps its own rows of the excluded tables (the artifact left them out)
+            keep_target_rows(db, shadow.name, db.exclude_tables)
             swapping.drop_leftover(conn, old, swapping.OLD_MARK)
             swapping.carry_over(conn, props, shadow.name)
             swapping.replace_live(conn, props, shadow.name, old, conn.info.server_version // 10000, mark)
