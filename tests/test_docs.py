@@ -42,8 +42,10 @@ def test_every_command_is_in_the_readme() -> None:
     assert not missing, f"commands missing from README.md: {missing}"
 
 
-def test_readme_exit_codes_match_the_code() -> None:
-    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", README, flags=re.M))
+@pytest.mark.parametrize("doc", ["README.md", "docs/runbook.md"])
+def test_exit_code_tables_match_the_code(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", text, flags=re.M))
     assert {int(k): v for k, v in rows.items()} == EXIT_CODES
 
 

@@ -71,6 +71,24 @@ def parse_time(value: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def time_or_duration(value: str | None, *, sign: int, now: datetime | None = None) -> datetime | None:
+    """A time option given as ISO 8601 or as a duration such as ``3d`` counted from now: ahead of it
+    (``sign=1``, ``pause --until 3d``) or back from it (``sign=-1``, ``restore --at 3d``), so every
+    time option reads the same forms."""
+    if value is None:
+        return None
+    # Whole seconds: the time is printed back in messages and records, where microseconds are noise.
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    try:
+        return now + sign * parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        return parse_time(value)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint="use ISO 8601 (2026-11-20T01:30:00Z) or a duration such as 3d") from None
+
+
 def duration_arg(value: str, option: str) -> timedelta:
     """A duration given on the command line (``90m``, ``26h``, ``1d12h``), as the config reads them."""
     try:

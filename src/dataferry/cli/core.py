@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dataferry import ops
-from dataferry.cli._common import Context, duration_arg, parse_time, pass_ctx
+from dataferry.cli._common import Context, duration_arg, pass_ctx, time_or_duration
 from dataferry.errors import ConfigError
 from dataferry.progress import human_bytes
 
@@ -58,7 +58,9 @@ def backup(c: Context, database: str, environment: str, sanitise: bool) -> None:
 @click.option("--env", "environment", required=True, help="Environment to restore into.")
 @click.option("--from", "source", required=True, help="Environment whose store holds the artifact.")
 @click.option("--artifact", help="A specific artifact id or key (see 'dataferry list').")
-@click.option("--at", "at", help="The newest artifact at or before this time (ISO 8601).")
+@click.option(
+    "--at", "at", help="The newest artifact at or before this time: ISO 8601, or a duration ago such as 3d."
+)
 @click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
 @click.option("--force", is_flag=True, help="Allow restoring into a protected environment.")
 @click.option("--dry-run", is_flag=True, help="Check everything and show the artifact; change nothing.")
@@ -84,7 +86,7 @@ def restore(
         environment=environment,
         source=source,
         artifact=artifact,
-        at=parse_time(at),
+        at=time_or_duration(at, sign=-1),
         jobs=jobs,
         force=force,
         dry_run=dry_run,

@@ -306,11 +306,12 @@ class Config(_Model):
             ) from None
 
     def database(self, name: str) -> DatabaseConfig:
-        """The named database or a ``ConfigError`` listing the known ones."""
+        """The named database or ``NotFound`` (exit 4, as the exit-code table says) listing the
+        known ones."""
         try:
             return self.databases[name]
         except KeyError:
-            raise ConfigError(
+            raise NotFound(
                 f"no database {name!r} in the configuration",
                 hint=f"known databases: {', '.join(sorted(self.databases)) or 'none'}",
             ) from None

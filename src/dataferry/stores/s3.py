@@ -30,7 +30,7 @@ from botocore.exceptions import (
 )
 
 from dataferry.config import S3Options
-from dataferry.errors import ConfigError, FerryError, NotFound, StoreError, StoreUnavailable
+from dataferry.errors import ConfigError, FerryError, NotFound, NotReady, StoreError, StoreUnavailable
 from dataferry.stores.base import ObjectInfo
 from dataferry.streams import ByteSource
 
@@ -310,12 +310,15 @@ class _Cut(Exception):
 
 def _env(var: str | None, name: str) -> str | None:
     """The value of the environment variable that store option ``name`` names (None when the option
-    is not set; a named variable that is not set is a ``ConfigError``)."""
+    is not set; a named variable that is not set is a missing credential, ``NotReady``)."""
     if var is None:
         return None
     value = os.environ.get(var)
     if not value:
-        raise ConfigError(f"environment variable {var} (from store option {name}) is not set")
+        raise NotReady(
+            f"environment variable {var} (from store option {name}) is not set",
+            hint=f"export {var} before running dataferry",
+        )
     return value
 
 
