@@ -107,6 +107,11 @@ def digest(path: Path) -> str:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """Production has 50 rows and one artifact; staging has 5 other rows."""
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path: Path) -> Project:
+    """The ``project`` fixture's project (other test modules build theirs with it)."""
     config = tmp_path / "dataferry.toml"
     config.write_text(CONFIG, encoding="utf-8")
     production, staging = tmp_path / "db/production/app.db", tmp_path / "db/staging/app.db"

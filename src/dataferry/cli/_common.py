@@ -19,7 +19,7 @@ from dataferry.progress import Reporter, default_reporter
 class Context:
     """Per-invocation state: where the config is, and how to report."""
 
-    def __init__(self, config_path: str | None, json_logs: bool, quiet: bool) -> None:
+    def __init__(self, config_path: str | None = None, json_logs: bool = False, quiet: bool = False) -> None:
         self.config_path = config_path
         self.json_logs = json_logs
         self.quiet = quiet
@@ -40,6 +40,38 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Record a global option given on the line (a default changes nothing, so the option given
+    before the subcommand stays when it is not repeated after it)."""
+    if value is not None and value is not False and param.name is not None:
+        setattr(ctx.ensure_object(Context), param.name, value)
+
+
+def global_options() -> list[click.Option]:
+    """The options every command takes, before or after its name (``dataferry list app --config
+    x.toml`` as well as ``dataferry --config x.toml list app``): one definition, new instances for
+    each command, each recording into the invocation's ``Context``."""
+    common: dict[str, Any] = {"expose_value": False, "callback": _set_global}
+    return [
+        click.Option(
+            ["--config", "config_path"],
+            metavar="PATH",
+            help="Config file (default: $DATAFERRY_CONFIG, ./dataferry.toml).",
+            **common,
+        ),
+        click.Option(
+            ["--json-logs", "json_logs"], is_flag=True, help="Log as JSON lines on stderr.", **common
+        ),
+        click.Option(["-q", "--quiet", "quiet"], is_flag=True, help="No progress or log output.", **common),
+    ]
+
+
+def add_global_options(command: click.Command) -> None:
+    """Give ``command`` the global options it does not have yet."""
+    have = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    command.params += [o for o in global_options() if not have & set(o.opts)]
+
+
 def exit_for(exc: FerryError) -> NoReturn:
     """Print ``exc``'s message and hint on stderr and exit with its code; never a traceback."""
     for line in exc.report_lines():
@@ -48,7 +80,15 @@ def exit_for(exc: FerryError) -> NoReturn:
 
 
 class ErrorsToExitCodes(click.Group):
-    """A group whose commands' ``FerryError``s end in ``exit_for``: the CLI's one error mapping."""
+    """A group whose commands' ``FerryError``s end in ``exit_for``: the CLI's one error mapping.
+    Its commands take the global options too (``global_options``), except those that pass their
+    arguments through unparsed (``legacy``: they are GOV.UK's script's flags)."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Register ``cmd`` with the global options added."""
+        if not cmd.context_settings.get("ignore_unknown_options"):
+            add_global_options(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the group and its command; a ``FerryError`` from either exits with its code."""
@@ -86,7 +126,9 @@ def time_or_duration(value: str | None, *, sign: int, now: datetime | None = Non
     try:
         return parse_time(value)
     except ConfigError as exc:
-        raise ConfigError(exc.message, hint="use ISO 8601 (2026-11-20T01:30:00Z) or a duration such as 3d") from None
+        raise ConfigError(
+            exc.message, hint="use ISO 8601 (2026-11-20T01:30:00Z) or a duration such as 3d"
+        ) from None
 
 
 def duration_arg(value: str, option: str) -> timedelta:
