@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dataferry._version import __version__
 from dataferry.errors import NotFound, StoreError, VerificationFailed
+from dataferry.progress import human_duration
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
 
@@ -277,19 +278,10 @@ def orphans(store: Store, database: str) -> list[ObjectInfo]:
     ]
 
 
-def _human(delta: timedelta) -> str:
-    secs = int(delta.total_seconds())
-    if secs >= 86400:
-        return f"{secs / 86400:.1f}d"
-    if secs >= 3600:
-        return f"{secs / 3600:.1f}h"
-    return f"{secs // 60}m"
-
-
 def _human_pair(age: timedelta, limit: timedelta) -> tuple[str, str]:
-    """Both rounded (``2.0d``, ``1.1d``), or both exact (``1d 2h 1s``, ``1d 2h``) when rounding
+    """Both rounded (``2d``, ``1d 2h``), or both exact (``1d 2h 1s``, ``1d 2h``) when rounding
     would make an age just over the limit read the same as the limit."""
-    rounded = _human(age), _human(limit)
+    rounded = human_duration(age.total_seconds()), human_duration(limit.total_seconds())
     return rounded if rounded[0] != rounded[1] else (_exact(age), _exact(limit))
 
 

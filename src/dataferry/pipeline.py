@@ -119,7 +119,7 @@ def upload(
             info = store.put(key, hashed)
             row_counts = dict(dump.row_counts)
     finally:
-        transfer.done()
+        transfer.done(ok=sys.exc_info()[0] is None)
     if info.size != hashed.size:
         store.delete(key)
         raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
@@ -182,9 +182,9 @@ def restore_into(
     """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation."""
     obj = manifest.objects[0]
     with shadow_restore(engine, ref, layout, obj, options, reporter) as shadow:
-        counts = check_row_counts(engine, ref, shadow, manifest)
+        counts = check_row_counts(engine, ref, shadow, manifest, reporter)
         results = [hook(engine, shadow) for hook in hooks]
-        reporter.info(f"swap {shadow.name} -> live {ref.name}")
+        reporter.info(f"swap {shadow.name} -> live {ref.target} ({ref.name} in {ref.environment})")
         engine.swap(shadow)
     return Loaded(row_counts=counts, sanitisation=results[0] if results else None)
 
@@ -205,15 +205,27 @@ def shadow_restore(
     has one.
     """
     transfer = reporter.transfer(f"restore {ref.name}", obj.size)
+    streamed = False
     shadow: Shadow | None = None
     swapped = False
+
+    def data_streamed() -> None:
+        # The bar is full, but the database still has work to do: say which, not sit at 100%.
+        nonlocal streamed
+        streamed = True
+        transfer.done()
+        reporter.info(
+            f"restore {ref.name}: data streamed; the database finishes the shadow (indexes, constraints)"
+        )
+
     try:
         with layout.store.open(obj.key) as raw:
             check = _checker(raw, obj)
             # Read in this thread, not ahead on another: reading ahead measured no faster here
             # (the spool is write-bound), and a read stuck on a stalled store could not be
             # abandoned safely when a signal stops the restore.
-            stream = codecs.decode(obj.compression, ProgressReader(check, transfer.advance), obj.key)
+            progress = ProgressReader(check, transfer.advance, on_end=data_streamed)
+            stream = codecs.decode(obj.compression, progress, obj.key)
             try:
                 shadow = engine.restore_shadow(ref, stream, options)
             except Exception as exc:
@@ -224,7 +236,8 @@ def shadow_restore(
         yield shadow
         swapped = True
     finally:
-        transfer.done()
+        if not streamed:
+            transfer.done(ok=False)
         if shadow is not None and not swapped:
             drop_after_failure(engine, shadow, sys.exc_info()[1])
 
@@ -278,7 +291,9 @@ def refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
         ) from exc
 
 
-def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest) -> dict[str, int]:
+def check_row_counts(
+    engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest, reporter: Reporter | None = None
+) -> dict[str, int]:
     """Compare the shadow's rows per table with the manifest (a cheap restore check).
 
     A table the manifest does not list must hold no rows: a dump that carries data the backup did
@@ -286,6 +301,8 @@ def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest:
     """
     if not manifest.row_counts:
         return {}
+    if reporter is not None:
+        reporter.info(f"restore {ref.name}: counting the shadow's rows against the manifest")
     counts = engine.row_counts(shadow)
     diffs = [
         f"{t}: {manifest.row_counts[t]} expected, {counts.get(t)} restored"

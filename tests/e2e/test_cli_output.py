@@ -4,11 +4,12 @@ are all JSON, units and times, and the summaries around errors. SQLite and local
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from .test_cli_errors import Project, make_project
+from .test_cli_errors import Project, fails, make_project
 
 
 @pytest.fixture
@@ -43,3 +44,94 @@ def test_json_logs_and_quiet_after_the_subcommand(project: Project) -> None:
     assert all(json.loads(line) for line in lines), proc.stderr
     quiet = project.run("backup", "app", "--env", "production", "-q")
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def _json_lines(stderr: str) -> list[dict[str, object]]:
+    """Every non-empty stderr line, parsed: fails on a line that is not JSON."""
+    out = []
+    for line in stderr.splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"not a JSON line: {line!r}")
+    return out
+
+
+def test_json_logs_error_lines_are_json(project: Project) -> None:
+    """The final error, its notes and hint are JSON too, with the exit code as a number."""
+    proc = project.run("--json-logs", "restore", "app", "--env", "production", "--from", "staging")
+    assert proc.returncode == 9
+    [error] = [e for e in _json_lines(proc.stderr) if e["level"] == "error"]
+    assert "production is protected" in str(error["message"])
+    assert "--force" in str(error["hint"]) and error["exit_code"] == 9
+
+
+def test_json_logs_usage_errors_are_json(project: Project) -> None:
+    """click's own usage errors (exit 2) are JSON lines too when --json-logs is given."""
+    proc = project.run("--json-logs", "restore", "app", "--env", "staging")
+    assert proc.returncode == 2
+    [error] = _json_lines(proc.stderr)
+    assert "--from" in str(error["message"]) and error["exit_code"] == 2
+
+
+def test_json_logs_fields_are_typed(project: Project) -> None:
+    """Rates, durations and sizes are numbers (bytes, seconds), not text such as '1.2 MiB/s'."""
+    proc = project.run("backup", "app", "--env", "production", "--json-logs")
+    assert proc.returncode == 0, proc.stderr
+    events = _json_lines(proc.stderr)
+    typed = [e for e in events if "rate" in e]
+    assert typed, proc.stderr
+    for event in typed:
+        assert isinstance(event["rate"], int | float) and isinstance(event["duration"], int | float), event
+        assert isinstance(event["bytes"], int), event
+
+
+def test_text_logs_show_units_people_read(project: Project) -> None:
+    """Without --json-logs, the same fields read as IEC units and seconds."""
+    proc = project.run("backup", "app", "--env", "production")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"rate=\d+(\.\d)? (B|KiB|MiB|GiB)/s", proc.stderr), proc.stderr
+    assert re.search(r"size=\d+(\.\d)? (B|KiB|MiB)\b", proc.stderr), proc.stderr
+
+
+def test_ctrl_c_says_what_was_interrupted(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during a plain restore: an 'error: interrupted' line with a hint, exit 1, not just
+    click's 'Aborted!'; staging is untouched."""
+    from dataferry import ops
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ops, "restore", interrupted)
+    proc = project.run("restore", "app", "--env", "staging", "--from", "production")
+    fails(proc, 1, "error: interrupted")
+    assert "Aborted!" not in proc.stderr
+
+
+def test_a_restore_says_which_phase_it_is_in(project: Project) -> None:
+    """After the data stream: what the database is doing, the row count check, then the swap,
+    which names the real target database (the staging file), not only the configuration's name."""
+    proc = project.run("restore", "app", "--env", "staging", "--from", "production")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+
+    def where(fragment: str) -> int:
+        found = [i for i, line in enumerate(lines) if fragment in line]
+        assert found, f"{fragment!r} not in {proc.stderr}"
+        return found[0]
+
+    streamed = where("restore app: data streamed; the database finishes the shadow")
+    counted = where("restore app: counting the shadow's rows")
+    swapped = where(f"-> live {project.staging} (app in staging)")
+    assert where("restore app: started") < streamed < counted < swapped
+    assert not any("stopped after" in line for line in lines)
+
+
+def test_a_failed_backup_prints_no_success_looking_summary(project: Project) -> None:
+    """A backup that fails says 'stopped after', never 'N B in 0.0s' just before the error."""
+    project.production.unlink()
+    project.production.mkdir()  # not a database file: the dump fails
+    proc = project.run("backup", "app", "--env", "production")
+    assert proc.returncode != 0
+    assert not re.search(r"backup app: \d+(\.\d)? \w*B in ", proc.stderr), proc.stderr

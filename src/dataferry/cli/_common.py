@@ -12,8 +12,8 @@ from typing import Any, NoReturn
 import click
 
 from dataferry.config import Config, find_config_path, load, parse_duration
-from dataferry.errors import ConfigError, FerryError
-from dataferry.progress import Reporter, default_reporter
+from dataferry.errors import ConfigError, FerryError, Interrupted
+from dataferry.progress import LogReporter, Reporter, default_reporter
 
 
 class Context:
@@ -73,10 +73,34 @@ def add_global_options(command: click.Command) -> None:
 
 
 def exit_for(exc: FerryError) -> NoReturn:
-    """Print ``exc``'s message and hint on stderr and exit with its code; never a traceback."""
-    for line in exc.report_lines():
-        click.echo(line, err=True)
+    """Print ``exc``'s message and hint on stderr and exit with its code; never a traceback.
+    With ``--json-logs`` that is one JSON line (message, notes, hint, exit code) like every other."""
+    if _json_logs():
+        fields: dict[str, Any] = {"exit_code": exc.exit_code, "label": exc.label}
+        if notes := getattr(exc, "__notes__", []):
+            fields["notes"] = list(notes)
+        if exc.hint:
+            fields["hint"] = exc.hint
+        LogReporter(sys.stderr, as_json=True).error(exc.message, **fields)
+    else:
+        for line in exc.report_lines():
+            click.echo(line, err=True)
     sys.exit(exc.exit_code)
+
+
+def say(message: str, level: str = "note", *, bare: bool = False) -> None:
+    """A line for the operator on stderr beside a command's output: ``note: ...`` (just the
+    message when ``bare``), a JSON line at ``level`` with ``--json-logs``."""
+    if _json_logs():
+        LogReporter(sys.stderr, as_json=True).emit(level, message)
+    else:
+        click.echo(message if bare else f"{level}: {message}", err=True)
+
+
+def _json_logs() -> bool:
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(Context) if ctx is not None else None
+    return found is not None and found.json_logs
 
 
 class ErrorsToExitCodes(click.Group):
@@ -96,6 +120,21 @@ class ErrorsToExitCodes(click.Group):
             return super().invoke(ctx)
         except FerryError as exc:
             exit_for(exc)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C (or SIGTERM, see ``stop_on_sigterm``): cleanup ran on the way here; say what
+            # happened in the error's own words instead of click's bare "Aborted!".
+            exit_for(
+                Interrupted(
+                    f"interrupted ({exc or 'Ctrl-C'}) before the command finished",
+                    hint="a restore swaps only at its very end, so the live database is as it was unless "
+                    "'restored' was printed; run the command again",
+                )
+            )
+        except click.ClickException as exc:
+            if not _json_logs():
+                raise
+            LogReporter(sys.stderr, as_json=True).error(exc.format_message(), exit_code=exc.exit_code)
+            sys.exit(exc.exit_code)
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from dataferry.cli._common import Context
+from dataferry.cli._common import Context, say
 from dataferry.compat import importer, jobfile, legacy
 from dataferry.errors import ConfigError
 from dataferry.progress import Reporter, default_reporter
@@ -88,10 +88,11 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
                 f"{output} exists", hint="choose another --output, or add --force to overwrite it"
             )
         output.write_text(text, encoding="utf-8")
-        click.echo(
+        say(
             f"wrote {output}: {len(result.environments)} environments, {len(result.databases)} "
             f"databases, {len(result.jobs)} jobs",
-            err=True,
+            "info",
+            bare=True,
         )
     for line in result.untranslated:
-        click.echo(f"not translated: {line}", err=True)
+        say(f"not translated: {line}", "warn", bare=True)

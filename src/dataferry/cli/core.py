@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dataferry import ops
-from dataferry.cli._common import Context, duration_arg, pass_ctx, time_or_duration
+from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
 from dataferry.errors import ConfigError
 from dataferry.progress import human_bytes
 
@@ -111,7 +111,7 @@ def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None
         click.echo(json.dumps([m.model_dump(mode="json") for m in manifests], indent=2))
         return
     if not manifests:
-        click.echo(f"no artifacts of {database} in {environment}", err=True)
+        say(f"no artifacts of {database} in {environment}", "info", bare=True)
         return
     click.echo("ID\tSIZE\tFINISHED\tSANITISED")
     for m in manifests:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from dataferry.cli._common import Context, duration_arg, pass_ctx, time_or_duration
+from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
 from dataferry.config import Config, find_config_path
 from dataferry.errors import ConfigError, Held, LockBusy
 from dataferry.jobs import scheduler, state
@@ -123,7 +123,7 @@ def resume(c: Context, job: str | None, environment: str | None, all_: bool) -> 
     click.echo(f"resumed {what}" if removed else f"{what} was not held")
     if scope == "job":
         for hold in state.active_holds(cfg, target, stores):
-            click.echo(f"note: still held: {hold.describe()}", err=True)
+            say(f"still held: {hold.describe()}")
 
 
 # -- scheduler, unlock ----------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def scheduler_cmd(c: Context, once: bool, max_parallel: int | None, interval: st
     )
     code = sched.run()
     if code:
-        click.echo(f"scheduler: {sched.failed} run(s) failed; see 'dataferry status'", err=True)
+        say(f"scheduler: {sched.failed} run(s) failed; see 'dataferry status'", "error", bare=True)
         sys.exit(code)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC
 
 import click
 
-from dataferry.cli._common import Context, pass_ctx
+from dataferry.cli._common import Context, pass_ctx, say
 from dataferry.errors import FerryError
 from dataferry.jobs import state
 from dataferry.jobs.state import RunRecord, StoreCache
@@ -56,7 +56,7 @@ def history(c: Context, job: str, limit: int, as_json: bool) -> None:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
     if not records:
-        click.echo(f"job {job} has not run yet", err=True)
+        say(f"job {job} has not run yet", "info", bare=True)
         return
     for r in records:
         click.echo(_history_line(r))
