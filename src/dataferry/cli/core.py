@@ -4,6 +4,10 @@ and quickstart (a sample chain). Registered on the ``dataferry`` group by ``data
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -168,7 +172,22 @@ def quickstart(c: Context, directory: Path) -> None:
     """Create a sample chain on SQLite and local stores in DIRECTORY, and run it."""
     from dataferry.quickstart import run_quickstart
 
-    run_quickstart(directory, reporter=c.reporter(), echo=click.echo)
+    run_quickstart(directory, reporter=c.reporter(), echo=click.echo, program=_program())
+
+
+def _program() -> str:
+    """This command as the operator can type it again: ``dataferry`` when that is the program on
+    PATH, else the path it was run by (``.venv/bin/dataferry`` after the README's install), or
+    ``python -m dataferry``."""
+    argv0 = sys.argv[0]
+    if Path(argv0).name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m dataferry"
+    if os.sep not in argv0:
+        return argv0 if Path(argv0).name.startswith("dataferry") else "dataferry"
+    on_path = shutil.which("dataferry")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "dataferry"
+    return shlex.quote(argv0)
 
 
 COMMANDS: list[click.Command] = [check, backup, restore, list_cmd, verify, cleanup, quickstart]
