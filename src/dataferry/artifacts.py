@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dataferry._version import __version__
 from dataferry.errors import NotFound, StoreError, VerificationFailed
-from dataferry.progress import human_duration
+from dataferry.progress import NullReporter, Reporter, human_duration
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
 
@@ -244,14 +244,21 @@ def _id_from(artifact: str, database: str) -> str:
     return m.group(1)
 
 
-def verify(store: Store, manifest: Manifest) -> None:
-    """Re-read every data object and check size and sha256 against the manifest."""
+def verify(store: Store, manifest: Manifest, reporter: Reporter | None = None) -> None:
+    """Re-read every data object and check size and sha256 against the manifest (a transfer of
+    ``reporter``'s each, with its total and ETA: a large artifact takes a while)."""
     for obj in manifest.objects:
-        with store.open(obj.key) as raw:
-            reader = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
-            while reader.read(CHUNK):
-                pass
-            reader.drain()
+        transfer = (reporter or NullReporter()).transfer(f"verify {obj.key}", obj.size)
+        ok = False
+        try:
+            with store.open(obj.key) as raw:
+                reader = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
+                while chunk := reader.read(CHUNK):
+                    transfer.advance(len(chunk))
+                reader.drain()
+            ok = True
+        finally:
+            transfer.done(ok)
 
 
 def check_fresh(manifest: Manifest, max_age: timedelta, now: datetime | None = None) -> None:

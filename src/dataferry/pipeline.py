@@ -32,7 +32,14 @@ import zstandard
 from dataferry import artifacts, codecs, private
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
-from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, drop_after_failure
+from dataferry.engines import (
+    Engine,
+    RestoreOptions,
+    Shadow,
+    ToolCheck,
+    drop_after_failure,
+    estimated_dump_size,
+)
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
@@ -111,7 +118,8 @@ def upload(
     """
     store = layout.store
     encode = codecs.encoder(encoding.compression, encoding.level)
-    transfer = reporter.transfer(f"backup {ref.name}", None)
+    # The dump's size is known only at its end: the database's size gives an estimate and an ETA.
+    transfer = reporter.transfer(f"backup {ref.name}", estimated_dump_size(engine, ref), estimated=True)
     try:
         with engine.dump(ref, encoding.dump) as dump:
             raw = CountingReader(ProgressReader(dump.stream, transfer.advance))

@@ -135,3 +135,22 @@ def test_a_failed_backup_prints_no_success_looking_summary(project: Project) -> 
     proc = project.run("backup", "app", "--env", "production")
     assert proc.returncode != 0
     assert not re.search(r"backup app: \d+(\.\d)? \w*B in ", proc.stderr), proc.stderr
+
+
+def test_verify_shows_progress_with_a_total(project: Project) -> None:
+    """verify said nothing for seconds on a large artifact: it logs a transfer with its total."""
+    proc = project.run("verify", "app", "--env", "production", "--json-logs")
+    assert proc.returncode == 0, proc.stderr
+    events = _json_lines(proc.stderr)
+    started = [e for e in events if str(e["message"]).startswith("verify ") and "total_bytes" in e]
+    assert started and isinstance(started[0]["total_bytes"], int), proc.stderr
+    assert any(e.get("bytes") == started[0]["total_bytes"] for e in events), proc.stderr
+
+
+def test_backup_estimates_its_total_from_the_database_size(project: Project) -> None:
+    """A dump's size is unknown until it ends: the engine's database size gives an estimate (for
+    SQLite the file's size), so the progress has a total and an ETA."""
+    proc = project.run("backup", "app", "--env", "production", "--json-logs")
+    assert proc.returncode == 0, proc.stderr
+    [started] = [e for e in _json_lines(proc.stderr) if e["message"] == "backup app: started"]
+    assert started["estimated_bytes"] == project.production.stat().st_size

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from dataferry.config import S3Options
-from dataferry.errors import ConfigError, StoreUnavailable, Transient
+from dataferry.errors import ConfigError, NotReady, StoreUnavailable, Transient
 from dataferry.stores import open_store
 from dataferry.stores.s3 import S3Store
 
@@ -47,9 +47,10 @@ def test_unknown_option_is_a_config_error() -> None:
 
 
 def test_missing_credential_variable_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unset credentials variable is reported by name; a set one never appears anywhere."""
+    """An unset credentials variable is reported by name, as a missing credential (NotReady, exit 3);
+    a set one never appears anywhere."""
     monkeypatch.setenv("FERRY_KEY_ID", "AKIAEXAMPLEKEYID")
-    with pytest.raises(ConfigError) as excinfo:
+    with pytest.raises(NotReady) as excinfo:
         S3Store.from_url(
             "s3://bucket",
             {"access_key_id_env": "FERRY_KEY_ID", "secret_access_key_env": "FERRY_SECRET_UNSET"},

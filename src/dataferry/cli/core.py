@@ -130,7 +130,7 @@ def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None
 @pass_ctx
 def verify(c: Context, database: str, environment: str, artifact: str | None) -> None:
     """Re-read an artifact and check it against its manifest."""
-    m = ops.verify(c.config, database, environment, artifact)
+    m = ops.verify(c.config, database, environment, artifact, reporter=c.reporter())
     click.echo(f"ok {m.id}: {len(m.objects)} object(s), {human_bytes(m.size)}, sha256 verified")
 
 
