@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from dataferry.errors import FerryError
+
 
 class Reporter(Protocol):
     """Receives events from library operations; the CLI picks an implementation."""
@@ -100,6 +102,16 @@ class LogReporter:
     def error(self, message: str, **fields: Any) -> None:
         """Log at error level (the CLI's last line when a command fails)."""
         self._emit("error", message, fields)
+
+    def failed(self, exc: FerryError) -> None:
+        """A command's last line when it fails: the error with its exit code, notes and hint as
+        fields (``--json-logs``: every line is JSON, this one too)."""
+        fields: dict[str, Any] = {"exit_code": exc.exit_code, "label": exc.label}
+        if notes := getattr(exc, "__notes__", []):
+            fields["notes"] = list(notes)
+        if exc.hint:
+            fields["hint"] = exc.hint
+        self.error(exc.message, **fields)
 
     def emit(self, level: str, message: str, **fields: Any) -> None:
         """Log at ``level`` (``note``, ...)."""

@@ -76,12 +76,7 @@ def exit_for(exc: FerryError) -> NoReturn:
     """Print ``exc``'s message and hint on stderr and exit with its code; never a traceback.
     With ``--json-logs`` that is one JSON line (message, notes, hint, exit code) like every other."""
     if _json_logs():
-        fields: dict[str, Any] = {"exit_code": exc.exit_code, "label": exc.label}
-        if notes := getattr(exc, "__notes__", []):
-            fields["notes"] = list(notes)
-        if exc.hint:
-            fields["hint"] = exc.hint
-        LogReporter(sys.stderr, as_json=True).error(exc.message, **fields)
+        LogReporter(sys.stderr, as_json=True).failed(exc)
     else:
         for line in exc.report_lines():
             click.echo(line, err=True)

@@ -14,7 +14,7 @@ from dataferry.jobs import state
 from dataferry.jobs.state import RunRecord, StoreCache
 from dataferry.jobs.status import collect_status
 from dataferry.jobs.status_text import render_lines
-from dataferry.progress import human_bytes
+from dataferry.progress import human_bytes, human_duration
 
 
 @click.command()
@@ -79,7 +79,7 @@ def _history_line(r: RunRecord) -> str:
     started = r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     line = f"{r.run_id}  {started}  {r.status:<11} {r.trigger}"
     if r.finished:
-        line += f"  {r.duration() or 0:.1f}s"
+        line += f"  {human_duration(r.duration() or 0)}"
     if r.skip_reason:
         line += f"  skipped: {r.skip_reason}"
     if r.error:
