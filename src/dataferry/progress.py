@@ -187,31 +187,43 @@ class RichReporter(LogReporter):
 
 class _RichTransfer:
     def __init__(self, console: Console, label: str, total: int | None) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        # Sizes and rates through human_bytes, as everywhere else: rich's own columns say kB and MB.
         self.progress: Progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[done]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=console,
             transient=False,
         )
+        self.total = total
+        self.shown = 0.0
         self.progress.start()
-        self.task: TaskID = self.progress.add_task(label, total=total)
+        self.task: TaskID = self.progress.add_task(label, total=total, done="", rate="")
+        self._show()
 
     def advance(self, n: int) -> None:
         self.progress.advance(self.task, n)
+        now = time.monotonic()
+        if now - self.shown >= 0.1:  # rich redraws 10 times a second: text for each chunk is waste
+            self._show()
+
+    def _show(self) -> None:
+        self.shown = time.monotonic()
+        task = self.progress.tasks[0]
+        of = f"/{human_bytes(self.total)}" if self.total else "/?"
+        speed = task.speed
+        self.progress.update(
+            self.task,
+            done=human_bytes(task.completed) + of,
+            rate=human_bytes(speed) + "/s" if speed else "",
+        )
 
     def done(self, ok: bool = True) -> None:
+        self._show()
         self.progress.stop()
 
 

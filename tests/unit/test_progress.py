@@ -175,3 +175,15 @@ def test_default_reporter_choice() -> None:
 def test_human_bytes(n: int, text: str) -> None:
     """Binary units, one decimal."""
     assert human_bytes(n) == text
+
+
+def test_rich_progress_shows_iec_units() -> None:
+    """The progress bar's sizes are KiB/MiB like every other size (rich's own columns said kB, MB)."""
+    out = io.StringIO()
+    rich = RichReporter(Console(file=out, force_terminal=True, width=200))
+    transfer = rich.transfer("restore app", 3 * 1024 * 1024)
+    transfer.advance(1024 * 1024)
+    transfer.done()
+    text = out.getvalue()
+    assert "1.0 MiB/3.0 MiB" in text, repr(text)
+    assert not re.search(r"\d (kB|MB|GB)\b", text), repr(text)
