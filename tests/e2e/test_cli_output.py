@@ -4,12 +4,19 @@ are all JSON, units and times, and the summaries around errors. SQLite and local
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from .test_cli_errors import Project, fails, make_project
+from dataferry import artifacts
+from dataferry.stores.local import LocalStore
+
+from .test_cli_errors import DATAFERRY, Project, digest, make_project
 
 
 @pytest.fixture
@@ -95,18 +102,41 @@ def test_text_logs_show_units_people_read(project: Project) -> None:
     assert re.search(r"size=\d+(\.\d)? (B|KiB|MiB)\b", proc.stderr), proc.stderr
 
 
-def test_ctrl_c_says_what_was_interrupted(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C during a plain restore: an 'error: interrupted' line with a hint, exit 1, not just
-    click's 'Aborted!'; staging is untouched."""
-    from dataferry import ops
-
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ops, "restore", interrupted)
-    proc = project.run("restore", "app", "--env", "staging", "--from", "production")
-    fails(proc, 1, "error: interrupted")
-    assert "Aborted!" not in proc.stderr
+def test_ctrl_c_on_a_real_restore_prints_the_interrupted_message(project: Project) -> None:
+    """The installed command, a restore stuck reading its artifact (a pipe nobody writes), Ctrl-C:
+    'error: interrupted' and a hint, exit 1, staging untouched, no shadow left."""
+    store = LocalStore(project.root / "stores/production")
+    data = project.root / "stores/production" / artifacts.latest(store, "app").objects[0].key
+    data.unlink()
+    os.mkfifo(data)
+    before = digest(project.staging)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFERRY_")}
+    argv = [
+        DATAFERRY,
+        "--config",
+        str(project.config),
+        "restore",
+        "app",
+        "--env",
+        "staging",
+        "--from",
+        "production",
+    ]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # the restore has begun once its transfer starts
+        seen.append(line)
+        if "restore app: started" in line:
+            break
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1, "".join(seen) + rest
+    assert "error: interrupted" in rest and "\nhint: " in rest, rest
+    assert "Aborted!" not in rest and "Traceback" not in rest
+    assert digest(project.staging) == before
+    assert sorted(p.name for p in project.staging.parent.iterdir()) == ["app.db"]
 
 
 def test_a_restore_says_which_phase_it_is_in(project: Project) -> None:
