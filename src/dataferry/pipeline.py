@@ -43,7 +43,7 @@ from dataferry.engines import (
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
-from dataferry.progress import Reporter
+from dataferry.progress import Reporter, human_bytes
 from dataferry.streams import CHUNK, CountingReader, HashingReader, ProgressReader, VerifyingReader
 
 #: Called on the shadow after its checksum and row counts were verified and before the swap.
@@ -282,9 +282,7 @@ def refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
         # Reading gigabytes just to classify an error (a missing role, a full disk) costs hours:
         # report the tool's error and say how to check the artifact instead.
         if isinstance(exc, FerryError) and not exc.hint:
-            exc.hint = (
-                f"if the artifact may be damaged, check it with 'dataferry verify' ({unread} bytes unread)"
-            )
+            exc.hint = f"if the artifact may be damaged, check it with 'dataferry verify' ({human_bytes(unread)} unread)"
         return
     try:
         verifying.drain()
@@ -347,7 +345,7 @@ def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> Path | 
     free = shutil.disk_usage(base).free if base.exists() else 0
     if free < need * 1.1:
         raise NotReady(
-            f"a parallel restore spools {need} bytes to {base}, but only {free} are free",
+            f"a parallel restore spools {human_bytes(need)} to {base}, but only {human_bytes(free)} are free",
             hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
         )
     return base
