@@ -184,3 +184,15 @@ def test_backup_estimates_its_total_from_the_database_size(project: Project) -> 
     assert proc.returncode == 0, proc.stderr
     [started] = [e for e in _json_lines(proc.stderr) if e["message"] == "backup app: started"]
     assert started["estimated_bytes"] == project.production.stat().st_size
+
+
+def test_times_are_shown_in_whole_seconds(project: Project) -> None:
+    """``pause --until 3d`` printed the expiry with microseconds."""
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        text + '\n[jobs.nightly]\nenvironment = "production"\ndatabase = "app"\nsteps = ["backup"]\n',
+        encoding="utf-8",
+    )
+    proc = project.run("pause", "nightly", "--reason", "migration", "--until", "3d")
+    assert proc.returncode == 0, proc.stderr
+    assert "until " in proc.stdout and not re.search(r"\d\.\d{6}", proc.stdout), proc.stdout
