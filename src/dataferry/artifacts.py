@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dataferry._version import __version__
 from dataferry.errors import NotFound, StoreError, VerificationFailed
-from dataferry.progress import NullReporter, Reporter, human_duration
+from dataferry.progress import NullReporter, Reporter, finish, human_duration
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
 
@@ -258,7 +258,7 @@ def verify(store: Store, manifest: Manifest, reporter: Reporter | None = None) -
                 reader.drain()
             ok = True
         finally:
-            transfer.done(ok)
+            finish(transfer, ok)
 
 
 def check_fresh(manifest: Manifest, max_age: timedelta, now: datetime | None = None) -> None:

@@ -43,7 +43,7 @@ from dataferry.engines import (
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
-from dataferry.progress import Reporter, human_bytes
+from dataferry.progress import Estimate, Reporter, finish, human_bytes
 from dataferry.streams import CHUNK, CountingReader, HashingReader, ProgressReader, VerifyingReader
 
 #: Called on the shadow after its checksum and row counts were verified and before the swap.
@@ -119,7 +119,8 @@ def upload(
     store = layout.store
     encode = codecs.encoder(encoding.compression, encoding.level)
     # The dump's size is known only at its end: the database's size gives an estimate and an ETA.
-    transfer = reporter.transfer(f"backup {ref.name}", estimated_dump_size(engine, ref), estimated=True)
+    estimate = estimated_dump_size(engine, ref)
+    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
     try:
         with engine.dump(ref, encoding.dump) as dump:
             raw = CountingReader(ProgressReader(dump.stream, transfer.advance))
@@ -127,7 +128,7 @@ def upload(
             info = store.put(key, hashed)
             row_counts = dict(dump.row_counts)
     finally:
-        transfer.done(ok=sys.exc_info()[0] is None)
+        finish(transfer, ok=sys.exc_info()[0] is None)
     if info.size != hashed.size:
         store.delete(key)
         raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
@@ -245,7 +246,7 @@ def shadow_restore(
         swapped = True
     finally:
         if not streamed:
-            transfer.done(ok=False)
+            finish(transfer, ok=False)
         if shadow is not None and not swapped:
             drop_after_failure(engine, shadow, sys.exc_info()[1])
 

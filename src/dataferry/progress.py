@@ -30,9 +30,9 @@ class Reporter(Protocol):
         """Something the operator should look at; never used for a failure."""
         ...
 
-    def transfer(self, label: str, total: int | None, *, estimated: bool = False) -> Transfer:
-        """Start a byte-counted transfer (a dump, an upload, a restore); ``total`` is exact, or an
-        estimate (``estimated``: a dump's size guessed from the database's) that gives an ETA."""
+    def transfer(self, label: str, total: int | None) -> Transfer:
+        """Start a byte-counted transfer (a dump, an upload, a restore); ``total`` may be an
+        ``Estimate`` (a dump's size guessed from the database's), which still gives an ETA."""
         ...
 
 
@@ -43,10 +43,23 @@ class Transfer(Protocol):
         """Count ``n`` more bytes."""
         ...
 
-    def done(self, ok: bool = True) -> None:
-        """The transfer ended: all through (``ok``), or stopped by a failure, which is then not
-        summarised as if it had succeeded (the error that follows says what happened)."""
+    def done(self) -> None:
+        """The transfer finished. One that an error stopped ends with ``failed()`` where the
+        transfer has it (see ``finish``), so it is not summarised as if it had succeeded."""
         ...
+
+
+class Estimate(int):
+    """A transfer's total that is an estimate (an ``int`` to reporters that do not know it)."""
+
+
+def finish(transfer: Transfer, ok: bool) -> None:
+    """End ``transfer``: ``done()``, or ``failed()`` after an error where it has one."""
+    failed = getattr(transfer, "failed", None)
+    if not ok and callable(failed):
+        failed()
+    else:
+        transfer.done()
 
 
 class NullReporter:
@@ -58,7 +71,7 @@ class NullReporter:
     def warn(self, message: str, **fields: Any) -> None:
         """Ignore."""
 
-    def transfer(self, label: str, total: int | None, *, estimated: bool = False) -> Transfer:
+    def transfer(self, label: str, total: int | None) -> Transfer:
         """A transfer that counts nothing."""
         return _NullTransfer()
 
@@ -67,7 +80,7 @@ class _NullTransfer:
     def advance(self, n: int) -> None:
         pass
 
-    def done(self, ok: bool = True) -> None:
+    def done(self) -> None:
         pass
 
 
@@ -117,17 +130,17 @@ class LogReporter:
         """Log at ``level`` (``note``, ...)."""
         self._emit(level, message, fields)
 
-    def transfer(self, label: str, total: int | None, *, estimated: bool = False) -> Transfer:
+    def transfer(self, label: str, total: int | None) -> Transfer:
         """Log the start, a line every 30 s (with an ETA when the total is known), and the end."""
-        return _LoggedTransfer(self, label, total, estimated)
+        return _LoggedTransfer(self, label, total)
 
 
 class _LoggedTransfer:
-    def __init__(self, log: LogReporter, label: str, total: int | None, estimated: bool) -> None:
+    def __init__(self, log: LogReporter, label: str, total: int | None) -> None:
         self.log, self.label, self.total = log, label, total
         self.count = 0
         self.start = self.last = time.monotonic()
-        key = "estimated_bytes" if estimated else "total_bytes"
+        key = "estimated_bytes" if isinstance(total, Estimate) else "total_bytes"
         log.info(f"{label}: started", **({key: total} if total else {}))
 
     def advance(self, n: int) -> None:
@@ -142,15 +155,17 @@ class _LoggedTransfer:
                 "info", f"{self.label}: {human_bytes(self.count)} so far", fields, frozenset({"bytes"})
             )
 
-    def done(self, ok: bool = True) -> None:
+    def done(self) -> None:
         now = time.monotonic()
         fields = {"bytes": self.count, "duration": round(now - self.start, 3), "rate": self._rate(now)}
-        if ok:
-            message = f"{self.label}: {human_bytes(self.count)} in {human_duration(now - self.start)}"
-            self.log._emit("info", message, fields, frozenset({"bytes", "duration"}))
-        else:
-            message = f"{self.label}: stopped after {human_bytes(self.count)}"
-            self.log._emit("warn", message, fields, frozenset({"bytes", "duration", "rate"}))
+        message = f"{self.label}: {human_bytes(self.count)} in {human_duration(now - self.start)}"
+        self.log._emit("info", message, fields, frozenset({"bytes", "duration"}))
+
+    def failed(self) -> None:
+        now = time.monotonic()
+        fields = {"bytes": self.count, "duration": round(now - self.start, 3), "rate": self._rate(now)}
+        message = f"{self.label}: stopped after {human_bytes(self.count)}"
+        self.log._emit("warn", message, fields, frozenset({"bytes", "duration", "rate"}))
 
     def _rate(self, now: float) -> float:
         """Bytes per second, a number (a JSON field; text shows it in IEC units)."""
@@ -180,8 +195,9 @@ class RichReporter(LogReporter):
             f"[{style}]{datetime.now().strftime('%H:%M:%S')}[/] {text}", emoji=False, highlight=False
         )
 
-    def transfer(self, label: str, total: int | None, *, estimated: bool = False) -> Transfer:
+    def transfer(self, label: str, total: int | None) -> Transfer:
         """A rich progress bar for this transfer (with an ETA from an estimated total too)."""
+        estimated = isinstance(total, Estimate)
         return _RichTransfer(self.console, f"{label} (estimated size)" if estimated else label, total)
 
 
@@ -222,8 +238,11 @@ class _RichTransfer:
             rate=human_bytes(speed) + "/s" if speed else "",
         )
 
-    def done(self, ok: bool = True) -> None:
+    def done(self) -> None:
         self._show()
+        self.progress.stop()
+
+    def failed(self) -> None:
         self.progress.stop()
 
 

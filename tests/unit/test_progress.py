@@ -12,10 +12,12 @@ import pytest
 from rich.console import Console
 
 from dataferry.progress import (
+    Estimate,
     LogReporter,
     NullReporter,
     RichReporter,
     default_reporter,
+    finish,
     human_bytes,
     human_duration,
 )
@@ -75,7 +77,7 @@ def test_transfer_logs_start_and_end_with_size_and_rate() -> None:
 def test_a_failed_transfer_is_not_summarised_as_a_success() -> None:
     """A transfer stopped by an error says 'stopped after', at warning level, not '0 B in 0.0s'."""
     out = io.StringIO()
-    LogReporter(out).transfer("backup app", None).done(ok=False)
+    finish(LogReporter(out).transfer("backup app", None), ok=False)
     last = out.getvalue().splitlines()[-1]
     assert "WARN" in last and last.endswith("backup app: stopped after 0 B"), last
 
@@ -187,3 +189,26 @@ def test_rich_progress_shows_iec_units() -> None:
     text = out.getvalue()
     assert "1.0 MiB/3.0 MiB" in text, repr(text)
     assert not re.search(r"\d (kB|MB|GB)\b", text), repr(text)
+
+
+def test_an_estimated_total_is_logged_as_one() -> None:
+    """A dump's size estimated from the database's is ``estimated_bytes``, not ``total_bytes``."""
+    out = io.StringIO()
+    LogReporter(out, as_json=True).transfer("backup app", Estimate(4096)).done()
+    start = json.loads(out.getvalue().splitlines()[0])
+    assert start["estimated_bytes"] == 4096 and "total_bytes" not in start
+
+
+def test_a_transfer_without_failed_still_ends() -> None:
+    """Reporters written before ``failed`` existed (Python callers) get ``done()`` after an error."""
+    ended: list[str] = []
+
+    class Old:
+        def advance(self, n: int) -> None:
+            pass
+
+        def done(self) -> None:
+            ended.append("done")
+
+    finish(Old(), ok=False)
+    assert ended == ["done"]
