@@ -230,7 +230,8 @@ class _RichTransfer:
     def _show(self) -> None:
         self.shown = time.monotonic()
         task = self.progress.tasks[0]
-        of = f"/{human_bytes(self.total)}" if self.total else "/?"
+        about = "~" if isinstance(self.total, Estimate) else ""
+        of = f"/{about}{human_bytes(self.total)}" if self.total else "/?"
         speed = task.speed
         self.progress.update(
             self.task,

@@ -189,6 +189,10 @@ def test_rich_progress_shows_iec_units() -> None:
     text = out.getvalue()
     assert "1.0 MiB/3.0 MiB" in text, repr(text)
     assert not re.search(r"\d (kB|MB|GB)\b", text), repr(text)
+    estimated = rich.transfer("backup app", Estimate(2 * 1024 * 1024))
+    estimated.advance(1024 * 1024)
+    estimated.done()
+    assert "backup app (estimated size)" in out.getvalue() and "1.0 MiB/~2.0 MiB" in out.getvalue()
 
 
 def test_an_estimated_total_is_logged_as_one() -> None:

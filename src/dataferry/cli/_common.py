@@ -121,8 +121,8 @@ class ErrorsToExitCodes(click.Group):
             exit_for(
                 Interrupted(
                     f"interrupted ({exc or 'Ctrl-C'}) before the command finished",
-                    hint="a restore swaps only at its very end, so the live database is as it was unless "
-                    "'restored' was printed; run the command again",
+                    hint="nothing was changed unless the command printed its result (a restore swaps and "
+                    "a backup publishes only at its very end); run the command again",
                 )
             )
         except click.ClickException as exc:
