@@ -216,3 +216,18 @@ def test_a_transfer_without_failed_still_ends() -> None:
 
     finish(Old(), ok=False)
     assert ended == ["done"]
+
+
+def test_a_failure_is_one_json_line_with_its_notes_and_hint() -> None:
+    """The CLI's last line under --json-logs: message, exit code, notes and hint as fields."""
+    from dataferry.errors import EngineError
+
+    exc = EngineError("pg_restore failed", hint="look at the server log")
+    exc.add_note("the shadow app_shadow could not be dropped")
+    out = io.StringIO()
+    LogReporter(out, as_json=True).failed(exc)
+    [line] = out.getvalue().splitlines()
+    event = json.loads(line)
+    assert event["level"] == "error" and event["message"] == "pg_restore failed"
+    assert event["exit_code"] == 1 and event["hint"] == "look at the server log"
+    assert event["notes"] == ["the shadow app_shadow could not be dropped"]
