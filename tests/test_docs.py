@@ -36,14 +36,73 @@ def test_every_config_key_is_documented(model: type[BaseModel]) -> None:
     assert not missing, f"{model.__name__} keys missing from docs/configuration.md: {missing}"
 
 
+def _readme_commands() -> dict[str, str]:
+    """The README's command list: each command's text, continuation lines included."""
+    block = README.split("## Commands", 1)[1].split("```", 2)[1]
+    found: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        m = re.match(r"^dataferry ([a-z-]+)", line)
+        if m:
+            current = m[1]
+            found[current] = found.get(current, "") + " " + line
+        elif current and line.startswith(" "):
+            found[current] += " " + line
+    return found
+
+
+GLOBAL = {"config_path", "json_logs", "quiet"}
+
+
+def _options(name: str) -> list[click.Option]:
+    """A command's own options; for a group (``render kubernetes``), its subcommands' too."""
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
+    commands = [command]
+    if isinstance(command, click.Group):
+        commands += list(command.commands.values())
+    return [
+        p
+        for c in commands
+        for p in c.params
+        if isinstance(p, click.Option) and p.name not in GLOBAL and not p.hidden
+    ]
+
+
+def test_readme_command_list_covers_every_command_and_option() -> None:
+    """Every command has a line in the README's list, naming each of its options (legacy's flags
+    are GOV.UK's script's, listed as they are); and the list names no option a command lacks."""
+    listed = _readme_commands()
+    names = cli.list_commands(click.Context(cli))
+    assert sorted(listed) == sorted(names), "README.md's command list differs from the CLI"
+    missing = {
+        name: [
+            o.opts[0]
+            for o in _options(name)
+            if not any(re.search(rf"{re.escape(x)}\b", listed[name]) for x in o.opts)
+        ]
+        for name in names
+    }
+    assert not {k: v for k, v in missing.items() if v}, (
+        f"options missing from README.md's command list: {missing}"
+    )
+    for name, text in listed.items():
+        known = {x for o in _options(name) for x in o.opts + o.secondary_opts}
+        if name != "legacy":
+            unknown = set(re.findall(r"(?<![\w-])--?[a-z][a-z-]*", text)) - known
+            assert not unknown, f"README.md lists {sorted(unknown)} for '{name}', which has no such option"
+
+
 def test_every_command_is_in_the_readme() -> None:
     names = cli.list_commands(click.Context(cli))
     missing = [name for name in names if not re.search(rf"dataferry {re.escape(name)}\b", README)]
     assert not missing, f"commands missing from README.md: {missing}"
 
 
-def test_readme_exit_codes_match_the_code() -> None:
-    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", README, flags=re.M))
+@pytest.mark.parametrize("doc", ["README.md", "docs/runbook.md"])
+def test_exit_code_tables_match_the_code(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", text, flags=re.M))
     assert {int(k): v for k, v in rows.items()} == EXIT_CODES
 
 

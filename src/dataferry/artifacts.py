@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dataferry._version import __version__
 from dataferry.errors import NotFound, StoreError, VerificationFailed
+from dataferry.progress import NullReporter, Reporter, finish, human_duration
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
 
@@ -243,14 +244,21 @@ def _id_from(artifact: str, database: str) -> str:
     return m.group(1)
 
 
-def verify(store: Store, manifest: Manifest) -> None:
-    """Re-read every data object and check size and sha256 against the manifest."""
+def verify(store: Store, manifest: Manifest, reporter: Reporter | None = None) -> None:
+    """Re-read every data object and check size and sha256 against the manifest (a transfer of
+    ``reporter``'s each, with its total and ETA: a large artifact takes a while)."""
     for obj in manifest.objects:
-        with store.open(obj.key) as raw:
-            reader = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
-            while reader.read(CHUNK):
-                pass
-            reader.drain()
+        transfer = (reporter or NullReporter()).transfer(f"verify {obj.key}", obj.size)
+        ok = False
+        try:
+            with store.open(obj.key) as raw:
+                reader = VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
+                while chunk := reader.read(CHUNK):
+                    transfer.advance(len(chunk))
+                reader.drain()
+            ok = True
+        finally:
+            finish(transfer, ok)
 
 
 def check_fresh(manifest: Manifest, max_age: timedelta, now: datetime | None = None) -> None:
@@ -277,19 +285,10 @@ def orphans(store: Store, database: str) -> list[ObjectInfo]:
     ]
 
 
-def _human(delta: timedelta) -> str:
-    secs = int(delta.total_seconds())
-    if secs >= 86400:
-        return f"{secs / 86400:.1f}d"
-    if secs >= 3600:
-        return f"{secs / 3600:.1f}h"
-    return f"{secs // 60}m"
-
-
 def _human_pair(age: timedelta, limit: timedelta) -> tuple[str, str]:
-    """Both rounded (``2.0d``, ``1.1d``), or both exact (``1d 2h 1s``, ``1d 2h``) when rounding
+    """Both rounded (``2d``, ``1d 2h``), or both exact (``1d 2h 1s``, ``1d 2h``) when rounding
     would make an age just over the limit read the same as the limit."""
-    rounded = _human(age), _human(limit)
+    rounded = human_duration(age.total_seconds()), human_duration(limit.total_seconds())
     return rounded if rounded[0] != rounded[1] else (_exact(age), _exact(limit))
 
 

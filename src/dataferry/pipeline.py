@@ -33,11 +33,18 @@ import zstandard
 from dataferry import artifacts, codecs, private
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
-from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, drop_after_failure
+from dataferry.engines import (
+    Engine,
+    RestoreOptions,
+    Shadow,
+    ToolCheck,
+    drop_after_failure,
+    estimated_dump_size,
+)
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
-from dataferry.progress import Reporter
+from dataferry.progress import Estimate, Reporter, finish, human_bytes
 from dataferry.streams import CHUNK, CountingReader, HashingReader, ProgressReader, VerifyingReader
 
 #: Called on the shadow after its checksum and row counts were verified and before the swap.
@@ -118,7 +125,9 @@ def upload(
     """
     store = layout.store
     encode = codecs.encoder(encoding.compression, encoding.level)
-    transfer = reporter.transfer(f"backup {ref.name}", None)
+    # The dump's size is known only at its end: the database's size gives an estimate and an ETA.
+    estimate = estimated_dump_size(engine, ref)
+    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
     try:
         with engine.dump(ref, encoding.dump) as dump:
             raw = CountingReader(ProgressReader(dump.stream, transfer.advance))
@@ -128,7 +137,7 @@ def upload(
             for warning in dump.warnings:
                 reporter.warn(warning)
     finally:
-        transfer.done()
+        finish(transfer, ok=sys.exc_info()[0] is None)
     if info.size != hashed.size:
         store.delete(key)
         raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
@@ -191,9 +200,9 @@ def restore_into(
     """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation."""
     obj = manifest.objects[0]
     with shadow_restore(engine, ref, layout, obj, options, reporter) as shadow:
-        counts = check_row_counts(engine, ref, shadow, manifest)
+        counts = check_row_counts(engine, ref, shadow, manifest, reporter)
         results = [hook(engine, shadow) for hook in hooks]
-        reporter.info(f"swap {shadow.name} -> live {ref.name}")
+        reporter.info(f"swap {shadow.name} -> live {ref.target} ({ref.name} in {ref.environment})")
         engine.swap(shadow)
     return Loaded(row_counts=counts, sanitisation=results[0] if results else None)
 
@@ -214,15 +223,27 @@ def shadow_restore(
     has one.
     """
     transfer = reporter.transfer(f"restore {ref.name}", obj.size)
+    streamed = False
     shadow: Shadow | None = None
     swapped = False
+
+    def data_streamed() -> None:
+        # The bar is full, but the database still has work to do: say which, not sit at 100%.
+        nonlocal streamed
+        streamed = True
+        transfer.done()
+        reporter.info(
+            f"restore {ref.name}: data streamed; the database finishes the shadow (indexes, constraints)"
+        )
+
     try:
         with layout.store.open(obj.key) as raw:
             check = _checker(raw, obj)
             # Read in this thread, not ahead on another: reading ahead measured no faster here
             # (the spool is write-bound), and a read stuck on a stalled store could not be
             # abandoned safely when a signal stops the restore.
-            stream = codecs.decode(obj.compression, ProgressReader(check, transfer.advance), obj.key)
+            progress = ProgressReader(check, transfer.advance, on_end=data_streamed)
+            stream = codecs.decode(obj.compression, progress, obj.key)
             try:
                 shadow = engine.restore_shadow(ref, stream, options)
             except Exception as exc:
@@ -233,7 +254,8 @@ def shadow_restore(
         yield shadow
         swapped = True
     finally:
-        transfer.done()
+        if not streamed:
+            finish(transfer, ok=False)
         if shadow is not None and not swapped:
             drop_after_failure(engine, shadow, sys.exc_info()[1])
 
@@ -270,9 +292,7 @@ def refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
         # Reading gigabytes just to classify an error (a missing role, a full disk) costs hours:
         # report the tool's error and say how to check the artifact instead.
         if isinstance(exc, FerryError) and not exc.hint:
-            exc.hint = (
-                f"if the artifact may be damaged, check it with 'dataferry verify' ({unread} bytes unread)"
-            )
+            exc.hint = f"if the artifact may be damaged, check it with 'dataferry verify' ({human_bytes(unread)} unread)"
         return
     try:
         verifying.drain()
@@ -287,7 +307,9 @@ def refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:
         ) from exc
 
 
-def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest) -> dict[str, int]:
+def check_row_counts(
+    engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest: Manifest, reporter: Reporter | None = None
+) -> dict[str, int]:
     """Compare the shadow's rows per table with the manifest (a cheap restore check).
 
     A table the manifest does not list must hold no rows: a dump that carries data the backup did
@@ -295,6 +317,8 @@ def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest:
     """
     if not manifest.row_counts:
         return {}
+    if reporter is not None:
+        reporter.info(f"restore {ref.name}: counting the shadow's rows against the manifest")
     counts = engine.row_counts(shadow)
     diffs = [
         f"{t}: {manifest.row_counts[t]} expected, {counts.get(t)} restored"
@@ -331,7 +355,7 @@ def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> Path | 
     free = shutil.disk_usage(base).free if base.exists() else 0
     if free < need * 1.1:
         raise NotReady(
-            f"a parallel restore spools {need} bytes to {base}, but only {free} are free",
+            f"a parallel restore spools {human_bytes(need)} to {base}, but only {human_bytes(free)} are free",
             hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
         )
     return base

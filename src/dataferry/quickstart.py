@@ -18,6 +18,7 @@ import os
 import random
 import re
 import secrets
+import shlex
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -165,8 +166,11 @@ def make_sample_database(path: Path, subscribers: int = 2000, seed: int = 7) -> 
     con.close()
 
 
-def run_quickstart(directory: Path, *, reporter: Reporter, echo: Callable[[str], None]) -> Config:
-    """Create the sample chain in ``directory`` and run it; returns the loaded configuration."""
+def run_quickstart(
+    directory: Path, *, reporter: Reporter, echo: Callable[[str], None], program: str = "dataferry"
+) -> Config:
+    """Create the sample chain in ``directory`` and run it; returns the loaded configuration.
+    ``program`` is how the closing "try:" line calls dataferry (as this run was called)."""
     config_path = directory / "dataferry.toml"
     if config_path.exists() and "quickstart" not in config_path.read_text(encoding="utf-8"):
         raise ConfigError(f"{config_path} exists and was not made by quickstart; choose another directory")
@@ -199,7 +203,7 @@ def run_quickstart(directory: Path, *, reporter: Reporter, echo: Callable[[str],
     echo("")
     echo(f"config: {config_path}")
     echo(f"jobs:   export {SALT_ENV}=$(cat {directory / SALT_FILE}) to run the sanitising jobs yourself")
-    echo(f"try:    dataferry --config {config_path} status")
+    echo(f"try:    {program} --config {shlex.quote(str(config_path))} status")
     return cfg
 
 

@@ -319,17 +319,24 @@ class VerifyingReader(HashingReader):
 
 
 class ProgressReader(Reader):
-    """Calls ``on_bytes(n)`` for every chunk read (progress bars, metrics)."""
+    """Calls ``on_bytes(n)`` for every chunk read (progress bars, metrics), and ``on_end()`` once
+    at the end of the data (what follows, such as a database building indexes, is another phase)."""
 
-    def __init__(self, src: ByteSource, on_bytes: Callable[[int], None]) -> None:
+    def __init__(
+        self, src: ByteSource, on_bytes: Callable[[int], None], on_end: Callable[[], None] | None = None
+    ) -> None:
         self._src = src
         self._on_bytes = on_bytes
+        self._on_end = on_end
 
     def read(self, n: int = -1) -> bytes:
         """Read and report."""
         data = self._src.read(n)
         if data:
             self._on_bytes(len(data))
+        elif n != 0 and self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end()
         return data
 
 

@@ -34,7 +34,7 @@ import pytest
 from pydantic import SecretStr
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import Engine, RestoreOptions, RunsSql, get_engine
+from dataferry.engines import Engine, RestoreOptions, RunsSql, estimated_dump_size, get_engine
 from dataferry.errors import FerryError, LockBusy
 from dataferry.streams import copy_stream
 from servers import MariaDbServer, PgServer
@@ -356,6 +356,18 @@ def test_server_version_is_not_empty(case: EngineCase, source: str) -> None:
     version = case.engine.server_version(case.ref(source))
     assert isinstance(version, str)
     assert version.strip()
+
+
+def test_the_database_size_estimates_the_dump(case: EngineCase, source: str, tmp_path: Path) -> None:
+    """A backup's progress shows a total and an ETA from the database's size: every engine gives
+    one, of the dump's order of magnitude (pages and pre-allocated space make small ones bigger);
+    a database that cannot be asked gives no estimate, never an error (the dump reports that)."""
+    estimate = estimated_dump_size(case.engine, case.ref(source))
+    assert isinstance(estimate, int) and estimate > 0
+    path = tmp_path / "sized.dump"
+    dump_to_file(case, source, path)
+    assert path.stat().st_size / 100 < estimate < path.stat().st_size * 100
+    assert estimated_dump_size(case.engine, case.ref(case.new_name())) is None
 
 
 def test_dump_of_a_missing_database_fails_loudly(case: EngineCase, tmp_path: Path) -> None:

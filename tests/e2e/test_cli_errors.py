@@ -107,6 +107,11 @@ def digest(path: Path) -> str:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """Production has 50 rows and one artifact; staging has 5 other rows."""
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path: Path) -> Project:
+    """The ``project`` fixture's project (other test modules build theirs with it)."""
     config = tmp_path / "dataferry.toml"
     config.write_text(CONFIG, encoding="utf-8")
     production, staging = tmp_path / "db/production/app.db", tmp_path / "db/staging/app.db"
@@ -179,8 +184,9 @@ def test_invalid_config_lists_every_problem_with_file_and_line(project: Project)
     ids=["backup", "restore", "list"],
 )
 def test_unknown_database(project: Project, args: tuple[str, ...]) -> None:
-    """A database that is not configured: exit 2, and the hint lists the ones that are."""
-    err = fails(project.run(*args), 2, "no database 'nosuchdb'")
+    """A database that is not configured: exit 4 (not found, as the table says), and the hint lists
+    the ones that are."""
+    err = fails(project.run(*args), 4, "no database 'nosuchdb'")
     assert "known databases: app, locked-app" in err
 
 
@@ -203,6 +209,18 @@ def test_unknown_environment(project: Project, args: tuple[str, ...]) -> None:
 def test_missing_password_variable(project: Project) -> None:
     """A password_env that is not set: exit 3 (not ready), naming the variable."""
     fails(project.run("backup", "locked-app", "--env", "production"), 3, "FERRY_E2E_PASSWORD_NOT_SET")
+
+
+def test_missing_s3_key_variable(project: Project) -> None:
+    """A store naming an access key variable that is not set: exit 3 (credential missing), naming it;
+    nothing is sent anywhere."""
+    text = CONFIG + (
+        "\n[environments.bucket]\n"
+        'store = { url = "s3://nowhere-bucket/x", endpoint_url = "http://127.0.0.1:9", '
+        'access_key_id_env = "FERRY_E2E_KEY_NOT_SET", secret_access_key_env = "FERRY_E2E_KEY_NOT_SET" }\n'
+    )
+    project.config.write_text(text, encoding="utf-8")
+    fails(project.run("list", "app", "--env", "bucket"), 3, "FERRY_E2E_KEY_NOT_SET")
 
 
 # -- safety --------------------------------------------------------------------------------------
@@ -273,6 +291,19 @@ def test_at_before_any_artifact(project: Project) -> None:
     )
     fails(proc, 4, "at or before 2020-01-01T00:00:00+00:00", hint=False)
     assert digest(project.staging) == before
+
+
+def test_at_takes_a_duration_ago_like_until(project: Project) -> None:
+    """``--at 3d`` (three days ago) is read as ``pause --until 3d`` is: before the only artifact, so
+    exit 4 naming the time it meant (in whole seconds); ``--at 0s`` (now) restores that artifact."""
+    before = digest(project.staging)
+    proc = project.run("restore", "app", "--env", "staging", "--from", "production", "--at", "3d")
+    err = fails(proc, 4, "at or before", hint=False)
+    assert re.search(r"at or before \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", err.strip()), err
+    assert digest(project.staging) == before
+    proc = project.run("restore", "app", "--env", "staging", "--from", "production", "--at", "0s")
+    assert proc.returncode == 0, proc.stderr
+    assert rows(project.staging) == rows(project.production)
 
 
 def test_nothing_published_yet(project: Project) -> None:

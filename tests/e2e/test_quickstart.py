@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -139,9 +141,34 @@ def test_quickstart_default_directory_is_relative_to_where_it_runs(tmp_path: Pat
     config = tmp_path / "dataferry-quickstart" / "dataferry.toml"
     assert config.is_file()
     hint = next(line for line in proc.stdout.splitlines() if line.startswith("try:"))
-    args = hint.removeprefix("try:").split()
-    assert args[0] == "dataferry"
-    succeeded(dataferry(*args[1:], cwd=tmp_path))
+    args = shlex.split(hint.removeprefix("try:"))
+    # the command as it was run, or 'dataferry' when that is the same program on PATH
+    assert args[0] == DATAFERRY or shutil.which(args[0]) == DATAFERRY, hint
+    succeeded(subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120))
+
+
+def test_the_try_line_works_after_the_readmes_command(tmp_path: Path) -> None:
+    """Run as scripts/quickstart does (``.venv/bin/dataferry quickstart``, not on PATH), the "try:"
+    line names ``.venv/bin/dataferry`` and works as printed, from the same directory."""
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "dataferry").symlink_to(DATAFERRY)
+    path = os.pathsep.join(
+        p for p in os.environ["PATH"].split(os.pathsep) if p != str(Path(DATAFERRY).parent)
+    )
+    env = {**os.environ, "PATH": path}
+    proc = subprocess.run(
+        [".venv/bin/dataferry", "quickstart"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    succeeded(proc)
+    hint = next(line for line in proc.stdout.splitlines() if line.startswith("try:"))
+    args = shlex.split(hint.removeprefix("try:"))
+    assert args[0] == ".venv/bin/dataferry", hint
+    succeeded(subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120))
 
 
 def test_quickstart_refuses_a_directory_with_someone_elses_config(tmp_path: Path, project: Path) -> None:

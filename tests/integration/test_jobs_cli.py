@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -326,7 +327,7 @@ def test_a_stale_artifact_is_refused_and_the_live_database_kept(tmp_path: Path) 
     artifacts.write_manifest(prod_store, old)
     refused = dataferry(config, "run", "stage")
     assert refused.returncode == 7, refused.stderr
-    assert "over the limit of 1.1d" in refused.stderr and "hint:" in refused.stderr
+    assert "over the limit of 1d 2h" in refused.stderr and "hint:" in refused.stderr
     record = runs(config, "stage")[0]
     assert record.status == "failed" and record.error is not None and record.error.exit_code == 7
     assert record.steps[0].attempts == 1  # not transient: not retried
@@ -346,6 +347,10 @@ def test_dry_run_shows_the_plan_and_touches_nothing(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr
     newest = artifacts.latest(LocalStore(stores / "production"), "app")
     assert f"would restore {newest.id}" in dry.stdout
+    # size in IEC units, age in seconds (it read "123456 bytes, finished 0.0h ago")
+    assert re.search(
+        rf"would restore {newest.id} \(\d+(\.\d)? (B|KiB|MiB), finished \d+(\.\d)?s ago", dry.stdout
+    )
     assert "db/staging/app.db" in dry.stdout and "shadow" in dry.stdout
     assert "would run ['echo', 'rewrite-hosts']" in dry.stdout
     assert "would back up app (staging)" in dry.stdout

@@ -325,8 +325,11 @@ def test_check_fresh(store: LocalStore) -> None:
     assert "is 1d 2h 1s old, over the limit of 1d 2h" in excinfo.value.message
     assert m.id in excinfo.value.message
     assert excinfo.value.hint and "--artifact" in excinfo.value.hint
-    with pytest.raises(VerificationFailed, match=r"is 2\.0d old, over the limit of 1\.1d"):
+    with pytest.raises(VerificationFailed, match=r"is 2d old, over the limit of 1d 2h"):
         artifacts.check_fresh(m, timedelta(hours=26), now=at(22, 1, 0, 30))
+    # A one-second limit reads as one: it read "over the limit of 0m".
+    with pytest.raises(VerificationFailed, match=r"is 2m old, over the limit of 1s$"):
+        artifacts.check_fresh(m, timedelta(seconds=1), now=at(20, 1, 2, 30))
 
 
 def test_manifest_times_without_a_zone_are_utc(store: LocalStore) -> None:

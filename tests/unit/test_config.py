@@ -111,11 +111,13 @@ def test_empty_file_is_a_valid_empty_config(tmp_path: Path) -> None:
 
 
 def test_lookups_of_unknown_names(tmp_path: Path) -> None:
-    """Unknown environments and databases are ConfigError listing what exists; unknown jobs NotFound."""
+    """Unknown environments are ConfigError listing what exists; unknown databases and jobs NotFound
+    (exit 4, as the exit-code table says)."""
     cfg = load(write(tmp_path, VALID))
-    with pytest.raises(ConfigError) as excinfo:
+    with pytest.raises(NotFound) as excinfo:
         cfg.database("publishing_api")
     assert excinfo.value.hint == "known databases: alerts, publishing-api"
+    assert excinfo.value.exit_code == 4
     with pytest.raises(ConfigError, match="'qa'"):
         cfg.environment("qa")
     with pytest.raises(NotFound) as nf:
@@ -401,3 +403,43 @@ def test_engine_names_come_from_the_registry(tmp_path: Path) -> None:
         assert len(found) == 1, found
         assert found[0].startswith(f"dataferry.toml:{line_of(text, line)}: "), found[0]
         assert f"engine {name!r} is not supported yet: use one of mysql, postgresql, sqlite" in found[0]
+
+
+# -- strict values, and every problem at once (issue 14) ----------------------------------------
+
+
+@pytest.mark.parametrize("value", ['"no"', '"yes"', '"false"', "0", "1"])
+def test_booleans_are_true_or_false_only(tmp_path: Path, value: str) -> None:
+    """``protected = "no"`` was read as false and ``"yes"`` as true: only true and false are booleans."""
+    text = VALID.replace("protected = true", f"protected = {value}")
+    [problem] = problems(config_error(tmp_path, text))
+    assert problem.startswith(
+        f"dataferry.toml:{line_of(text, 'protected = ')}: environments.production.protected"
+    )
+    assert "true or false" in problem, problem
+
+
+@pytest.mark.parametrize("value", ["26", "26.5", "true"])
+def test_a_duration_that_is_not_a_string_says_what_a_duration_is(tmp_path: Path, value: str) -> None:
+    """``max_age = 26`` says 'a duration such as 26h', not only that a string was expected."""
+    text = VALID + (
+        f'\n[jobs.nightly]\nenvironment = "staging"\ndatabase = "publishing-api"\nsteps = ["backup"]\n'
+        f"max_age = {value}\n"
+    )
+    [problem] = problems(config_error(tmp_path, text))
+    assert "jobs.nightly.max_age" in problem and "a duration such as 26h" in problem, problem
+
+
+def test_reference_problems_come_with_field_problems(tmp_path: Path) -> None:
+    """An ``after`` loop and a step naming an unknown environment are reported together with a field
+    problem elsewhere, not only once that is fixed."""
+    text = VALID.replace('engine = "postgresql"', 'engine = "postgres"') + (
+        '\n[jobs.a]\nenvironment = "staging"\ndatabase = "alerts"\nsteps = ["restore:nowhere", "backup"]\n'
+        'after = "b"\n'
+        '\n[jobs.b]\nenvironment = "staging"\ndatabase = "alerts"\nsteps = ["backup"]\nafter = "a"\n'
+    )
+    found = problems(config_error(tmp_path, text))
+    assert any("databases.publishing-api.engine" in p for p in found), found
+    assert any("jobs.a.steps" in p and "'restore:nowhere'" in p for p in found), found
+    assert any("jobs.a.after" in p and "loops back" in p for p in found), found
+    assert any("jobs.b.after" in p and "loops back" in p for p in found), found

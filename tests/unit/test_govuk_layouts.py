@@ -15,7 +15,7 @@ from dataferry import artifacts
 from dataferry.artifacts import DataObject, Manifest
 from dataferry.config import Config
 from dataferry.engines import get_engine
-from dataferry.errors import ConfigError, NotFound
+from dataferry.errors import NotFound
 from dataferry.layouts import layout_for
 from dataferry.layouts.govuk import GovukLayout
 from dataferry.layouts.govuk_names import Naming, parse_name
@@ -182,7 +182,7 @@ def test_config_chooses_the_puppet_layout(tmp_path: Path) -> None:
     )
     layout = layout_for(cfg, "production", "publishing-api")
     assert isinstance(layout, GovukPuppetLayout) and layout.naming == NAMING
-    with pytest.raises(ConfigError):
+    with pytest.raises(NotFound):
         layout_for(cfg, "production", "no-such-database")
 
 

@@ -3,6 +3,7 @@ exit codes and messages like ``dataferry run``'s, and no hidden trigger options 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -67,6 +68,19 @@ def test_errors_end_in_their_exit_code_with_a_message_and_a_hint(
     err = capsys.readouterr().err
     assert "error: job prod skipped: job prod is held" in err and "hint: 'dataferry resume prod'" in err
     assert run(argv_for(str(config), "nope", "after", "x")[2:]) == 4
+
+
+def test_with_json_logs_the_error_is_a_json_line_too(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scheduler passes --json-logs on: then the child's last line is JSON like the others."""
+    cfg = load(config)
+    hold = Hold(scope="job", target="prod", reason="test", created_at=state.now_utc(), created_by="me")
+    state.write_hold(StoreCache(cfg).for_job("prod"), hold)
+    assert run(argv_for(str(config), "prod", "schedule", "x", json_logs=True)[2:]) == 5
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    [error] = [e for e in lines if e["level"] == "error"]
+    assert error["exit_code"] == 5 and "dataferry resume prod" in error["hint"]
 
 
 def test_a_bad_trigger_is_a_usage_error(config: Path) -> None:

@@ -79,7 +79,7 @@ def test_a_valid_job_loads_with_its_durations() -> None:
 def test_a_duration_must_be_written_as_a_string() -> None:
     """A bare number has no unit: refused at its key rather than guessed as seconds."""
     msg = _error(_job('steps = ["restore:production"]\nretry_delay = 30\n'))
-    assert "jobs.stage.retry_delay" in msg and "a duration is a string" in msg
+    assert "jobs.stage.retry_delay" in msg and "a duration such as 26h" in msg
 
 
 def test_bad_max_age_names_the_key_and_line() -> None:

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from dataferry.progress import LogReporter, NullReporter, RichReporter, default_reporter, human_bytes
+from dataferry.progress import (
+    Estimate,
+    LogReporter,
+    NullReporter,
+    RichReporter,
+    default_reporter,
+    finish,
+    human_bytes,
+    human_duration,
+)
 
 LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z) (INFO |WARN ) (.*)$")
 
@@ -30,7 +39,7 @@ def test_plain_lines_are_timestamped_and_carry_fields() -> None:
     stamp = datetime.strptime(first[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert before <= stamp <= datetime.now(UTC)
     assert first[2] == "INFO "
-    assert first[3] == "backup app (production) -> s3://b/app/x (size=123 sha256=abc)"
+    assert first[3] == "backup app (production) -> s3://b/app/x (size=123 B sha256=abc)"
     assert second[2] == "WARN "
     assert second[3] == "lock refreshed late"
 
@@ -61,8 +70,57 @@ def test_transfer_logs_start_and_end_with_size_and_rate() -> None:
     t.done()
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
-    assert lines[0].endswith("backup app: started (total_bytes=3145728)")
-    assert re.search(r"backup app: 3\.0 MiB in \d+\.\ds \(rate=[\d.]+ (B|KiB|MiB|GiB|TiB)/s\)$", lines[1])
+    assert lines[0].endswith("backup app: started (total_bytes=3.0 MiB)")
+    assert re.search(r"backup app: 3\.0 MiB in \d+(\.\d)?s \(rate=[\d.]+ (B|KiB|MiB|GiB|TiB)/s\)$", lines[1])
+
+
+def test_a_failed_transfer_is_not_summarised_as_a_success() -> None:
+    """A transfer stopped by an error says 'stopped after', at warning level, not '0 B in 0.0s'."""
+    out = io.StringIO()
+    finish(LogReporter(out).transfer("backup app", None), ok=False)
+    last = out.getvalue().splitlines()[-1]
+    assert "WARN" in last and last.endswith("backup app: stopped after 0 B"), last
+
+
+def test_json_transfer_fields_are_numbers() -> None:
+    """bytes, duration (seconds) and rate (bytes per second) are JSON numbers."""
+    out = io.StringIO()
+    t = LogReporter(out, as_json=True).transfer("restore app", 2048)
+    t.advance(2048)
+    t.done()
+    start, end = (json.loads(line) for line in out.getvalue().splitlines())
+    assert start["total_bytes"] == 2048
+    assert end["bytes"] == 2048
+    assert isinstance(end["duration"], float) and isinstance(end["rate"], float)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (0.25, "0.2s"),
+        (1, "1s"),
+        (59, "59s"),
+        (60, "1m"),
+        (61, "1m 1s"),
+        (3600, "1h"),
+        (26 * 3600, "1d 2h"),
+        (3 * 86400 + 59, "3d"),
+    ],
+)
+def test_human_duration(seconds: float, text: str) -> None:
+    """One duration formatter: the two largest units, never '0m' for a second or '0.0h' for a minute."""
+    assert human_duration(seconds) == text
+
+
+def test_rich_output_does_not_highlight_parts_of_run_ids() -> None:
+    """rich's highlighter coloured the digits of ids and times apart: it is off."""
+    out = io.StringIO()
+    rich = RichReporter(Console(file=out, force_terminal=True, color_system="standard", width=200))
+    rich.info("job nightly: run 2026-11-26T010203Z-a1b2 started")
+    line = out.getvalue().splitlines()[0]
+    message = line.split(" ", 1)[1]
+    assert "\x1b[" not in message, repr(line)
 
 
 def test_transfer_without_total() -> None:
@@ -119,3 +177,57 @@ def test_default_reporter_choice() -> None:
 def test_human_bytes(n: int, text: str) -> None:
     """Binary units, one decimal."""
     assert human_bytes(n) == text
+
+
+def test_rich_progress_shows_iec_units() -> None:
+    """The progress bar's sizes are KiB/MiB like every other size (rich's own columns said kB, MB)."""
+    out = io.StringIO()
+    rich = RichReporter(Console(file=out, force_terminal=True, width=200))
+    transfer = rich.transfer("restore app", 3 * 1024 * 1024)
+    transfer.advance(1024 * 1024)
+    transfer.done()
+    text = out.getvalue()
+    assert "1.0 MiB/3.0 MiB" in text, repr(text)
+    assert not re.search(r"\d (kB|MB|GB)\b", text), repr(text)
+    estimated = rich.transfer("backup app", Estimate(2 * 1024 * 1024))
+    estimated.advance(1024 * 1024)
+    estimated.done()
+    assert "backup app (estimated size)" in out.getvalue() and "1.0 MiB/~2.0 MiB" in out.getvalue()
+
+
+def test_an_estimated_total_is_logged_as_one() -> None:
+    """A dump's size estimated from the database's is ``estimated_bytes``, not ``total_bytes``."""
+    out = io.StringIO()
+    LogReporter(out, as_json=True).transfer("backup app", Estimate(4096)).done()
+    start = json.loads(out.getvalue().splitlines()[0])
+    assert start["estimated_bytes"] == 4096 and "total_bytes" not in start
+
+
+def test_a_transfer_without_failed_still_ends() -> None:
+    """Reporters written before ``failed`` existed (Python callers) get ``done()`` after an error."""
+    ended: list[str] = []
+
+    class Old:
+        def advance(self, n: int) -> None:
+            pass
+
+        def done(self) -> None:
+            ended.append("done")
+
+    finish(Old(), ok=False)
+    assert ended == ["done"]
+
+
+def test_a_failure_is_one_json_line_with_its_notes_and_hint() -> None:
+    """The CLI's last line under --json-logs: message, exit code, notes and hint as fields."""
+    from dataferry.errors import EngineError
+
+    exc = EngineError("pg_restore failed", hint="look at the server log")
+    exc.add_note("the shadow app_shadow could not be dropped")
+    out = io.StringIO()
+    LogReporter(out, as_json=True).failed(exc)
+    [line] = out.getvalue().splitlines()
+    event = json.loads(line)
+    assert event["level"] == "error" and event["message"] == "pg_restore failed"
+    assert event["exit_code"] == 1 and event["hint"] == "look at the server log"
+    assert event["notes"] == ["the shadow app_shadow could not be dropped"]

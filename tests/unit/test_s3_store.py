@@ -11,13 +11,14 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
 from dataferry.config import S3Options
-from dataferry.errors import ConfigError, StoreUnavailable, Transient
+from dataferry.errors import ConfigError, NotReady, StoreUnavailable, Transient
 from dataferry.stores import open_store
 from dataferry.stores.s3 import S3Store
 
@@ -40,6 +41,34 @@ def test_from_url_without_bucket_is_a_config_error() -> None:
     assert excinfo.value.exit_code == 2
 
 
+@pytest.fixture
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No credentials anywhere boto3 looks (variables, files, the instance metadata service)."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "empty").write_text("", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "empty"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "empty"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.usefixtures("no_aws_credentials")
+def test_an_unknown_profile_is_a_missing_credential() -> None:
+    """``profile`` naming no AWS profile: NotReady (exit 3) naming it, not a boto traceback."""
+    with pytest.raises(NotReady, match="nosuchprofile") as excinfo:
+        S3Store.from_url("s3://bucket", {"profile": "nosuchprofile", "region": "eu-west-2"})
+    assert excinfo.value.exit_code == 3 and excinfo.value.hint
+
+
+@pytest.mark.usefixtures("no_aws_credentials")
+def test_no_credentials_at_all_is_a_missing_credential() -> None:
+    """No credentials anywhere: NotReady (exit 3, as the table says), not a store error (exit 1)."""
+    store = S3Store.from_url("s3://bucket", {"region": "eu-west-2", "endpoint_url": "http://127.0.0.1:9"})
+    with pytest.raises(NotReady) as excinfo:
+        list(store.list())
+    assert excinfo.value.exit_code == 3 and "credentials" in excinfo.value.message
+
+
 def test_unknown_option_is_a_config_error() -> None:
     """A misspelt option is refused rather than ignored."""
     with pytest.raises(ConfigError, match="part_size"):
@@ -47,9 +76,10 @@ def test_unknown_option_is_a_config_error() -> None:
 
 
 def test_missing_credential_variable_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unset credentials variable is reported by name; a set one never appears anywhere."""
+    """An unset credentials variable is reported by name, as a missing credential (NotReady, exit 3);
+    a set one never appears anywhere."""
     monkeypatch.setenv("FERRY_KEY_ID", "AKIAEXAMPLEKEYID")
-    with pytest.raises(ConfigError) as excinfo:
+    with pytest.raises(NotReady) as excinfo:
         S3Store.from_url(
             "s3://bucket",
             {"access_key_id_env": "FERRY_KEY_ID", "secret_access_key_env": "FERRY_SECRET_UNSET"},

@@ -62,6 +62,8 @@ def test_minimal_profile_loads_with_hash_and_path(tmp_path: Path) -> None:
             "source 'c'",
         ),
         ("unknown_key = 1", "unknown key"),
+        ('strict = "yes"', "write true or false"),
+        ('[scan]\nenabled = "no"', "write true or false"),
     ],
 )
 def test_bad_profiles_are_config_errors_naming_the_problem(

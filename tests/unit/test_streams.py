@@ -217,6 +217,16 @@ def test_progress_reader_reports_every_byte() -> None:
     assert out.getvalue() == DATA
 
 
+def test_progress_reader_says_once_when_the_data_ended() -> None:
+    """``on_end`` runs once, at the first empty read (not at ``read(0)``), so a restore can say its
+    next phase instead of sitting at 100%."""
+    ends: list[int] = []
+    reader = ProgressReader(io.BytesIO(DATA), lambda n: None, on_end=lambda: ends.append(1))
+    assert reader.read(0) == b"" and ends == []
+    drain(reader)
+    assert reader.read(10) == b"" and ends == [1]
+
+
 # -- zstd ----------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from dataferry.cli._common import (
     ErrorsToExitCodes,
     duration_arg,
     exit_for,
+    global_options,
     parse_time,
     pass_ctx,
 )
@@ -83,20 +84,16 @@ class LazyGroup(ErrorsToExitCodes):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_path",
-    metavar="PATH",
-    help="Config file (default: $DATAFERRY_CONFIG, ./dataferry.toml).",
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    params=global_options(),
 )
-@click.option("--json-logs", is_flag=True, help="Log as JSON lines on stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress or log output.")
 @click.version_option(__version__, prog_name="dataferry")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, json_logs: bool, quiet: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Keep non-production environments supplied with fresh, sanitised copies of production data."""
-    ctx.obj = Context(config_path, json_logs, quiet)
+    ctx.ensure_object(Context)  # the global options given before the command are already in it
 
 
 for _command in core.COMMANDS:

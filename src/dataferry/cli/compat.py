@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from dataferry.cli._common import Context
+from dataferry.cli._common import Context, say
 from dataferry.compat import importer, jobfile, legacy
 from dataferry.errors import ConfigError
 from dataferry.progress import Reporter, default_reporter
@@ -97,20 +97,22 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
                 f"{output} exists", hint="choose another --output, or add --force to overwrite it"
             )
         output.write_text(text, encoding="utf-8")
-        click.echo(
+        say(
             f"wrote {output}: {len(result.environments)} environments, {len(result.databases)} "
             f"databases, {len(result.jobs)} jobs",
-            err=True,
+            "info",
+            bare=True,
         )
         for line in importer.write_profiles(result, output.parent, force=force):
-            click.echo(line, err=True)
+            say(line, "info", bare=True)
     if output is None and result.profiles:
-        click.echo(
+        say(
             f"not written (no -o): sanitisation profiles {', '.join(sorted(result.profiles))}; a job that "
             "needs one refuses to run (exit 2) until it exists: import again with -o to write them",
-            err=True,
+            "warn",
+            bare=True,
         )
     for line in result.untranslated:
-        click.echo(f"not translated: {line}", err=True)
+        say(f"not translated: {line}", "warn", bare=True)
     for line in result.settings:
-        click.echo(f"setting: {line}", err=True)
+        say(f"setting: {line}", "info", bare=True)

@@ -4,12 +4,16 @@ and quickstart (a sample chain). Registered on the ``dataferry`` group by ``data
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import click
 
 from dataferry import ops
-from dataferry.cli._common import Context, duration_arg, parse_time, pass_ctx
+from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
 from dataferry.errors import ConfigError
 from dataferry.progress import human_bytes
 
@@ -58,7 +62,9 @@ def backup(c: Context, database: str, environment: str, sanitise: bool) -> None:
 @click.option("--env", "environment", required=True, help="Environment to restore into.")
 @click.option("--from", "source", required=True, help="Environment whose store holds the artifact.")
 @click.option("--artifact", help="A specific artifact id or key (see 'dataferry list').")
-@click.option("--at", "at", help="The newest artifact at or before this time (ISO 8601).")
+@click.option(
+    "--at", "at", help="The newest artifact at or before this time: ISO 8601, or a duration ago such as 3d."
+)
 @click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
 @click.option("--force", is_flag=True, help="Allow restoring into a protected environment.")
 @click.option("--dry-run", is_flag=True, help="Check everything and show the artifact; change nothing.")
@@ -84,7 +90,7 @@ def restore(
         environment=environment,
         source=source,
         artifact=artifact,
-        at=parse_time(at),
+        at=time_or_duration(at, sign=-1),
         jobs=jobs,
         force=force,
         dry_run=dry_run,
@@ -109,7 +115,7 @@ def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None
         click.echo(json.dumps([m.model_dump(mode="json") for m in manifests], indent=2))
         return
     if not manifests:
-        click.echo(f"no artifacts of {database} in {environment}", err=True)
+        say(f"no artifacts of {database} in {environment}", "info", bare=True)
         return
     click.echo("ID\tSIZE\tFINISHED\tSANITISED")
     for m in manifests:
@@ -124,7 +130,7 @@ def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None
 @pass_ctx
 def verify(c: Context, database: str, environment: str, artifact: str | None) -> None:
     """Re-read an artifact and check it against its manifest."""
-    m = ops.verify(c.config, database, environment, artifact)
+    m = ops.verify(c.config, database, environment, artifact, reporter=c.reporter())
     click.echo(f"ok {m.id}: {len(m.objects)} object(s), {human_bytes(m.size)}, sha256 verified")
 
 
@@ -166,7 +172,22 @@ def quickstart(c: Context, directory: Path) -> None:
     """Create a sample chain on SQLite and local stores in DIRECTORY, and run it."""
     from dataferry.quickstart import run_quickstart
 
-    run_quickstart(directory, reporter=c.reporter(), echo=click.echo)
+    run_quickstart(directory, reporter=c.reporter(), echo=click.echo, program=_program())
+
+
+def _program() -> str:
+    """This command as the operator can type it again: ``dataferry`` when that is the program on
+    PATH, else the path it was run by (``.venv/bin/dataferry`` after the README's install), or
+    ``python -m dataferry``."""
+    argv0 = sys.argv[0]
+    if Path(argv0).name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m dataferry"
+    if os.sep not in argv0:
+        return argv0 if Path(argv0).name.startswith("dataferry") else "dataferry"
+    on_path = shutil.which("dataferry")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "dataferry"
+    return shlex.quote(argv0)
 
 
 COMMANDS: list[click.Command] = [check, backup, restore, list_cmd, verify, cleanup, quickstart]

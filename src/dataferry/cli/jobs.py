@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from dataferry.cli._common import Context, duration_arg, parse_time, pass_ctx
-from dataferry.config import Config, find_config_path, parse_duration
+from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
+from dataferry.config import Config, find_config_path
 from dataferry.errors import ConfigError, Held, LockBusy
 from dataferry.jobs import scheduler, state
 from dataferry.jobs.child import run_summary
@@ -71,10 +71,7 @@ def parse_until(value: str | None, now: datetime | None = None) -> datetime | No
     if value is None:
         return None
     now = now or now_utc()
-    try:
-        until = now + parse_duration(value)
-    except ValueError:
-        until = parse_time(value) or now
+    until = time_or_duration(value, sign=1, now=now) or now
     if until <= now:
         raise ConfigError(f"--until {value} is in the past", hint="give a future time or a duration like 3d")
     return until
@@ -126,7 +123,7 @@ def resume(c: Context, job: str | None, environment: str | None, all_: bool) -> 
     click.echo(f"resumed {what}" if removed else f"{what} was not held")
     if scope == "job":
         for hold in state.active_holds(cfg, target, stores):
-            click.echo(f"note: still held: {hold.describe()}", err=True)
+            say(f"still held: {hold.describe()}")
 
 
 # -- scheduler, unlock ----------------------------------------------------------------------------
@@ -176,7 +173,7 @@ def scheduler_cmd(
     )
     code = sched.run()
     if code:
-        click.echo(f"scheduler: {sched.failed} run(s) failed; see 'dataferry status'", err=True)
+        say(f"scheduler: {sched.failed} run(s) failed; see 'dataferry status'", "error", bare=True)
         sys.exit(code)
 
 

@@ -8,13 +8,13 @@ from datetime import UTC
 
 import click
 
-from dataferry.cli._common import Context, pass_ctx
+from dataferry.cli._common import Context, pass_ctx, say
 from dataferry.errors import FerryError
 from dataferry.jobs import state
 from dataferry.jobs.state import RunRecord, StoreCache
 from dataferry.jobs.status import collect_status
 from dataferry.jobs.status_text import render_lines
-from dataferry.progress import human_bytes
+from dataferry.progress import human_bytes, human_duration
 
 
 @click.command()
@@ -56,7 +56,7 @@ def history(c: Context, job: str, limit: int, as_json: bool) -> None:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
     if not records:
-        click.echo(f"job {job} has not run yet", err=True)
+        say(f"job {job} has not run yet", "info", bare=True)
         return
     for r in records:
         click.echo(_history_line(r))
@@ -79,7 +79,7 @@ def _history_line(r: RunRecord) -> str:
     started = r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     line = f"{r.run_id}  {started}  {r.status:<11} {r.trigger}"
     if r.finished:
-        line += f"  {r.duration() or 0:.1f}s"
+        line += f"  {human_duration(r.duration() or 0)}"
     if r.skip_reason:
         line += f"  skipped: {r.skip_reason}"
     if r.error:

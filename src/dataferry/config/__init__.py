@@ -1,5 +1,5 @@
 """The configuration file: pydantic models (``models``), loading with errors at file and line
-(``loading``) and the connection details handed to engines (``refs``).
+(``loading``), the cross-references between its tables (``references``) and the connection details handed to engines (``refs``).
 
 The file is TOML. Secrets are never written in it: connections name an environment variable
 (``password_env``) and the value is read only when a connection is made. Every problem in a file
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataferry.config.loading import _describe, find_config_path, load, load_config, parse
 from dataferry.config.models import (
-    NAME_RE,
     Config,
     ConnectionConfig,
     DatabaseConfig,
@@ -22,6 +21,7 @@ from dataferry.config.models import (
     StoreConfig,
     parse_duration,
 )
+from dataferry.config.references import NAME_RE
 from dataferry.config.refs import DatabaseRef, connection_ref, database_ref, secret_values
 
 __all__ = [

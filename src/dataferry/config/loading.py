@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dataferry.config.models import _SECRET_KEYS, Config
+from dataferry.config.references import reference_problems
 from dataferry.errors import ConfigError
 
 
@@ -60,11 +61,20 @@ def parse(text: str, path: Path) -> Config:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         lines: list[str] = []
-        for err in exc.errors():
+        errors = exc.errors()
+        for err in errors:
             if err["type"] == "references":
                 lines += [_describe_at(list(loc), msg, text, path) for loc, msg in err["ctx"]["problems"]]
             else:
                 lines.append(_describe(err, text, path))
+        if not any(err["type"] == "references" for err in errors):
+            # Fields failed, so the model's own reference check never ran: run it on the file's data.
+            failed = {tuple(map(str, err["loc"])) for err in errors}
+            lines += [
+                _describe_at(list(loc), msg, text, path)
+                for loc, msg in reference_problems(data)
+                if loc not in failed
+            ]
         raise ConfigError(
             f"{path}: {len(lines)} problem(s):\n" + "\n".join(f"  - {line}" for line in lines),
             hint="fix the keys listed above; docs/configuration.md describes every key",
@@ -75,6 +85,8 @@ def parse(text: str, path: Path) -> Config:
 def _describe(err: Any, text: str, path: Path) -> str:
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "bool_type":
+        msg = f"write true or false (without quotes), not {err['input']!r}"
     if err["type"] == "extra_forbidden":
         msg = "unknown key (misspelt, or not allowed here)"
         if loc and loc[-1].lower() in _SECRET_KEYS:

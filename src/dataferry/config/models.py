@@ -18,16 +18,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from dataferry.config.references import reference_problems
 from dataferry.config.urls import check_url
 from dataferry.errors import ConfigError, NotFound
-
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 #: Keys people write by mistake for secrets, and the key that names an env var instead.
 _SECRET_KEYS = {
@@ -37,9 +37,6 @@ _SECRET_KEYS = {
     "access_key_id": "access_key_id_env",
     "secret_access_key": "secret_access_key_env",
 }
-
-Location = tuple[str, ...]
-
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
@@ -63,7 +60,10 @@ def _duration(value: object) -> object:
         return parse_duration(value)
     if isinstance(value, timedelta):
         return value
-    raise ValueError("a duration is a string: a number and a unit d, h, m or s (e.g. 26h)")
+    raise ValueError(
+        f"{value!r} is not a duration: write a duration such as 26h, in quotes "
+        "(a number and a unit d, h, m or s)"
+    )
 
 
 #: A duration in the file (``"26h"``, ``"1d12h"``), a ``timedelta`` once loaded.
@@ -125,8 +125,8 @@ class EnvironmentConfig(_Model):
     """An environment: its store and its safety flags."""
 
     store: StoreConfig
-    protected: bool = Field(False, description="never a restore target unless --force")
-    requires_sanitised: bool = Field(
+    protected: StrictBool = Field(False, description="never a restore target unless --force")
+    requires_sanitised: StrictBool = Field(
         False,
         description="store accepts only sanitised, check-passed artifacts; restores from it refuse others",
     )
@@ -282,20 +282,9 @@ class Config(_Model):
     @model_validator(mode="after")
     def _references(self) -> Config:
         # Each problem keeps its own location, so ``parse`` can point at its line.
-        problems: list[tuple[Location, str]] = []
-        for section in ("environments", "databases", "jobs"):
-            for name in getattr(self, section):
-                if not re.match(NAME_RE, name):
-                    problems.append(((section, name), "names use letters, digits, '.', '_' and '-'"))
-        for db_name, db in self.databases.items():
-            for env_name in db.environments:
-                if env_name not in self.environments:
-                    problems.append((("databases", db_name, "environments", env_name), "no such environment"))
-        for job_name, job in self.jobs.items():
-            problems += _job_problems(self, job_name, job)
-        state_env = self.settings.state_environment
-        if state_env and state_env not in self.environments:
-            problems.append((("settings", "state_environment"), f"no such environment {state_env!r}"))
+        problems = reference_problems(
+            self.model_dump(include={"settings", "environments", "databases", "jobs"})
+        )
         if problems:
             summary = "; ".join(f"{'.'.join(loc)}: {msg}" for loc, msg in problems)
             raise PydanticCustomError("references", "{summary}", {"summary": summary, "problems": problems})
@@ -314,11 +303,12 @@ class Config(_Model):
             ) from None
 
     def database(self, name: str) -> DatabaseConfig:
-        """The named database or a ``ConfigError`` listing the known ones."""
+        """The named database or ``NotFound`` (exit 4, as the exit-code table says) listing the
+        known ones."""
         try:
             return self.databases[name]
         except KeyError:
-            raise ConfigError(
+            raise NotFound(
                 f"no database {name!r} in the configuration",
                 hint=f"known databases: {', '.join(sorted(self.databases)) or 'none'}",
             ) from None
@@ -343,54 +333,3 @@ class Config(_Model):
         if not p.is_absolute() and self.path is not None:
             p = self.path.parent / p
         return p
-
-
-def _job_problems(cfg: Config, job_name: str, job: JobConfig) -> list[tuple[Location, str]]:
-    def at(key: str) -> Location:
-        return ("jobs", job_name, key)
-
-    out: list[tuple[Location, str]] = []
-    if job.environment not in cfg.environments:
-        out.append((at("environment"), f"no such environment {job.environment!r}"))
-    if job.database not in cfg.databases:
-        out.append((at("database"), f"no such database {job.database!r}"))
-    if job.after is not None and job.after not in cfg.jobs:
-        out.append((at("after"), f"no such job {job.after!r}"))
-    for step in job.steps:
-        if step.startswith("restore:") and step.split(":", 1)[1] not in cfg.environments:
-            out.append((at("steps"), f"{step!r} names no known environment"))
-        if step == f"restore:{job.environment}":
-            out.append((at("steps"), f"{step!r} restores the job's own environment into itself"))
-        database = cfg.databases.get(job.database)
-        if (
-            step == "backup:sanitised"
-            and database is not None
-            and not (database.sanitise and database.scratch)
-        ):
-            out.append(
-                (
-                    at("steps"),
-                    f"'backup:sanitised' needs [databases.{job.database}] sanitise and scratch "
-                    "(the profile, and the database it sanitises a copy in)",
-                )
-            )
-    if job.after is not None and job.after in cfg.jobs:
-        if not any(s.split(":", 1)[0] == "backup" for s in cfg.jobs[job.after].steps):
-            out.append(
-                (at("after"), f"job {job.after!r} has no backup step, so it never publishes an artifact")
-            )
-        if _after_cycle(cfg, job_name):
-            out.append((at("after"), f"the 'after' chain loops back to {job_name!r}"))
-    return out
-
-
-def _after_cycle(cfg: Config, start: str) -> bool:
-    """True if following ``after`` from ``start`` comes back to it."""
-    seen: set[str] = set()
-    current = cfg.jobs[start].after
-    while current is not None and current in cfg.jobs and current not in seen:
-        if current == start:
-            return True
-        seen.add(current)
-        current = cfg.jobs[current].after
-    return False

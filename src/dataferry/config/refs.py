@@ -4,6 +4,7 @@ environment variable only now, and never shown in a repr."""
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -21,6 +22,18 @@ class DatabaseRef(_Model):
     password: SecretStr | None = None
     owner: str | None = None
     exclude_tables: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The real database, for messages (the configuration's ``name`` is only a label): the
+        database name and its host (``publishing_api_production on db1:5432``), or the SQLite file."""
+        if self.engine == "sqlite":
+            return self.url.split("://", 1)[1][1:] or self.url
+        parts = urlsplit(self.url)
+        where = parts.hostname or "localhost"
+        if parts.port:
+            where += f":{parts.port}"
+        return f"{parts.path.lstrip('/') or self.name} on {where}"
 
     def __repr__(self) -> str:
         return f"DatabaseRef({self.name!r}, env={self.environment!r}, url={self.url!r})"

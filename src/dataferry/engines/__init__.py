@@ -177,6 +177,28 @@ def manifest_extra(engine: Engine, db: DatabaseRef) -> dict[str, object]:
     return engine.manifest_extra(db) if isinstance(engine, DescribesDumps) else {}
 
 
+@runtime_checkable
+class SizesDatabases(Protocol):
+    """Optional capability: about how many bytes a dump of a database will be, from what the
+    database says of its size, so a backup shows a total and an ETA instead of ``?``."""
+
+    def database_size(self, db: DatabaseRef) -> int | None:
+        """Bytes a dump of ``db`` will be, about (None: unknown)."""
+        ...
+
+
+def estimated_dump_size(engine: Engine, db: DatabaseRef) -> int | None:
+    """``engine``'s estimate of a dump of ``db``; None for engines without one, or when asking
+    failed (an estimate is for the progress bar: the backup itself reports real failures)."""
+    if not isinstance(engine, SizesDatabases):
+        return None
+    try:
+        size = engine.database_size(db)
+    except Exception:
+        return None
+    return size if size else None
+
+
 # -- the registry --------------------------------------------------------------------------------
 
 

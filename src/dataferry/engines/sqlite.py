@@ -105,6 +105,11 @@ class SQLiteEngine:
         """SQLite has no server: the library version."""
         return f"SQLite {sqlite3.sqlite_version}"
 
+    def database_size(self, db: DatabaseRef) -> int | None:
+        """The file's size: the dump is a copy of it (``SizesDatabases``)."""
+        path = sqlite_path(db)
+        return path.stat().st_size if path.is_file() else None
+
     @contextlib.contextmanager
     def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> Iterator[Dump]:
         """A consistent copy through the online backup API (safe while the database is in use).

@@ -21,14 +21,14 @@ from dataferry.jobs.common import StoreCache
 from dataferry.jobs.runner import RunOptions, run_job
 from dataferry.jobs.runs import RunRecord
 from dataferry.jobs.triggers import still_due
-from dataferry.progress import default_reporter
+from dataferry.progress import LogReporter, default_reporter, human_duration
 
 TRIGGERS = ("schedule", "after")
 
 
 def run_summary(r: RunRecord) -> str:
     """``job J: run R succeeded in 1.2s; restored A; published B``: what a finished run printed."""
-    parts = [f"job {r.job}: run {r.run_id} {r.status} in {r.duration() or 0:.1f}s"]
+    parts = [f"job {r.job}: run {r.run_id} {r.status} in {human_duration(r.duration() or 0)}"]
     if r.restored_artifact:
         parts.append(f"restored {r.restored_artifact}")
     if r.published_artifact:
@@ -69,8 +69,11 @@ def run(argv: list[str] | None = None) -> int:
             still_due=functools.partial(still_due, cfg, args.job, args.trigger, args.trigger_detail, stores),
         )
     except FerryError as exc:
-        for line in exc.report_lines():
-            print(line, file=sys.stderr)
+        if args.json_logs:  # every line JSON, the last one too
+            LogReporter(sys.stderr, as_json=True).failed(exc)
+        else:
+            for line in exc.report_lines():
+                print(line, file=sys.stderr)
         return exc.exit_code
     if record is not None:
         print(run_summary(record))

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ValidationError
@@ -37,7 +37,11 @@ class Hold(StateModel):
     def describe(self) -> str:
         """``environment staging held by ann@host since ...: pen test (until ...)``."""
         what = {"job": f"job {self.target}", "environment": f"environment {self.target}", "all": "everything"}
-        until = f" until {self.until.isoformat()}" if self.until else " until resumed"
+        until = (
+            f" until {self.until.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            if self.until
+            else " until resumed"
+        )
         return (
             f"{what[self.scope]} is held by {self.created_by} since "
             f"{self.created_at.strftime('%Y-%m-%dT%H:%M:%SZ')}{until}: {self.reason}"

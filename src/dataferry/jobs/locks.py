@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 from dataferry.config import Config
 from dataferry.errors import FerryError, LockBusy, NotFound
 from dataferry.jobs.common import PREFIX, StateModel, now_utc, whoami
-from dataferry.progress import NullReporter, Reporter
+from dataferry.progress import NullReporter, Reporter, human_duration
 from dataferry.stores import Store, put_bytes, read_bytes
 
 
@@ -285,9 +285,4 @@ def lock_ttl(cfg: Config) -> timedelta:
 
 
 def _human(delta: timedelta) -> str:
-    secs = int(delta.total_seconds())
-    if secs >= 3600:
-        return f"{secs / 3600:.1f}h"
-    if secs >= 60:
-        return f"{secs // 60}m"
-    return f"{secs}s"
+    return human_duration(delta.total_seconds())

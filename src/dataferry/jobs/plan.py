@@ -13,6 +13,7 @@ from dataferry.errors import ConfigError
 from dataferry.jobs.common import StoreCache
 from dataferry.jobs.holds import Hold, active_holds
 from dataferry.jobs.locks import lock_ttl, read_lock
+from dataferry.progress import human_bytes, human_duration
 
 
 def check_from_step(job_name: str, job: JobConfig, from_step: int) -> None:
@@ -77,7 +78,7 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
         if plan.sanitiser is not None and not req.sanitise:
             forced = f"; not sanitised, so sanitised on the shadow ({job.environment} requires it)"
         return (
-            f"would restore {manifest.id} ({manifest.size} bytes, finished {age.total_seconds() / 3600:.1f}h ago"
+            f"would restore {manifest.id} ({human_bytes(manifest.size)}, finished {human_duration(age.total_seconds())} ago"
             f"{', sanitised' if manifest.sanitised else ''}) from {plan.store_url} into {target.url if target else '?'} "
             f"through a shadow and an atomic swap{forced}"
         )

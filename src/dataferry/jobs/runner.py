@@ -223,7 +223,9 @@ def _finish(ctx: RunContext, exc: BaseException | None) -> None:
     )
     _freshness(ctx)
     if exc is None:
-        ctx.reporter.info(f"job {ctx.name}: run {rec.run_id} succeeded", duration=f"{rec.duration():.1f}s")
+        ctx.reporter.info(
+            f"job {ctx.name}: run {rec.run_id} succeeded", duration=round(rec.duration() or 0, 3)
+        )
     else:
         ctx.reporter.warn(
             f"job {ctx.name}: run {rec.run_id} {rec.status}: {rec.error.message if rec.error else ''}"

@@ -5,21 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from dataferry.jobs.status import ArtifactUnreadable, DatabaseStatus, JobStatus, Status
-from dataferry.progress import human_bytes
+from dataferry.progress import human_bytes, human_duration
 
 
 def age(when: datetime | None, now: datetime) -> str:
-    """``3.2d``, ``4.0h``, ``12m``, ``40s``; ``-`` for never."""
+    """``3d 4h``, ``4h``, ``12m 5s``, ``40s`` (``progress.human_duration``, the one format); ``-``
+    for never."""
     if when is None:
         return "-"
-    secs = max((now - when).total_seconds(), 0)
-    if secs >= 86400:
-        return f"{secs / 86400:.1f}d"
-    if secs >= 3600:
-        return f"{secs / 3600:.1f}h"
-    if secs >= 60:
-        return f"{secs / 60:.0f}m"
-    return f"{secs:.0f}s"
+    return human_duration(int(max((now - when).total_seconds(), 0)))
 
 
 def render_lines(status: Status) -> list[str]:

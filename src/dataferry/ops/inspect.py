@@ -13,7 +13,7 @@ from dataferry.engines import get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
 from dataferry.ops.rules import engine_for
-from dataferry.progress import NullReporter
+from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete
 
 
@@ -95,8 +95,14 @@ def latest_artifact(cfg: Config, database: str, environment: str) -> Manifest:
     return listed[0]
 
 
-def verify(cfg: Config, database: str, environment: str, artifact: str | None = None) -> Manifest:
-    """Re-read an artifact (default: the latest) and check it against its manifest."""
+def verify(
+    cfg: Config,
+    database: str,
+    environment: str,
+    artifact: str | None = None,
+    reporter: Reporter | None = None,
+) -> Manifest:
+    """Re-read an artifact (default: the latest) and check it against its manifest, with progress."""
     layout = layout_for(cfg, environment, database)
     manifest = layout.select(engine_for(cfg, database), artifact=artifact, at=None, reporter=NullReporter())
     if any(not o.sha256 for o in manifest.objects):
@@ -104,7 +110,7 @@ def verify(cfg: Config, database: str, environment: str, artifact: str | None = 
             f"{manifest.objects[0].key} has no dataferry manifest, so there is no checksum to verify it against",
             hint="dumps written by GOV.UK's own scripts carry no checksum; a restore still checks their format",
         )
-    artifacts.verify(layout.store, manifest)
+    artifacts.verify(layout.store, manifest, reporter)
     return manifest
 
 

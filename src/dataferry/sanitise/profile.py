@@ -14,7 +14,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dataferry.config import _describe
 from dataferry.errors import ConfigError
@@ -132,7 +140,7 @@ class RowRule(_Model):
     delete_where: str | None = Field(None, description="SQL condition of the rows deleted")
     keep_newer_than_days: int | None = Field(None, ge=0, description="delete rows older than this")
     column: str | None = Field(None, description="the timestamp column for keep_newer_than_days")
-    truncate: bool = Field(False, description="delete every row (the table's columns count as dropped)")
+    truncate: StrictBool = Field(False, description="delete every row (the table's columns count as dropped)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> RowRule:
@@ -170,13 +178,13 @@ class SqlCheck(_Model):
 class Scan(_Model):
     """The built-in scan of every text column for personal data left behind."""
 
-    enabled: bool = True
-    emails: bool = Field(True, description="find email addresses outside allowed_email_domains")
+    enabled: StrictBool = True
+    emails: StrictBool = Field(True, description="find email addresses outside allowed_email_domains")
     allowed_email_domains: list[str] = Field(
         default_factory=lambda: ["example.com", "example.org", "example.net"],
         description="domains (and their subdomains) whose addresses are not personal",
     )
-    phones: bool = Field(True, description="find phone numbers (outside Ofcom's drama range)")
+    phones: StrictBool = Field(True, description="find phone numbers (outside Ofcom's drama range)")
     patterns: dict[str, str] = Field(
         default_factory=dict, description="more detectors: name -> regular expression (case-insensitive)"
     )
@@ -210,7 +218,7 @@ class Profile(_Model):
 
     description: str = ""
     salt_env: str | None = Field(None, description="environment variable holding the pseudonym salt")
-    strict: bool = Field(False, description="every column of every table must be classified")
+    strict: StrictBool = Field(False, description="every column of every table must be classified")
     fake_email_domain: str = Field("example.com", description="domain of fake_email addresses")
     scripts: list[str] = Field(default_factory=list, description="SQL files run first, in order")
     rows: list[RowRule] = Field(default_factory=list)

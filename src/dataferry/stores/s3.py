@@ -25,12 +25,14 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     IncompleteReadError,
+    NoCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
     ResponseStreamingError,
 )
 
 from dataferry.config import S3Options
-from dataferry.errors import ConfigError, FerryError, NotFound, StoreError, StoreUnavailable
+from dataferry.errors import ConfigError, FerryError, NotFound, NotReady, StoreError, StoreUnavailable
 from dataferry.stores.base import ObjectInfo
 from dataferry.streams import ByteSource
 
@@ -83,11 +85,17 @@ class S3Store:
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise ConfigError(f"no bucket in store URL {url!r}", hint="write it as s3://bucket/prefix")
-        session = boto3.session.Session(
-            profile_name=opts.profile,
-            aws_access_key_id=_env(opts.access_key_id_env, "access_key_id_env"),
-            aws_secret_access_key=_env(opts.secret_access_key_env, "secret_access_key_env"),
-        )
+        try:
+            session = boto3.session.Session(
+                profile_name=opts.profile,
+                aws_access_key_id=_env(opts.access_key_id_env, "access_key_id_env"),
+                aws_secret_access_key=_env(opts.secret_access_key_env, "secret_access_key_env"),
+            )
+        except ProfileNotFound:
+            raise NotReady(
+                f"AWS profile {opts.profile!r} (store option profile of {url}) does not exist",
+                hint="add it to ~/.aws/config (or $AWS_CONFIG_FILE), or fix the store's profile",
+            ) from None
         client = session.client(
             "s3",
             endpoint_url=opts.endpoint_url,
@@ -310,12 +318,15 @@ class _Cut(Exception):
 
 def _env(var: str | None, name: str) -> str | None:
     """The value of the environment variable that store option ``name`` names (None when the option
-    is not set; a named variable that is not set is a ``ConfigError``)."""
+    is not set; a named variable that is not set is a missing credential, ``NotReady``)."""
     if var is None:
         return None
     value = os.environ.get(var)
     if not value:
-        raise ConfigError(f"environment variable {var} (from store option {name}) is not set")
+        raise NotReady(
+            f"environment variable {var} (from store option {name}) is not set",
+            hint=f"export {var} before running dataferry",
+        )
     return value
 
 
@@ -344,6 +355,13 @@ def _mapped(action: str, missing_key: str | None = None) -> Iterator[None]:
         raise _translate(exc, action) from exc
     except _CONNECTION_ERRORS as exc:
         raise StoreUnavailable(f"cannot {action}: {exc}", hint="check endpoint_url and the network") from exc
+    except NoCredentialsError:
+        # A missing credential is "not ready" (exit 3), as the exit-code table says, not a store error.
+        raise NotReady(
+            f"cannot {action}: no AWS credentials found",
+            hint="set the store's access_key_id_env and secret_access_key_env, or its profile, "
+            "or provide credentials the usual AWS ways (an instance or pod role)",
+        ) from None
     except BotoCoreError as exc:
         raise StoreError(f"cannot {action}: {exc}") from exc
 

@@ -122,6 +122,18 @@ class MySQLEngine:
             info = server_info(conn, target.database)
         return f"{info.flavor} {info.version} ({info.charset}, {info.collation})"
 
+    def database_size(self, db: DatabaseRef) -> int | None:
+        """The tables' data size from information_schema, without indexes (a dump holds rows, not
+        indexes) (``SizesDatabases``)."""
+        target = MySqlTarget.from_ref(db)
+        with connection(db) as conn:
+            found = rows(
+                conn,
+                "SELECT SUM(DATA_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+                (target.database,),
+            )
+        return int(found[0][0]) if found and found[0][0] is not None else None
+
     def manifest_extra(self, db: DatabaseRef) -> dict[str, object]:
         """Structured facts for ``Manifest.extra``: server, character set, dump tool, exclusions."""
         target = MySqlTarget.from_ref(db)

@@ -174,6 +174,18 @@ class PostgresEngine:
         with contextlib.closing(connect(db)) as conn, sql_errors("reading the server version"):
             return server_version(conn)
 
+    def database_size(self, db: DatabaseRef) -> int | None:
+        """The size of the tables to dump, without indexes (a dump holds rows, not indexes; so this
+        is nearer the dump than ``pg_database_size``) (``SizesDatabases``)."""
+        with contextlib.closing(connect(db)) as conn, sql_errors("reading the database size"):
+            size = scalar(
+                conn,
+                "SELECT sum(pg_table_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                # tables and materialized views; pg_table_size counts their TOAST data too
+                "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+        return int(size) if size is not None else None
+
     # -- backup --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
