@@ -1,0 +1,90 @@
+"""MySQL's and MariaDB's SQL fragments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dataferry.sanitise.dialects.base import Dialect, Literal
+
+
+class MySQL(Dialect):
+    """MySQL 8 and MariaDB 10.5+ (PCRE regular expressions, SHA2, CONV)."""
+
+    name = "mysql"
+    text_types = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"})
+
+    def ident(self, name: str) -> str:
+        """Backquotes."""
+        return "`" + name.replace("`", "``") + "`"
+
+    def string(self, value: str) -> str:
+        """A hex literal converted to utf8mb4 when the text holds a quote or backslash: correct
+        whatever the server's sql_mode (NO_BACKSLASH_ESCAPES changes what backslashes mean)."""
+        if "\\" in value or "'" in value:
+            return f"CONVERT(X'{value.encode('utf-8').hex()}' USING utf8mb4)"
+        return "'" + value + "'"
+
+    def literal(self, value: Literal) -> str:
+        """Booleans are 1 and 0."""
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        return super().literal(value)
+
+    def concat(self, *parts: str) -> str:
+        """CONCAT (|| is OR by default)."""
+        return "CONCAT(" + ", ".join(parts) + ")"
+
+    def as_text(self, expr: str) -> str:
+        """utf8mb4 text, so the bytes hashed are the UTF-8 ones whatever the column's charset."""
+        return f"CONVERT({expr} USING utf8mb4)"
+
+    def salt_prelude(self, salt: str) -> str:
+        """A user variable lives as long as the session."""
+        return f"SET @dataferry_salt = CONVERT(X'{salt.encode('utf-8').hex()}' USING utf8mb4);\n"
+
+    def salt(self) -> str:
+        """The user variable."""
+        return "@dataferry_salt"
+
+    def digest(self, expr: str) -> str:
+        """SHA2 of the utf8mb4 bytes (lower-case hex)."""
+        return f"SHA2(CONCAT({self.salt()}, {self.as_text(expr)}), 256)"
+
+    def hex_int(self, hex_expr: str, start: int) -> str:
+        """CONV from base 16."""
+        return f"CAST(CONV(SUBSTRING({hex_expr}, {start + 1}, 4), 16, 10) AS UNSIGNED)"
+
+    def pick(self, index_expr: str, options: Sequence[str]) -> str:
+        """ELT (1-based)."""
+        items = ", ".join(self.string(o) for o in options)
+        return f"ELT(1 + ({index_expr}) % {len(options)}, {items})"
+
+    def pad3(self, expr: str) -> str:
+        """LPAD."""
+        return f"LPAD({expr}, 3, '0')"
+
+    def stars(self, expr: str) -> str:
+        """REPEAT."""
+        return f"REPEAT('*', CHAR_LENGTH({expr}))"
+
+    def contains(self, haystack: str, needle: str) -> str:
+        """LOCATE (case-sensitive like REPLACE, which the substitution uses)."""
+        return f"LOCATE(BINARY {needle}, {haystack}) > 0"
+
+    def regex(self, expr: str, pattern: str) -> str:
+        """PCRE with ``(?i)``, so binary columns are matched without case too."""
+        return f"{expr} REGEXP {self.string('(?i)' + pattern)}"
+
+    def older_than(self, column: str, days: int) -> str:
+        """Compared with NOW() on the server."""
+        return f"({column} IS NULL OR {column} < NOW() - INTERVAL {int(days)} DAY)"
+
+    def columns_query(self) -> str:
+        """information_schema of the connection's database (the shadow's, during a restore)."""
+        return (
+            "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE FROM information_schema.COLUMNS c "
+            "JOIN information_schema.TABLES t "
+            "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+            "WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' "
+            "ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION"
+        )

@@ -1,0 +1,118 @@
+"""SQLite's SQL fragments, and the Python functions registered on its connections (SQLite has no
+sha256 or REGEXP of its own)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+from dataferry.sanitise.dialects.base import Dialect
+
+SQLITE_DIGEST = "dataferry_sha256"
+SQLITE_HEX_INT = "dataferry_hex_int"
+
+
+class SQLite(Dialect):
+    """SQLite with the Python functions of ``register_sqlite_functions``."""
+
+    name = "sqlite"
+
+    def as_text(self, expr: str) -> str:
+        """CAST."""
+        return f"CAST({expr} AS TEXT)"
+
+    def salt_prelude(self, salt: str) -> str:
+        """A temp table: visible only to this connection, gone when it closes."""
+        return (
+            "CREATE TEMP TABLE IF NOT EXISTS dataferry_salt (v TEXT);\n"
+            "DELETE FROM temp.dataferry_salt;\n"
+            f"INSERT INTO temp.dataferry_salt VALUES ({self.string(salt)});\n"
+        )
+
+    def salt(self) -> str:
+        """A constant subquery: SQLite evaluates it once per statement."""
+        return "(SELECT v FROM temp.dataferry_salt)"
+
+    def digest(self, expr: str) -> str:
+        """The registered sha256 function."""
+        return f"{SQLITE_DIGEST}({self.salt()} || {self.as_text(expr)})"
+
+    def hex_int(self, hex_expr: str, start: int) -> str:
+        """The registered hex function."""
+        return f"{SQLITE_HEX_INT}(substr({hex_expr}, {start + 1}, 4))"
+
+    def pick(self, index_expr: str, options: Sequence[str]) -> str:
+        """CASE (SQLite has no arrays or ELT)."""
+        arms = " ".join(f"WHEN {i} THEN {self.string(o)}" for i, o in enumerate(options))
+        return f"(CASE ({index_expr}) % {len(options)} {arms} END)"
+
+    def pad3(self, expr: str) -> str:
+        """printf."""
+        return f"printf('%03d', {expr})"
+
+    def stars(self, expr: str) -> str:
+        """n zero bytes, hex-encoded as 2n '0's, each '00' made a '*' (SQLite has no repeat)."""
+        return (
+            f"(CASE WHEN {expr} IS NULL THEN NULL ELSE replace(hex(zeroblob(length({expr}))), '00', '*') END)"
+        )
+
+    def contains(self, haystack: str, needle: str) -> str:
+        """instr."""
+        return f"instr({haystack}, {needle}) > 0"
+
+    def regex(self, expr: str, pattern: str) -> str:
+        """The REGEXP operator, which calls the registered ``regexp`` function."""
+        return f"{expr} REGEXP {self.string(pattern)}"
+
+    def older_than(self, column: str, days: int) -> str:
+        """julianday() reads ISO-8601 text; a value it cannot read counts as old (NULL)."""
+        return f"(julianday({column}) IS NULL OR julianday({column}) < julianday('now', '-{int(days)} days'))"
+
+    def truncate(self, table: str) -> str:
+        """SQLite has no TRUNCATE; DELETE without WHERE is its fast path."""
+        return f"DELETE FROM {table};"
+
+    def columns_query(self) -> str:
+        """sqlite_master and pragma_table_info."""
+        return (
+            "SELECT m.name, p.name, p.type FROM sqlite_master AS m "
+            "JOIN pragma_table_info(m.name) AS p "
+            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY m.name, p.cid"
+        )
+
+    def is_text(self, data_type: str) -> bool:
+        """Type affinity: TEXT for CHAR, CLOB, TEXT; none for an empty type (holds anything); JSON too."""
+        t = data_type.upper()
+        return not t or any(k in t for k in ("CHAR", "CLOB", "TEXT", "JSON"))
+
+
+# -- the SQLite functions ------------------------------------------------------------------------
+
+
+def _sha256_hex(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(str(text).encode("utf-8")).hexdigest()
+
+
+def _hex_int(text: str | None) -> int | None:
+    return None if text is None else int(text, 16)
+
+
+@lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _regexp(pattern: str, value: object) -> int:
+    """SQLite's ``X REGEXP Y`` calls ``regexp(Y, X)``; only text values can hold personal text."""
+    return int(isinstance(value, str) and _compiled(pattern).search(value) is not None)
+
+
+def register_sqlite_functions() -> None:
+    """Give the SQLite engine's connections the functions the SQLite dialect calls."""
+    from dataferry.engines import sqlite
+
+    sqlite.register_sql_function(SQLITE_DIGEST, 1, _sha256_hex)
+    sqlite.register_sql_function(SQLITE_HEX_INT, 1, _hex_int)
+    sqlite.register_sql_function("regexp", 2, _regexp)
