@@ -158,6 +158,15 @@ EMAIL_CASES = [
     ("X@EXAMPLE.ORG", False),
     ("no address here", False),
     ("user@localhost", False),
+    # internationalised addresses (non-ASCII local parts and domains)
+    ("józef.nowak@bücher.de", True),
+    ("write to 山田@例え.jp today", True),
+    ("Ünal@gmail.com", True),
+    ("x@bücher.example.com", False),
+    ("józef@example.com", False),
+    ("“@someone” said hello", False),
+    ("résumé @ café.", False),
+    ("山田@例え", False),
 ]
 PHONE_CASES = [
     ("07911 123456", True),
@@ -176,6 +185,18 @@ PHONE_CASES = [
     ("tel:07911123456;", True),
     ("2026-11-20 01:02:03", False),
     ("version 3.0.1, 12345", False),
+    # UK numbers with the 0044 prefix, dots, or a bare 44
+    ("0044 7911 223344", True),
+    ("call 00447911223344.", True),
+    ("07911.334.455", True),
+    ("020.7946.0123", True),
+    ("447911654321", True),
+    ("0044 7700 900123", False),
+    ("447700900123", False),
+    ("on 01.02.2026 10:11", False),
+    ("10.0.0.1", False),
+    ("id 4479116543219", False),
+    ("1447911654321", False),
 ]
 
 
@@ -195,7 +216,7 @@ def test_scan_shortcuts_never_change_an_answer() -> None:
     random strings built from the characters that matter (digits, hex, separators, addresses)."""
     rng = random.Random(1)
     pieces = ["0", "7", "07700", " 900", "+44", "(0)", "-", ".", " ", "a", "f", "@", "example.com", "gmail.com",
-              "anon-", "0123456789", "(", ")", "x", "\n"]  # fmt: skip
+              "anon-", "0123456789", "(", ")", "x", "\n", "ü", "0044", "447", "山"]  # fmt: skip
     values = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(20000)]
     values += [fakes.fake_phone(SALT, str(i)) for i in range(200)] + [
         fakes.fake_email(SALT, str(i), "example.com") for i in range(200)
