@@ -35,8 +35,11 @@ class MySQL(Dialect):
         return "CONCAT(" + ", ".join(parts) + ")"
 
     def as_text(self, expr: str) -> str:
-        """utf8mb4 text, so the bytes hashed are the UTF-8 ones whatever the column's charset."""
-        return f"CONVERT({expr} USING utf8mb4)"
+        """utf8mb4 text, so the bytes hashed are the UTF-8 ones whatever the column's charset, with
+        an explicit binary collation: an explicit collation outranks a column's implicit one, so
+        comparing it with a column of any collation (``utf8mb4_unicode_ci``, latin1, ...) is never
+        an "illegal mix of collations" (ERROR 1267). The bytes, and so the pseudonyms, are the same."""
+        return f"CONVERT({expr} USING utf8mb4) COLLATE utf8mb4_bin"
 
     def salt_prelude(self, salt: str) -> str:
         """A user variable lives as long as the session."""
@@ -72,8 +75,9 @@ class MySQL(Dialect):
         return f"LOCATE(BINARY {needle}, {haystack}) > 0"
 
     def regex(self, expr: str, pattern: str) -> str:
-        """PCRE with ``(?i)``, so binary columns are matched without case too."""
-        return f"{expr} REGEXP {self.string('(?i)' + pattern)}"
+        """PCRE with ``(?i)`` (so the binary collation still matches without case) on the value as
+        collation-safe utf8mb4 text."""
+        return f"{self.as_text(expr)} REGEXP {self.string('(?i)' + pattern)}"
 
     def older_than(self, column: str, days: int) -> str:
         """Compared with NOW() on the server."""
