@@ -221,3 +221,50 @@ def test_the_scan_reads_columns_of_any_collation(engine: Engine) -> None:
     ops.backup(w.cfg, "app", "production")
     assert w.restore().swapped
     w.assert_nowhere(["ann.okafor@gmail.com", "07911 123456"])
+
+
+# -- item 4: every type that can carry text ------------------------------------------------------
+
+TYPES = {
+    "postgresql": (
+        "CREATE EXTENSION IF NOT EXISTS hstore;\n"
+        "CREATE DOMAIN contact AS text;\n"
+        "CREATE TYPE pair AS (label text, value text);\n"
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, a jsonb[], b json[], c char(40)[], d hstore, "
+        "e tsvector, f bytea, g contact, h pair, i varchar(80)[], n numeric, u uuid);",
+        'INSERT INTO people VALUES (1, ARRAY[\'{"e": "ann.okafor@gmail.com"}\'::jsonb], '
+        "ARRAY['{\"p\": \"07911 123456\"}'::json], ARRAY['bob.price@yahoo.co.uk'::char(40)], "
+        "'home=>\"cerys.rahman@btinternet.com\"', to_tsvector('simple', 'write to dmitri.nowak@outlook.com'), "
+        "convert_to('efua.sutherland@gmail.com', 'UTF8'), 'fionn.price@gmail.com', "
+        "ROW('mobile', '+44 7911 654321'), ARRAY['józef.nowak@bücher.de'], 7911123456, "
+        "'550e8400-e29b-41d4-a716-446655440000');",
+        "a b c d e f g h i",
+    ),
+    "mysql": (
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, a BLOB, b VARBINARY(255), c LONGBLOB, "
+        "d TINYBLOB, e BINARY(40), f ENUM('x', 'y'), n BIGINT);",
+        "INSERT INTO people VALUES (1, 'ann.okafor@gmail.com', '07911 123456', 'bob.price@yahoo.co.uk', "
+        "'call +44 7911 654321', 'józef.nowak@bücher.de', 'x', 7911123456);",
+        "a b c d e",
+    ),
+    "sqlite": (
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, a TEXT, b STRING, c INTEGER, d, e BLOB, f REAL, "
+        "n INTEGER);",
+        "INSERT INTO people VALUES (1, CAST('ann.okafor@gmail.com' AS BLOB), '07911 123456', "
+        "'bob.price@yahoo.co.uk', 'józef.nowak@bücher.de', CAST('call +44 7911 654321' AS BLOB), "
+        "'cerys.rahman@btinternet.com', 7911123456);",
+        "a b c d e f",
+    ),
+}
+
+
+def test_the_scan_reads_every_type_that_can_carry_text(engine: Engine) -> None:
+    schema, data, scanned = TYPES[engine.name]
+    columns = [c.split()[0] for c in schema.rsplit("(id INTEGER PRIMARY KEY, ", 1)[1].split(", ")]
+    w = make_world(engine, schema, data, f"[tables.people]\nkeep = {['id', *columns]!r}\n")
+    err = expect_stop(w, 8)
+    found = {f"people.{c}" for c in scanned.split()}
+    for column in found:
+        assert f"{column} (1)" in err.message, (column, err.message)
+    assert "people.n " not in err.message and "people.u " not in err.message  # numbers, uuids: not text
+    assert "people.f " not in err.message or "people.f" in found

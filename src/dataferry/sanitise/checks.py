@@ -133,7 +133,7 @@ def scan_queries(profile: Profile, schema: Schema, d: Dialect) -> list[ScanQuery
                 continue
             for det in dets:
                 cells.append((column.name, det.name))
-                sums.append(_match_sum(d, d.ident(column.name), det))
+                sums.append(_match_sum(d, d.scan_text(d.ident(column.name), column.data_type), det))
         if cells:
             out.append(ScanQuery(table, tuple(cells), f"SELECT {', '.join(sums)} FROM {d.table(table)}"))
     return out

@@ -59,11 +59,14 @@ class Coverage:
 
 
 def from_rows(rows: list[tuple[object, ...]], is_text: Callable[[str], bool]) -> Schema:
-    """Build a schema from ``(table, column, type)`` rows; ``is_text`` is the dialect's predicate."""
+    """Build a schema from ``(table, column, type)`` rows; ``is_text`` is the dialect's predicate.
+    A fourth value in a row, when the dialect's query gives one, is that decision made by the server
+    (PostgreSQL decides by type category, which also covers domains, arrays and extension types)."""
     schema = Schema()
-    for table, column, data_type in rows:
+    for table, column, data_type, *scanned in rows:
         dtype = str(data_type or "")
-        schema.tables.setdefault(str(table), []).append(Column(str(column), dtype, is_text(dtype)))
+        text = bool(scanned[0]) if scanned else is_text(dtype)
+        schema.tables.setdefault(str(table), []).append(Column(str(column), dtype, text))
     return schema
 
 

@@ -95,6 +95,11 @@ class Dialect:
         """Rows of (table, column, type) for every base table of the database, in column order."""
         raise NotImplementedError
 
+    def scan_text(self, column: str, data_type: str) -> str:
+        """The text the scan reads of a (quoted) column of ``data_type``: the column itself, unless
+        its type needs decoding first (PostgreSQL's bytea)."""
+        return column
+
     def is_text(self, data_type: str) -> bool:
         """Whether a column of this type is scanned."""
         return data_type.lower() in self.text_types

@@ -11,7 +11,11 @@ class MySQL(Dialect):
     """MySQL 8 and MariaDB 10.5+ (PCRE regular expressions, SHA2, CONV)."""
 
     name = "mysql"
-    text_types = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"})
+    #: text types, and binary ones (read as utf8mb4: a byte sequence that is not UTF-8 reads as '?')
+    text_types = frozenset(
+        {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"}
+        | {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+    )
 
     def ident(self, name: str) -> str:
         """Backquotes."""

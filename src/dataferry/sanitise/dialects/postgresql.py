@@ -11,9 +11,13 @@ class Postgres(Dialect):
     """PostgreSQL 11 or later (sha256 is built in from 11)."""
 
     name = "postgresql"
-    text_types = frozenset(
-        {"text", "character varying", "character", "json", "jsonb", "xml", "citext", "_text", "_varchar"}
-    )
+    #: type categories (pg_type.typcategory) whose values can carry text: strings, user-defined and
+    #: extension types (json, jsonb, xml, hstore, tsvector, bytea, citext), composites, unknown; an
+    #: array counts by its element's category. Numbers, times, booleans, enums, ranges, networks,
+    #: geometry and bit strings cannot hold an address or a phone number written as text.
+    text_categories = "'S', 'U', 'C', 'X'"
+    #: user-defined types of those categories whose text is never personal (and is full of digits)
+    not_text = "'uuid', 'pg_lsn', 'txid_snapshot', 'pg_snapshot', 'tsquery'"
 
     def string(self, value: str) -> str:
         """Standard literal; an escape-string literal when it holds a backslash, whatever the
@@ -68,15 +72,27 @@ class Postgres(Dialect):
         return f"({column} IS NULL OR {column} < now() - interval '{int(days)} days')"
 
     def columns_query(self) -> str:
-        """information_schema, every schema but the system ones; ``public`` tables unqualified."""
+        """The catalog, every schema but the system ones; ``public`` tables unqualified. Tables and
+        partitioned tables, not their partitions: a partition is classified, masked and scanned
+        through its parent. The fourth column says whether the scan reads the column (by type
+        category, so domains, arrays of any text-like or JSON type and extension types count)."""
         return (
-            "SELECT CASE WHEN c.table_schema = 'public' THEN c.table_name "
-            "ELSE c.table_schema || '.' || c.table_name END, c.column_name, "
-            "CASE WHEN c.data_type IN ('USER-DEFINED', 'ARRAY') THEN c.udt_name ELSE c.data_type END "
-            "FROM information_schema.columns c JOIN information_schema.tables t "
-            "ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
-            "WHERE t.table_type = 'BASE TABLE' "
-            "AND c.table_schema NOT IN ('pg_catalog', 'information_schema') "
-            "AND c.table_schema NOT LIKE 'pg\\_%' "
-            "ORDER BY 1, c.ordinal_position"
+            "SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END, "
+            "a.attname, format_type(a.atttypid, a.atttypmod), "
+            f"COALESCE(e.typcategory, b.typcategory, t.typcategory) IN ({self.text_categories}) "
+            f"AND COALESCE(e.typname, b.typname, t.typname) NOT IN ({self.not_text}) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "JOIN pg_type t ON t.oid = a.atttypid "
+            "LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype "
+            "LEFT JOIN pg_type e ON e.oid = COALESCE(b.typelem, t.typelem) "
+            "AND COALESCE(b.typcategory, t.typcategory) = 'A' "
+            "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
+            "ORDER BY 1, a.attnum"
         )
+
+    def scan_text(self, column: str, data_type: str) -> str:
+        """bytea as text with its non-printable bytes escaped (``encode(..., 'escape')``): an ASCII
+        address or number is found; bytes that are not ASCII are read as escapes."""
+        return f"encode({column}, 'escape')" if data_type == "bytea" else column

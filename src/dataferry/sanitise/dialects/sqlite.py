@@ -83,9 +83,10 @@ class SQLite(Dialect):
         )
 
     def is_text(self, data_type: str) -> bool:
-        """Type affinity: TEXT for CHAR, CLOB, TEXT; none for an empty type (holds anything); JSON too."""
-        t = data_type.upper()
-        return not t or any(k in t for k in ("CHAR", "CLOB", "TEXT", "JSON"))
+        """Every column: SQLite stores a value by its own storage class, whatever the declared type
+        (text in an INTEGER or ``STRING`` column, a BLOB in a TEXT one); ``regexp`` reads TEXT and
+        BLOB values and skips numbers."""
+        return True
 
 
 # -- the SQLite functions ------------------------------------------------------------------------
@@ -105,7 +106,10 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 def _regexp(pattern: str, value: object) -> int:
-    """SQLite's ``X REGEXP Y`` calls ``regexp(Y, X)``; only text values can hold personal text."""
+    """SQLite's ``X REGEXP Y`` calls ``regexp(Y, X)``; TEXT and BLOB values can hold personal text
+    (a BLOB is read as UTF-8, a byte that is not UTF-8 as U+FFFD); numbers cannot."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     return int(isinstance(value, str) and _compiled(pattern).search(value) is not None)
 
 
