@@ -20,7 +20,7 @@ import pytest
 import zstandard
 
 from dataferry import ops
-from dataferry.config import Config, load
+from dataferry.config import Config, database_ref, load
 from dataferry.errors import FerryError
 from integration.test_sanitise_engines import (
     PASSWORD_ENV,
@@ -268,3 +268,78 @@ def test_the_scan_reads_every_type_that_can_carry_text(engine: Engine) -> None:
         assert f"{column} (1)" in err.message, (column, err.message)
     assert "people.n " not in err.message and "people.u " not in err.message  # numbers, uuids: not text
     assert "people.f " not in err.message or "people.f" in found
+
+
+# -- item 2: triggers ----------------------------------------------------------------------------
+
+AUDIT = {
+    "postgresql": (
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(80));\n"
+        "CREATE TABLE people_audit (id SERIAL PRIMARY KEY, old_name VARCHAR(80));\n"
+        "CREATE FUNCTION keep_old() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO people_audit (old_name) VALUES (OLD.name); RETURN NEW; END $$;\n"
+        "CREATE TRIGGER people_history AFTER UPDATE OR DELETE ON people FOR EACH ROW EXECUTE FUNCTION keep_old();\n"
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(80));\n"
+        "CREATE RULE notes_history AS ON UPDATE TO notes DO ALSO "
+        "INSERT INTO people_audit (old_name) VALUES (OLD.body);",
+        "SELECT tgname || ':' || tgenabled::text FROM pg_trigger WHERE NOT tgisinternal "
+        "UNION ALL SELECT rulename || ':' || ev_enabled::text FROM pg_rewrite WHERE rulename = 'notes_history'",
+        {"people_history:O", "notes_history:O"},
+    ),
+    "mysql": (
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(80));\n"
+        "CREATE TABLE people_audit (id INTEGER AUTO_INCREMENT PRIMARY KEY, old_name VARCHAR(80));\n"
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(80));\n"
+        "CREATE TRIGGER people_history AFTER UPDATE ON people FOR EACH ROW "
+        "INSERT INTO people_audit (old_name) VALUES (OLD.name);\n"
+        "DELIMITER //\nCREATE TRIGGER notes_history BEFORE UPDATE ON notes FOR EACH ROW BEGIN "
+        "INSERT INTO people_audit (old_name) VALUES (OLD.body); SET NEW.body = NEW.body; END//\nDELIMITER ;",
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()",
+        {"people_history", "notes_history"},
+    ),
+    "sqlite": (
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(80));\n"
+        "CREATE TABLE people_audit (id INTEGER PRIMARY KEY, old_name VARCHAR(80));\n"
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(80));\n"
+        "CREATE TRIGGER people_history AFTER UPDATE ON people BEGIN "
+        "INSERT INTO people_audit (old_name) VALUES (OLD.name); END;\n"
+        "CREATE TRIGGER notes_history AFTER UPDATE ON notes BEGIN "
+        "INSERT INTO people_audit (old_name) VALUES (OLD.body); END;",
+        "SELECT name FROM sqlite_master WHERE type = 'trigger'",
+        {"people_history", "notes_history"},
+    ),
+}
+
+AUDIT_PROFILE = """
+[[rows]]
+table = "people_audit"
+truncate = true
+[tables.people]
+keep = ["id"]
+mask = { name = "fake_name" }
+[tables.notes]
+keep = ["id"]
+mask = { body = "redact" }
+"""
+
+
+def test_triggers_do_not_refill_what_the_rules_removed(engine: Engine) -> None:
+    schema, triggers_sql, triggers = AUDIT[engine.name]
+    names = ["Cerys Sutherland", "Dmitri Okafor"]
+    w = make_world(
+        engine,
+        schema,
+        "INSERT INTO people VALUES (1, 'Cerys Sutherland');\nINSERT INTO notes VALUES (1, 'Dmitri Okafor');",
+        AUDIT_PROFILE,
+    )
+    result = w.restore()
+    assert result.sanitisation is not None
+    w.assert_nowhere(names)
+    rows_checks = [c for c in result.sanitisation.checks if c["check"] == "rows"]
+    assert rows_checks == [
+        {"check": "rows", "name": "rows people_audit: truncate", "passed": True, "rows": 0}
+    ]
+    # the triggers are back, as they were, in the swapped-in database
+    ref = database_ref(w.cfg, "app", "staging")
+    got = {str(r[0]) for r in engine.backend.runner().query(ref, triggers_sql)}
+    assert got == triggers

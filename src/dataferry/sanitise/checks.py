@@ -184,6 +184,8 @@ def failures(results: list[dict[str, Any]]) -> list[str]:
             continue
         if r["check"] == "sql":
             lines.append(f"check {r['name']!r} returned {r['rows']} row(s)")
+        elif r["check"] == "rows":
+            lines.append(f"{r['name']}: {r['rows']} row(s) still there after the rules")
         elif r["check"] == "scan":
             where = ", ".join(f"{f['table']}.{f['column']} ({f['count']})" for f in r["findings"][:10])
             lines.append(f"scan found {r['name']} in {where}")

@@ -54,6 +54,14 @@ def _row_step(rule: RowRule, d: Dialect) -> Step:
     )
 
 
+def removed_rows_checks(profile: Profile, d: Dialect) -> list[tuple[str, str]]:
+    """For each row rule, a count of the rows it removes that must be 0 after the run: a truncated
+    table is empty, no row matches a ``delete_where`` or is older than ``keep_newer_than_days``."""
+    return [
+        (rule.describe(), step.count_sql) for rule in profile.rows if (step := _row_step(rule, d)).count_sql
+    ]
+
+
 def _mask_steps(table: str, rules: dict[str, ColumnRule], profile: Profile, d: Dialect) -> list[Step]:
     """One UPDATE per distinct ``where``; substitutions first, because MariaDB assigns left to right
     and a substitution must see its source column's original value."""

@@ -95,6 +95,15 @@ class Dialect:
         """Rows of (table, column, type) for every base table of the database, in column order."""
         raise NotImplementedError
 
+    def triggers_query(self) -> str:
+        """Rows describing each enabled user trigger (and, in PostgreSQL, rewrite rule) that could
+        write while the rules run: ``(table, name, ...)``, read by ``trigger_toggles``."""
+        raise NotImplementedError
+
+    def trigger_toggles(self, row: tuple[object, ...]) -> tuple[str, str]:
+        """SQL that turns one trigger of ``triggers_query`` off, and SQL that puts it back as it was."""
+        raise NotImplementedError
+
     def scan_text(self, column: str, data_type: str) -> str:
         """The text the scan reads of a (quoted) column of ``data_type``: the column itself, unless
         its type needs decoding first (PostgreSQL's bytea)."""

@@ -87,6 +87,26 @@ class MySQL(Dialect):
         """Compared with NOW() on the server."""
         return f"({column} IS NULL OR {column} < NOW() - INTERVAL {int(days)} DAY)"
 
+    def triggers_query(self) -> str:
+        """Every trigger of the database, in the order they fire (recreated in that order, so
+        ``FOLLOWS``/``PRECEDES`` orderings survive)."""
+        return (
+            "SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, "
+            "ACTION_STATEMENT, SQL_MODE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
+            "ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"
+        )
+
+    def trigger_toggles(self, row: tuple[object, ...]) -> tuple[str, str]:
+        """MySQL and MariaDB cannot disable a trigger: it is dropped, and created again afterwards
+        with its own ``sql_mode``, as the connecting account (the restoring one, as in the dump)."""
+        table, name, timing, event, statement, sql_mode = (str(v) for v in row)
+        create = (
+            f"SET SESSION sql_mode = {self.string(sql_mode)};\n"
+            f"CREATE TRIGGER {self.ident(name)} {timing} {event} ON {self.ident(table)} "
+            f"FOR EACH ROW {statement}"
+        )
+        return f"DROP TRIGGER {self.ident(name)};", create
+
     def columns_query(self) -> str:
         """information_schema of the connection's database (the shadow's, during a restore)."""
         return (

@@ -92,6 +92,32 @@ class Postgres(Dialect):
             "ORDER BY 1, a.attnum"
         )
 
+    def triggers_query(self) -> str:
+        """Enabled user triggers and non-SELECT rewrite rules of tables; internal triggers (foreign
+        keys, whose cascades must still run) are not listed."""
+        name = "CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END"
+        where = (
+            "c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg\\_%'"
+        )
+        return (
+            f"SELECT {name}, tg.tgname, tg.tgenabled::text, 'TRIGGER' FROM pg_trigger tg "
+            "JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE NOT tg.tgisinternal AND tg.tgenabled <> 'D' AND {where} "
+            f"UNION ALL SELECT {name}, r.rulename, r.ev_enabled::text, 'RULE' FROM pg_rewrite r "
+            "JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE r.ev_type <> '1' AND r.ev_enabled <> 'D' AND {where} ORDER BY 1, 2"
+        )
+
+    def trigger_toggles(self, row: tuple[object, ...]) -> tuple[str, str]:
+        """``ALTER TABLE ... DISABLE TRIGGER|RULE``, then enabled again as it was (``O`` origin,
+        ``A`` always, ``R`` replica); transactional, and per object, so foreign keys still cascade
+        (``session_replication_role = replica`` would stop them, and needs a superuser)."""
+        table, name, state, kind = (str(v) for v in row)
+        on = {"A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}.get(state, "ENABLE")
+        head = f"ALTER TABLE {self.table(table)}"
+        return (f"{head} DISABLE {kind} {self.ident(name)};", f"{head} {on} {kind} {self.ident(name)};")
+
     def scan_text(self, column: str, data_type: str) -> str:
         """bytea as text with its non-printable bytes escaped (``encode(..., 'escape')``): an ASCII
         address or number is found; bytes that are not ASCII are read as escapes."""

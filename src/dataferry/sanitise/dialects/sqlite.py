@@ -82,6 +82,16 @@ class SQLite(Dialect):
             "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY m.name, p.cid"
         )
 
+    def triggers_query(self) -> str:
+        """Every trigger, with the statement that created it."""
+        return "SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY rowid"
+
+    def trigger_toggles(self, row: tuple[object, ...]) -> tuple[str, str]:
+        """SQLite cannot disable a trigger (``recursive_triggers`` only governs triggers firing
+        triggers): it is dropped and created again from its own statement."""
+        _, name, sql = (str(v) for v in row)
+        return f"DROP TRIGGER {self.ident(name)};", sql + ";"
+
     def is_text(self, data_type: str) -> bool:
         """Every column: SQLite stores a value by its own storage class, whatever the declared type
         (text in an INTEGER or ``STRING`` column, a BLOB in a TEXT one); ``regexp`` reads TEXT and
