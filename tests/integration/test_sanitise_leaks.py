@@ -21,7 +21,7 @@ import zstandard
 
 from dataferry import ops
 from dataferry.config import Config, database_ref, load
-from dataferry.errors import FerryError
+from dataferry.errors import ChecksFailed, FerryError
 from integration.test_sanitise_engines import (
     PASSWORD_ENV,
     SALT,
@@ -343,3 +343,97 @@ def test_triggers_do_not_refill_what_the_rules_removed(engine: Engine) -> None:
     ref = database_ref(w.cfg, "app", "staging")
     got = {str(r[0]) for r in engine.backend.runner().query(ref, triggers_sql)}
     assert got == triggers
+
+
+# -- item 1: objects beyond plain tables ---------------------------------------------------------
+
+PEOPLE = "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(80), email VARCHAR(120));\n"
+PEOPLE_ROWS = "INSERT INTO people VALUES (1, 'Cerys Sutherland', 'cerys.sutherland@gmail.com');\n"
+PEOPLE_PROFILE = '[tables.people]\nkeep = ["id"]\nmask = { name = "fake_name", email = "fake_email" }\n'
+
+
+def test_materialised_views_are_refreshed_after_the_rules_and_scanned(engine: Engine) -> None:
+    _only("postgresql")(engine)
+    w = make_world(
+        engine,
+        PEOPLE + "CREATE MATERIALIZED VIEW directory AS SELECT id, name, email FROM people;\n"
+        "CREATE MATERIALIZED VIEW directory_names AS SELECT name FROM directory;\n"
+        "CREATE MATERIALIZED VIEW later AS SELECT name FROM people WITH NO DATA;",
+        PEOPLE_ROWS,
+        "strict = true\n" + PEOPLE_PROFILE,  # a materialised view needs no classification
+    )
+    result = w.restore()
+    assert (
+        result.sanitisation is not None and "refresh materialised view directory" in result.sanitisation.rules
+    )
+    w.assert_nowhere(["Cerys Sutherland", "cerys.sutherland@gmail.com"])
+
+
+def test_partitions_are_classified_once_through_their_parent(engine: Engine) -> None:
+    _only("postgresql")(engine)
+    w = make_world(
+        engine,
+        "CREATE TABLE people (id INTEGER, name VARCHAR(80), email VARCHAR(120)) PARTITION BY RANGE (id);\n"
+        "CREATE TABLE people_low PARTITION OF people FOR VALUES FROM (0) TO (100);\n"
+        "CREATE TABLE people_high PARTITION OF people FOR VALUES FROM (100) TO (MAXVALUE);\n",
+        PEOPLE_ROWS + "INSERT INTO people VALUES (500, 'Efua Rahman', 'efua.rahman@outlook.com');",
+        "strict = true\n" + PEOPLE_PROFILE,
+    )
+    assert w.restore().swapped
+    w.assert_nowhere(["Cerys Sutherland", "cerys.sutherland@gmail.com", "Efua Rahman"])
+
+
+def test_system_versioned_tables_and_their_history(engine: Engine) -> None:
+    _only("mysql")(engine)
+    w = make_world(
+        engine,
+        PEOPLE.replace(");\n", ") WITH SYSTEM VERSIONING;\n"),
+        PEOPLE_ROWS,
+        "strict = true\n" + PEOPLE_PROFILE,
+    )
+    result = w.restore()  # no "vanished table": the versioned table is seen, masked and its history purged
+    assert result.sanitisation is not None
+    w.assert_nowhere(["Cerys Sutherland", "cerys.sutherland@gmail.com"])
+    # an old value in the history of a live copy is found when it is backed up (checked live)
+    w.run("UPDATE people SET email = 'leaked.again@gmail.com';", "staging")
+    w.run("UPDATE people SET email = 'anon-1@example.com';", "staging")
+    with pytest.raises(ChecksFailed, match=r"email in people\.email \(1\)"):
+        ops.backup(w.cfg, "app", "staging")
+
+
+def test_an_object_the_sanitiser_cannot_check_stops_the_run_naming_it(engine: Engine) -> None:
+    _only("sqlite")(engine)
+    w = make_world(
+        engine,
+        PEOPLE + "CREATE VIRTUAL TABLE old_search USING fts3(body);",
+        PEOPLE_ROWS + "INSERT INTO old_search VALUES ('Cerys Sutherland');",
+        PEOPLE_PROFILE + '[tables.old_search]\nmask = { body = "redact" }\n',
+    )
+    err = expect_stop(w, 8, "old_search", "fts3")
+    assert "Cerys" not in err.message
+
+
+def test_sqlite_full_text_indexes_and_free_pages_keep_no_old_value(engine: Engine) -> None:
+    _only("sqlite")(engine)
+    w = make_world(
+        engine,
+        PEOPLE + "CREATE TABLE gone (id INTEGER PRIMARY KEY, secret TEXT);\n"
+        "CREATE VIRTUAL TABLE search USING fts5(title, body);\n"
+        "CREATE VIRTUAL TABLE search4 USING fts4(body);",
+        PEOPLE_ROWS + "INSERT INTO gone VALUES (1, 'Bilal Nowak lives at 12 Mill Lane');\n"
+        "INSERT INTO search VALUES ('letter', 'Dear Fionn Okafor, your claim is approved');\n"
+        "INSERT INTO search4 VALUES ('Dear Efua Rahman');\n"
+        "CREATE TABLE dropped (v TEXT); INSERT INTO dropped VALUES ('Ann Pricewaterhouse');\n"
+        "DROP TABLE dropped;",  # production's own free pages
+        "strict = true\n"
+        + PEOPLE_PROFILE
+        + '[[rows]]\ntable = "gone"\ntruncate = true\n'
+        + '[tables.search]\nkeep = ["title"]\nmask = { body = "redact" }\n'
+        + '[tables.search4]\nmask = { body = "redact" }\n',
+    )
+    result = w.restore()
+    w.assert_nowhere(["Sutherland", "Mill Lane", "Okafor", "Rahman", "Pricewaterhouse"])
+    assert result.sanitisation is not None
+    assert {"rebuild full-text index search", "rebuild full-text index search4", "vacuum"} <= set(
+        result.sanitisation.rules
+    )

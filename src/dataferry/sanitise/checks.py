@@ -135,7 +135,8 @@ def scan_queries(profile: Profile, schema: Schema, d: Dialect) -> list[ScanQuery
                 cells.append((column.name, det.name))
                 sums.append(_match_sum(d, d.scan_text(d.ident(column.name), column.data_type), det))
         if cells:
-            out.append(ScanQuery(table, tuple(cells), f"SELECT {', '.join(sums)} FROM {d.table(table)}"))
+            source = d.scan_from(d.table(table), schema.kinds.get(table, "table"))
+            out.append(ScanQuery(table, tuple(cells), f"SELECT {', '.join(sums)} FROM {source}"))
     return out
 
 

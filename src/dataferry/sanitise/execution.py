@@ -17,7 +17,7 @@ from dataferry.engines import Engine, RunsSql, Shadow
 from dataferry.errors import ChecksFailed as ChecksFailed  # defined in errors.py; importable here too
 from dataferry.errors import EngineError, NotReady, SanitisationFailed
 from dataferry.progress import Reporter
-from dataferry.sanitise import checks, rules, triggers
+from dataferry.sanitise import checks, objects, rules, triggers
 from dataferry.sanitise.dialects import Dialect, dialect_for
 from dataferry.sanitise.profile import Profile
 from dataferry.sanitise.schema import Schema, coverage, from_rows, require_coverage
@@ -75,6 +75,8 @@ def target(engine: Engine, ref: DatabaseRef, shadow: Shadow | None, secrets: tup
 def read_schema(t: Target) -> Schema:
     """The target's tables and columns."""
     schema = from_rows(t.query(t.dialect.columns_query(), "read schema"), t.dialect.is_text)
+    schema.kinds = objects.read(t)
+    schema.derived = {name for name, kind in schema.kinds.items() if kind in t.dialect.derived_kinds}
     t.known |= schema.identifiers()
     return schema
 
@@ -90,6 +92,7 @@ def sanitise(t: Target, profile: Profile, salt: str | None, reporter: Reporter) 
             prelude = t.dialect.salt_prelude(_need(salt, profile)) if step.keyed else ""
             t.run(prelude + step.sql, step.description)
             applied += step.items or [step.description]
+    applied += objects.finish(t, read_schema(t).kinds, reporter)  # scripts may have added some
     # the checks run after the last statement that touches data (triggers are back, changing nothing)
     return gate(t, profile, applied, reporter, removed=True)
 
@@ -125,6 +128,7 @@ def run_checks(
     """Coverage of the final schema, SQL checks, the removed rows (with ``removed``) and the scan;
     results, nothing raised for findings."""
     schema = read_schema(t)
+    objects.require_known(t, schema.kinds)
     results: list[dict[str, Any]] = [_coverage_result(profile, schema)]
     for name, sql in rules.removed_rows_checks(profile, t.dialect) if removed else []:
         count = int(str(t.query(sql, f"check {name}")[0][0] or 0))

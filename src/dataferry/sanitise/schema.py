@@ -32,6 +32,11 @@ class Schema:
     """Tables (``schema.table`` outside PostgreSQL's ``public``) and their columns, in order."""
 
     tables: dict[str, list[Column]] = field(default_factory=dict)
+    #: every object that can hold data, by kind (``Dialect.objects_query``)
+    kinds: dict[str, str] = field(default_factory=dict)
+    #: tables rebuilt from others after the rules (materialised views, FTS shadow tables): scanned,
+    #: never classified
+    derived: set[str] = field(default_factory=set)
 
     def columns(self, table: str) -> list[str]:
         """Column names of ``table`` (empty when it does not exist)."""
@@ -90,7 +95,7 @@ def coverage(profile: Profile, schema: Schema, *, strict: bool | None = None) ->
         out.vanished += [f"{table}.{c}" for c in sorted(named - present)]
     if strict:
         for table, cols in schema.tables.items():
-            if table in truncated:
+            if table in truncated or table in schema.derived:
                 continue
             classified = profile.tables[table].classified() if table in profile.tables else set()
             out.unclassified += [f"{table}.{c.name}" for c in cols if c.name not in classified]

@@ -14,6 +14,10 @@ class Dialect:
     name: ClassVar[str]
     #: column types whose values are scanned for personal data
     text_types: ClassVar[frozenset[str]] = frozenset()
+    #: the kinds of object (``objects_query``) the sanitiser knows how to handle; any other stops a run
+    known_kinds: ClassVar[frozenset[str]] = frozenset({"table", "view"})
+    #: kinds whose content derives from tables (rebuilt after the rules): no classification needed
+    derived_kinds: ClassVar[frozenset[str]] = frozenset()
 
     def ident(self, name: str) -> str:
         """A quoted identifier."""
@@ -94,6 +98,19 @@ class Dialect:
     def columns_query(self) -> str:
         """Rows of (table, column, type) for every base table of the database, in column order."""
         raise NotImplementedError
+
+    def objects_query(self) -> str:
+        """Rows of ``(name, kind)`` for every object of the database that can hold data or text."""
+        raise NotImplementedError
+
+    def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
+        """``(description, sql)`` steps after the rules that leave no old value in derived objects
+        (materialised views, history rows, search indexes, free pages)."""
+        return []
+
+    def scan_from(self, table: str, kind: str) -> str:
+        """What the scan of a (quoted) table reads: every row it holds, history included."""
+        return table
 
     def triggers_query(self) -> str:
         """Rows describing each enabled user trigger (and, in PostgreSQL, rewrite rule) that could

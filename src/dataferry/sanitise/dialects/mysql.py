@@ -17,6 +17,8 @@ class MySQL(Dialect):
         | {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
     )
 
+    known_kinds = frozenset({"table", "system-versioned table", "view", "sequence"})
+
     def ident(self, name: str) -> str:
         """Backquotes."""
         return "`" + name.replace("`", "``") + "`"
@@ -87,6 +89,32 @@ class MySQL(Dialect):
         """Compared with NOW() on the server."""
         return f"({column} IS NULL OR {column} < NOW() - INTERVAL {int(days)} DAY)"
 
+    def objects_query(self) -> str:
+        """Every table of the database by kind; a table whose engine keeps its rows on another
+        server (FEDERATED, CONNECT, Spider) is a kind of its own, which the sanitiser refuses."""
+        return (
+            "SELECT TABLE_NAME, CASE "
+            "WHEN ENGINE IN ('FEDERATED', 'CONNECT', 'SPIDER') THEN CONCAT(LOWER(ENGINE), ' table') "
+            "WHEN TABLE_TYPE = 'BASE TABLE' THEN 'table' "
+            "WHEN TABLE_TYPE = 'SYSTEM VERSIONED' THEN 'system-versioned table' "
+            "WHEN TABLE_TYPE = 'VIEW' THEN 'view' WHEN TABLE_TYPE = 'SEQUENCE' THEN 'sequence' "
+            "ELSE LOWER(TABLE_TYPE) END FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "ORDER BY TABLE_NAME"
+        )
+
+    def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
+        """The history of each system-versioned table purged: the rules' UPDATEs and DELETEs put
+        the old values there (and a live copy may hold older ones)."""
+        return [
+            (f"purge history of {name}", f"DELETE HISTORY FROM {self.ident(name)};")
+            for name, kind in kinds.items()
+            if kind == "system-versioned table"
+        ]
+
+    def scan_from(self, table: str, kind: str) -> str:
+        """A system-versioned table's current and history rows."""
+        return f"{table} FOR SYSTEM_TIME ALL" if kind == "system-versioned table" else table
+
     def triggers_query(self) -> str:
         """Every trigger of the database, in the order they fire (recreated in that order, so
         ``FOLLOWS``/``PRECEDES`` orderings survive)."""
@@ -113,6 +141,6 @@ class MySQL(Dialect):
             "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE FROM information_schema.COLUMNS c "
             "JOIN information_schema.TABLES t "
             "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
-            "WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' "
+            "WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
             "ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION"
         )

@@ -19,6 +19,12 @@ class Postgres(Dialect):
     #: user-defined types of those categories whose text is never personal (and is full of digits)
     not_text = "'uuid', 'pg_lsn', 'txid_snapshot', 'pg_snapshot', 'tsquery'"
 
+    known_kinds = frozenset(
+        {"table", "partition", "view", "materialised view", "sequence", "foreign table", "type", "index"}
+        | {"toast table", "large objects"}
+    )
+    derived_kinds = frozenset({"materialised view"})
+
     def string(self, value: str) -> str:
         """Standard literal; an escape-string literal when it holds a backslash, whatever the
         server's ``standard_conforming_strings``."""
@@ -72,8 +78,8 @@ class Postgres(Dialect):
         return f"({column} IS NULL OR {column} < now() - interval '{int(days)} days')"
 
     def columns_query(self) -> str:
-        """The catalog, every schema but the system ones; ``public`` tables unqualified. Tables and
-        partitioned tables, not their partitions: a partition is classified, masked and scanned
+        """The catalog, every schema but the system ones; ``public`` tables unqualified. Tables,
+        partitioned tables and materialised views (scanned, not classified), not partitions: a partition is classified, masked and scanned
         through its parent. The fourth column says whether the scan reads the column (by type
         category, so domains, arrays of any text-like or JSON type and extension types count)."""
         return (
@@ -87,10 +93,37 @@ class Postgres(Dialect):
             "LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype "
             "LEFT JOIN pg_type e ON e.oid = COALESCE(b.typelem, t.typelem) "
             "AND COALESCE(b.typcategory, t.typcategory) = 'A' "
-            "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition "
             "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
             "ORDER BY 1, a.attnum"
         )
+
+    def objects_query(self) -> str:
+        """Every relation of the user's schemas by kind (partitions apart), in creation order: a
+        shadow or scratch copy is made by pg_restore, which creates objects in dependency order, so
+        a materialised view comes after those it reads. Then the large objects, if any."""
+        return (
+            "SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END, "
+            "CASE WHEN c.relispartition THEN 'partition' WHEN c.relkind IN ('r', 'p') THEN 'table' "
+            "WHEN c.relkind = 'm' THEN 'materialised view' WHEN c.relkind = 'v' THEN 'view' "
+            "WHEN c.relkind = 'S' THEN 'sequence' WHEN c.relkind = 'f' THEN 'foreign table' "
+            "WHEN c.relkind = 'c' THEN 'type' WHEN c.relkind IN ('i', 'I') THEN 'index' "
+            "WHEN c.relkind = 't' THEN 'toast table' ELSE 'relation of kind ' || c.relkind::text END, c.oid::bigint "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
+            "UNION ALL SELECT 'large objects', 'large objects', 0 "
+            "WHERE EXISTS (SELECT 1 FROM pg_largeobject_metadata) ORDER BY 3"
+        )
+
+    def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
+        """Every materialised view refreshed from the sanitised tables (pg_restore filled them from
+        the raw rows), in creation order so those that read other materialised views come last; a
+        view created ``WITH NO DATA`` is filled too, from sanitised rows."""
+        return [
+            (f"refresh materialised view {name}", f"REFRESH MATERIALIZED VIEW {self.table(name)};")
+            for name, kind in kinds.items()
+            if kind == "materialised view"
+        ]
 
     def triggers_query(self) -> str:
         """Enabled user triggers and non-SELECT rewrite rules of tables; internal triggers (foreign

@@ -10,6 +10,14 @@ from functools import lru_cache
 
 from dataferry.sanitise.dialects.base import Dialect
 
+#: the module of a virtual table, from its ``CREATE VIRTUAL TABLE ... USING module(...)``
+_MODULE = (
+    "lower(trim(substr(m.sql, instr(upper(m.sql), ' USING ') + 7, "
+    "instr(substr(m.sql, instr(upper(m.sql), ' USING ') + 7), '(') - 1)))"
+)
+#: an FTS table declared with ``content=''`` (or ``content=""``): it keeps no copy of its text
+_CONTENTLESS = "replace(replace(lower(m.sql), ' ', ''), '\"', '''') LIKE '%content=''''%'"
+
 SQLITE_DIGEST = "dataferry_sha256"
 SQLITE_HEX_INT = "dataferry_hex_int"
 
@@ -18,6 +26,11 @@ class SQLite(Dialect):
     """SQLite with the Python functions of ``register_sqlite_functions``."""
 
     name = "sqlite"
+    #: FTS5 and FTS4 indexes are rebuilt after the rules; R*Tree tables hold only numbers
+    known_kinds = frozenset({"table", "view", "shadow table", "fts5 table", "fts4 table"}) | frozenset(
+        {"rtree table", "rtree_i32 table", "geopoly table"}
+    )
+    derived_kinds = frozenset({"shadow table"})
 
     def as_text(self, expr: str) -> str:
         """CAST."""
@@ -91,6 +104,34 @@ class SQLite(Dialect):
         triggers): it is dropped and created again from its own statement."""
         _, name, sql = (str(v) for v in row)
         return f"DROP TRIGGER {self.ident(name)};", sql + ";"
+
+    def objects_query(self) -> str:
+        """Tables, views, shadow tables and virtual tables by module (``pragma_table_list``, SQLite
+        3.37+). A contentless FTS table keeps only its index, which the rules cannot reach."""
+        return (
+            "SELECT t.name, CASE WHEN t.type = 'shadow' THEN 'shadow table' "
+            "WHEN t.type <> 'virtual' THEN t.type "
+            f"WHEN {_CONTENTLESS} THEN 'contentless ' || {_MODULE} || ' table' "
+            f"ELSE {_MODULE} || ' table' END "
+            "FROM pragma_table_list AS t JOIN sqlite_master AS m ON m.name = t.name "
+            "WHERE t.schema = 'main' AND t.name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY m.rowid"
+        )
+
+    def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
+        """Full-text indexes rebuilt from their (sanitised) content, so no segment keeps an old term;
+        then the file rewritten (``VACUUM``), so free pages and cells keep no deleted or overwritten
+        value (nor any left in production's file before the backup). VACUUM cannot run inside a
+        transaction: the engine runs a script between ``BEGIN`` and ``COMMIT``, so this one ends
+        that transaction, vacuums and opens another."""
+        steps = [
+            (
+                f"rebuild full-text index {name}",
+                f"INSERT INTO {self.ident(name)}({self.ident(name)}) VALUES ('rebuild');",
+            )
+            for name, kind in kinds.items()
+            if kind in ("fts5 table", "fts4 table")
+        ]
+        return [*steps, ("vacuum", "COMMIT;\nVACUUM;\nBEGIN;")]
 
     def is_text(self, data_type: str) -> bool:
         """Every column: SQLite stores a value by its own storage class, whatever the declared type
