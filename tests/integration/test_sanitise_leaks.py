@@ -437,3 +437,56 @@ def test_sqlite_full_text_indexes_and_free_pages_keep_no_old_value(engine: Engin
     assert {"rebuild full-text index search", "rebuild full-text index search4", "vacuum"} <= set(
         result.sanitisation.rules
     )
+
+
+DEFINITIONS = {
+    "postgresql": (
+        "CREATE VIEW vip AS SELECT id FROM people WHERE email <> 'ann.okafor@gmail.com';\n"
+        "COMMENT ON COLUMN people.name IS 'ask Bilal on 07911 123456';\n"
+        "CREATE FUNCTION boss() RETURNS text LANGUAGE sql AS $$ SELECT 'dmitri.price@outlook.com' $$;",
+        ["view vip", "comment on column name of table people", "function boss()"],
+    ),
+    "mysql": (
+        "CREATE VIEW vip AS SELECT id FROM people WHERE email <> 'ann.okafor@gmail.com';\n"
+        "ALTER TABLE people MODIFY name VARCHAR(80) COMMENT 'ask Bilal on 07911 123456';\n"
+        "CREATE FUNCTION boss() RETURNS VARCHAR(80) DETERMINISTIC RETURN 'dmitri.price@outlook.com';",
+        ["view vip", "comment on column people.name", "routine boss"],
+    ),
+    "sqlite": (
+        "CREATE VIEW vip AS SELECT id FROM people WHERE email <> 'ann.okafor@gmail.com';\n"
+        "CREATE TABLE settings (id INTEGER PRIMARY KEY, owner TEXT DEFAULT 'call 07911 123456');",
+        ["view vip", "table settings"],
+    ),
+}
+
+
+def test_personal_data_in_definitions_is_found(engine: Engine) -> None:
+    extra, names = DEFINITIONS[engine.name]
+    profile = PEOPLE_PROFILE + '[tables.settings]\nkeep = ["id", "owner"]\n' * (engine.name == "sqlite")
+    w = make_world(engine, PEOPLE + extra, PEOPLE_ROWS, profile)
+    err = expect_stop(w, 8, *(f"{name}.definition (1)" for name in names))
+    assert "07911" not in err.message and "gmail" not in err.message
+
+
+LO_SCHEMA = "CREATE TABLE docs (id INTEGER PRIMARY KEY, title VARCHAR(80), file oid);"
+LO_ROWS = (
+    "INSERT INTO docs VALUES (1, 'claim', lo_from_bytea(0, convert_to("
+    "'From Cerys Sutherland <cerys.sutherland@gmail.com>', 'UTF8')));"
+)
+
+
+@pytest.mark.parametrize("case", ["column dropped", "kept and scanned", "large_objects = drop"])
+def test_large_objects(engine: Engine, case: str) -> None:
+    _only("postgresql")(engine)
+    profile = {
+        "column dropped": '[tables.docs]\nkeep = ["id", "title"]\ndrop = ["file"]\n',
+        "kept and scanned": '[tables.docs]\nkeep = ["id", "title", "file"]\n',
+        "large_objects = drop": 'large_objects = "drop"\n[tables.docs]\nkeep = ["id", "title", "file"]\n',
+    }[case]
+    w = make_world(engine, LO_SCHEMA, LO_ROWS, "strict = true\n" + profile)
+    if case == "kept and scanned":
+        expect_stop(w, 8, "email in large objects.data (1)")
+        return
+    result = w.restore()  # the orphan a dropped column leaves, or every object, is unlinked
+    assert result.sanitisation is not None
+    w.assert_nowhere(["Cerys Sutherland", "cerys.sutherland@gmail.com"])

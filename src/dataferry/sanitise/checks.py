@@ -10,6 +10,7 @@ including ``(?!...)`` lookahead; matching ignores case. The tests run one corpus
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,27 @@ def scan_queries(profile: Profile, schema: Schema, d: Dialect) -> list[ScanQuery
             source = d.scan_from(d.table(table), schema.kinds.get(table, "table"))
             out.append(ScanQuery(table, tuple(cells), f"SELECT {', '.join(sums)} FROM {source}"))
     return out
+
+
+#: the "column" of a piece of schema text in scan results: ``view contacts.definition (1)``
+DEFINITION = "definition"
+
+
+def scan_definitions(profile: Profile, rows: list[tuple[object, ...]]) -> dict[tuple[str, str, str], int]:
+    """``{(object, DEFINITION, detector): 0 or 1}`` for the schema text of ``definitions_query``,
+    matched here in Python (the text is small, and the patterns mean the same in Python)."""
+    if not profile.scan.enabled:
+        return {}
+    dets = [(det.name, re.compile(det.pattern, re.IGNORECASE)) for det in detectors(profile)]
+    counts: dict[tuple[str, str, str], int] = {}
+    for obj, text in rows:
+        name = str(obj)
+        if name in profile.scan.skip or text is None:
+            continue
+        for det, pattern in dets:
+            key = (name, DEFINITION, det)
+            counts[key] = max(counts.get(key, 0), int(pattern.search(str(text)) is not None))
+    return counts
 
 
 def _match_sum(d: Dialect, col: str, det: Detector) -> str:

@@ -92,7 +92,7 @@ def sanitise(t: Target, profile: Profile, salt: str | None, reporter: Reporter) 
             prelude = t.dialect.salt_prelude(_need(salt, profile)) if step.keyed else ""
             t.run(prelude + step.sql, step.description)
             applied += step.items or [step.description]
-    applied += objects.finish(t, read_schema(t).kinds, reporter)  # scripts may have added some
+    applied += objects.finish(t, read_schema(t).kinds, profile.large_objects, reporter)
     # the checks run after the last statement that touches data (triggers are back, changing nothing)
     return gate(t, profile, applied, reporter, removed=True)
 
@@ -142,6 +142,8 @@ def run_checks(
         rows = t.query(q.sql, f"scan {q.table}")
         for (column, det), value in zip(q.cells, rows[0], strict=True):
             counts[(q.table, column, det)] = int(str(value or 0))
+    if profile.scan.enabled:  # view and routine definitions, triggers, defaults, comments
+        counts |= checks.scan_definitions(profile, t.query(t.dialect.definitions_query(), "scan definitions"))
     results += checks.scan_results(profile, counts)
     for r in results:
         reporter.info(f"check {r['check']} {r.get('name', '')}: {'passed' if r['passed'] else 'FAILED'}")

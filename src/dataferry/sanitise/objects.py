@@ -37,10 +37,16 @@ def require_known(t: Target, kinds: dict[str, str]) -> None:
         )
 
 
-def finish(t: Target, kinds: dict[str, str], reporter: Reporter) -> list[str]:
-    """Rebuild derived objects from the sanitised tables; returns what was done, for the manifest."""
+def finish(t: Target, kinds: dict[str, str], large_objects: str, reporter: Reporter) -> list[str]:
+    """Rebuild derived objects from the sanitised tables, and drop the large objects the profile
+    does not keep; returns what was done, for the manifest."""
     done = []
-    for description, sql in t.dialect.finish(kinds):
+    steps = t.dialect.finish(kinds)
+    if "large objects" in kinds.values():  # PostgreSQL only; before the refreshes, which are reads
+        drop = large_objects == "drop"
+        what = "drop every large object" if drop else "drop orphaned large objects"
+        steps.insert(0, (what, t.dialect.large_objects(drop)))
+    for description, sql in steps:
         reporter.info(f"sanitise: {description}")
         t.run(sql, description)
         done.append(description)

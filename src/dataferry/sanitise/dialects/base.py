@@ -103,10 +103,19 @@ class Dialect:
         """Rows of ``(name, kind)`` for every object of the database that can hold data or text."""
         raise NotImplementedError
 
+    def definitions_query(self) -> str:
+        """Rows of ``(object, text)`` for every piece of schema text that can hold personal data:
+        view and routine definitions, triggers, defaults, constraints, comments."""
+        raise NotImplementedError
+
     def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
         """``(description, sql)`` steps after the rules that leave no old value in derived objects
         (materialised views, history rows, search indexes, free pages)."""
         return []
+
+    def large_objects(self, drop: bool) -> str:
+        """PostgreSQL: unlink large objects no column refers to (every one with ``drop``)."""
+        raise NotImplementedError
 
     def scan_from(self, table: str, kind: str) -> str:
         """What the scan of a (quoted) table reads: every row it holds, history included."""

@@ -102,6 +102,28 @@ class MySQL(Dialect):
             "ORDER BY TABLE_NAME"
         )
 
+    def definitions_query(self) -> str:
+        """Views, routines, triggers, events, column defaults, check constraints and comments."""
+        here = "= DATABASE()"
+        return " UNION ALL ".join(
+            [
+                f"SELECT CONCAT('view ', TABLE_NAME), VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA {here}",
+                "SELECT CONCAT('routine ', ROUTINE_NAME), ROUTINE_DEFINITION FROM information_schema.ROUTINES "
+                f"WHERE ROUTINE_SCHEMA {here}",
+                "SELECT CONCAT('trigger ', TRIGGER_NAME), ACTION_STATEMENT FROM information_schema.TRIGGERS "
+                f"WHERE TRIGGER_SCHEMA {here}",
+                f"SELECT CONCAT('event ', EVENT_NAME), EVENT_DEFINITION FROM information_schema.EVENTS WHERE EVENT_SCHEMA {here}",
+                "SELECT CONCAT('default ', TABLE_NAME, '.', COLUMN_NAME), COLUMN_DEFAULT FROM information_schema.COLUMNS "
+                f"WHERE TABLE_SCHEMA {here} AND COLUMN_DEFAULT IS NOT NULL",
+                "SELECT CONCAT('comment on column ', TABLE_NAME, '.', COLUMN_NAME), COLUMN_COMMENT "
+                f"FROM information_schema.COLUMNS WHERE TABLE_SCHEMA {here} AND COLUMN_COMMENT <> ''",
+                "SELECT CONCAT('comment on table ', TABLE_NAME), TABLE_COMMENT FROM information_schema.TABLES "
+                f"WHERE TABLE_SCHEMA {here} AND TABLE_COMMENT <> ''",
+                "SELECT CONCAT('constraint ', CONSTRAINT_NAME), CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                f"WHERE CONSTRAINT_SCHEMA {here}",
+            ]
+        )
+
     def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
         """The history of each system-versioned table purged: the rules' UPDATEs and DELETEs put
         the old values there (and a live copy may hold older ones)."""

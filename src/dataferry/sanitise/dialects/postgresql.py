@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 from dataferry.sanitise.dialects.base import Dialect
 
+#: the name and kind of the large objects, scanned as one table with a ``data`` column
+LARGE_OBJECTS = "large objects"
+
 
 class Postgres(Dialect):
     """PostgreSQL 11 or later (sha256 is built in from 11)."""
@@ -23,7 +26,7 @@ class Postgres(Dialect):
         {"table", "partition", "view", "materialised view", "sequence", "foreign table", "type", "index"}
         | {"toast table", "large objects"}
     )
-    derived_kinds = frozenset({"materialised view"})
+    derived_kinds = frozenset({"materialised view", "large objects"})
 
     def string(self, value: str) -> str:
         """Standard literal; an escape-string literal when it holds a backslash, whatever the
@@ -86,7 +89,7 @@ class Postgres(Dialect):
             "SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END, "
             "a.attname, format_type(a.atttypid, a.atttypmod), "
             f"COALESCE(e.typcategory, b.typcategory, t.typcategory) IN ({self.text_categories}) "
-            f"AND COALESCE(e.typname, b.typname, t.typname) NOT IN ({self.not_text}) "
+            f"AND COALESCE(e.typname, b.typname, t.typname) NOT IN ({self.not_text}), a.attnum::int "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
             "JOIN pg_type t ON t.oid = a.atttypid "
@@ -95,7 +98,9 @@ class Postgres(Dialect):
             "AND COALESCE(b.typcategory, t.typcategory) = 'A' "
             "WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition "
             "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
-            "ORDER BY 1, a.attnum"
+            # the large objects, scanned as one table (see scan_from)
+            f"UNION ALL SELECT '{LARGE_OBJECTS}', 'data', 'bytea', true, 1 "
+            "WHERE EXISTS (SELECT 1 FROM pg_largeobject_metadata) ORDER BY 1, 5"
         )
 
     def objects_query(self) -> str:
@@ -111,8 +116,33 @@ class Postgres(Dialect):
             "WHEN c.relkind = 't' THEN 'toast table' ELSE 'relation of kind ' || c.relkind::text END, c.oid::bigint "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
-            "UNION ALL SELECT 'large objects', 'large objects', 0 "
+            f"UNION ALL SELECT '{LARGE_OBJECTS}', '{LARGE_OBJECTS}', 0 "
             "WHERE EXISTS (SELECT 1 FROM pg_largeobject_metadata) ORDER BY 3"
+        )
+
+    def definitions_query(self) -> str:
+        """Views and materialised views, functions and procedures, triggers, rewrite rules,
+        column defaults, check constraints and comments of the user's schemas."""
+        user = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\\\_%'"
+        rel = "JOIN pg_class c ON c.oid = {} JOIN pg_namespace n ON n.oid = c.relnamespace"
+        return " UNION ALL ".join(
+            [
+                "SELECT 'view ' || c.oid::regclass::text, pg_get_viewdef(c.oid) FROM pg_class c "
+                f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {user}",
+                "SELECT 'function ' || p.oid::regprocedure::text, p.prosrc FROM pg_proc p "
+                f"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user}",
+                "SELECT 'trigger ' || tg.tgname || ' on ' || c.oid::regclass::text, pg_get_triggerdef(tg.oid) "
+                f"FROM pg_trigger tg {rel.format('tg.tgrelid')} WHERE NOT tg.tgisinternal AND {user}",
+                "SELECT 'rule ' || r.rulename || ' on ' || c.oid::regclass::text, pg_get_ruledef(r.oid) "
+                f"FROM pg_rewrite r {rel.format('r.ev_class')} WHERE r.ev_type <> '1' AND {user}",
+                "SELECT 'default ' || c.oid::regclass::text || '.' || a.attname, pg_get_expr(d.adbin, d.adrelid) "
+                f"FROM pg_attrdef d {rel.format('d.adrelid')} "
+                f"JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE {user}",
+                "SELECT 'constraint ' || co.conname, pg_get_constraintdef(co.oid) FROM pg_constraint co "
+                f"JOIN pg_namespace n ON n.oid = co.connamespace WHERE co.contype = 'c' AND {user}",
+                "SELECT 'comment on ' || pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description "
+                "FROM pg_description d WHERE d.objoid >= 16384",
+            ]
         )
 
     def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
@@ -150,6 +180,32 @@ class Postgres(Dialect):
         on = {"A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}.get(state, "ENABLE")
         head = f"ALTER TABLE {self.table(table)}"
         return (f"{head} DISABLE {kind} {self.ident(name)};", f"{head} {on} {kind} {self.ident(name)};")
+
+    def large_objects(self, drop: bool) -> str:
+        """Unlink every large object (``drop``), or those no ``oid`` or ``lo`` column of a table
+        refers to (as ``vacuumlo`` does): a column the rules emptied leaves its objects orphaned,
+        and pg_dump would publish them."""
+        if drop:
+            return "SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata;"
+        return (
+            "DO $dataferry$ DECLARE col record; refs text := ''; BEGIN "
+            "FOR col IN SELECT a.attrelid::regclass::text AS rel, a.attname AS att FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_type t ON t.oid = a.atttypid WHERE a.attnum > 0 AND NOT a.attisdropped "
+            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND (t.oid = 'oid'::regtype OR (t.typtype = 'd' AND t.typbasetype = 'oid'::regtype)) "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
+            "LOOP refs := refs || format(' AND NOT EXISTS (SELECT 1 FROM %s x WHERE x.%I = m.oid)', col.rel, col.att); "
+            "END LOOP; "
+            "EXECUTE 'SELECT count(lo_unlink(m.oid)) FROM pg_largeobject_metadata m WHERE true' || refs; "
+            "END $dataferry$;"
+        )
+
+    def scan_from(self, table: str, kind: str) -> str:
+        """The large objects as one table of ``data``."""
+        if kind == LARGE_OBJECTS:
+            return "(SELECT lo_get(oid) AS data FROM pg_largeobject_metadata) AS large_objects"
+        return table
 
     def scan_text(self, column: str, data_type: str) -> str:
         """bytea as text with its non-printable bytes escaped (``encode(..., 'escape')``): an ASCII

@@ -117,6 +117,10 @@ class SQLite(Dialect):
             "WHERE t.schema = 'main' AND t.name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY m.rowid"
         )
 
+    def definitions_query(self) -> str:
+        """The statement of every table (defaults, constraints, comments), view, index and trigger."""
+        return "SELECT type || ' ' || name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid"
+
     def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
         """Full-text indexes rebuilt from their (sanitised) content, so no segment keeps an old term;
         then the file rewritten (``VACUUM``), so free pages and cells keep no deleted or overwritten
