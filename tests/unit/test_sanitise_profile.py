@@ -10,7 +10,8 @@ import pytest
 
 from dataferry import sanitise
 from dataferry.errors import ConfigError, NotReady
-from dataferry.sanitise import checks, fakes
+from dataferry.sanitise import checks, fakes, rules
+from dataferry.sanitise.dialects import dialect_for
 from dataferry.sanitise.profile import Profile, load
 from dataferry.sanitise.scrub import scrub
 
@@ -247,17 +248,53 @@ def test_our_own_fakes_pass_the_scan() -> None:
 def test_scan_results_carry_counts_not_values() -> None:
     profile = Profile()
     results = checks.scan_results(
-        profile, {("t", "c", "email"): 3, ("t", "d", "email"): 0, ("t", "c", "phone"): 0}
+        profile,
+        {
+            ("t", "c", "email"): 3,
+            ("t", "d", "email"): 0,
+            ("t", "c", "phone"): 0,
+            ("view v", checks.DEFINITION, "email"): 1,
+        },
     )
     email = next(r for r in results if r["name"] == "email")
     assert email == {
         "check": "scan",
         "name": "email",
         "columns_scanned": 2,
+        "definitions_scanned": 1,
         "passed": False,
-        "findings": [{"table": "t", "column": "c", "count": 3}],
+        "findings": [
+            {"table": "t", "column": "c", "count": 3},
+            {"table": "view v", "column": "definition", "count": 1},
+        ],
     }
-    assert checks.failures(results) == ["scan found email in t.c (3)"]
+    assert checks.failures(results) == ["scan found email in t.c (3), view v.definition (1)"]
+
+
+def test_definitions_are_scanned_with_the_same_detectors() -> None:
+    rows: list[tuple[object, ...]] = [
+        ("view a", "SELECT 1 WHERE x <> 'ann@gmail.com'"),
+        ("view b", "SELECT 'anon-' || id || '@example.com'"),
+        ("function c", "BEGIN RETURN '07911 123456'; END"),
+        ("comment on table d", None),
+    ]
+    counts = checks.scan_definitions(Profile(scan={"skip": ["function c"]}), rows)
+    assert {k: n for k, n in counts.items() if n} == {("view a", "definition", "email"): 1}
+    assert checks.scan_definitions(Profile(scan={"enabled": False}), rows) == {}
+
+
+def test_truncated_tables_are_checked_empty_after_the_rules() -> None:
+    profile = Profile(
+        rows=[
+            {"table": "sessions", "truncate": True},
+            {"table": "users", "delete_where": "id NOT IN (SELECT user_id FROM orders)"},
+        ]
+    )
+    assert rules.removed_rows_checks(profile, dialect_for("postgresql")) == [
+        ("rows sessions: truncate", 'SELECT count(*) FROM "sessions"')
+    ]  # a delete_where may rightly match more rows after later rules: not checked again
+    result = {"check": "rows", "name": "rows sessions: truncate", "passed": False, "rows": 3}
+    assert checks.failures([result]) == ["rows sessions: truncate: 3 row(s) still there after the rules"]
 
 
 # -- scrubbing -----------------------------------------------------------------------------------

@@ -191,7 +191,8 @@ def scan_results(profile: Profile, counts: dict[tuple[str, str, str], int]) -> l
             {
                 "check": "scan",
                 "name": det.name,
-                "columns_scanned": len(mine),
+                "columns_scanned": sum(1 for _, c in mine if c != DEFINITION),
+                "definitions_scanned": sum(1 for _, c in mine if c == DEFINITION),
                 "passed": not findings,
                 "findings": findings[:MAX_FINDINGS],
             }
