@@ -375,9 +375,14 @@ def test_partitions_are_classified_once_through_their_parent(engine: Engine) -> 
         engine,
         "CREATE TABLE people (id INTEGER, name VARCHAR(80), email VARCHAR(120)) PARTITION BY RANGE (id);\n"
         "CREATE TABLE people_low PARTITION OF people FOR VALUES FROM (0) TO (100);\n"
-        "CREATE TABLE people_high PARTITION OF people FOR VALUES FROM (100) TO (MAXVALUE);\n",
+        "CREATE TABLE people_high PARTITION OF people FOR VALUES FROM (100) TO (MAXVALUE);\n"
+        # a trigger on the parent is cloned onto each partition: all of them are paused
+        "CREATE TABLE audit (old_name VARCHAR(80));\n"
+        "CREATE FUNCTION keep_old() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO audit VALUES (OLD.name); RETURN NEW; END $$;\n"
+        "CREATE TRIGGER people_history AFTER UPDATE ON people FOR EACH ROW EXECUTE FUNCTION keep_old();\n",
         PEOPLE_ROWS + "INSERT INTO people VALUES (500, 'Efua Rahman', 'efua.rahman@outlook.com');",
-        "strict = true\n" + PEOPLE_PROFILE,
+        "strict = true\n" + PEOPLE_PROFILE + '[tables.audit]\nkeep = ["old_name"]\n',
     )
     assert w.restore().swapped
     w.assert_nowhere(["Cerys Sutherland", "cerys.sutherland@gmail.com", "Efua Rahman"])
@@ -405,11 +410,13 @@ def test_an_object_the_sanitiser_cannot_check_stops_the_run_naming_it(engine: En
     _only("sqlite")(engine)
     w = make_world(
         engine,
-        PEOPLE + "CREATE VIRTUAL TABLE old_search USING fts3(body);",
-        PEOPLE_ROWS + "INSERT INTO old_search VALUES ('Cerys Sutherland');",
-        PEOPLE_PROFILE + '[tables.old_search]\nmask = { body = "redact" }\n',
+        PEOPLE + "CREATE VIRTUAL TABLE old_search USING fts3(body);\n"
+        "CREATE VIRTUAL TABLE terms USING fts5(body, content='');",
+        PEOPLE_ROWS + "INSERT INTO old_search VALUES ('Cerys Sutherland');\n"
+        "INSERT INTO terms (rowid, body) VALUES (1, 'Cerys Sutherland');",
+        PEOPLE_PROFILE + '[tables.old_search]\nmask = { body = "redact" }\n[tables.terms]\nkeep = ["body"]\n',
     )
-    err = expect_stop(w, 8, "old_search", "fts3")
+    err = expect_stop(w, 8, "fts3 table old_search", "contentless fts5 table terms")
     assert "Cerys" not in err.message
 
 
