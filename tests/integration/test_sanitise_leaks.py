@@ -10,6 +10,7 @@ views, large objects, history rows; SQLite's file bytes) and every published obj
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -137,8 +138,12 @@ class World:
     def published(self) -> bytes:
         """Back up staging (published as sanitised) and return every stored object, decoded."""
         ops.backup(self.cfg, "app", "staging")
+        return self.stored("staging")
+
+    def stored(self, env: str) -> bytes:
+        """Every object in ``env``'s store, decoded."""
         out = b""
-        for path in sorted((self.engine.backend.workdir / "stores" / "staging").rglob("*")):
+        for path in sorted((self.engine.backend.workdir / "stores" / env).rglob("*")):
             if path.is_file():
                 raw = path.read_bytes()
                 if raw.startswith(b"\x28\xb5\x2f\xfd"):
@@ -157,9 +162,10 @@ class World:
                 assert raw.hex() not in low.decode("latin-1"), f"{value!r} is in {where} (hex)"
 
 
-def make_world(engine: Engine, schema: str, data: str, profile: str) -> World:
+def make_world(engine: Engine, schema: str, data: str, profile: str, *, scratch: bool = False) -> World:
     b = engine.backend
-    urls = {env: b.make_db(f"leak_{env}") for env in ("production", "staging")}
+    envs = ("production", "staging", "scratch") if scratch else ("production", "staging")
+    urls = {env: b.make_db(f"leak_{env}") for env in envs}
     b.execute(schema, urls["production"])
     if data:
         b.execute(data, urls["production"])
@@ -176,7 +182,11 @@ requires_sanitised = true
 engine = "{b.engine}"
 sanitise = "profile.toml"
 [databases.app.environments]
-""" + "\n".join(f'{env} = {{ url = "{url}"{pw} }}' for env, url in urls.items())
+""" + "\n".join(f'{env} = {{ url = "{url}"{pw} }}' for env, url in urls.items() if env != "scratch")
+    if scratch:
+        text += f'\n[databases.app.scratch]\nurl = "{urls["scratch"]}"\n' + (
+            f'password_env = "{PASSWORD_ENV}"\n' if b.password else ""
+        )
     path = b.workdir / "dataferry.toml"
     path.write_text(text, encoding="utf-8")
     world = World(engine, load(path), urls)
@@ -185,14 +195,25 @@ sanitise = "profile.toml"
 
 
 def expect_stop(world: World, exit_code: int, *names: str) -> FerryError:
-    """The restore stops with ``exit_code`` and a message naming each of ``names``; staging keeps
-    nothing of production."""
+    """The restore stops with ``exit_code`` and a message naming each of ``names``; nothing is
+    swapped in (staging is still empty) or published."""
     with pytest.raises(FerryError) as info:
         world.restore()
     assert info.value.exit_code == exit_code, info.value.message
     for name in names:
         assert name in info.value.message, info.value.message
+    assert world.stored("staging") == b""
+    b = world.engine.backend
+    assert b.runner().query(database_ref(world.cfg, "app", "staging"), TABLES[b.engine]) == []
     return info.value
+
+
+#: the tables of a database (none in an empty staging database)
+TABLES = {
+    "postgresql": "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm') AND relnamespace = 'public'::regnamespace",
+    "mysql": "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+    "sqlite": "SELECT name FROM sqlite_master",
+}
 
 
 # -- item 8: collations --------------------------------------------------------------------------
@@ -367,6 +388,24 @@ def test_materialised_views_are_refreshed_after_the_rules_and_scanned(engine: En
         result.sanitisation is not None and "refresh materialised view directory" in result.sanitisation.rules
     )
     w.assert_nowhere(["Cerys Sutherland", "cerys.sutherland@gmail.com"])
+
+
+def test_materialised_views_in_a_sanitised_backup_through_scratch(engine: Engine) -> None:
+    _only("postgresql")(engine)
+    w = make_world(
+        engine,
+        PEOPLE + "CREATE MATERIALIZED VIEW directory AS SELECT id, name, email FROM people;",
+        PEOPLE_ROWS,
+        PEOPLE_PROFILE,
+        scratch=True,
+    )
+    shutil.rmtree(engine.backend.workdir / "stores" / "production")  # the raw backup of make_world
+    ops.backup(w.cfg, "app", "production", sanitise=True)
+    published = w.stored("production").lower()
+    assert published
+    for value in ("Cerys Sutherland", "cerys.sutherland@gmail.com"):
+        assert value.lower().encode() not in published, value
+    assert b"sutherland" not in engine.haystack(w.urls["scratch"]).lower()
 
 
 def test_partitions_are_classified_once_through_their_parent(engine: Engine) -> None:
