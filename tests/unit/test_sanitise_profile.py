@@ -13,6 +13,7 @@ from dataferry.errors import ConfigError, NotReady
 from dataferry.sanitise import checks, fakes, rules
 from dataferry.sanitise.dialects import dialect_for
 from dataferry.sanitise.profile import Profile, load
+from dataferry.sanitise.schema import Column, Schema, coverage
 from dataferry.sanitise.scrub import scrub
 
 SALT = "unit-test-salt-0123456789"
@@ -281,6 +282,17 @@ def test_definitions_are_scanned_with_the_same_detectors() -> None:
     counts = checks.scan_definitions(Profile(scan={"skip": ["function c"]}), rows)
     assert {k: n for k, n in counts.items() if n} == {("view a", "definition", "email"): 1}
     assert checks.scan_definitions(Profile(scan={"enabled": False}), rows) == {}
+
+
+def test_a_partition_named_in_a_profile_is_reported_with_what_to_do() -> None:
+    schema = Schema(
+        tables={"people": [Column("id", "integer", False)]},
+        kinds={"people": "table", "people_2024": "partition"},
+    )
+    profile = Profile(tables={"people": {"keep": ["id"]}, "people_2024": {"keep": ["id"]}})
+    assert coverage(profile, schema).vanished == [
+        "people_2024 (a partition: classify its parent table instead)"
+    ]
 
 
 def test_truncated_tables_are_checked_empty_after_the_rules() -> None:

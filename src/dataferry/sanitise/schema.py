@@ -88,7 +88,9 @@ def coverage(profile: Profile, schema: Schema, *, strict: bool | None = None) ->
     for table, rules in profile.tables.items():
         present = set(schema.columns(table))
         if table not in schema.tables:
-            if strict or rules.mask or rules.drop:
+            if schema.kinds.get(table) == "partition":  # masked and scanned through its parent
+                out.vanished.append(f"{table} (a partition: classify its parent table instead)")
+            elif strict or rules.mask or rules.drop:
                 out.vanished.append(table)
             continue
         named = rules.classified() if strict else set(rules.rules())
