@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from dataferry.progress import Reporter
+from dataferry.sanitise import objects
 
 if TYPE_CHECKING:
     from dataferry.sanitise.execution import Target
@@ -28,12 +29,12 @@ def paused(t: Target, reporter: Reporter) -> Iterator[None]:
     raised (the shadow or scratch copy is dropped after a failure anyway)."""
     rows = t.query(t.dialect.triggers_query(), "list triggers")
     t.known |= {str(r[1]) for r in rows} | {str(r[0]) for r in rows}
-    toggles = [t.dialect.trigger_toggles(r) for r in rows]
+    toggles = [(str(r[0]), *t.dialect.trigger_toggles(r)) for r in rows]
     if not toggles:
         yield
         return
     reporter.info(f"sanitise: {len(toggles)} trigger(s) paused while scripts and rules run")
-    t.run("\n".join(off for off, _ in toggles), "pause triggers")
+    t.run("\n".join(off for _, off, _ in toggles), "pause triggers")
     try:
         yield
     except BaseException:
@@ -43,6 +44,10 @@ def paused(t: Target, reporter: Reporter) -> Iterator[None]:
     _restore(t, toggles)
 
 
-def _restore(t: Target, toggles: list[tuple[str, str]]) -> None:
-    for _, on in toggles:  # one at a time: a MySQL trigger body is a statement of its own
-        t.run(on, "restore triggers")
+def _restore(t: Target, toggles: list[tuple[str, str, str]]) -> None:
+    """Each trigger back, one at a time (a MySQL trigger body is a statement of its own), except
+    those of tables a script dropped (their triggers went with them)."""
+    present = objects.read(t)
+    for table, _, on in toggles:
+        if table in present:
+            t.run(on, "restore triggers")
