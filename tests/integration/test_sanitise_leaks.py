@@ -252,14 +252,16 @@ TYPES = {
         "CREATE DOMAIN contact AS text;\n"
         "CREATE TYPE pair AS (label text, value text);\n"
         "CREATE TABLE people (id INTEGER PRIMARY KEY, a jsonb[], b json[], c char(40)[], d hstore, "
-        "e tsvector, f bytea, g contact, h pair, i varchar(80)[], n numeric, u uuid);",
+        "e tsvector, f bytea, g contact, h pair, i varchar(80)[], k bytea, l bytea, n numeric, u uuid);",
         'INSERT INTO people VALUES (1, ARRAY[\'{"e": "ann.okafor@gmail.com"}\'::jsonb], '
         "ARRAY['{\"p\": \"07911 123456\"}'::json], ARRAY['bob.price@yahoo.co.uk'::char(40)], "
         "'home=>\"cerys.rahman@btinternet.com\"', to_tsvector('simple', 'write to dmitri.nowak@outlook.com'), "
         "convert_to('efua.sutherland@gmail.com', 'UTF8'), 'fionn.price@gmail.com', "
-        "ROW('mobile', '+44 7911 654321'), ARRAY['józef.nowak@bücher.de'], 7911123456, "
-        "'550e8400-e29b-41d4-a716-446655440000');",
-        "a b c d e f g h i",
+        "ROW('mobile', '+44 7911 654321'), ARRAY['józef.nowak@bücher.de'], "
+        # UTF-8 text in bytea is read as text; bytes that are not UTF-8 (a NUL, 0xff) are escaped
+        "convert_to('山田@例え.jp', 'UTF8'), '\\x00ff202b343420373931312031323334353600'::bytea, "
+        "7911123456, '550e8400-e29b-41d4-a716-446655440000');",
+        "a b c d e f g h i k l",
     ),
     "mysql": (
         "CREATE TABLE people (id INTEGER PRIMARY KEY, a BLOB, b VARBINARY(255), c LONGBLOB, "

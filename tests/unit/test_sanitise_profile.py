@@ -326,3 +326,22 @@ def test_scrub_removes_values_context_lines_and_secrets_but_keeps_names() -> Non
     assert "ann@gmail.com" not in out and "'email'" in out
     assert "Ann" not in scrub('invalid input syntax for type integer: "Ann Smith"', {"people"})
     assert "Ann" not in scrub('invalid input syntax for type integer: "Ann"', {"people"})
+
+
+def test_the_utf8_test_on_hex_digits_agrees_with_a_strict_decoder() -> None:
+    """PostgreSQL decodes bytea as UTF-8 only where this test says so (convert_from would raise)."""
+    from dataferry.sanitise.dialects.postgresql import _UTF8_HEX
+
+    rng = random.Random(3)
+    samples = [rng.randbytes(rng.randint(0, 6)) for _ in range(20000)]
+    samples += [
+        t.encode() for t in ("józef@bücher.de", "山田@例え.jp", "\U0001f600", "\ud7ff", "\ue000", "a\x00")
+    ]
+    samples += [b"\xed\xa0\x80", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80"]
+    for raw in samples:
+        try:
+            raw.decode("utf-8")
+            valid = b"\x00" not in raw
+        except UnicodeDecodeError:
+            valid = False
+        assert bool(re.match(_UTF8_HEX, raw.hex())) == valid, raw

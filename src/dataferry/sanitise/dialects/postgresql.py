@@ -6,6 +6,19 @@ from collections.abc import Sequence
 
 from dataferry.sanitise.dialects.base import Dialect
 
+#: the hex digits of valid UTF-8 without NUL (the well-formed byte sequences of Unicode 3.9, table
+#: 3-7), two hex digits a byte
+_UTF8_HEX = (
+    "^(?:0[1-9a-f]|[1-7][0-9a-f]"
+    "|(?:c[2-9a-f]|d[0-9a-f])[89ab][0-9a-f]"
+    "|e0[ab][0-9a-f][89ab][0-9a-f]"
+    "|(?:e[1-9a-c]|e[ef])(?:[89ab][0-9a-f]){2}"
+    "|ed[89][0-9a-f][89ab][0-9a-f]"
+    "|f0(?:9[0-9a-f]|[ab][0-9a-f])(?:[89ab][0-9a-f]){2}"
+    "|f[1-3](?:[89ab][0-9a-f]){3}"
+    "|f48[0-9a-f](?:[89ab][0-9a-f]){2})*$"
+)
+
 #: the name and kind of the large objects, scanned as one table with a ``data`` column
 LARGE_OBJECTS = "large objects"
 
@@ -208,6 +221,14 @@ class Postgres(Dialect):
         return table
 
     def scan_text(self, column: str, data_type: str) -> str:
-        """bytea as text with its non-printable bytes escaped (``encode(..., 'escape')``): an ASCII
-        address or number is found; bytes that are not ASCII are read as escapes."""
-        return f"encode({column}, 'escape')" if data_type == "bytea" else column
+        """bytea decoded as UTF-8 where it is valid UTF-8 without NUL (tested on its hex digits
+        first: ``convert_from`` raises on anything else, and on a server whose encoding is not UTF-8
+        the conversion could too); otherwise with its non-printable bytes escaped, so an ASCII
+        address or number in binary data is still found."""
+        if data_type != "bytea":
+            return column
+        return (
+            f"(CASE WHEN (SELECT current_setting('server_encoding')) = 'UTF8' "
+            f"AND encode({column}, 'hex') ~ {self.string(_UTF8_HEX)} "
+            f"THEN convert_from({column}, 'UTF8') ELSE encode({column}, 'escape') END)"
+        )
