@@ -13,6 +13,7 @@ import io
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ import zstandard
 
 from dataferry import ops
 from dataferry.config import Config, database_ref, load
-from dataferry.errors import ChecksFailed, FerryError
+from dataferry.errors import ChecksFailed, FerryError, SanitisationFailed
+from dataferry.progress import NullReporter
+from dataferry.sanitise import check_live
 from integration.test_sanitise_engines import (
     PASSWORD_ENV,
     SALT,
@@ -551,3 +554,35 @@ def test_large_objects(engine: Engine, case: str) -> None:
     result = w.restore()  # the orphan a dropped column leaves, or every object, is unlinked
     assert result.sanitisation is not None
     w.assert_nowhere(["Cerys Sutherland", "cerys.sutherland@gmail.com"])
+
+
+def test_rows_hidden_by_row_level_security_stop_the_checks(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account that row-level security filters would scan (and mask) only the rows it sees."""
+    _only("postgresql")(engine)
+    w = make_world(engine, PEOPLE, PEOPLE_ROWS, '[tables.people]\nkeep = ["id", "name", "email"]\n')
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    w.run(
+        f"CREATE ROLE {role} LOGIN PASSWORD 'reader-password-1234';\n"
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};\n"
+        "ALTER TABLE people ENABLE ROW LEVEL SECURITY;\n"
+        "CREATE POLICY nobody ON people USING (false);"
+    )
+    monkeypatch.setenv("READER_PASSWORD", "reader-password-1234")
+    url = w.urls["production"]
+    user = url.split("//", 1)[1].split("@", 1)[0]
+    text = w.cfg.path.read_text().replace(
+        "[databases.app.environments]",
+        '[environments.reader]\nstore = "stores/reader"\n[databases.app.environments]',
+    )
+    text += (
+        f'\nreader = {{ url = "{url.replace(user + "@", role + "@")}", password_env = "READER_PASSWORD" }}\n'
+    )
+    w.cfg.path.write_text(text)
+    cfg = load(w.cfg.path)
+    with pytest.raises(SanitisationFailed) as info:
+        check_live(cfg, "app", "reader", NullReporter())
+    assert info.value.exit_code == 8
+    assert "table with row-level security people" in info.value.message
+    assert "BYPASSRLS" in (info.value.hint or "")

@@ -32,7 +32,8 @@ def require_known(t: Target, kinds: dict[str, str]) -> None:
         raise SanitisationFailed(
             f"the sanitiser cannot check {', '.join(unknown)} on {t.where}: "
             "its data is not in a form the rules and the scan can read",
-            hint="drop or empty it in one of the profile's scripts (or in production) and run again; "
+            hint="drop or empty it in one of the profile's scripts (or in production) and run again "
+            "(a table with row-level security: sanitise as its owner, a superuser or a BYPASSRLS role); "
             "docs/sanitisation.md lists the object kinds covered on each engine",
         )
 

@@ -19,6 +19,9 @@ _UTF8_HEX = (
     "|f48[0-9a-f](?:[89ab][0-9a-f]){2})*$"
 )
 
+#: whether the connected account ignores row-level security (a superuser, or BYPASSRLS)
+_BYPASSES_RLS = "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)"
+
 #: the name and kind of the large objects, scanned as one table with a ``data`` column
 LARGE_OBJECTS = "large objects"
 
@@ -122,7 +125,12 @@ class Postgres(Dialect):
         a materialised view comes after those it reads. Then the large objects, if any."""
         return (
             "SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END, "
-            "CASE WHEN c.relispartition THEN 'partition' WHEN c.relkind IN ('r', 'p') THEN 'table' "
+            "CASE WHEN c.relispartition THEN 'partition' "
+            # rows a policy hides from this account would be neither masked nor scanned
+            f"WHEN c.relkind IN ('r', 'p') AND c.relrowsecurity AND NOT {_BYPASSES_RLS} "
+            "AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) "
+            "THEN 'table with row-level security' "
+            "WHEN c.relkind IN ('r', 'p') THEN 'table' "
             "WHEN c.relkind = 'm' THEN 'materialised view' WHEN c.relkind = 'v' THEN 'view' "
             "WHEN c.relkind = 'S' THEN 'sequence' WHEN c.relkind = 'f' THEN 'foreign table' "
             "WHEN c.relkind = 'c' THEN 'type' WHEN c.relkind IN ('i', 'I') THEN 'index' "
