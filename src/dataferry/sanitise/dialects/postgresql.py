@@ -169,12 +169,15 @@ class Postgres(Dialect):
     def finish(self, kinds: dict[str, str]) -> list[tuple[str, str]]:
         """Every materialised view refreshed from the sanitised tables (pg_restore filled them from
         the raw rows), in creation order so those that read other materialised views come last; a
-        view created ``WITH NO DATA`` is filled too, from sanitised rows."""
-        return [
+        view created ``WITH NO DATA`` is filled too, from sanitised rows. Then the planner's
+        statistics taken again (``ANALYZE``): an analyze of the raw rows (autovacuum during a long
+        restore, or a script) leaves sampled values in ``pg_statistic``, readable as ``pg_stats``."""
+        refresh = [
             (f"refresh materialised view {name}", f"REFRESH MATERIALIZED VIEW {self.table(name)};")
             for name, kind in kinds.items()
             if kind == "materialised view"
         ]
+        return [*refresh, ("analyze", "ANALYZE;")]
 
     def triggers_query(self) -> str:
         """Enabled user triggers and non-SELECT rewrite rules of tables; internal triggers (foreign
