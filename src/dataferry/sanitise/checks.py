@@ -166,6 +166,8 @@ def _match_sum(d: Dialect, col: str, det: Detector) -> str:
     """Matches of one detector in one column. The shortcuts come first, cheapest first, in a CASE
     (whose order every engine keeps; the order of AND's operands is not guaranteed)."""
     arms = []
+    if cannot := d.holds_no_text(col):
+        arms.append(f"WHEN {cannot} THEN 0")
     if det.needs:
         arms.append(f"WHEN NOT ({d.contains(d.as_text(col), d.string(det.needs))}) THEN 0")
     if det.prefilter:

@@ -130,6 +130,11 @@ class Dialect:
         """SQL that turns one trigger of ``triggers_query`` off, and SQL that puts it back as it was."""
         raise NotImplementedError
 
+    def holds_no_text(self, expr: str) -> str | None:
+        """A condition true for values that cannot hold text, tested before anything else (None: the
+        column's type already says so)."""
+        return None
+
     def scan_text(self, column: str, data_type: str) -> str:
         """The text the scan reads of a (quoted) column of ``data_type``: the column itself, unless
         its type needs decoding first (PostgreSQL's bytea)."""

@@ -137,6 +137,11 @@ class SQLite(Dialect):
         ]
         return [*steps, ("vacuum", "COMMIT;\nVACUUM;\nBEGIN;")]
 
+    def holds_no_text(self, expr: str) -> str | None:
+        """Numbers (and NULL), by storage class: every column is scanned, so this keeps the Python
+        ``regexp`` away from the numeric values of numeric columns."""
+        return f"typeof({expr}) NOT IN ('text', 'blob')"
+
     def is_text(self, data_type: str) -> bool:
         """Every column: SQLite stores a value by its own storage class, whatever the declared type
         (text in an INTEGER or ``STRING`` column, a BLOB in a TEXT one); ``regexp`` reads TEXT and
