@@ -1,7 +1,8 @@
 """Run a profile against one database (a restore's shadow, a scratch copy, or a live database for
 read-only checks and dry runs) through the engine's ``RunsSql`` capability.
 
-``sanitise`` is the gate: coverage, scripts, rules, then checks; any failure raises
+``sanitise`` is the gate: coverage, scripts and rules (with user triggers paused, ``triggers.py``),
+derived objects rebuilt (``objects.py``), then checks; any failure raises
 ``SanitisationFailed`` (exit 8) with a message that names the script, rule, check or column but never
 carries a value from the data or the salt.
 """
@@ -101,8 +102,8 @@ def gate(
     t: Target, profile: Profile, applied: list[str], reporter: Reporter, *, removed: bool = False
 ) -> Sanitisation:
     """Run every check; the result is returned when all passed, else raised as ``ChecksFailed``.
-    ``removed``: also check that the rows the row rules removed are still gone (right after the rules;
-    not on a live database, where time-based rules match new rows as they age)."""
+    ``removed``: also check that every truncated table is still empty (right after the rules; not
+    on a live database, whose application may rightly have written rows since)."""
     results = run_checks(t, profile, reporter, removed=removed)
     report = Sanitisation(
         profile=profile.name,
@@ -125,7 +126,8 @@ def gate(
 def run_checks(
     t: Target, profile: Profile, reporter: Reporter, *, removed: bool = False
 ) -> list[dict[str, Any]]:
-    """Coverage of the final schema, SQL checks, the removed rows (with ``removed``) and the scan;
+    """Coverage of the final schema (and every object of a kind the dialect can check), truncated
+    tables still empty (with ``removed``), SQL checks, the scan of columns and of schema text;
     results, nothing raised for findings."""
     schema = read_schema(t)
     objects.require_known(t, schema.kinds)
