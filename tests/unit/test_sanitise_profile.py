@@ -10,8 +10,10 @@ import pytest
 
 from dataferry import sanitise
 from dataferry.errors import ConfigError, NotReady
-from dataferry.sanitise import checks, fakes
+from dataferry.sanitise import checks, fakes, rules
+from dataferry.sanitise.dialects import dialect_for
 from dataferry.sanitise.profile import Profile, load
+from dataferry.sanitise.schema import Column, Schema, coverage
 from dataferry.sanitise.scrub import scrub
 
 SALT = "unit-test-salt-0123456789"
@@ -160,6 +162,15 @@ EMAIL_CASES = [
     ("X@EXAMPLE.ORG", False),
     ("no address here", False),
     ("user@localhost", False),
+    # internationalised addresses (non-ASCII local parts and domains)
+    ("józef.nowak@bücher.de", True),
+    ("write to 山田@例え.jp today", True),
+    ("Ünal@gmail.com", True),
+    ("x@bücher.example.com", False),
+    ("józef@example.com", False),
+    ("“@someone” said hello", False),
+    ("résumé @ café.", False),
+    ("山田@例え", False),
 ]
 PHONE_CASES = [
     ("07911 123456", True),
@@ -178,6 +189,18 @@ PHONE_CASES = [
     ("tel:07911123456;", True),
     ("2026-11-20 01:02:03", False),
     ("version 3.0.1, 12345", False),
+    # UK numbers with the 0044 prefix, dots, or a bare 44
+    ("0044 7911 223344", True),
+    ("call 00447911223344.", True),
+    ("07911.334.455", True),
+    ("020.7946.0123", True),
+    ("447911654321", True),
+    ("0044 7700 900123", False),
+    ("447700900123", False),
+    ("on 01.02.2026 10:11", False),
+    ("10.0.0.1", False),
+    ("id 4479116543219", False),
+    ("1447911654321", False),
 ]
 
 
@@ -197,7 +220,7 @@ def test_scan_shortcuts_never_change_an_answer() -> None:
     random strings built from the characters that matter (digits, hex, separators, addresses)."""
     rng = random.Random(1)
     pieces = ["0", "7", "07700", " 900", "+44", "(0)", "-", ".", " ", "a", "f", "@", "example.com", "gmail.com",
-              "anon-", "0123456789", "(", ")", "x", "\n"]  # fmt: skip
+              "anon-", "0123456789", "(", ")", "x", "\n", "ü", "0044", "447", "山"]  # fmt: skip
     values = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(20000)]
     values += [fakes.fake_phone(SALT, str(i)) for i in range(200)] + [
         fakes.fake_email(SALT, str(i), "example.com") for i in range(200)
@@ -228,17 +251,64 @@ def test_our_own_fakes_pass_the_scan() -> None:
 def test_scan_results_carry_counts_not_values() -> None:
     profile = Profile()
     results = checks.scan_results(
-        profile, {("t", "c", "email"): 3, ("t", "d", "email"): 0, ("t", "c", "phone"): 0}
+        profile,
+        {
+            ("t", "c", "email"): 3,
+            ("t", "d", "email"): 0,
+            ("t", "c", "phone"): 0,
+            ("view v", checks.DEFINITION, "email"): 1,
+        },
     )
     email = next(r for r in results if r["name"] == "email")
     assert email == {
         "check": "scan",
         "name": "email",
         "columns_scanned": 2,
+        "definitions_scanned": 1,
         "passed": False,
-        "findings": [{"table": "t", "column": "c", "count": 3}],
+        "findings": [
+            {"table": "t", "column": "c", "count": 3},
+            {"table": "view v", "column": "definition", "count": 1},
+        ],
     }
-    assert checks.failures(results) == ["scan found email in t.c (3)"]
+    assert checks.failures(results) == ["scan found email in t.c (3), view v.definition (1)"]
+
+
+def test_definitions_are_scanned_with_the_same_detectors() -> None:
+    rows: list[tuple[object, ...]] = [
+        ("view a", "SELECT 1 WHERE x <> 'ann@gmail.com'"),
+        ("view b", "SELECT 'anon-' || id || '@example.com'"),
+        ("function c", "BEGIN RETURN '07911 123456'; END"),
+        ("comment on table d", None),
+    ]
+    counts = checks.scan_definitions(Profile(scan={"skip": ["function c"]}), rows)
+    assert {k: n for k, n in counts.items() if n} == {("view a", "definition", "email"): 1}
+    assert checks.scan_definitions(Profile(scan={"enabled": False}), rows) == {}
+
+
+def test_a_partition_named_in_a_profile_is_reported_with_what_to_do() -> None:
+    schema = Schema(
+        tables={"people": [Column("id", "integer", False)]},
+        kinds={"people": "table", "people_2024": "partition"},
+    )
+    profile = Profile(tables={"people": {"keep": ["id"]}, "people_2024": {"keep": ["id"]}})
+    assert coverage(profile, schema).vanished == [
+        "people_2024 (a partition: classify its parent table instead)"
+    ]
+
+
+def test_truncated_tables_are_checked_empty_after_the_rules() -> None:
+    profile = Profile(
+        rows=[
+            {"table": "sessions", "truncate": True},
+            {"table": "users", "delete_where": "id NOT IN (SELECT user_id FROM orders)"},
+        ]
+    )
+    assert rules.removed_rows_checks(profile, dialect_for("postgresql")) == [
+        ("rows sessions: truncate", 'SELECT count(*) FROM "sessions"')
+    ]  # a delete_where may rightly match more rows after later rules: not checked again
+    result = {"check": "rows", "name": "rows sessions: truncate", "passed": False, "rows": 3}
+    assert checks.failures([result]) == ["rows sessions: truncate: 3 row(s) still there after the rules"]
 
 
 # -- scrubbing -----------------------------------------------------------------------------------
@@ -258,3 +328,22 @@ def test_scrub_removes_values_context_lines_and_secrets_but_keeps_names() -> Non
     assert "ann@gmail.com" not in out and "'email'" in out
     assert "Ann" not in scrub('invalid input syntax for type integer: "Ann Smith"', {"people"})
     assert "Ann" not in scrub('invalid input syntax for type integer: "Ann"', {"people"})
+
+
+def test_the_utf8_test_on_hex_digits_agrees_with_a_strict_decoder() -> None:
+    """PostgreSQL decodes bytea as UTF-8 only where this test says so (convert_from would raise)."""
+    from dataferry.sanitise.dialects.postgresql import _UTF8_HEX
+
+    rng = random.Random(3)
+    samples = [rng.randbytes(rng.randint(0, 6)) for _ in range(20000)]
+    samples += [
+        t.encode() for t in ("józef@bücher.de", "山田@例え.jp", "\U0001f600", "\ud7ff", "\ue000", "a\x00")
+    ]
+    samples += [b"\xed\xa0\x80", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80"]
+    for raw in samples:
+        try:
+            raw.decode("utf-8")
+            valid = b"\x00" not in raw
+        except UnicodeDecodeError:
+            valid = False
+        assert bool(re.match(_UTF8_HEX, raw.hex())) == valid, raw

@@ -10,6 +10,7 @@ including ``(?!...)`` lookahead; matching ignores case. The tests run one corpus
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,15 @@ def _allowed(allowed_domains: list[str]) -> str:
     return "|".join(d.replace(".", r"\.") for d in allowed_domains)  # validated: [a-z0-9.-] only
 
 
+#: Any character outside ASCII (the letters of internationalised addresses: ``józef@bücher.de``,
+#: ``山田@例え.jp``). Written as a negated ASCII range because ``\xhh`` is the one escape PostgreSQL's
+#: ARE, PCRE and Python read alike.
+NON_ASCII = r"[^\x01-\x7f]"
+#: An ASCII character that cannot continue a domain name (not a letter, digit, '.' or '-').
+_NOT_DOMAIN = r"[\x01-\x2c\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]"
+_LABEL = rf"(?:[a-z0-9-]|{NON_ASCII})+"
+
+
 def email_clean(allowed_domains: list[str]) -> str:
     """A whole value that is exactly one allowed address (it has one ``@``, followed by an allowed
     domain and the end, so ``email_pattern`` cannot match in it)."""
@@ -48,27 +58,33 @@ def email_clean(allowed_domains: list[str]) -> str:
 
 
 def email_pattern(allowed_domains: list[str]) -> str:
-    """An address whose domain is not one of ``allowed_domains`` (or a subdomain of one).
+    """An address whose domain is not one of ``allowed_domains`` (or a subdomain of one); local
+    parts and domain labels may hold non-ASCII letters (internationalised addresses).
 
     The lookahead right after ``@`` rejects allowed domains followed by the end of the address (a
     trailing full stop of a sentence is allowed); ``example.com.evil.org`` is still found.
     """
     allowed = _allowed(allowed_domains)
     return (
-        r"[a-z0-9._%+-]+@"
-        rf"(?!(?:[a-z0-9-]+\.)*(?:{allowed})\.?(?:[^a-z0-9.-]|$))"
-        r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
+        rf"(?:[a-z0-9._%+-]|{NON_ASCII})+@"
+        rf"(?!(?:{_LABEL}\.)*(?:{allowed})\.?(?:{_NOT_DOMAIN}|$))"
+        rf"{_LABEL}(?:\.{_LABEL})*\.(?:[a-z]|{NON_ASCII}){{2,}}"
     )
 
 
-#: UK numbers (0 or +44, then 9-10 more digits with optional spaces, hyphens or brackets) and
-#: international ones (+ and 8-15 digits), standing alone (not inside a longer run of letters or
-#: digits: hex digests, UUIDs and our own pseudonyms are full of digit runs), and not in Ofcom's
-#: drama range 07700 900xxx (which our fake_phone uses).
+#: UK numbers (0, +44 or 0044, then 9-10 more digits with optional spaces, hyphens or brackets;
+#: or dotted as 07911.334.455; or a bare 447 mobile) and international ones (+ and 8-15 digits),
+#: standing alone (not inside a longer run of letters or digits: hex digests, UUIDs and our own
+#: pseudonyms are full of digit runs), and not in Ofcom's drama range 07700 900xxx (which our
+#: fake_phone uses). Dots are allowed only in the three dotted UK groupings, so dates and version
+#: numbers (01.02.2026, 3.0.1) are not numbers.
 PHONE_PATTERN = (
     r"(?:^|[^0-9a-z+])"
-    r"(?!(?:\+44\s?|0)7700\s?900\d{3}(?:[^0-9a-z]|$))"
-    r"(?:(?:\+44\s?(?:\(0\)\s?)?|\(?0)[1-9](?:[\s-]?\)?[\s-]?\d){8,9}|\+[1-9](?:[\s.-]?\d){7,14})"
+    r"(?!(?:\+44\s?|00\s?44\s?|44|0)7700[\s.]?900\d{3}(?:[^0-9a-z]|$))"
+    r"(?:(?:\+44\s?(?:\(0\)\s?)?|00\s?44\s?(?:\(0\)\s?)?|\(?0)[1-9](?:[\s-]?\)?[\s-]?\d){8,9}"
+    r"|0[1-9](?:\d{3}\.\d{3}\.\d{3}|\d\.\d{4}\.\d{4}|\d{2}\.\d{3}\.\d{4})"
+    r"|447\d{9}"
+    r"|\+[1-9](?:[\s.-]?\d){7,14})"
     r"(?:[^0-9a-z]|$)"
 )
 
@@ -118,16 +134,40 @@ def scan_queries(profile: Profile, schema: Schema, d: Dialect) -> list[ScanQuery
                 continue
             for det in dets:
                 cells.append((column.name, det.name))
-                sums.append(_match_sum(d, d.ident(column.name), det))
+                sums.append(_match_sum(d, d.scan_text(d.ident(column.name), column.data_type), det))
         if cells:
-            out.append(ScanQuery(table, tuple(cells), f"SELECT {', '.join(sums)} FROM {d.table(table)}"))
+            source = d.scan_from(d.table(table), schema.kinds.get(table, "table"))
+            out.append(ScanQuery(table, tuple(cells), f"SELECT {', '.join(sums)} FROM {source}"))
     return out
+
+
+#: the "column" of a piece of schema text in scan results: ``view contacts.definition (1)``
+DEFINITION = "definition"
+
+
+def scan_definitions(profile: Profile, rows: list[tuple[object, ...]]) -> dict[tuple[str, str, str], int]:
+    """``{(object, DEFINITION, detector): 0 or 1}`` for the schema text of ``definitions_query``,
+    matched here in Python (the text is small, and the patterns mean the same in Python)."""
+    if not profile.scan.enabled:
+        return {}
+    dets = [(det.name, re.compile(det.pattern, re.IGNORECASE)) for det in detectors(profile)]
+    counts: dict[tuple[str, str, str], int] = {}
+    for obj, text in rows:
+        name = str(obj)
+        if name in profile.scan.skip or text is None:
+            continue
+        for det, pattern in dets:
+            key = (name, DEFINITION, det)
+            counts[key] = max(counts.get(key, 0), int(pattern.search(str(text)) is not None))
+    return counts
 
 
 def _match_sum(d: Dialect, col: str, det: Detector) -> str:
     """Matches of one detector in one column. The shortcuts come first, cheapest first, in a CASE
     (whose order every engine keeps; the order of AND's operands is not guaranteed)."""
     arms = []
+    if cannot := d.holds_no_text(col):
+        arms.append(f"WHEN {cannot} THEN 0")
     if det.needs:
         arms.append(f"WHEN NOT ({d.contains(d.as_text(col), d.string(det.needs))}) THEN 0")
     if det.prefilter:
@@ -153,7 +193,8 @@ def scan_results(profile: Profile, counts: dict[tuple[str, str, str], int]) -> l
             {
                 "check": "scan",
                 "name": det.name,
-                "columns_scanned": len(mine),
+                "columns_scanned": sum(1 for _, c in mine if c != DEFINITION),
+                "definitions_scanned": sum(1 for _, c in mine if c == DEFINITION),
                 "passed": not findings,
                 "findings": findings[:MAX_FINDINGS],
             }
@@ -169,6 +210,8 @@ def failures(results: list[dict[str, Any]]) -> list[str]:
             continue
         if r["check"] == "sql":
             lines.append(f"check {r['name']!r} returned {r['rows']} row(s)")
+        elif r["check"] == "rows":
+            lines.append(f"{r['name']}: {r['rows']} row(s) still there after the rules")
         elif r["check"] == "scan":
             where = ", ".join(f"{f['table']}.{f['column']} ({f['count']})" for f in r["findings"][:10])
             lines.append(f"scan found {r['name']} in {where}")

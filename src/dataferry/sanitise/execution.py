@@ -1,7 +1,8 @@
 """Run a profile against one database (a restore's shadow, a scratch copy, or a live database for
 read-only checks and dry runs) through the engine's ``RunsSql`` capability.
 
-``sanitise`` is the gate: coverage, scripts, rules, then checks; any failure raises
+``sanitise`` is the gate: coverage, scripts and rules (with user triggers paused, ``triggers.py``),
+derived objects rebuilt (``objects.py``), then checks; any failure raises
 ``SanitisationFailed`` (exit 8) with a message that names the script, rule, check or column but never
 carries a value from the data or the salt.
 """
@@ -17,7 +18,7 @@ from dataferry.engines import Engine, RunsSql, Shadow
 from dataferry.errors import ChecksFailed as ChecksFailed  # defined in errors.py; importable here too
 from dataferry.errors import EngineError, NotReady, SanitisationFailed
 from dataferry.progress import Reporter
-from dataferry.sanitise import checks, rules
+from dataferry.sanitise import checks, objects, rules, triggers
 from dataferry.sanitise.dialects import Dialect, dialect_for
 from dataferry.sanitise.profile import Profile
 from dataferry.sanitise.schema import Schema, coverage, from_rows, require_coverage
@@ -75,6 +76,8 @@ def target(engine: Engine, ref: DatabaseRef, shadow: Shadow | None, secrets: tup
 def read_schema(t: Target) -> Schema:
     """The target's tables and columns."""
     schema = from_rows(t.query(t.dialect.columns_query(), "read schema"), t.dialect.is_text)
+    schema.kinds = objects.read(t)
+    schema.derived = {name for name, kind in schema.kinds.items() if kind in t.dialect.derived_kinds}
     t.known |= schema.identifiers()
     return schema
 
@@ -84,17 +87,24 @@ def sanitise(t: Target, profile: Profile, salt: str | None, reporter: Reporter) 
     t.known |= _profile_names(profile)
     require_coverage(profile, read_schema(t))
     applied: list[str] = []
-    for step in rules.plan(profile, t.dialect):
-        reporter.info(f"sanitise: {step.description}")
-        prelude = t.dialect.salt_prelude(_need(salt, profile)) if step.keyed else ""
-        t.run(prelude + step.sql, step.description)
-        applied += step.items or [step.description]
-    return gate(t, profile, applied, reporter)
+    with triggers.paused(t, reporter):
+        for step in rules.plan(profile, t.dialect):
+            reporter.info(f"sanitise: {step.description}")
+            prelude = t.dialect.salt_prelude(_need(salt, profile)) if step.keyed else ""
+            t.run(prelude + step.sql, step.description)
+            applied += step.items or [step.description]
+    applied += objects.finish(t, read_schema(t).kinds, profile.large_objects, reporter)
+    # the checks run after the last statement that touches data (triggers are back, changing nothing)
+    return gate(t, profile, applied, reporter, removed=True)
 
 
-def gate(t: Target, profile: Profile, applied: list[str], reporter: Reporter) -> Sanitisation:
-    """Run every check; the result is returned when all passed, else raised as ``ChecksFailed``."""
-    results = run_checks(t, profile, reporter)
+def gate(
+    t: Target, profile: Profile, applied: list[str], reporter: Reporter, *, removed: bool = False
+) -> Sanitisation:
+    """Run every check; the result is returned when all passed, else raised as ``ChecksFailed``.
+    ``removed``: also check that every truncated table is still empty (right after the rules; not
+    on a live database, whose application may rightly have written rows since)."""
+    results = run_checks(t, profile, reporter, removed=removed)
     report = Sanitisation(
         profile=profile.name,
         profile_sha256=profile.sha256,
@@ -113,10 +123,18 @@ def gate(t: Target, profile: Profile, applied: list[str], reporter: Reporter) ->
     return report
 
 
-def run_checks(t: Target, profile: Profile, reporter: Reporter) -> list[dict[str, Any]]:
-    """Coverage of the final schema, SQL checks and the scan; results, nothing raised for findings."""
+def run_checks(
+    t: Target, profile: Profile, reporter: Reporter, *, removed: bool = False
+) -> list[dict[str, Any]]:
+    """Coverage of the final schema (and every object of a kind the dialect can check), truncated
+    tables still empty (with ``removed``), SQL checks, the scan of columns and of schema text;
+    results, nothing raised for findings."""
     schema = read_schema(t)
+    objects.require_known(t, schema.kinds)
     results: list[dict[str, Any]] = [_coverage_result(profile, schema)]
+    for name, sql in rules.removed_rows_checks(profile, t.dialect) if removed else []:
+        count = int(str(t.query(sql, f"check {name}")[0][0] or 0))
+        results.append({"check": "rows", "name": name, "passed": count == 0, "rows": count})
     for check in profile.checks:
         rows = t.query(checks.check_query(check.sql), f"check {check.name}")
         count = int(str(rows[0][0])) if rows else 0
@@ -126,6 +144,8 @@ def run_checks(t: Target, profile: Profile, reporter: Reporter) -> list[dict[str
         rows = t.query(q.sql, f"scan {q.table}")
         for (column, det), value in zip(q.cells, rows[0], strict=True):
             counts[(q.table, column, det)] = int(str(value or 0))
+    if profile.scan.enabled:  # view and routine definitions, triggers, defaults, comments
+        counts |= checks.scan_definitions(profile, t.query(t.dialect.definitions_query(), "scan definitions"))
     results += checks.scan_results(profile, counts)
     for r in results:
         reporter.info(f"check {r['check']} {r.get('name', '')}: {'passed' if r['passed'] else 'FAILED'}")

@@ -3,7 +3,7 @@
 A pseudonym is a function of a secret salt and the original value only, so the same input gives the
 same output in every table, every run and every engine that shares the salt: joins on pseudonymised
 columns still work, and a database restored twice gets the same fakes. Everything derives from one
-digest, ``h = lower-hex sha256(utf8(salt || value))``; the SQL in ``dialects.py`` computes the same
+digest, ``h = lower-hex sha256(utf8(salt || value))``; the SQL in ``dialects/`` computes the same
 ``h`` on the server (set-based), and the tests compare both against these functions.
 
 ``fake_email`` and ``hash`` keep distinct inputs distinct (96 or up to 256 bits of the digest), so a

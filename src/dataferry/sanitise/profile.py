@@ -225,6 +225,11 @@ class Profile(_Model):
     tables: dict[str, TableRules] = Field(default_factory=dict)
     checks: list[SqlCheck] = Field(default_factory=list)
     scan: Scan = Field(default_factory=Scan)
+    large_objects: Literal["keep", "drop"] = Field(
+        "keep",
+        description="PostgreSQL large objects after the rules: keep those still referenced (and scan "
+        "them) or drop every one; orphans are always dropped",
+    )
     path: Path = Field(Path("."), exclude=True)
     sha256: str = Field("", exclude=True)
 

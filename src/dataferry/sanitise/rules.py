@@ -54,6 +54,17 @@ def _row_step(rule: RowRule, d: Dialect) -> Step:
     )
 
 
+def removed_rows_checks(profile: Profile, d: Dialect) -> list[tuple[str, str]]:
+    """For each truncating row rule, a count that must be 0 after the run: the table is still empty
+    after every later statement. (A ``delete_where`` or ``keep_newer_than_days`` condition is not
+    checked again: a later rule may rightly make it match more rows, and rows age.)"""
+    return [
+        (rule.describe(), f"SELECT count(*) FROM {d.table(rule.table)}")
+        for rule in profile.rows
+        if rule.truncate
+    ]
+
+
 def _mask_steps(table: str, rules: dict[str, ColumnRule], profile: Profile, d: Dialect) -> list[Step]:
     """One UPDATE per distinct ``where``; substitutions first, because MariaDB assigns left to right
     and a substitution must see its source column's original value."""

@@ -32,6 +32,11 @@ class Schema:
     """Tables (``schema.table`` outside PostgreSQL's ``public``) and their columns, in order."""
 
     tables: dict[str, list[Column]] = field(default_factory=dict)
+    #: every object that can hold data, by kind (``Dialect.objects_query``)
+    kinds: dict[str, str] = field(default_factory=dict)
+    #: tables rebuilt from others after the rules (materialised views, FTS shadow tables): scanned,
+    #: never classified
+    derived: set[str] = field(default_factory=set)
 
     def columns(self, table: str) -> list[str]:
         """Column names of ``table`` (empty when it does not exist)."""
@@ -59,11 +64,14 @@ class Coverage:
 
 
 def from_rows(rows: list[tuple[object, ...]], is_text: Callable[[str], bool]) -> Schema:
-    """Build a schema from ``(table, column, type)`` rows; ``is_text`` is the dialect's predicate."""
+    """Build a schema from ``(table, column, type)`` rows; ``is_text`` is the dialect's predicate.
+    A fourth value in a row, when the dialect's query gives one, is that decision made by the server
+    (PostgreSQL decides by type category, which also covers domains, arrays and extension types)."""
     schema = Schema()
-    for table, column, data_type in rows:
+    for table, column, data_type, *scanned in rows:
         dtype = str(data_type or "")
-        schema.tables.setdefault(str(table), []).append(Column(str(column), dtype, is_text(dtype)))
+        text = bool(scanned[0]) if scanned else is_text(dtype)
+        schema.tables.setdefault(str(table), []).append(Column(str(column), dtype, text))
     return schema
 
 
@@ -80,14 +88,16 @@ def coverage(profile: Profile, schema: Schema, *, strict: bool | None = None) ->
     for table, rules in profile.tables.items():
         present = set(schema.columns(table))
         if table not in schema.tables:
-            if strict or rules.mask or rules.drop:
+            if schema.kinds.get(table) == "partition":  # masked and scanned through its parent
+                out.vanished.append(f"{table} (a partition: classify its parent table instead)")
+            elif strict or rules.mask or rules.drop:
                 out.vanished.append(table)
             continue
         named = rules.classified() if strict else set(rules.rules())
         out.vanished += [f"{table}.{c}" for c in sorted(named - present)]
     if strict:
         for table, cols in schema.tables.items():
-            if table in truncated:
+            if table in truncated or table in schema.derived:
                 continue
             classified = profile.tables[table].classified() if table in profile.tables else set()
             out.unclassified += [f"{table}.{c.name}" for c in cols if c.name not in classified]
