@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,6 +67,29 @@ class SQLiteRestoreLock:
             with contextlib.suppress(FileNotFoundError):
                 self._path.unlink()
             os.close(fd)
+
+
+def _keep_access(shadow: Path, target: Path) -> None:
+    """Give the shadow the live file's owner, group and mode before it replaces it: the application
+    that opens the database must still be able to after a refresh. The shadow was created 0600 by
+    ``mkstemp``; a target that does not exist yet gets what a new file gets (0666 less the umask)."""
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(shadow, 0o666 & ~umask)
+        return
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.chown(shadow, st.st_uid, st.st_gid)
+        except PermissionError as exc:
+            raise NotReady(
+                f"cannot give the restored {target} its owner and group ({st.st_uid}:{st.st_gid}): "
+                f"{exc.strerror}; nothing was swapped",
+                hint="run the restore as the file's owner or as root, so the application can still open it",
+            ) from None
+    os.chmod(shadow, stat.S_IMODE(st.st_mode))  # after chown, which may clear set-id bits
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -176,6 +200,7 @@ class SQLiteEngine:
                 f"the shadow {shadow.name} no longer holds the restore lock of {target}; nothing was swapped",
                 hint="another restore of this database ran at the same time; run this one again",
             )
+        _keep_access(Path(shadow.name), target)
         os.replace(shadow.name, target)
         shadow.release()
         for suffix in ("-wal", "-shm"):
