@@ -11,7 +11,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from integration.test_jobs_cli import dataferry, runs, set_rows, write_project
+
+from integration.test_jobs_cli import dataferry, set_rows, write_project
 
 pytestmark = pytest.mark.integration
 
