@@ -5,14 +5,32 @@ file's owner and mode. Real ``dataferry`` processes, real SQLite files and local
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import stat
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from integration.test_jobs_cli import dataferry, set_rows, write_project
+from dataferry import artifacts
+from dataferry.errors import LockBusy
+from dataferry.stores.local import LocalStore
+from integration.test_jobs_cli import (
+    cleanup_groups,
+    dataferry,
+    runs,
+    set_rows,
+    sha,
+    spawn,
+    versions,
+    wait_for,
+    write_project,
+)
+
+__all__ = ["cleanup_groups"]  # a fixture, imported to be used here
 
 pytestmark = pytest.mark.integration
 
@@ -31,3 +49,52 @@ def test_a_sqlite_restore_keeps_the_live_files_owner_group_and_mode(tmp_path: Pa
     st = live.stat()
     assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert stat.S_IMODE(st.st_mode) == 0o664
+
+
+def _feed_fifo(fifo: Path, data: bytes, release: threading.Event) -> None:
+    """Write the first half of the artifact, stall until released, then write the rest."""
+    with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as out:
+        out.write(data[: len(data) // 2])
+        out.flush()
+        release.wait(60)
+        out.write(data[len(data) // 2 :])
+
+
+def _stall_artifact(store_dir: Path) -> tuple[Path, bytes, threading.Event]:
+    """Make the newest artifact's data arrive through a FIFO that stalls halfway until released."""
+    newest = artifacts.latest(LocalStore(store_dir), "app")
+    data_file = store_dir / newest.objects[0].key
+    data = data_file.read_bytes()
+    data_file.unlink()
+    os.mkfifo(data_file)
+    release = threading.Event()
+    threading.Thread(target=_feed_fifo, args=(data_file, data, release), daemon=True).start()
+    return data_file, data, release
+
+
+def test_a_run_that_lost_its_lock_does_not_swap(
+    tmp_path: Path, cleanup_groups: list[subprocess.Popen[str]]
+) -> None:
+    config = write_project(tmp_path, ttl="4s")
+    assert dataferry(config, "run", "prod").returncode == 0
+    assert dataferry(config, "run", "stage").returncode == 0
+    live = tmp_path / "db" / "staging" / "app.db"
+    before = sha(live)
+    set_rows(tmp_path / "db" / "production" / "app.db", "v2", 400)
+    assert dataferry(config, "run", "prod").returncode == 0
+    _file, _data, release = _stall_artifact(tmp_path / "stores" / "production")
+    run = spawn(config, "run", "stage")
+    cleanup_groups.append(run)
+    shadows = lambda: [p for p in live.parent.iterdir() if ".dataferry-shadow-" in p.name]  # noqa: E731
+    wait_for(lambda: bool(shadows()), what="the restore to be writing its shadow")
+    forced = dataferry(config, "unlock", "stage", "--force")
+    assert forced.returncode == 0, forced.stderr
+    release.set()
+    _out, err = run.communicate(timeout=60)
+    assert run.returncode == LockBusy.exit_code, err
+    assert "lost its lock" in err and "before the swap" in err
+    assert sha(live) == before and versions(live) == {"v1"}  # not swapped
+    assert shadows() == []
+    record = runs(config, "stage")[0]
+    assert record.status == "failed" and record.error is not None and record.error.type == "LockBusy"
+    assert record.restored_artifact is None

@@ -185,7 +185,7 @@ def _execute(ctx: RunContext, from_step: int) -> None:
                 continue  # a sanitise step already ran inside its restore
             ctx.guard.check()
             if ctx.lock is not None:
-                ctx.lock.check()
+                ctx.lock.confirm(f"step {step.index}")
             run_step(ctx, step)
     except BaseException as exc:
         _finish(ctx, exc)

@@ -99,6 +99,8 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
 
     def before_swap(engine: Engine, shadow: Shadow) -> None:
         ctx.guard.check()  # the last moment a stop can still leave the live database untouched
+        if ctx.lock is not None:  # a run that lost its lock must not swap: another may be running
+            ctx.lock.confirm("the swap")
         ctx.guard.enter_critical()  # from here to the end of the swap a stop waits
 
     try:
