@@ -6,6 +6,7 @@ file's owner and mode. Real ``dataferry`` processes, real SQLite files and local
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import stat
@@ -98,3 +99,45 @@ def test_a_run_that_lost_its_lock_does_not_swap(
     record = runs(config, "stage")[0]
     assert record.status == "failed" and record.error is not None and record.error.type == "LockBusy"
     assert record.restored_artifact is None
+
+
+def _backups(config: Path, n: int) -> list[str]:
+    """``n`` production backups (one per second: ids are per second); their ids, oldest first."""
+    ids = []
+    for i in range(n):
+        set_rows(config.parent / "db" / "production" / "app.db", f"v{i + 1}", 10 + i)
+        out = dataferry(config, "backup", "app", "--env", "production")
+        assert out.returncode == 0, out.stderr
+        ids.append(out.stdout.split("\t")[0])
+    return ids
+
+
+def test_a_damaged_manifest_is_reported_skipped_and_cleaned_up(tmp_path: Path) -> None:
+    config = write_project(tmp_path)
+    old, good, damaged = _backups(config, 3)
+    prod = tmp_path / "stores" / "production" / "app"
+    (prod / f"{damaged}.manifest.json").write_text('{"format_version": 1, "id": "trunc')  # truncated
+    (prod / f"{old}.manifest.json").write_bytes(b"")  # and an older one emptied
+    listed = dataferry(config, "list", "app", "--env", "production")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].startswith(good + "\t")
+    assert f"{damaged}\t-\t-\tDAMAGED" in listed.stdout and f"{old}\t-\t-\tDAMAGED" in listed.stdout
+    assert f"artifact {damaged} has a damaged manifest" in listed.stderr
+    as_json = dataferry(config, "list", "app", "--env", "production", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert [m["id"] for m in json.loads(as_json.stdout)] == [good]
+    assert f"artifact {old} has a damaged manifest" in as_json.stderr
+    restored = dataferry(config, "restore", "app", "--env", "staging", "--from", "production")
+    assert restored.returncode == 0, restored.stderr
+    assert (
+        f"restored {good}" in restored.stdout and f"damaged manifest of artifact {damaged}" in restored.stderr
+    )
+    assert versions(tmp_path / "db" / "staging" / "app.db") == {"v2"}
+    kept = dataferry(config, "cleanup", "app", "--env", "production")  # newer than 24h: kept
+    assert kept.returncode == 0 and "damaged" not in kept.stdout
+    cleaned = dataferry(config, "cleanup", "app", "--env", "production", "--older-than", "0s")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"removed artifact {damaged} (its manifest is damaged)" in cleaned.stdout
+    assert sorted(p.name.split(".")[0] for p in prod.iterdir()) == [good, good]
+    again = dataferry(config, "list", "app", "--env", "production")
+    assert again.returncode == 0 and again.stderr == "" and "DAMAGED" not in again.stdout

@@ -14,7 +14,7 @@ from dataferry.errors import ConfigError, FerryError, NotFound, Refused, Verific
 from dataferry.layouts import layout_for, store_for
 from dataferry.ops.rules import engine_for
 from dataferry.progress import NullReporter
-from dataferry.stores import CleansIncomplete
+from dataferry.stores import CleansIncomplete, Store
 
 
 @dataclass
@@ -23,6 +23,8 @@ class CleanupReport:
 
     orphans: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    #: ids of artifacts whose manifest is damaged (removed with their data objects)
+    damaged: list[str] = field(default_factory=list)
     #: uploads killed halfway (multipart uploads, temp files) to this database's keys
     incomplete_uploads: list[str] = field(default_factory=list)
     #: private run directories (option files, spools) that killed runs left on this machine
@@ -58,12 +60,12 @@ def cleanup(
     report = CleanupReport(dry_run=dry_run)
     cutoff = datetime.now(UTC) - older_than
     report.orphans = [o.key for o in found if o.modified is not None and o.modified < cutoff]
+    _remove_damaged(store, database, cutoff, report)
     if keep is not None:
-        for key in artifacts.manifest_keys(store, database)[keep:]:
-            manifest = artifacts.read_manifest(store, key)
+        for manifest in list(artifacts.iter_manifests(store, database))[keep:]:
             report.expired.append(manifest.id)
             if not dry_run:
-                store.delete(key)
+                store.delete(manifest.key)
                 for data in manifest.objects:
                     store.delete(data.key)
     clear = private.leftovers if dry_run else private.sweep
@@ -76,12 +78,37 @@ def cleanup(
     return report
 
 
+def _remove_damaged(store: Store, database: str, cutoff: datetime, report: CleanupReport) -> None:
+    """Damaged manifests older than ``cutoff`` and their data objects: such an artifact can never be
+    restored, and its manifest would be reported by every listing. The manifest goes first, so a
+    cleanup killed halfway leaves an orphan, never a manifest without data."""
+    for d in artifacts.damaged_manifests(store, database):
+        if d.modified is None or d.modified >= cutoff:
+            continue
+        report.damaged.append(d.id)
+        if report.dry_run:
+            continue
+        store.delete(d.key)
+        for obj in store.list(f"{database}/{d.id}."):
+            store.delete(obj.key)
+
+
 # -- list, verify, check ---------------------------------------------------------------------------
 
 
 def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifest]:
     """Artifacts of ``database`` in ``environment``'s store, newest first."""
     return layout_for(cfg, environment, database).list_manifests(engine_for(cfg, database))
+
+
+def damaged_artifacts(cfg: Config, database: str, environment: str) -> list[artifacts.Damaged]:
+    """Artifacts of ``database`` in ``environment``'s store whose manifest is damaged (listing and
+    choosing skip them; ``cleanup`` removes them). Only dataferry's own layout has manifests to
+    damage; the others report none."""
+    layout = layout_for(cfg, environment, database)
+    if layout.name != "dataferry":
+        return []
+    return artifacts.damaged_manifests(layout.store, database)
 
 
 def latest_artifact(cfg: Config, database: str, environment: str) -> Manifest:
