@@ -12,7 +12,9 @@ import pwd
 import stat
 import subprocess
 import threading
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +22,14 @@ from dataferry import artifacts
 from dataferry.errors import LockBusy
 from dataferry.stores.local import LocalStore
 from integration.test_jobs_cli import (
+    PY,
     cleanup_groups,
     dataferry,
     runs,
     set_rows,
     sha,
     spawn,
+    stage_store,
     versions,
     wait_for,
     write_project,
@@ -141,3 +145,57 @@ def test_a_damaged_manifest_is_reported_skipped_and_cleaned_up(tmp_path: Path) -
     assert sorted(p.name.split(".")[0] for p in prod.iterdir()) == [good, good]
     again = dataferry(config, "list", "app", "--env", "production")
     assert again.returncode == 0 and again.stderr == "" and "DAMAGED" not in again.stdout
+
+
+def _live(config: Path, env: str) -> dict[str, Any]:
+    """``live_data`` of app in ``env``, as ``status --json`` shows it."""
+    out = dataferry(config, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    found = next(e for e in json.loads(out.stdout)["environments"] if e["name"] == env)
+    live: dict[str, Any] = found["databases"][0]["live_data"]
+    return live
+
+
+def _prod_backup(config: Path, version: str) -> artifacts.Manifest:
+    set_rows(config.parent / "db" / "production" / "app.db", version, 20)
+    assert dataferry(config, "run", "prod").returncode == 0
+    return artifacts.latest(LocalStore(config.parent / "stores" / "production"), "app")
+
+
+def _as_of(live: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(live["data_as_of"])
+
+
+def test_live_data_as_of_is_true_after_a_failed_run_a_from_step_rerun_and_a_manual_restore(
+    tmp_path: Path,
+) -> None:
+    config = write_project(
+        tmp_path, stage_steps=f'["restore:production", "hook:{PY} fail_unless_fixed.py", "backup"]'
+    )
+    first = _prod_backup(config, "v1")
+    (tmp_path / "fixed").touch()
+    assert dataferry(config, "run", "stage").returncode == 0
+    assert _live(config, "staging")["artifact"] == first.id
+    # a run that swapped, then failed in its hook: the new data is live all the same
+    (tmp_path / "fixed").unlink()
+    swapped = _prod_backup(config, "v2")
+    assert dataferry(config, "run", "stage").returncode == 1
+    assert versions(tmp_path / "db" / "staging" / "app.db") == {"v2"}
+    live = _live(config, "staging")
+    assert live["artifact"] == swapped.id and _as_of(live) == swapped.created_at
+    # production moves on; the runbook's re-run from the hook publishes staging's v2 data, which is
+    # as old as production's v2 dump, not as new as the re-run
+    newer = _prod_backup(config, "v3")
+    (tmp_path / "fixed").touch()
+    rerun = dataferry(config, "run", "stage", "--from-step", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    published = artifacts.latest(stage_store(config), "app")
+    assert datetime.fromisoformat(published.extra["data_as_of"]) == swapped.created_at
+    assert dataferry(config, "run", "integ").returncode == 0
+    assert _as_of(_live(config, "integration")) == swapped.created_at
+    # a restore by hand: status names what it put in place
+    manual = dataferry(config, "restore", "app", "--env", "staging", "--from", "production")
+    assert manual.returncode == 0, manual.stderr
+    live = _live(config, "staging")
+    assert live["artifact"] == newer.id and _as_of(live) == newer.created_at
+    assert live["via"] == "restore"

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from dataferry import ops
-from dataferry.artifacts import Manifest, Sanitisation
+from dataferry.artifacts import Sanitisation
 from dataferry.engines import Engine, Shadow
 from dataferry.errors import FerryError, Transient
 from dataferry.jobs.common import now_utc
@@ -18,6 +18,7 @@ from dataferry.jobs.hooks import run_hook
 from dataferry.jobs.runs import ErrorInfo, StepRecord
 from dataferry.jobs.stop import StopGuard
 from dataferry.metrics import step_labels
+from dataferry.ops.live import data_as_of, read_live
 from dataferry.ops.rules import require_passed
 
 
@@ -104,7 +105,8 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
         ctx.guard.enter_critical()  # from here to the end of the swap a stop waits
 
     try:
-        result = ops.restore(plan, reporter=ctx.reporter, before_swap=before_swap)
+        via = f"job {ctx.name}, run {ctx.record.run_id}"
+        result = ops.restore(plan, reporter=ctx.reporter, before_swap=before_swap, via=via)
     finally:
         ctx.guard.leave_critical()
     manifest = result.manifest
@@ -115,7 +117,7 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
         step.detail += f"; sanitised on the shadow because {job.environment} requires sanitised data"
     ctx.record.restored_artifact = manifest.id
     ctx.restored = result
-    ctx.data_as_of = _data_as_of(manifest)
+    ctx.data_as_of = data_as_of(manifest)
     ctx.record.data_as_of = ctx.data_as_of
     ctx.sanitisation = result.sanitisation
 
@@ -140,13 +142,14 @@ def _pinned_for(ctx: RunContext, source: str) -> str | None:
     return None
 
 
-def _data_as_of(manifest: Manifest) -> datetime:
-    """When the data in an artifact was taken from its origin: carried through re-backups."""
-    origin = manifest.extra.get("data_as_of") if isinstance(manifest.extra, dict) else None
-    if isinstance(origin, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(origin)
-    return manifest.created_at
+def _live_data_as_of(ctx: RunContext, step: StepRecord) -> datetime | None:
+    """When the live data was taken from its origin, for a backup whose restore did not run in this
+    run (``--from-step`` skipped it): from what the last restore recorded as live. Without it the
+    artifact would claim its own creation time, newer than production's dump it came from."""
+    if not any(s.kind == "restore" for s in ctx.record.steps[: step.index - 1]):
+        return None  # a job that does not restore (production's backup): its data is its own
+    live = read_live(ctx.stores.get(ctx.job.environment), ctx.job.database)
+    return live.data_as_of if live is not None else None
 
 
 def _sanitise_shadow(
@@ -171,8 +174,9 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
     # checked read-only instead of trusted; ops does the same wherever the target requires it.
     sanitise_before = any(s.step == "sanitise" for s in ctx.record.steps[: step.index - 1])
     extra: dict[str, object] = {"job": ctx.name, "run_id": ctx.record.run_id}
-    if ctx.data_as_of is not None:
-        extra["data_as_of"] = ctx.data_as_of.isoformat()
+    origin = ctx.data_as_of or _live_data_as_of(ctx, step)
+    if origin is not None:
+        extra["data_as_of"] = origin.isoformat()
     result = ops.backup(
         ctx.cfg,
         job.database,
