@@ -199,3 +199,45 @@ def test_live_data_as_of_is_true_after_a_failed_run_a_from_step_rerun_and_a_manu
     live = _live(config, "staging")
     assert live["artifact"] == newer.id and _as_of(live) == newer.created_at
     assert live["via"] == "restore"
+
+
+RECORD_HOOK = (
+    "import os, sys\n"
+    "open('hook.txt', 'w').write(sys.argv[1] + '|' + os.environ.get('DATAFERRY_ARTIFACT', 'unset'))\n"
+    "sys.exit(0 if os.path.exists('fixed') else 3)\n"
+)
+
+
+def test_a_hook_re_run_with_from_step_gets_the_artifact_its_run_restored(tmp_path: Path) -> None:
+    config = write_project(
+        tmp_path,
+        stage_steps=f'["restore:production", "hook:{PY} record_hook.py $DATAFERRY_ARTIFACT", "backup"]',
+    )
+    (tmp_path / "record_hook.py").write_text(RECORD_HOOK)
+    restored = _prod_backup(config, "v1")
+    assert dataferry(config, "run", "stage").returncode == 1
+    assert (tmp_path / "hook.txt").read_text() == f"{restored.id}|{restored.id}"
+    _prod_backup(config, "v2")  # production moved on; the live data is still v1
+    (tmp_path / "fixed").touch()
+    rerun = dataferry(config, "run", "stage", "--from-step", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    assert (tmp_path / "hook.txt").read_text() == f"{restored.id}|{restored.id}"
+    record = runs(config, "stage")[0]
+    assert record.steps[0].status == "skipped" and record.steps[0].artifact == restored.id
+
+
+def test_a_verify_step_after_a_restore_verifies_the_artifact_just_restored(tmp_path: Path) -> None:
+    config = write_project(tmp_path, stage_steps='["restore:production", "verify", "backup", "verify"]')
+    restored = _prod_backup(config, "v1")
+    run = dataferry(config, "run", "stage")  # staging's store is empty: nothing of its own to verify
+    assert run.returncode == 0, run.stderr
+    record = runs(config, "stage")[0]
+    assert record.steps[1].artifact == restored.id and record.steps[1].detail == "in the store of production"
+    assert record.steps[3].artifact == record.published_artifact
+    assert record.steps[3].detail == "in the store of staging"
+    # a damaged copy of what was restored fails the step (exit 7), not a lookup elsewhere
+    data = tmp_path / "stores" / "production" / restored.objects[0].key
+    data.write_bytes(data.read_bytes()[:-1] + b"\0")
+    again = dataferry(config, "run", "stage", "--from-step", "2")
+    assert again.returncode == 7, again.stderr
+    assert runs(config, "stage")[0].steps[1].artifact is None

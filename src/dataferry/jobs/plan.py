@@ -94,7 +94,10 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
         mark = "marked sanitised" if sanitised else "not sanitised"
         return f"would back up {job.database} ({job.environment}) to {store.url} ({mark})"
     if kind == "verify":
-        return "would re-read the artifact this run publishes (else the newest) and check its sha256"
+        return (
+            "would re-read the artifact the restore or backup before it handled (else the newest in "
+            f"{job.environment}'s store) and check its sha256"
+        )
     return f"would run {shlex.split(step.split(':', 1)[1])!r} (no shell) after the steps before it"
 
 

@@ -2,7 +2,8 @@
 
 Steps: ``restore:<env>`` (shadow, verify, swap; a following ``sanitise`` runs on the shadow before
 the swap), ``backup`` (publishes an artifact, marked sanitised when this run sanitised the data),
-``verify`` (re-reads the artifact this run published, else the newest one) and ``hook:<command>``
+``verify`` (re-reads the artifact the restore or backup before it handled, else the newest one
+in the job's store) and ``hook:<command>``
 (post-restore work on the live database, run without a shell).
 
 Stopping: SIGTERM and SIGINT (and ``max_runtime``) raise ``Interrupted``/``RunTimedOut`` where the
@@ -174,6 +175,8 @@ def _execute(ctx: RunContext, from_step: int) -> None:
     for step in rec.steps[: from_step - 1]:
         step.status = "skipped"
         step.detail = "before --from-step"
+    if from_step > 1:
+        _carry_earlier_steps(ctx, from_step)
     ctx.save()
     ctx.metrics.job(
         ctx.name, ctx.job.environment, ctx.job.database, "running", ended_at=None, duration=None, held=False
@@ -191,6 +194,33 @@ def _execute(ctx: RunContext, from_step: int) -> None:
         _finish(ctx, exc)
         raise
     _finish(ctx, None)
+
+
+#: How many earlier runs ``--from-step`` looks through for the steps it skips.
+EARLIER_RUNS = 50
+
+
+def _carry_earlier_steps(ctx: RunContext, from_step: int) -> None:
+    """A re-run from step N still knows what the steps before N did, from the newest earlier run
+    in which they succeeded: the artifact its restore put live (for the hooks'
+    ``$DATAFERRY_ARTIFACT``), recorded on the skipped steps as theirs."""
+    store = ctx.stores.for_job(ctx.name)
+    for index, earlier in enumerate(state.iter_runs(store, ctx.name)):
+        if index >= EARLIER_RUNS:
+            return
+        if earlier.run_id == ctx.record.run_id:
+            continue
+        done = [s for s in earlier.steps[: from_step - 1] if s.status == "succeeded" and s.artifact]
+        if not done:
+            continue
+        for old in done:
+            step = ctx.record.steps[old.index - 1]
+            if step.step == old.step:
+                step.artifact = old.artifact
+                step.detail = f"before --from-step; done by run {earlier.run_id}"
+                if old.kind == "restore":
+                    ctx.earlier_restored = old.artifact
+        return
 
 
 def _finish(ctx: RunContext, exc: BaseException | None) -> None:

@@ -198,10 +198,21 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
 
 
 def _verify(ctx: RunContext, step: StepRecord) -> None:
-    ident = ctx.published.id if ctx.published else None
-    manifest = ops.verify(ctx.cfg, ctx.job.database, ctx.job.environment, ident)
+    """Re-read the artifact of the nearest ``restore:`` or ``backup`` step before this one (in the
+    store it is in: the source's for a restore), else the newest in the job's environment's store."""
+    environment, ident = ctx.job.environment, None
+    for before in reversed(ctx.record.steps[: step.index - 1]):
+        if before.kind == "backup" and ctx.published is not None:
+            ident = ctx.published.id
+            break
+        if before.kind == "restore":
+            environment = before.step.split(":", 1)[1]
+            ident = ctx.restored.manifest.id if ctx.restored is not None else ctx.earlier_restored
+            break
+    manifest = ops.verify(ctx.cfg, ctx.job.database, environment, ident)
     step.artifact = manifest.id
     step.bytes = manifest.size
+    step.detail = f"in the store of {environment}"
 
 
 STEPS: dict[str, Callable[[RunContext, StepRecord], None]] = {
