@@ -20,6 +20,8 @@ import pytest
 
 from dataferry import artifacts
 from dataferry.errors import LockBusy
+from dataferry.progress import NullReporter
+from dataferry.quickstart import DB, SALT_ENV, SALT_FILE, run_quickstart
 from dataferry.stores.local import LocalStore
 from integration.test_jobs_cli import (
     PY,
@@ -241,3 +243,21 @@ def test_a_verify_step_after_a_restore_verifies_the_artifact_just_restored(tmp_p
     again = dataferry(config, "run", "stage", "--from-step", "2")
     assert again.returncode == 7, again.stderr
     assert runs(config, "stage")[0].steps[1].artifact is None
+
+
+def test_a_dry_run_checks_the_salt_and_says_what_the_backup_will_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_quickstart(tmp_path / "qs", reporter=NullReporter(), echo=lambda _line: None)
+    config = tmp_path / "qs" / "dataferry.toml"
+    job = f"{DB}-staging"
+    monkeypatch.delenv(SALT_ENV, raising=False)
+    missing = dataferry(config, "run", job, "--dry-run")
+    assert missing.returncode == 3 and SALT_ENV in missing.stderr, missing.stderr
+    monkeypatch.setenv(SALT_ENV, (tmp_path / "qs" / SALT_FILE).read_text().strip())
+    dry = dataferry(config, "run", job, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"(salt set in {SALT_ENV})" in dry.stdout
+    resumed = dataferry(config, "run", job, "--dry-run", "--from-step", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "would check the live data with profile" in resumed.stdout

@@ -56,12 +56,19 @@ def plan_job(cfg: Config, job_name: str, from_step: int = 1, stores: StoreCache 
             lines.append(f"  {index}. {step}: skipped (before --from-step)")
             continue
         kind = step.split(":", 1)[0]
-        lines.append(f"  {index}. {step}: " + _plan_step(cfg, job, kind, step, sanitised))
+        # a backup of data this run did not sanitise is checked live first where the environment
+        # requires sanitised data or a skipped sanitise step did it earlier (as the real run does)
+        check_live = not sanitised and (
+            cfg.environment(job.environment).requires_sanitised or "sanitise" in job.steps[: index - 1]
+        )
+        lines.append(f"  {index}. {step}: " + _plan_step(cfg, job, kind, step, sanitised, check_live))
         sanitised = sanitised or kind == "sanitise"
     return JobPlan(lines=lines, holds=holds)
 
 
-def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: bool) -> str:
+def _plan_step(
+    cfg: Config, job: JobConfig, kind: str, step: str, sanitised: bool, check_live: bool = False
+) -> str:
     if kind == "restore":
         source = step.split(":", 1)[1]
         req = ops.RestoreRequest(
@@ -88,9 +95,21 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
                 f"job has a sanitise step but database {job.database} has no sanitisation profile",
                 hint=f"set sanitise = 'path/to/profile.toml' in [databases.{job.database}]",
             )
-        return f"would sanitise the shadow before the swap with profile {_profile_name(profile)}, then run its checks"
+        salt = sanitise.load_salt(profile)  # the real run needs it before anything starts: exit 3
+        return (
+            f"would sanitise the shadow before the swap with profile {_profile_name(profile)} "
+            f"(salt {'set in ' + str(profile.salt_env) if salt is not None else 'not needed'}), then run its checks"
+        )
     if kind == "backup":
         store = ops.store_for(cfg, job.environment)
+        if check_live:
+            profile = sanitise.require_profile(
+                cfg, job.database, f"{job.environment} holds only sanitised data"
+            )
+            return (
+                f"would check the live data with profile {_profile_name(profile)} (read-only), then back up "
+                f"{job.database} ({job.environment}) to {store.url} (marked sanitised if every check passes)"
+            )
         mark = "marked sanitised" if sanitised else "not sanitised"
         return f"would back up {job.database} ({job.environment}) to {store.url} ({mark})"
     if kind == "verify":
