@@ -261,3 +261,19 @@ def test_a_dry_run_checks_the_salt_and_says_what_the_backup_will_check(
     resumed = dataferry(config, "run", job, "--dry-run", "--from-step", "3")
     assert resumed.returncode == 0, resumed.stderr
     assert "would check the live data with profile" in resumed.stdout
+
+
+def test_a_job_into_a_protected_environment_is_refused_without_a_force_hint_run_lacks(tmp_path: Path) -> None:
+    config = write_project(tmp_path)
+    with config.open("a") as f:
+        f.write('\n[jobs.back]\nenvironment = "production"\ndatabase = "app"\nsteps = ["restore:staging"]\n')
+    assert dataferry(config, "run", "prod").returncode == 0
+    assert dataferry(config, "run", "stage").returncode == 0
+    before = sha(tmp_path / "db" / "production" / "app.db")
+    for args in (("run", "back"), ("run", "back", "--dry-run")):
+        refused = dataferry(config, *args)
+        assert refused.returncode == 9, refused.stderr
+        assert "production, which is protected" in refused.stderr
+        assert "repeat the command with --force" not in refused.stderr
+        assert "'dataferry restore app --env production --from staging --force'" in refused.stderr
+    assert sha(tmp_path / "db" / "production" / "app.db") == before

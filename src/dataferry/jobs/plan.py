@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from dataferry import artifacts, ops, sanitise
 from dataferry.config import Config, JobConfig
-from dataferry.errors import ConfigError
+from dataferry.errors import ConfigError, Refused
 from dataferry.jobs.common import StoreCache
 from dataferry.jobs.holds import Hold, active_holds
 from dataferry.jobs.locks import lock_ttl, read_lock
@@ -26,6 +26,17 @@ def check_from_step(job_name: str, job: JobConfig, from_step: int) -> None:
         raise ConfigError(
             f"step {from_step} of job {job_name} is 'sanitise', which runs inside the restore before it",
             hint=f"use --from-step {from_step - 1} to restore and sanitise again",
+        )
+
+
+def refuse_protected_target(job_name: str, job: JobConfig, cfg: Config, source: str) -> None:
+    """A job never restores into a protected environment, and ``run`` has no ``--force``: say so
+    (``ops`` would refuse too, with a hint about a ``--force`` that only ``restore`` has)."""
+    if cfg.environment(job.environment).protected:
+        raise Refused(
+            f"job {job_name} restores into {job.environment}, which is protected: a job never does",
+            hint=f"point the job at another environment; if you really mean to overwrite {job.environment}, "
+            f"restore by hand: 'dataferry restore {job.database} --env {job.environment} --from {source} --force'",
         )
 
 
@@ -61,16 +72,18 @@ def plan_job(cfg: Config, job_name: str, from_step: int = 1, stores: StoreCache 
         check_live = not sanitised and (
             cfg.environment(job.environment).requires_sanitised or "sanitise" in job.steps[: index - 1]
         )
-        lines.append(f"  {index}. {step}: " + _plan_step(cfg, job, kind, step, sanitised, check_live))
+        lines.append(f"  {index}. {step}: " + _plan_step(cfg, job_name, kind, step, sanitised, check_live))
         sanitised = sanitised or kind == "sanitise"
     return JobPlan(lines=lines, holds=holds)
 
 
 def _plan_step(
-    cfg: Config, job: JobConfig, kind: str, step: str, sanitised: bool, check_live: bool = False
+    cfg: Config, job_name: str, kind: str, step: str, sanitised: bool, check_live: bool = False
 ) -> str:
+    job = cfg.job(job_name)
     if kind == "restore":
         source = step.split(":", 1)[1]
+        refuse_protected_target(job_name, job, cfg, source)
         req = ops.RestoreRequest(
             database=job.database, environment=job.environment, source=source, max_age=job.max_age
         )

@@ -15,6 +15,7 @@ from dataferry.errors import FerryError, Transient
 from dataferry.jobs.common import now_utc
 from dataferry.jobs.context import RunContext
 from dataferry.jobs.hooks import run_hook
+from dataferry.jobs.plan import refuse_protected_target
 from dataferry.jobs.runs import ErrorInfo, StepRecord
 from dataferry.jobs.stop import StopGuard
 from dataferry.metrics import step_labels
@@ -82,6 +83,7 @@ def _sleep(guard: StopGuard, seconds: float) -> None:
 def _restore(ctx: RunContext, step: StepRecord) -> None:
     source = step.step.split(":", 1)[1]
     job = ctx.job
+    refuse_protected_target(ctx.name, job, ctx.cfg, source)
     following = ctx.record.steps[step.index] if step.index < len(ctx.record.steps) else None
     sanitise_step = following if following is not None and following.step == "sanitise" else None
     req = ops.RestoreRequest(
