@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dataferry import artifacts
 from dataferry.errors import LockBusy
+from dataferry.jobs import state
 from dataferry.progress import NullReporter
 from dataferry.quickstart import DB, SALT_ENV, SALT_FILE, run_quickstart
 from dataferry.stores.local import LocalStore
@@ -277,3 +279,65 @@ def test_a_job_into_a_protected_environment_is_refused_without_a_force_hint_run_
         assert "repeat the command with --force" not in refused.stderr
         assert "'dataferry restore app --env production --from staging --force'" in refused.stderr
     assert sha(tmp_path / "db" / "production" / "app.db") == before
+
+
+def _held_metric(config: Path, job: str) -> float | None:
+    path = config.parent / "metrics" / f"dataferry-job-{job}.prom"
+    if not path.exists():
+        return None
+    for family in text_string_to_metric_families(path.read_text()):
+        for s in family.samples:
+            if s.name == "dataferry_job_held":
+                return float(s.value)
+    return None
+
+
+def test_pause_and_resume_set_the_held_metric_at_once(tmp_path: Path) -> None:
+    config = write_project(tmp_path)
+    assert dataferry(config, "run", "stage").returncode == 4  # no artifact yet: a failed run's metrics
+    assert _held_metric(config, "stage") == 0
+    assert dataferry(config, "pause", "stage", "--reason", "pen test").returncode == 0
+    assert _held_metric(config, "stage") == 1
+    assert dataferry(config, "pause", "--env", "staging", "--reason", "maintenance").returncode == 0
+    assert dataferry(config, "resume", "stage").returncode == 0
+    assert _held_metric(config, "stage") == 1  # its environment is still held
+    assert dataferry(config, "resume", "--env", "staging").returncode == 0
+    assert _held_metric(config, "stage") == 0
+    families = {
+        s.name
+        for f in text_string_to_metric_families(
+            (tmp_path / "metrics" / "dataferry-job-stage.prom").read_text()
+        )
+        for s in f.samples
+    }
+    assert {"dataferry_job_state", "dataferry_job_last_run_timestamp_seconds"} <= families  # kept
+
+
+def test_a_second_pause_does_not_silently_replace_the_first(tmp_path: Path) -> None:
+    config = write_project(tmp_path)
+    first = dataferry(config, "pause", "stage", "--reason", "pen test", "--until", "3d")
+    assert first.returncode == 0, first.stderr
+    second = dataferry(config, "pause", "stage", "--reason", "quick fix", "--until", "1h")
+    assert second.returncode == 5, second.stderr
+    assert "pen test" in second.stderr and "--replace" in second.stderr
+    hold = state.read_hold(stage_store(config), "job", "stage")
+    assert hold is not None and hold.reason == "pen test"
+    replaced = dataferry(config, "pause", "stage", "--reason", "quick fix", "--until", "1h", "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    hold = state.read_hold(stage_store(config), "job", "stage")
+    assert hold is not None and hold.reason == "quick fix"
+    assert dataferry(config, "pause", "--all", "--reason", "x").returncode == 0
+    assert dataferry(config, "pause", "--all", "--reason", "y").returncode == 5
+
+
+def test_scheduler_once_records_one_skip_per_trigger_of_a_held_job(tmp_path: Path) -> None:
+    config = write_project(tmp_path)
+    assert dataferry(config, "pause", "stage", "--reason", "pen test").returncode == 0
+    assert dataferry(config, "run", "prod").returncode == 0
+    for _ in range(3):  # cron runs it every few minutes
+        assert dataferry(config, "scheduler", "--once").returncode == 0
+    assert [(r.status, r.trigger) for r in runs(config, "stage")] == [("skipped", "after")]
+    assert dataferry(config, "run", "prod").returncode == 0  # a new trigger: one more record
+    assert dataferry(config, "scheduler", "--once").returncode == 0
+    assert dataferry(config, "scheduler", "--once").returncode == 0
+    assert [r.status for r in runs(config, "stage")] == ["skipped", "skipped"]

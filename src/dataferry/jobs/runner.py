@@ -91,7 +91,7 @@ def run_job(
         ctx.pinned = options.trigger_detail
     holds = state.active_holds(cfg, job_name, stores)
     if holds:
-        _skip(ctx, holds)
+        _skip(ctx, holds, record=not _skip_recorded(ctx))
     lock = JobLock(store, job_name, ttl=state.lock_ttl(cfg), run_id=record.run_id, reporter=reporter)
     lock.acquire()
     ctx.lock = lock
@@ -107,15 +107,31 @@ def run_job(
         lock.release()
 
 
-def _skip(ctx: RunContext, holds: list[state.Hold]) -> None:
-    """Record a skipped run and raise ``Held``."""
+def _skip_recorded(ctx: RunContext) -> bool:
+    """True when this very trigger (not a manual run) was already recorded as skipped: a held job
+    gets one skip record per trigger, whether a daemon or ``scheduler --once`` from cron asks."""
+    rec = ctx.record
+    if rec.trigger == "manual":
+        return False
+    last = state.last_run(ctx.stores.for_job(ctx.name), ctx.name)
+    return (
+        last is not None
+        and last.status == "skipped"
+        and (last.trigger, last.trigger_detail) == (rec.trigger, rec.trigger_detail)
+    )
+
+
+def _skip(ctx: RunContext, holds: list[state.Hold], *, record: bool = True) -> None:
+    """Record a skipped run (unless ``record`` is False: this trigger's skip is recorded already)
+    and raise ``Held``."""
     why = "; ".join(h.describe() for h in holds)
     ctx.record.status = "skipped"
     ctx.record.skip_reason = why
     ctx.record.finished_at = now_utc()
     for step in ctx.record.steps:
         step.status = "skipped"
-    ctx.save()
+    if record:
+        ctx.save()
     ctx.metrics.job(
         ctx.name,
         ctx.job.environment,
