@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import pwd
+import signal
 import stat
 import subprocess
 import threading
@@ -341,3 +342,35 @@ def test_scheduler_once_records_one_skip_per_trigger_of_a_held_job(tmp_path: Pat
     assert dataferry(config, "scheduler", "--once").returncode == 0
     assert dataferry(config, "scheduler", "--once").returncode == 0
     assert [r.status for r in runs(config, "stage")] == ["skipped", "skipped"]
+
+
+def test_a_killed_run_whose_lock_was_removed_shows_abandoned_not_running(
+    tmp_path: Path, cleanup_groups: list[subprocess.Popen[str]]
+) -> None:
+    config = write_project(
+        tmp_path, stage_steps=f'["restore:production", "hook:{PY} wait_for_go.py", "backup"]'
+    )
+    assert dataferry(config, "run", "prod").returncode == 0
+    victim = spawn(config, "run", "stage")
+    cleanup_groups.append(victim)
+    wait_for(
+        lambda: any(
+            s.kind == "hook" and s.status == "running" for r in runs(config, "stage") for s in r.steps
+        )
+    )
+    dead = runs(config, "stage")[0].run_id
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert dataferry(config, "unlock", "stage", "--force").returncode == 0
+    history = dataferry(config, "history", "stage")
+    assert history.returncode == 0 and f"{dead}" in history.stdout
+    line = next(x for x in history.stdout.splitlines() if x.startswith(dead))
+    assert "abandoned" in line and "running" not in line.split()[3]
+    status = json.loads(dataferry(config, "status", "--json").stdout)
+    stage = next(e for e in status["environments"] if e["name"] == "staging")
+    assert stage["databases"][0]["jobs"][0]["last_run"]["status"] == "abandoned"
+    (tmp_path / "go").touch()
+    assert dataferry(config, "run", "stage").returncode == 0
+    earlier = next(r for r in runs(config, "stage") if r.run_id == dead)
+    assert earlier.status == "abandoned" and earlier.error is not None
+    assert "its lock was removed" in earlier.error.message

@@ -100,6 +100,7 @@ def run_job(
             reporter.info(f"job {job_name}: already handled by another run; nothing to do")
             return None
         _note_takeover(ctx, lock)
+        _abandon_unlocked(ctx)
         with guard:
             _execute(ctx, options.from_step)
         return record
@@ -161,28 +162,52 @@ def _note_takeover(ctx: RunContext, lock: JobLock) -> None:
     except FerryError:
         return
     if dead.status == "running":
-        dead.status = "abandoned"
-        dead.finished_at = now_utc()
-        dead.error = ErrorInfo(
-            type="Abandoned",
-            message=f"the run stopped without finishing (killed, or its machine died); its lock "
-            f"expired and run {ctx.record.run_id} took it over",
-            exit_code=1,
-            hint="look at the log of the machine that ran it; nothing half-made was published",
-        )
-        for step in dead.steps:
-            if step.status == "running":
-                step.status = "failed"
-        state.write_run(store, dead)
-        ctx.metrics.job(
-            ctx.name,
-            ctx.job.environment,
-            ctx.job.database,
-            "abandoned",
-            ended_at=dead.finished_at,
-            duration=dead.duration(),
-            held=False,
-        )
+        _mark_abandoned(ctx, dead, f"its lock expired and run {ctx.record.run_id} took it over")
+
+
+#: How many of the newest runs a new run looks through for runs that died without their lock.
+ABANDONED_WINDOW = 20
+
+
+def _abandon_unlocked(ctx: RunContext) -> None:
+    """Runs still recorded as ``running`` while this run holds the job's lock cannot be running:
+    they were killed and their lock was removed (``unlock``) rather than taken over. Record them
+    as abandoned, so history does not show them running forever."""
+    store = ctx.stores.for_job(ctx.name)
+    try:
+        for index, record in enumerate(state.iter_runs(store, ctx.name)):
+            if index >= ABANDONED_WINDOW:
+                return
+            if record.status == "running" and record.run_id != ctx.record.run_id:
+                _mark_abandoned(
+                    ctx, record, f"its lock was removed, and run {ctx.record.run_id} took the job's lock"
+                )
+    except FerryError as exc:  # history is not worth failing this run for
+        ctx.reporter.warn(f"job {ctx.name}: cannot mark abandoned runs: {exc.message}")
+
+
+def _mark_abandoned(ctx: RunContext, dead: RunRecord, why: str) -> None:
+    dead.status = "abandoned"
+    dead.finished_at = now_utc()
+    dead.error = ErrorInfo(
+        type="Abandoned",
+        message=f"the run stopped without finishing (killed, or its machine died); {why}",
+        exit_code=1,
+        hint="look at the log of the machine that ran it; nothing half-made was published",
+    )
+    for step in dead.steps:
+        if step.status == "running":
+            step.status = "failed"
+    state.write_run(ctx.stores.for_job(ctx.name), dead)
+    ctx.metrics.job(
+        ctx.name,
+        ctx.job.environment,
+        ctx.job.database,
+        "abandoned",
+        ended_at=dead.finished_at,
+        duration=dead.duration(),
+        held=False,
+    )
 
 
 def _execute(ctx: RunContext, from_step: int) -> None:

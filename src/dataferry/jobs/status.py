@@ -112,11 +112,11 @@ class RunBrief:
     skip_reason: str | None
 
     @classmethod
-    def of(cls, r: RunRecord) -> RunBrief:
-        """The brief of a run record."""
+    def of(cls, r: RunRecord, lock: LockInfo | None = None) -> RunBrief:
+        """The brief of a run record (``lock``: the job's lock now, to tell a dead run)."""
         return cls(
             run_id=r.run_id,
-            status=r.status,
+            status=shown_status(r, lock),
             trigger=r.trigger,
             started_at=r.started_at,
             finished_at=r.finished_at,
@@ -261,6 +261,17 @@ class Status:
         }
 
 
+def shown_status(record: RunRecord, lock: LockInfo | None, now: datetime | None = None) -> str:
+    """A run's status as an operator should see it: a run recorded as ``running`` whose lock is
+    gone, expired or someone else's has stopped without finishing (killed, and its lock removed
+    by ``unlock``): ``abandoned``, as the next run also records it."""
+    if record.status != "running":
+        return record.status
+    if lock is not None and lock.run_id == record.run_id and not lock.expired(now):
+        return "running"
+    return "abandoned"
+
+
 def collect_status(cfg: Config, environment: str | None = None) -> Status:
     """Per environment and database: data age, last run, next run, holds, running now."""
     if environment is not None:
@@ -365,7 +376,7 @@ def _job_status(cfg: Config, name: str, stores: StoreCache, now: datetime) -> Jo
     return JobStatus(
         name=name,
         steps=list(job.steps),
-        last_run=RunBrief.of(last) if last is not None else None,
+        last_run=RunBrief.of(last, lock) if last is not None else None,
         next_run=next_run,
         holds=active_holds(cfg, name, stores, now),
         running=running,
