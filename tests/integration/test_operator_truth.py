@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -374,3 +375,35 @@ def test_a_killed_run_whose_lock_was_removed_shows_abandoned_not_running(
     earlier = next(r for r in runs(config, "stage") if r.run_id == dead)
     assert earlier.status == "abandoned" and earlier.error is not None
     assert "its lock was removed" in earlier.error.message
+
+
+@pytest.fixture
+def immutable_dirs() -> Iterator[list[Path]]:
+    """Directories made immutable (``chattr +i``: even root cannot create files in them), made
+    mutable again at the end whatever happened."""
+    made: list[Path] = []
+    yield made
+    for path in made:
+        subprocess.run(["chattr", "-R", "-i", str(path)], check=False)
+
+
+def test_check_fails_on_a_read_only_store_and_a_missing_production_database(
+    tmp_path: Path, immutable_dirs: list[Path]
+) -> None:
+    config = write_project(tmp_path)
+    ok = dataferry(config, "check")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "a probe object was written and deleted" in ok.stdout
+    assert "app in production: database file" in ok.stdout and "opens read-only" in ok.stdout
+    assert "app in staging: directory" in ok.stdout  # a restore target may not exist yet
+    store = tmp_path / "stores" / "production"
+    store.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["chattr", "-R", "+i", str(store)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    immutable_dirs.append(store)
+    (tmp_path / "db" / "production" / "app.db").unlink()
+    failed = dataferry(config, "check")
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "FAIL  store of production:" in failed.stdout and "not writable" in failed.stdout
+    assert "FAIL  app in production: database file" in failed.stdout and "does not exist" in failed.stdout
+    assert not any((tmp_path / "stores").rglob("probe-*"))  # probes are deleted

@@ -125,6 +125,21 @@ class SQLiteEngine:
             )
         return found
 
+    def check_source(self, db: DatabaseRef) -> list[ToolCheck]:
+        """The file exists and opens read-only as an SQLite database (a backup needs it)."""
+        path = sqlite_path(db)
+        if not path.exists():
+            return [ToolCheck(f"database file {path}", False, "does not exist; a backup of it would fail")]
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                tables = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            return [ToolCheck(f"database file {path}", False, f"cannot be opened: {exc}")]
+        return [ToolCheck(f"database file {path}", True, f"opens read-only, {tables} table(s)")]
+
     def server_version(self, db: DatabaseRef) -> str:
         """SQLite has no server: the library version."""
         return f"SQLite {sqlite3.sqlite_version}"

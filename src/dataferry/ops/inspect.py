@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from dataferry import artifacts, private
 from dataferry.artifacts import Manifest
 from dataferry.config import Config, database_ref
-from dataferry.engines import get_engine
+from dataferry.engines import ChecksSource, get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
 from dataferry.ops.rules import engine_for
 from dataferry.progress import NullReporter
-from dataferry.stores import CleansIncomplete, Store
+from dataferry.stores import CleansIncomplete, Store, put_bytes
 
 
 @dataclass
@@ -151,19 +154,18 @@ def check(cfg: Config) -> CheckReport:
     """Validate stores, tools and connections for every configured database; changes nothing."""
     report = CheckReport()
     for env_name in sorted(cfg.environments):
-        try:
-            store = store_for(cfg, env_name)
-            next(iter(store.list("_dataferry/")), None)
-            report.findings.append((f"store of {env_name}", True, store.url))
-        except Exception as exc:  # a report lists every failure, it does not stop at one
-            report.findings.append((f"store of {env_name}", False, str(exc)))
+        report.findings.append(_check_store(cfg, env_name))
     for db_name in sorted(cfg.databases):
         db_cfg = cfg.databases[db_name]
         for env_name in sorted(db_cfg.environments):
             where = f"{db_name} in {env_name}"
             try:
                 ref = database_ref(cfg, db_name, env_name)
-                for c in get_engine(db_cfg.engine).check(ref):
+                engine = get_engine(db_cfg.engine)
+                found = engine.check(ref)
+                if isinstance(engine, ChecksSource) and _backup_source(cfg, db_name, env_name):
+                    found += engine.check_source(ref)
+                for c in found:
                     report.findings.append((f"{where}: {c.what}", c.ok, c.detail))
             except Exception as exc:  # report, and go on to the next database
                 report.findings.append((where, False, str(exc)))
@@ -171,6 +173,48 @@ def check(cfg: Config) -> CheckReport:
             report.findings.append(_check_profile(cfg, db_name))
     report.findings.append(_check_leftovers(cfg))
     return report
+
+
+def _check_store(cfg: Config, environment: str) -> tuple[str, bool, str]:
+    """List the store, then write and delete a probe object under ``_dataferry/check/``, as every
+    backup, run record and lock will: a read-only store fails here, not in the nightly backup. A
+    store nothing here writes to (no job, not protected) may be read-only: that is reported."""
+    what = f"store of {environment}"
+    try:
+        store = store_for(cfg, environment)
+        next(iter(store.list("_dataferry/")), None)
+    except Exception as exc:  # a report lists every failure, it does not stop at one
+        return what, False, str(exc)
+    key = f"_dataferry/check/probe-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        put_bytes(store, key, b"written by 'dataferry check'; safe to delete\n")
+        store.delete(key)
+    except Exception as exc:
+        detail = f"{store.url} is readable but not writable: {exc}"
+        writes = cfg.environment(environment).protected or any(
+            j.environment == environment for j in cfg.jobs.values()
+        )
+        if writes:
+            return what, False, detail + " (backups, run records and locks are written there)"
+        return what, True, detail + "; fine as a source of restores, but a backup into it would fail"
+    return what, True, f"{store.url} (readable, writable: a probe object was written and deleted)"
+
+
+def _backup_source(cfg: Config, database: str, environment: str) -> bool:
+    """The database in ``environment`` is backed up from what is there (so it must exist): the
+    environment is protected (never restored into), or a job there backs it up without restoring
+    it first."""
+    if cfg.environment(environment).protected:
+        return True
+    for job in cfg.jobs.values():
+        if job.environment != environment or job.database != database:
+            continue
+        for step in job.steps:
+            if step.startswith("restore:"):
+                break
+            if step == "backup":
+                return True
+    return False
 
 
 def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:
