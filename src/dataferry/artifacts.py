@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dataferry._version import __version__
-from dataferry.errors import NotFound, StoreError, VerificationFailed
+from dataferry.errors import ManifestDamaged, NotFound, StoreError, VerificationFailed
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
 
@@ -148,11 +148,6 @@ def write_manifest(store: Store, manifest: Manifest) -> ObjectInfo:
     """Write the manifest: the single step that publishes the artifact."""
     body = manifest.model_dump_json(indent=2).encode()
     return put_bytes(store, manifest.key, body)
-
-
-class ManifestDamaged(VerificationFailed):
-    """A manifest that cannot be read as one (truncated, edited, or copied under another name).
-    Listing and choosing the latest skip it; only asking for it by id fails."""
 
 
 @dataclass(frozen=True)
