@@ -205,6 +205,14 @@ def test_live_data_as_of_is_true_after_a_failed_run_a_from_step_rerun_and_a_manu
     live = _live(config, "staging")
     assert live["artifact"] == newer.id and _as_of(live) == newer.created_at
     assert live["via"] == "restore"
+    prom = (tmp_path / "metrics" / "dataferry-data-staging-app.prom").read_text()
+    fresh = [
+        s.value
+        for f in text_string_to_metric_families(prom)
+        for s in f.samples
+        if s.name == "dataferry_data_timestamp_seconds" and s.labels["kind"] == "live"
+    ]
+    assert fresh == [pytest.approx(newer.created_at.timestamp())]  # the "staging too old" alert
 
 
 RECORD_HOOK = (

@@ -2,7 +2,8 @@
 taken from its origin (production). ``_dataferry/live/<database>.json`` in the store of the
 environment restored into, written by ``ops.restore`` right after every swap, whoever called it (the
 CLI, a job, the GOV.UK drop-in, a Python caller), so ``status`` and the "staging too old" alert
-built on it stay true after a manual restore or a run that swapped and then failed."""
+(``dataferry_data_timestamp_seconds{kind="live"}``, also set here) stay true after a manual restore
+or a run that swapped and then failed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dataferry.artifacts import Manifest
 from dataferry.config import Config
 from dataferry.errors import FerryError, NotFound
 from dataferry.layouts import store_for
+from dataferry.metrics import Metrics
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
 
@@ -76,6 +78,8 @@ def record_live(
         restored_by=_whoami(),
         via=via,
     )
+    # The "staging data too old" alert reads this metric: a restore by hand moves it too.
+    Metrics.from_config(cfg, reporter).freshness(environment, database, live=record.data_as_of, artifact=None)
     try:
         store = store_for(cfg, environment)
         put_bytes(store, live_key(database), record.model_dump_json(indent=2).encode())
