@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dataferry import artifacts
+from dataferry import artifacts, ops
+from dataferry.config import load
 from dataferry.errors import LockBusy
 from dataferry.jobs import state
 from dataferry.progress import NullReporter
 from dataferry.quickstart import DB, SALT_ENV, SALT_FILE, run_quickstart
 from dataferry.stores.local import LocalStore
+from integration._pg_helpers import new_setup, unique
 from integration.test_jobs_cli import (
     PY,
     cleanup_groups,
@@ -40,6 +42,9 @@ from integration.test_jobs_cli import (
     wait_for,
     write_project,
 )
+from integration.test_mysql_engine import DB as MY_DB
+from integration.test_mysql_engine import make_world, seed
+from servers import MariaDbServer, PgServer
 
 __all__ = ["cleanup_groups"]  # a fixture, imported to be used here
 
@@ -415,3 +420,39 @@ def test_check_fails_on_a_read_only_store_and_a_missing_production_database(
     assert "FAIL  store of production:" in failed.stdout and "not writable" in failed.stdout
     assert "FAIL  app in production: database file" in failed.stdout and "does not exist" in failed.stdout
     assert not any((tmp_path / "stores").rglob("probe-*"))  # probes are deleted
+
+
+def test_check_fails_on_a_missing_production_postgresql_database(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for setup in new_setup(pg_server, tmp_path, monkeypatch):
+        ok = dataferry(setup.config_path, "check")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert f"ok    app in production: database {setup.src} (backed up from): opens" in ok.stdout
+        seeded, setup.src = setup.src, unique("missing")  # production's database is gone (or misnamed)
+        failed = dataferry(setup.config_path, "check")
+        assert failed.returncode == 3, failed.stdout + failed.stderr
+        assert (
+            f"FAIL  app in production: database {setup.src} (backed up from): cannot be opened"
+            in failed.stdout
+        )
+        assert "FAIL  app in staging" not in failed.stdout  # a restore target may be missing
+        setup.src = seeded  # dropped by new_setup's cleanup
+
+
+def test_check_fails_on_a_missing_mysql_database_a_job_backs_up(
+    mariadb_server: MariaDbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = make_world(mariadb_server, tmp_path, monkeypatch)
+    with world.config_path.open("a") as f:
+        f.write(f'\n[jobs.nightly]\nenvironment = "production"\ndatabase = "{MY_DB}"\nsteps = ["backup"]\n')
+    findings = {w: (ok, d) for w, ok, d in ops.check(load(world.config_path)).findings}
+    source = f"{MY_DB} in production: database {world.source} (backed up from)"
+    assert findings[source] == (False, "does not exist; a backup of it would fail")
+    assert f"{MY_DB} in staging: database {world.target} (backed up from)" not in findings
+    seed(mariadb_server, world.source)
+    try:
+        findings = {w: (ok, d) for w, ok, d in ops.check(load(world.config_path)).findings}
+        assert findings[source] == (True, "exists")
+    finally:
+        mariadb_server.drop_db(world.source)
