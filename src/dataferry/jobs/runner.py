@@ -178,6 +178,8 @@ def _abandon_unlocked(ctx: RunContext) -> None:
         for index, record in enumerate(state.iter_runs(store, ctx.name)):
             if index >= ABANDONED_WINDOW:
                 return
+            if record.status in ("succeeded", "failed", "interrupted"):
+                return  # that run held the lock after any older one died, and looked already
             if record.status == "running" and record.run_id != ctx.record.run_id:
                 _mark_abandoned(
                     ctx, record, f"its lock was removed, and run {ctx.record.run_id} took the job's lock"
