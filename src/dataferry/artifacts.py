@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dataferry._version import __version__
-from dataferry.errors import NotFound, StoreError, VerificationFailed
+from dataferry.errors import ManifestDamaged, NotFound, StoreError, VerificationFailed
 from dataferry.progress import NullReporter, Reporter, finish, human_duration
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
@@ -150,16 +151,27 @@ def write_manifest(store: Store, manifest: Manifest) -> ObjectInfo:
     return put_bytes(store, manifest.key, body)
 
 
+@dataclass(frozen=True)
+class Damaged:
+    """A damaged manifest found while listing: its artifact id, key, why, and when it was written."""
+
+    id: str
+    key: str
+    reason: str
+    modified: datetime | None = None
+
+
 def read_manifest(store: Store, key: str) -> Manifest:
-    """Read and validate one manifest; a corrupt one is ``VerificationFailed``."""
+    """Read and validate one manifest; a corrupt one is ``ManifestDamaged``."""
     raw = read_bytes(store, key)
     try:
         data = json.loads(raw)
         manifest = Manifest.model_validate(data)
     except (ValueError, ValidationError) as exc:
-        raise VerificationFailed(
+        raise ManifestDamaged(
             f"manifest {key} in {store.url} is not valid: {str(exc).splitlines()[0]}",
-            hint="the artifact cannot be trusted; pick another with --artifact or delete this one",
+            hint="the artifact cannot be trusted; 'dataferry list' shows the others, and "
+            "'dataferry cleanup' removes damaged ones",
         ) from None
     if manifest.format_version > FORMAT_VERSION:
         raise VerificationFailed(
@@ -189,7 +201,7 @@ def _read_listed(store: Store, database: str, key: str) -> Manifest:
     """Read a manifest found under ``database``'s keys and check it describes that very artifact."""
     manifest = read_manifest(store, key)
     if manifest.database != database or manifest.key != key:
-        raise VerificationFailed(
+        raise ManifestDamaged(
             f"manifest {key} in {store.url} describes {manifest.database} artifact {manifest.id}, "
             "not the artifact its key names",
             hint="it was copied or renamed by hand: the artifact cannot be trusted; delete or move it",
@@ -197,25 +209,65 @@ def _read_listed(store: Store, database: str, key: str) -> Manifest:
     return manifest
 
 
-def iter_manifests(store: Store, database: str) -> Iterator[Manifest]:
-    """Manifests of ``database``, newest first."""
+#: Called with each damaged manifest that listing or choosing skipped (to warn about it).
+OnDamaged = Callable[[Damaged], None]
+
+
+def iter_manifests(store: Store, database: str, on_damaged: OnDamaged | None = None) -> Iterator[Manifest]:
+    """Manifests of ``database``, newest first; a damaged one is skipped (and passed to
+    ``on_damaged``), so one truncated manifest cannot hide every good artifact."""
     for key in manifest_keys(store, database):
-        yield _read_listed(store, database, key)
+        try:
+            yield _read_listed(store, database, key)
+        except ManifestDamaged as exc:
+            if on_damaged is not None:
+                on_damaged(Damaged(id=_key_id(key), key=key, reason=exc.message))
 
 
-def latest(store: Store, database: str) -> Manifest:
-    """The newest artifact of ``database``: the newest manifest, never the newest data object."""
-    keys = manifest_keys(store, database)
-    if not keys:
-        raise NotFound(
-            f"no artifact of {database} in {store.url}",
-            hint=f"run 'dataferry backup {database} --env ENV' first",
+def damaged_manifests(store: Store, database: str) -> list[Damaged]:
+    """The damaged manifests of ``database``, newest first, with when each was written."""
+    modified = {o.key: o.modified for o in store.list(f"{database}/") if o.key.endswith(MANIFEST_SUFFIX)}
+    found: list[Damaged] = []
+    for _ in iter_manifests(store, database, found.append):
+        pass
+    return [Damaged(d.id, d.key, d.reason, modified.get(d.key)) for d in found]
+
+
+def _key_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(MANIFEST_SUFFIX)
+
+
+def latest(store: Store, database: str, on_damaged: OnDamaged | None = None) -> Manifest:
+    """The newest artifact of ``database``: the newest readable manifest, never the newest data
+    object, and never a damaged manifest."""
+    skipped: list[Damaged] = []
+
+    def note(d: Damaged) -> None:
+        skipped.append(d)
+        if on_damaged is not None:
+            on_damaged(d)
+
+    for manifest in iter_manifests(store, database, note):
+        return manifest
+    if skipped:
+        raise ManifestDamaged(
+            f"no readable artifact of {database} in {store.url}: {len(skipped)} damaged manifest(s), "
+            f"the newest: {skipped[0].reason}",
+            hint=f"take a new backup; 'dataferry cleanup {database} --env ENV' removes damaged artifacts",
         )
-    return _read_listed(store, database, keys[0])
+    raise NotFound(
+        f"no artifact of {database} in {store.url}",
+        hint=f"run 'dataferry backup {database} --env ENV' first",
+    )
 
 
 def select(
-    store: Store, database: str, *, artifact: str | None = None, at: datetime | None = None
+    store: Store,
+    database: str,
+    *,
+    artifact: str | None = None,
+    at: datetime | None = None,
+    on_damaged: OnDamaged | None = None,
 ) -> Manifest:
     """Pick an artifact: an explicit id or key, else the newest at or before ``at``, else the latest."""
     if artifact:
@@ -226,9 +278,13 @@ def select(
         for key in manifest_keys(store, database):
             when, _ = parse_id(key.rsplit("/", 1)[1][: -len(MANIFEST_SUFFIX)])
             if when <= at:
-                return _read_listed(store, database, key)
+                try:
+                    return _read_listed(store, database, key)
+                except ManifestDamaged as exc:
+                    if on_damaged is not None:
+                        on_damaged(Damaged(id=_key_id(key), key=key, reason=exc.message))
         raise NotFound(f"no artifact of {database} in {store.url} at or before {at.isoformat()}")
-    return latest(store, database)
+    return latest(store, database, on_damaged)
 
 
 def _id_from(artifact: str, database: str) -> str:
@@ -278,10 +334,15 @@ def check_fresh(manifest: Manifest, max_age: timedelta, now: datetime | None = N
 def orphans(store: Store, database: str) -> list[ObjectInfo]:
     """Data objects that no manifest names (interrupted backups), for cleanup."""
     named: set[str] = set()
-    for m in iter_manifests(store, database):
+    damaged: list[Damaged] = []
+    for m in iter_manifests(store, database, damaged.append):
         named.update(o.key for o in m.objects)
+    # A damaged manifest's data is not an orphan: cleanup removes it with its manifest.
+    prefixes = tuple(f"{database}/{d.id}." for d in damaged)
     return [
-        o for o in store.list(f"{database}/") if not o.key.endswith(MANIFEST_SUFFIX) and o.key not in named
+        o
+        for o in store.list(f"{database}/")
+        if not o.key.endswith(MANIFEST_SUFFIX) and o.key not in named and not o.key.startswith(prefixes)
     ]
 
 

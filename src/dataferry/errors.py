@@ -9,6 +9,7 @@ The tree, with the exit code each class carries (the codes are a stable, documen
     ├── Held                        5  the job or environment is paused by a hold
     ├── LockBusy                    6  another run of the job, or restore of the database, holds its lock
     ├── VerificationFailed          7  checksum, size or manifest mismatch; artifact refused
+    │   └── ManifestDamaged         7  ... a manifest is not one (skipped by listing and "latest")
     ├── SanitisationFailed          8  a sanitisation script or check failed; nothing published
     │   └── ChecksFailed            8  ... the rules ran but a check found something
     ├── Refused                     9  a safety rule refused the operation (protected environment)
@@ -113,6 +114,11 @@ class VerificationFailed(FerryError):
     exit_code = 7
     label = "verification failed"
     meaning = "verification failed: an artifact does not match its manifest"
+
+
+class ManifestDamaged(VerificationFailed):
+    """A manifest that cannot be read as one (truncated, edited, or copied under another name).
+    Listing and choosing the latest skip it; only asking for it by id fails."""
 
 
 class SanitisationFailed(FerryError):

@@ -16,7 +16,8 @@ Two families of names:
 
 * dataferry's own, per job (label ``job_name``, since ``job`` is Prometheus's) and per environment
   and database: ``dataferry_job_state``, ``dataferry_job_last_run_timestamp_seconds{status}``,
-  ``dataferry_job_duration_seconds``, ``dataferry_job_held``, and freshness:
+  ``dataferry_job_duration_seconds``, ``dataferry_job_held`` (set by every run attempt and at once
+  by ``pause`` and ``resume``), and freshness:
   ``dataferry_data_timestamp_seconds{environment,database,kind}`` where ``kind="live"`` is when the
   data now live in that environment was taken from its origin (production) and
   ``kind="artifact"`` is when the newest artifact in that environment's store was finished.
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import push_to_gateway, write_to_textfile
+from prometheus_client.exposition import push_to_gateway, pushadd_to_gateway, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
@@ -265,6 +266,23 @@ class Metrics:
         self._textfile(path, carried + out.samples)
         self._push(DATAFERRY_PUSH_JOB, {"job_name": job_name}, out)
 
+    def held(self, job_name: str, environment: str, database: str, held: bool) -> None:
+        """A hold on ``job_name`` (or its environment, or everything) was added or lifted: only
+        ``dataferry_job_held`` changes; the job's other metrics are kept."""
+        if not self.enabled:
+            return
+        lab = {"job_name": job_name, "environment": environment, "database": database}
+        out = SampleSet()
+        out.add("dataferry_job_held", 1 if held else 0, **lab)
+        path = self._path(f"dataferry-job-{job_name}")
+        kept = {
+            "dataferry_job_state",
+            "dataferry_job_last_run_timestamp_seconds",
+            "dataferry_job_duration_seconds",
+        }
+        self._textfile(path, self._carry(path, kept) + out.samples)
+        self._push(DATAFERRY_PUSH_JOB, {"job_name": job_name}, out, replace=False)
+
     def freshness(
         self, environment: str, database: str, *, live: datetime | None, artifact: datetime | None
     ) -> None:
@@ -330,7 +348,8 @@ class Metrics:
             )
             self._push(GOVUK_PUSH_JOB, {**key, "state": st}, group)
 
-    def _push(self, job: str, grouping_key: dict[str, str], out: SampleSet) -> None:
+    def _push(self, job: str, grouping_key: dict[str, str], out: SampleSet, *, replace: bool = True) -> None:
+        """Push ``out`` to the group; ``replace=False`` keeps the group's other metrics (POST)."""
         if not self.pushgateway_url or not out.samples:
             return
         # Labels that are part of the grouping key are set by the Pushgateway, not repeated.
@@ -338,8 +357,9 @@ class Metrics:
             Sample(s.name, tuple((k, v) for k, v in s.labels if k not in grouping_key), s.value)
             for s in out.samples
         ]
+        push = push_to_gateway if replace else pushadd_to_gateway
         try:
-            push_to_gateway(
+            push(
                 self.pushgateway_url,
                 job=job,
                 registry=registry_of(samples),

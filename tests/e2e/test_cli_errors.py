@@ -261,14 +261,17 @@ def test_corrupted_artifact_is_never_restored(project: Project) -> None:
 
 
 def test_corrupt_manifest(project: Project) -> None:
-    """A manifest that is not JSON: list, verify and restore all exit 7."""
+    """A manifest that is not JSON, and no other artifact: verify and restore exit 7; list names it
+    as damaged (tests/integration/test_operator_truth.py: newer good ones are still used)."""
     (project.root / "stores/production/app" / f"{project.artifact_id}.manifest.json").write_text("{oops")
     for args in (
         ("verify", "app", "--env", "production"),
         ("restore", "app", "--env", "staging", "--from", "production"),
-        ("list", "app", "--env", "production"),
     ):
         fails(project.run(*args), 7, "not valid")
+    listed = project.run("list", "app", "--env", "production")
+    assert listed.returncode == 0 and f"{project.artifact_id}\t-\t-\tDAMAGED" in listed.stdout
+    assert "damaged manifest" in listed.stderr and "not valid" in listed.stderr
 
 
 # -- selecting artifacts -------------------------------------------------------------------------

@@ -290,7 +290,10 @@ class World:
         return [self.rows(env, t) for t in ("subscribers", "emails", "sessions", "audit")]
 
     def store_keys(self, env: str) -> list[str]:
-        return sorted(o.key for o in ops.store_for(self.cfg, env).list(""))
+        """Keys of artifacts (state under ``_dataferry/``, such as what a restore made live, is not one)."""
+        return sorted(
+            o.key for o in ops.store_for(self.cfg, env).list("") if not o.key.startswith("_dataferry/")
+        )
 
 
 def write_profile(directory: Path, **parts: str) -> Path:

@@ -111,16 +111,23 @@ def restore(
 def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None:
     """List artifacts of DATABASE in ENV's store, newest first."""
     manifests = ops.list_artifacts(c.config, database, environment)
+    damaged = ops.damaged_artifacts(c.config, database, environment)
+    for d in damaged:  # skipped by listing and by restore; reported so they can be removed
+        click.echo(f"warning: artifact {d.id} has a damaged manifest and was skipped: {d.reason}", err=True)
+    if damaged:
+        click.echo(f"hint: 'dataferry cleanup {database} --env {environment}' removes them", err=True)
     if as_json:
         click.echo(json.dumps([m.model_dump(mode="json") for m in manifests], indent=2))
         return
-    if not manifests:
+    if not manifests and not damaged:
         say(f"no artifacts of {database} in {environment}", "info", bare=True)
         return
     click.echo("ID\tSIZE\tFINISHED\tSANITISED")
     for m in manifests:
         finished = m.finished_at.strftime("%Y-%m-%d %H:%M:%SZ")
         click.echo(f"{m.id}\t{human_bytes(m.size)}\t{finished}\t{'yes' if m.sanitised else 'no'}")
+    for d in damaged:
+        click.echo(f"{d.id}\t-\t-\tDAMAGED (skipped)")
 
 
 @click.command()
@@ -158,6 +165,8 @@ def cleanup(
         click.echo(f"{verb} orphaned object {key}")
     for ident in report.expired:
         click.echo(f"{verb} artifact {ident}")
+    for ident in report.damaged:
+        click.echo(f"{verb} artifact {ident} (its manifest is damaged)")
     for key in report.incomplete_uploads:
         click.echo(f"{verb} incomplete upload {key}")
     for path in report.private_leftovers:

@@ -83,11 +83,19 @@ def parse_until(value: str | None, now: datetime | None = None) -> datetime | No
 @click.option("--all", "all_", is_flag=True, help="Hold every job.")
 @click.option("--reason", required=True, help="Why (shown by status and in skipped runs).")
 @click.option("--until", help="Expiry: ISO 8601 time or a duration such as 3d (default: until resumed).")
+@click.option("--replace", is_flag=True, help="Replace a hold already in force on the same target.")
 @pass_ctx
 def pause(
-    c: Context, job: str | None, environment: str | None, all_: bool, reason: str, until: str | None
+    c: Context,
+    job: str | None,
+    environment: str | None,
+    all_: bool,
+    reason: str,
+    until: str | None,
+    replace: bool,
 ) -> None:
-    """Hold JOB, an environment (--env) or everything (--all): runs are skipped and recorded."""
+    """Hold JOB, an environment (--env) or everything (--all): runs are skipped and recorded.
+    A hold already in force on the same target is kept (exit 5) unless --replace is given."""
     cfg = c.config
     scope, target = _scope(job, environment, all_)
     if not reason.strip():
@@ -101,9 +109,28 @@ def pause(
         until=parse_until(until),
     )
     stores = StoreCache(cfg)
-    for env in _hold_stores(cfg, stores, scope, target):
+    envs = _hold_stores(cfg, stores, scope, target)
+    if not replace:
+        _refuse_over(cfg, stores, envs, scope, target, hold)
+    for env in envs:
         state.write_hold(stores.get(env), hold)
+    state.publish_held(cfg, scope, target, stores, c.reporter())
     click.echo(hold.describe())
+
+
+def _refuse_over(
+    cfg: Config, stores: StoreCache, envs: list[str], scope: HoldScope, target: str, new: Hold
+) -> None:
+    """A second pause must not silently shorten (or lengthen) a hold someone else set."""
+    for env in envs:
+        current = state.read_hold(stores.get(env), scope, target)
+        if current is not None and current.active():
+            what = {"job": target, "environment": f"--env {target}", "all": "--all"}[scope]
+            raise Held(
+                f"not paused again: {current.describe()}",
+                hint=f"add --replace to replace that hold with yours (until "
+                f"{new.until.isoformat() if new.until else 'resumed'}), or 'dataferry resume {what}' first",
+            )
 
 
 @click.command()
@@ -119,6 +146,7 @@ def resume(c: Context, job: str | None, environment: str | None, all_: bool) -> 
     removed = False
     for env in _hold_stores(cfg, stores, scope, target):
         removed = state.delete_hold(stores.get(env), scope, target) or removed
+    state.publish_held(cfg, scope, target, stores, c.reporter())
     what = {"job": f"job {target}", "environment": f"environment {target}", "all": "everything"}[scope]
     click.echo(f"resumed {what}" if removed else f"{what} was not held")
     if scope == "job":

@@ -12,7 +12,7 @@ from dataferry.cli._common import Context, pass_ctx, say
 from dataferry.errors import FerryError
 from dataferry.jobs import state
 from dataferry.jobs.state import RunRecord, StoreCache
-from dataferry.jobs.status import collect_status
+from dataferry.jobs.status import collect_status, shown_status
 from dataferry.jobs.status_text import render_lines
 from dataferry.progress import human_bytes, human_duration
 
@@ -58,8 +58,9 @@ def history(c: Context, job: str, limit: int, as_json: bool) -> None:
     if not records:
         say(f"job {job} has not run yet", "info", bare=True)
         return
+    lock = state.read_lock(store, job, state.lock_ttl(cfg))
     for r in records:
-        click.echo(_history_line(r))
+        click.echo(_history_line(r, shown_status(r, lock)))
         for s in r.steps:
             extra = " ".join(
                 x
@@ -75,15 +76,17 @@ def history(c: Context, job: str, limit: int, as_json: bool) -> None:
             click.echo(f"    {s.index}. {s.step}: {s.status} {extra}".rstrip())
 
 
-def _history_line(r: RunRecord) -> str:
+def _history_line(r: RunRecord, shown: str) -> str:
     started = r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    line = f"{r.run_id}  {started}  {r.status:<11} {r.trigger}"
+    line = f"{r.run_id}  {started}  {shown:<11} {r.trigger}"
     if r.finished:
         line += f"  {human_duration(r.duration() or 0)}"
     if r.skip_reason:
         line += f"  skipped: {r.skip_reason}"
     if r.error:
         line += f"  error (exit {r.error.exit_code}): {r.error.message}"
+    if shown != r.status:
+        line += "  (recorded as running, but its lock is gone: it stopped without finishing)"
     if r.lock_takeover:
         line += f"  (took over the expired lock of run {r.lock_takeover.get('run_id')})"
     return line

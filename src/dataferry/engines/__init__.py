@@ -162,6 +162,16 @@ class RunsSql(Protocol):
 
 
 @runtime_checkable
+class ChecksSource(Protocol):
+    """Optional capability: check that ``db`` exists and can be opened for a backup (``check``
+    alone accepts a database that does not exist yet, because a restore target need not)."""
+
+    def check_source(self, db: DatabaseRef) -> list[ToolCheck]:
+        """Open the database read-only and change nothing."""
+        ...
+
+
+@runtime_checkable
 class DescribesDumps(Protocol):
     """Optional capability: structured facts about a dump's source (server flavour, character set,
     dump tool, exclusions), recorded as ``Manifest.extra``."""

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,6 +69,29 @@ class SQLiteRestoreLock:
             os.close(fd)
 
 
+def _keep_access(shadow: Path, target: Path) -> None:
+    """Give the shadow the live file's owner, group and mode before it replaces it: the application
+    that opens the database must still be able to after a refresh. The shadow was created 0600 by
+    ``mkstemp``; a target that does not exist yet gets what a new file gets (0666 less the umask)."""
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(shadow, 0o666 & ~umask)
+        return
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.chown(shadow, st.st_uid, st.st_gid)
+        except PermissionError as exc:
+            raise NotReady(
+                f"cannot give the restored {target} its owner and group ({st.st_uid}:{st.st_gid}): "
+                f"{exc.strerror}; nothing was swapped",
+                hint="run the restore as the file's owner or as root, so the application can still open it",
+            ) from None
+    os.chmod(shadow, stat.S_IMODE(st.st_mode))  # after chown, which may clear set-id bits
+
+
 def _same_file(fd: int, path: Path) -> bool:
     """True when ``path`` still names the file open as ``fd`` (a lock on a removed file is no lock)."""
     try:
@@ -100,6 +124,21 @@ class SQLiteEngine:
                 ToolCheck(f"directory {path.parent}", ok, "writable" if ok else "missing or read-only")
             )
         return found
+
+    def check_source(self, db: DatabaseRef) -> list[ToolCheck]:
+        """The file exists and opens read-only as an SQLite database (a backup needs it)."""
+        path = sqlite_path(db)
+        if not path.exists():
+            return [ToolCheck(f"database file {path}", False, "does not exist; a backup of it would fail")]
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                tables = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            return [ToolCheck(f"database file {path}", False, f"cannot be opened: {exc}")]
+        return [ToolCheck(f"database file {path}", True, f"opens read-only, {tables} table(s)")]
 
     def server_version(self, db: DatabaseRef) -> str:
         """SQLite has no server: the library version."""
@@ -181,6 +220,7 @@ class SQLiteEngine:
                 f"the shadow {shadow.name} no longer holds the restore lock of {target}; nothing was swapped",
                 hint="another restore of this database ran at the same time; run this one again",
             )
+        _keep_access(Path(shadow.name), target)
         os.replace(shadow.name, target)
         shadow.release()
         for suffix in ("-wal", "-shm"):

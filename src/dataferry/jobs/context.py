@@ -36,6 +36,8 @@ class RunContext:
     restored: RestoreResult | None = None
     published: Manifest | None = None
     data_as_of: datetime | None = None
+    #: the artifact an earlier run restored, when ``--from-step`` skipped this run's restore
+    earlier_restored: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:

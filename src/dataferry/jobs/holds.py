@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from dataferry.config import Config
 from dataferry.errors import NotFound
 from dataferry.jobs.common import PREFIX, StateModel, StoreCache, now_utc
+from dataferry.metrics import Metrics
+from dataferry.progress import Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
 
 HoldScope = Literal["job", "environment", "all"]
@@ -113,3 +115,24 @@ def active_holds(cfg: Config, job_name: str, stores: StoreCache, now: datetime |
         read_hold(stores.get(global_hold_environment_for(cfg, job.environment)), "all", "*"),
     ]
     return [h for h in found if h is not None and h.active(now)]
+
+
+def jobs_under(cfg: Config, scope: HoldScope, target: str) -> list[str]:
+    """The jobs a hold on ``target`` stops."""
+    if scope == "job":
+        return [target]
+    if scope == "environment":
+        return [name for name, job in cfg.jobs.items() if job.environment == target]
+    return list(cfg.jobs)
+
+
+def publish_held(cfg: Config, scope: HoldScope, target: str, stores: StoreCache, reporter: Reporter) -> None:
+    """Set ``dataferry_job_held`` of every job under a hold that was just added or lifted, from the
+    holds now in force (another hold may still hold a job), so alerts see a pause at once rather
+    than at the job's next run."""
+    metrics = Metrics.from_config(cfg, reporter)
+    if not metrics.enabled:
+        return
+    for name in jobs_under(cfg, scope, target):
+        job = cfg.job(name)
+        metrics.held(name, job.environment, job.database, bool(active_holds(cfg, name, stores)))

@@ -85,8 +85,9 @@ def hook_environment(ctx: RunContext) -> dict[str, str]:
         "DATAFERRY_DATABASE": job.database,
         "DATAFERRY_DATABASE_URL": conn.url if conn else "",
     }
-    if ctx.restored is not None:
-        env["DATAFERRY_ARTIFACT"] = ctx.restored.manifest.id
+    artifact = ctx.restored.manifest.id if ctx.restored is not None else ctx.earlier_restored
+    if artifact is not None:
+        env["DATAFERRY_ARTIFACT"] = artifact
     if ctx.cfg.path is not None:
         env["DATAFERRY_CONFIG"] = str(ctx.cfg.path)
     return env

@@ -234,13 +234,25 @@ class JobLock:
         self.reporter.warn(f"lost the lock of job {self.job}: {why}", job=self.job)
         self.lost.set()
 
-    def check(self) -> None:
+    def check(self, before: str = "the next step") -> None:
         """Raise ``LockBusy`` if the lock was lost (taken over, or not refreshed in time)."""
         if self.lost.is_set():
             raise LockBusy(
-                f"job {self.job} lost its lock while running; stopped before the next step",
+                f"job {self.job} lost its lock while running; stopped before {before}",
                 hint="another process may be running this job now: see 'dataferry status'",
             )
+
+    def confirm(self, before: str = "the next step") -> None:
+        """Read the lock now and raise ``LockBusy`` unless it is still ours and unexpired: asked
+        right before a destructive step, so an ``unlock --force`` or a takeover since the last
+        heartbeat stops the run there instead of being noticed only after it."""
+        self.check(before)
+        current = read_lock(self.store, self.job, self.ttl)
+        if current is None or current.token != self.token:
+            self._lose("it was taken over or removed (unlock --force?)")
+        elif current.expired():
+            self._lose("it expired before it was refreshed")
+        self.check(before)
 
     # -- release ------------------------------------------------------------------------------
 

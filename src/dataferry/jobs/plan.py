@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from dataferry import artifacts, ops, sanitise
 from dataferry.config import Config, JobConfig
-from dataferry.errors import ConfigError
+from dataferry.errors import ConfigError, Refused
 from dataferry.jobs.common import StoreCache
 from dataferry.jobs.holds import Hold, active_holds
 from dataferry.jobs.locks import lock_ttl, read_lock
@@ -27,6 +27,17 @@ def check_from_step(job_name: str, job: JobConfig, from_step: int) -> None:
         raise ConfigError(
             f"step {from_step} of job {job_name} is 'sanitise', which runs inside the restore before it",
             hint=f"use --from-step {from_step - 1} to restore and sanitise again",
+        )
+
+
+def refuse_protected_target(job_name: str, job: JobConfig, cfg: Config, source: str) -> None:
+    """A job never restores into a protected environment, and ``run`` has no ``--force``: say so
+    (``ops`` would refuse too, with a hint about a ``--force`` that only ``restore`` has)."""
+    if cfg.environment(job.environment).protected:
+        raise Refused(
+            f"job {job_name} restores into {job.environment}, which is protected: a job never does",
+            hint=f"point the job at another environment; if you really mean to overwrite {job.environment}, "
+            f"restore by hand: 'dataferry restore {job.database} --env {job.environment} --from {source} --force'",
         )
 
 
@@ -57,14 +68,23 @@ def plan_job(cfg: Config, job_name: str, from_step: int = 1, stores: StoreCache 
             lines.append(f"  {index}. {step}: skipped (before --from-step)")
             continue
         kind = step.split(":", 1)[0]
-        lines.append(f"  {index}. {step}: " + _plan_step(cfg, job, kind, step, sanitised))
+        # a backup of data this run did not sanitise is checked live first where the environment
+        # requires sanitised data or a skipped sanitise step did it earlier (as the real run does)
+        check_live = not sanitised and (
+            cfg.environment(job.environment).requires_sanitised or "sanitise" in job.steps[: index - 1]
+        )
+        lines.append(f"  {index}. {step}: " + _plan_step(cfg, job_name, kind, step, sanitised, check_live))
         sanitised = sanitised or kind == "sanitise"
     return JobPlan(lines=lines, holds=holds)
 
 
-def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: bool) -> str:
+def _plan_step(
+    cfg: Config, job_name: str, kind: str, step: str, sanitised: bool, check_live: bool = False
+) -> str:
+    job = cfg.job(job_name)
     if kind == "restore":
         source = step.split(":", 1)[1]
+        refuse_protected_target(job_name, job, cfg, source)
         req = ops.RestoreRequest(
             database=job.database, environment=job.environment, source=source, max_age=job.max_age
         )
@@ -89,7 +109,11 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
                 f"job has a sanitise step but database {job.database} has no sanitisation profile",
                 hint=f"set sanitise = 'path/to/profile.toml' in [databases.{job.database}]",
             )
-        return f"would sanitise the shadow before the swap with profile {_profile_name(profile)}, then run its checks"
+        salt = sanitise.load_salt(profile)  # the real run needs it before anything starts: exit 3
+        return (
+            f"would sanitise the shadow before the swap with profile {_profile_name(profile)} "
+            f"(salt {'set in ' + str(profile.salt_env) if salt is not None else 'not needed'}), then run its checks"
+        )
     if step == "backup:sanitised":
         store = ops.store_for(cfg, job.environment)
         return (
@@ -98,10 +122,21 @@ def _plan_step(cfg: Config, job: JobConfig, kind: str, step: str, sanitised: boo
         )
     if kind == "backup":
         store = ops.store_for(cfg, job.environment)
+        if check_live:
+            profile = sanitise.require_profile(
+                cfg, job.database, f"{job.environment} holds only sanitised data"
+            )
+            return (
+                f"would check the live data with profile {_profile_name(profile)} (read-only), then back up "
+                f"{job.database} ({job.environment}) to {store.url} (marked sanitised if every check passes)"
+            )
         mark = "marked sanitised" if sanitised else "not sanitised"
         return f"would back up {job.database} ({job.environment}) to {store.url} ({mark})"
     if kind == "verify":
-        return "would re-read the artifact this run publishes (else the newest) and check its sha256"
+        return (
+            "would re-read the artifact the restore or backup before it handled (else the newest in "
+            f"{job.environment}'s store) and check its sha256"
+        )
     return f"would run {shlex.split(step.split(':', 1)[1])!r} (no shell) after the steps before it"
 
 

@@ -2,7 +2,8 @@
 
 Steps: ``restore:<env>`` (shadow, verify, swap; a following ``sanitise`` runs on the shadow before
 the swap), ``backup`` (publishes an artifact, marked sanitised when this run sanitised the data),
-``verify`` (re-reads the artifact this run published, else the newest one) and ``hook:<command>``
+``verify`` (re-reads the artifact the restore or backup before it handled, else the newest one
+in the job's store) and ``hook:<command>``
 (post-restore work on the live database, run without a shell).
 
 Stopping: SIGTERM and SIGINT (and ``max_runtime``) raise ``Interrupted``/``RunTimedOut`` where the
@@ -90,7 +91,7 @@ def run_job(
         ctx.pinned = options.trigger_detail
     holds = state.active_holds(cfg, job_name, stores)
     if holds:
-        _skip(ctx, holds)
+        _skip(ctx, holds, record=not _skip_recorded(ctx))
     lock = JobLock(store, job_name, ttl=state.lock_ttl(cfg), run_id=record.run_id, reporter=reporter)
     lock.acquire()
     ctx.lock = lock
@@ -99,6 +100,7 @@ def run_job(
             reporter.info(f"job {job_name}: already handled by another run; nothing to do")
             return None
         _note_takeover(ctx, lock)
+        _abandon_unlocked(ctx)
         with guard:
             _execute(ctx, options.from_step)
         return record
@@ -106,15 +108,31 @@ def run_job(
         lock.release()
 
 
-def _skip(ctx: RunContext, holds: list[state.Hold]) -> None:
-    """Record a skipped run and raise ``Held``."""
+def _skip_recorded(ctx: RunContext) -> bool:
+    """True when this very trigger (not a manual run) was already recorded as skipped: a held job
+    gets one skip record per trigger, whether a daemon or ``scheduler --once`` from cron asks."""
+    rec = ctx.record
+    if rec.trigger == "manual":
+        return False
+    last = state.last_run(ctx.stores.for_job(ctx.name), ctx.name)
+    return (
+        last is not None
+        and last.status == "skipped"
+        and (last.trigger, last.trigger_detail) == (rec.trigger, rec.trigger_detail)
+    )
+
+
+def _skip(ctx: RunContext, holds: list[state.Hold], *, record: bool = True) -> None:
+    """Record a skipped run (unless ``record`` is False: this trigger's skip is recorded already)
+    and raise ``Held``."""
     why = "; ".join(h.describe() for h in holds)
     ctx.record.status = "skipped"
     ctx.record.skip_reason = why
     ctx.record.finished_at = now_utc()
     for step in ctx.record.steps:
         step.status = "skipped"
-    ctx.save()
+    if record:
+        ctx.save()
     ctx.metrics.job(
         ctx.name,
         ctx.job.environment,
@@ -144,28 +162,54 @@ def _note_takeover(ctx: RunContext, lock: JobLock) -> None:
     except FerryError:
         return
     if dead.status == "running":
-        dead.status = "abandoned"
-        dead.finished_at = now_utc()
-        dead.error = ErrorInfo(
-            type="Abandoned",
-            message=f"the run stopped without finishing (killed, or its machine died); its lock "
-            f"expired and run {ctx.record.run_id} took it over",
-            exit_code=1,
-            hint="look at the log of the machine that ran it; nothing half-made was published",
-        )
-        for step in dead.steps:
-            if step.status == "running":
-                step.status = "failed"
-        state.write_run(store, dead)
-        ctx.metrics.job(
-            ctx.name,
-            ctx.job.environment,
-            ctx.job.database,
-            "abandoned",
-            ended_at=dead.finished_at,
-            duration=dead.duration(),
-            held=False,
-        )
+        _mark_abandoned(ctx, dead, f"its lock expired and run {ctx.record.run_id} took it over")
+
+
+#: How many of the newest runs a new run looks through for runs that died without their lock.
+ABANDONED_WINDOW = 20
+
+
+def _abandon_unlocked(ctx: RunContext) -> None:
+    """Runs still recorded as ``running`` while this run holds the job's lock cannot be running:
+    they were killed and their lock was removed (``unlock``) rather than taken over. Record them
+    as abandoned, so history does not show them running forever."""
+    store = ctx.stores.for_job(ctx.name)
+    try:
+        for index, record in enumerate(state.iter_runs(store, ctx.name)):
+            if index >= ABANDONED_WINDOW:
+                return
+            if record.status in ("succeeded", "failed", "interrupted"):
+                return  # that run held the lock after any older one died, and looked already
+            if record.status == "running" and record.run_id != ctx.record.run_id:
+                _mark_abandoned(
+                    ctx, record, f"its lock was removed, and run {ctx.record.run_id} took the job's lock"
+                )
+    except FerryError as exc:  # history is not worth failing this run for
+        ctx.reporter.warn(f"job {ctx.name}: cannot mark abandoned runs: {exc.message}")
+
+
+def _mark_abandoned(ctx: RunContext, dead: RunRecord, why: str) -> None:
+    dead.status = "abandoned"
+    dead.finished_at = now_utc()
+    dead.error = ErrorInfo(
+        type="Abandoned",
+        message=f"the run stopped without finishing (killed, or its machine died); {why}",
+        exit_code=1,
+        hint="look at the log of the machine that ran it; nothing half-made was published",
+    )
+    for step in dead.steps:
+        if step.status == "running":
+            step.status = "failed"
+    state.write_run(ctx.stores.for_job(ctx.name), dead)
+    ctx.metrics.job(
+        ctx.name,
+        ctx.job.environment,
+        ctx.job.database,
+        "abandoned",
+        ended_at=dead.finished_at,
+        duration=dead.duration(),
+        held=False,
+    )
 
 
 def _execute(ctx: RunContext, from_step: int) -> None:
@@ -174,6 +218,8 @@ def _execute(ctx: RunContext, from_step: int) -> None:
     for step in rec.steps[: from_step - 1]:
         step.status = "skipped"
         step.detail = "before --from-step"
+    if from_step > 1:
+        _carry_earlier_steps(ctx, from_step)
     ctx.save()
     ctx.metrics.job(
         ctx.name, ctx.job.environment, ctx.job.database, "running", ended_at=None, duration=None, held=False
@@ -185,12 +231,39 @@ def _execute(ctx: RunContext, from_step: int) -> None:
                 continue  # a sanitise step already ran inside its restore
             ctx.guard.check()
             if ctx.lock is not None:
-                ctx.lock.check()
+                ctx.lock.confirm(f"step {step.index}")
             run_step(ctx, step)
     except BaseException as exc:
         _finish(ctx, exc)
         raise
     _finish(ctx, None)
+
+
+#: How many earlier runs ``--from-step`` looks through for the steps it skips.
+EARLIER_RUNS = 50
+
+
+def _carry_earlier_steps(ctx: RunContext, from_step: int) -> None:
+    """A re-run from step N still knows what the steps before N did, from the newest earlier run
+    in which they succeeded: the artifact its restore put live (for the hooks'
+    ``$DATAFERRY_ARTIFACT``), recorded on the skipped steps as theirs."""
+    store = ctx.stores.for_job(ctx.name)
+    for index, earlier in enumerate(state.iter_runs(store, ctx.name)):
+        if index >= EARLIER_RUNS:
+            return
+        if earlier.run_id == ctx.record.run_id:
+            continue
+        done = [s for s in earlier.steps[: from_step - 1] if s.status == "succeeded" and s.artifact]
+        if not done:
+            continue
+        for old in done:
+            step = ctx.record.steps[old.index - 1]
+            if step.step == old.step:
+                step.artifact = old.artifact
+                step.detail = f"before --from-step; done by run {earlier.run_id}"
+                if old.kind == "restore":
+                    ctx.earlier_restored = old.artifact
+        return
 
 
 def _finish(ctx: RunContext, exc: BaseException | None) -> None:

@@ -19,6 +19,7 @@ from dataferry.jobs.common import StoreCache, now_utc
 from dataferry.jobs.holds import Hold, active_holds, global_hold_environment_for, read_hold
 from dataferry.jobs.locks import LockInfo, lock_ttl, read_lock
 from dataferry.jobs.runs import RunRecord, iter_runs
+from dataferry.ops.live import LiveRecord, read_live
 
 #: How far back ``status`` looks for the run that restored the live data, once it has the last run.
 HISTORY_WINDOW = timedelta(days=60)
@@ -66,11 +67,14 @@ class ArtifactUnreadable:
 
 @dataclass(frozen=True)
 class LiveData:
-    """What is live in a database: the artifact a job restored, and when its data was taken."""
+    """What is live in a database: the artifact the last restore swapped in (by a job or by hand),
+    when its data was taken from its origin, and when and by what it was restored."""
 
     artifact: str | None
     data_as_of: datetime
     age_seconds: float
+    restored_at: datetime | None = None
+    via: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """As in ``status --json``."""
@@ -78,7 +82,20 @@ class LiveData:
             "artifact": self.artifact,
             "data_as_of": _iso(self.data_as_of),
             "age_seconds": self.age_seconds,
+            "restored_at": _iso(self.restored_at),
+            "via": self.via,
         }
+
+    @classmethod
+    def of(cls, record: LiveRecord, now: datetime) -> LiveData:
+        """From the live record the last restore wrote (``ops.live``)."""
+        return cls(
+            artifact=record.artifact,
+            data_as_of=record.data_as_of,
+            age_seconds=(now - record.data_as_of).total_seconds(),
+            restored_at=record.restored_at,
+            via=record.via,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,11 +112,11 @@ class RunBrief:
     skip_reason: str | None
 
     @classmethod
-    def of(cls, r: RunRecord) -> RunBrief:
-        """The brief of a run record."""
+    def of(cls, r: RunRecord, lock: LockInfo | None = None) -> RunBrief:
+        """The brief of a run record (``lock``: the job's lock now, to tell a dead run)."""
         return cls(
             run_id=r.run_id,
-            status=r.status,
+            status=shown_status(r, lock),
             trigger=r.trigger,
             started_at=r.started_at,
             finished_at=r.finished_at,
@@ -244,6 +261,17 @@ class Status:
         }
 
 
+def shown_status(record: RunRecord, lock: LockInfo | None, now: datetime | None = None) -> str:
+    """A run's status as an operator should see it: a run recorded as ``running`` whose lock is
+    gone, expired or someone else's has stopped without finishing (killed, and its lock removed
+    by ``unlock``): ``abandoned``, as the next run also records it."""
+    if record.status != "running":
+        return record.status
+    if lock is not None and lock.run_id == record.run_id and not lock.expired(now):
+        return "running"
+    return "abandoned"
+
+
 def collect_status(cfg: Config, environment: str | None = None) -> Status:
     """Per environment and database: data age, last run, next run, holds, running now."""
     if environment is not None:
@@ -304,10 +332,14 @@ def _db_status(cfg: Config, env: str, database: str, stores: StoreCache, now: da
         for name, j in cfg.jobs.items()
         if j.environment == env and j.database == database
     ]
-    live: LiveData | None = None
-    for j in jobs:
-        if j.live_data and (live is None or j.live_data.data_as_of > live.data_as_of):
-            live = j.live_data
+    # The newest restore wins: the live record every restore writes, or (stores written before it
+    # existed, or a record that could not be written) the newest restore a job recorded.
+    recorded = read_live(stores.get(env), database)
+    candidates = [j.live_data for j in jobs if j.live_data is not None]
+    if recorded is not None:
+        candidates.append(LiveData.of(recorded, now))
+    epoch = datetime.min.replace(tzinfo=UTC)
+    live = max(candidates, key=lambda d: d.restored_at or epoch, default=None)
     return DatabaseStatus(name=database, newest_artifact=newest, live_data=live, jobs=jobs)
 
 
@@ -318,7 +350,7 @@ def _job_status(cfg: Config, name: str, stores: StoreCache, now: datetime) -> Jo
     restored: RunRecord | None = None
     for record in iter_runs(store, name):
         last = last or record
-        if record.status == "succeeded" and record.data_as_of is not None:
+        if record.data_as_of is not None:  # it swapped, even if a later step failed
             restored = record
             break
         if last is not None and (now - record.started_at) > HISTORY_WINDOW:
@@ -333,15 +365,18 @@ def _job_status(cfg: Config, name: str, stores: StoreCache, now: datetime) -> Jo
     )
     live = None
     if restored is not None and restored.data_as_of is not None:
+        restore_step = next((s for s in restored.steps if s.kind == "restore" and s.finished_at), None)
         live = LiveData(
             artifact=restored.restored_artifact,
             data_as_of=restored.data_as_of,
             age_seconds=(now - restored.data_as_of).total_seconds(),
+            restored_at=restore_step.finished_at if restore_step else restored.finished_at,
+            via=f"job {name}, run {restored.run_id}",
         )
     return JobStatus(
         name=name,
         steps=list(job.steps),
-        last_run=RunBrief.of(last) if last is not None else None,
+        last_run=RunBrief.of(last, lock) if last is not None else None,
         next_run=next_run,
         holds=active_holds(cfg, name, stores, now),
         running=running,

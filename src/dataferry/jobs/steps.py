@@ -9,15 +9,17 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from dataferry import ops
-from dataferry.artifacts import Manifest, Sanitisation
+from dataferry.artifacts import Sanitisation
 from dataferry.engines import Engine, Shadow
 from dataferry.errors import FerryError, Transient
 from dataferry.jobs.common import now_utc
 from dataferry.jobs.context import RunContext
 from dataferry.jobs.hooks import run_hook
+from dataferry.jobs.plan import refuse_protected_target
 from dataferry.jobs.runs import ErrorInfo, StepRecord
 from dataferry.jobs.stop import StopGuard
 from dataferry.metrics import step_labels
+from dataferry.ops.live import data_as_of, read_live
 from dataferry.ops.rules import require_passed
 
 
@@ -81,6 +83,7 @@ def _sleep(guard: StopGuard, seconds: float) -> None:
 def _restore(ctx: RunContext, step: StepRecord) -> None:
     source = step.step.split(":", 1)[1]
     job = ctx.job
+    refuse_protected_target(ctx.name, job, ctx.cfg, source)
     following = ctx.record.steps[step.index] if step.index < len(ctx.record.steps) else None
     sanitise_step = following if following is not None and following.step == "sanitise" else None
     req = ops.RestoreRequest(
@@ -99,10 +102,13 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
 
     def before_swap(engine: Engine, shadow: Shadow) -> None:
         ctx.guard.check()  # the last moment a stop can still leave the live database untouched
+        if ctx.lock is not None:  # a run that lost its lock must not swap: another may be running
+            ctx.lock.confirm("the swap")
         ctx.guard.enter_critical()  # from here to the end of the swap a stop waits
 
     try:
-        result = ops.restore(plan, reporter=ctx.reporter, before_swap=before_swap)
+        via = f"job {ctx.name}, run {ctx.record.run_id}"
+        result = ops.restore(plan, reporter=ctx.reporter, before_swap=before_swap, via=via)
     finally:
         ctx.guard.leave_critical()
     manifest = result.manifest
@@ -113,7 +119,7 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
         step.detail += f"; sanitised on the shadow because {job.environment} requires sanitised data"
     ctx.record.restored_artifact = manifest.id
     ctx.restored = result
-    ctx.data_as_of = _data_as_of(manifest)
+    ctx.data_as_of = data_as_of(manifest)
     ctx.record.data_as_of = ctx.data_as_of
     ctx.sanitisation = result.sanitisation
 
@@ -138,13 +144,14 @@ def _pinned_for(ctx: RunContext, source: str) -> str | None:
     return None
 
 
-def _data_as_of(manifest: Manifest) -> datetime:
-    """When the data in an artifact was taken from its origin: carried through re-backups."""
-    origin = manifest.extra.get("data_as_of") if isinstance(manifest.extra, dict) else None
-    if isinstance(origin, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(origin)
-    return manifest.created_at
+def _live_data_as_of(ctx: RunContext, step: StepRecord) -> datetime | None:
+    """When the live data was taken from its origin, for a backup whose restore did not run in this
+    run (``--from-step`` skipped it): from what the last restore recorded as live. Without it the
+    artifact would claim its own creation time, newer than production's dump it came from."""
+    if not any(s.kind == "restore" for s in ctx.record.steps[: step.index - 1]):
+        return None  # a job that does not restore (production's backup): its data is its own
+    live = read_live(ctx.stores.get(ctx.job.environment), ctx.job.database)
+    return live.data_as_of if live is not None else None
 
 
 def _sanitise_shadow(
@@ -169,8 +176,9 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
     # checked read-only instead of trusted; ops does the same wherever the target requires it.
     sanitise_before = any(s.step == "sanitise" for s in ctx.record.steps[: step.index - 1])
     extra: dict[str, object] = {"job": ctx.name, "run_id": ctx.record.run_id}
-    if ctx.data_as_of is not None:
-        extra["data_as_of"] = ctx.data_as_of.isoformat()
+    origin = ctx.data_as_of or _live_data_as_of(ctx, step)
+    if origin is not None:
+        extra["data_as_of"] = origin.isoformat()
     result = ops.backup(
         ctx.cfg,
         job.database,
@@ -194,10 +202,21 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
 
 
 def _verify(ctx: RunContext, step: StepRecord) -> None:
-    ident = ctx.published.id if ctx.published else None
-    manifest = ops.verify(ctx.cfg, ctx.job.database, ctx.job.environment, ident)
+    """Re-read the artifact of the nearest ``restore:`` or ``backup`` step before this one (in the
+    store it is in: the source's for a restore), else the newest in the job's environment's store."""
+    environment, ident = ctx.job.environment, None
+    for before in reversed(ctx.record.steps[: step.index - 1]):
+        if before.kind == "backup" and ctx.published is not None:
+            ident = ctx.published.id
+            break
+        if before.kind == "restore":
+            environment = before.step.split(":", 1)[1]
+            ident = ctx.restored.manifest.id if ctx.restored is not None else ctx.earlier_restored
+            break
+    manifest = ops.verify(ctx.cfg, ctx.job.database, environment, ident)
     step.artifact = manifest.id
     step.bytes = manifest.size
+    step.detail = f"in the store of {environment}"
 
 
 STEPS: dict[str, Callable[[RunContext, StepRecord], None]] = {

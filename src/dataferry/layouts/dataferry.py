@@ -54,11 +54,16 @@ class DataferryLayout:
     def select(
         self, engine: Engine, *, artifact: str | None, at: datetime | None, reporter: Reporter
     ) -> Manifest:
-        """``artifacts.select``: by id or key, at or before a time, else the newest manifest."""
-        return artifacts.select(self.store, self.database, artifact=artifact, at=at)
+        """``artifacts.select``: by id or key, at or before a time, else the newest manifest; a
+        damaged manifest is skipped with a warning."""
+
+        def warn(d: artifacts.Damaged) -> None:
+            reporter.warn(f"skipped the damaged manifest of artifact {d.id}: {d.reason}")
+
+        return artifacts.select(self.store, self.database, artifact=artifact, at=at, on_damaged=warn)
 
     def list_manifests(self, engine: Engine) -> list[Manifest]:
-        """Every manifest, newest first."""
+        """Every readable manifest, newest first (damaged ones: ``artifacts.damaged_manifests``)."""
         return list(artifacts.iter_manifests(self.store, self.database))
 
     def check_readable(self, manifest: Manifest, engine: Engine) -> None:

@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from dataferry import artifacts, private
 from dataferry.artifacts import Manifest
 from dataferry.config import Config, database_ref
-from dataferry.engines import get_engine
+from dataferry.engines import ChecksSource, get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
 from dataferry.ops.rules import engine_for
 from dataferry.progress import NullReporter, Reporter
-from dataferry.stores import CleansIncomplete
+from dataferry.stores import CleansIncomplete, Store, put_bytes
 
 
 @dataclass
@@ -23,6 +26,8 @@ class CleanupReport:
 
     orphans: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    #: ids of artifacts whose manifest is damaged (removed with their data objects)
+    damaged: list[str] = field(default_factory=list)
     #: uploads killed halfway (multipart uploads, temp files) to this database's keys
     incomplete_uploads: list[str] = field(default_factory=list)
     #: private run directories (option files, spools) that killed runs left on this machine
@@ -58,12 +63,12 @@ def cleanup(
     report = CleanupReport(dry_run=dry_run)
     cutoff = datetime.now(UTC) - older_than
     report.orphans = [o.key for o in found if o.modified is not None and o.modified < cutoff]
+    _remove_damaged(store, database, cutoff, report)
     if keep is not None:
-        for key in artifacts.manifest_keys(store, database)[keep:]:
-            manifest = artifacts.read_manifest(store, key)
+        for manifest in list(artifacts.iter_manifests(store, database))[keep:]:
             report.expired.append(manifest.id)
             if not dry_run:
-                store.delete(key)
+                store.delete(manifest.key)
                 for data in manifest.objects:
                     store.delete(data.key)
     clear = private.leftovers if dry_run else private.sweep
@@ -76,12 +81,37 @@ def cleanup(
     return report
 
 
+def _remove_damaged(store: Store, database: str, cutoff: datetime, report: CleanupReport) -> None:
+    """Damaged manifests older than ``cutoff`` and their data objects: such an artifact can never be
+    restored, and its manifest would be reported by every listing. The manifest goes first, so a
+    cleanup killed halfway leaves an orphan, never a manifest without data."""
+    for d in artifacts.damaged_manifests(store, database):
+        if d.modified is None or d.modified >= cutoff:
+            continue
+        report.damaged.append(d.id)
+        if report.dry_run:
+            continue
+        store.delete(d.key)
+        for obj in store.list(f"{database}/{d.id}."):
+            store.delete(obj.key)
+
+
 # -- list, verify, check ---------------------------------------------------------------------------
 
 
 def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifest]:
     """Artifacts of ``database`` in ``environment``'s store, newest first."""
     return layout_for(cfg, environment, database).list_manifests(engine_for(cfg, database))
+
+
+def damaged_artifacts(cfg: Config, database: str, environment: str) -> list[artifacts.Damaged]:
+    """Artifacts of ``database`` in ``environment``'s store whose manifest is damaged (listing and
+    choosing skip them; ``cleanup`` removes them). Only dataferry's own layout has manifests to
+    damage; the others report none."""
+    layout = layout_for(cfg, environment, database)
+    if layout.name != "dataferry":
+        return []
+    return artifacts.damaged_manifests(layout.store, database)
 
 
 def latest_artifact(cfg: Config, database: str, environment: str) -> Manifest:
@@ -130,19 +160,18 @@ def check(cfg: Config) -> CheckReport:
     """Validate stores, tools and connections for every configured database; changes nothing."""
     report = CheckReport()
     for env_name in sorted(cfg.environments):
-        try:
-            store = store_for(cfg, env_name)
-            next(iter(store.list("_dataferry/")), None)
-            report.findings.append((f"store of {env_name}", True, store.url))
-        except Exception as exc:  # a report lists every failure, it does not stop at one
-            report.findings.append((f"store of {env_name}", False, str(exc)))
+        report.findings.append(_check_store(cfg, env_name))
     for db_name in sorted(cfg.databases):
         db_cfg = cfg.databases[db_name]
         for env_name in sorted(db_cfg.environments):
             where = f"{db_name} in {env_name}"
             try:
                 ref = database_ref(cfg, db_name, env_name)
-                for c in get_engine(db_cfg.engine).check(ref):
+                engine = get_engine(db_cfg.engine)
+                found = engine.check(ref)
+                if isinstance(engine, ChecksSource) and _backup_source(cfg, db_name, env_name):
+                    found += engine.check_source(ref)
+                for c in found:
                     report.findings.append((f"{where}: {c.what}", c.ok, c.detail))
             except Exception as exc:  # report, and go on to the next database
                 report.findings.append((where, False, str(exc)))
@@ -150,6 +179,48 @@ def check(cfg: Config) -> CheckReport:
             report.findings.append(_check_profile(cfg, db_name))
     report.findings.append(_check_leftovers(cfg))
     return report
+
+
+def _check_store(cfg: Config, environment: str) -> tuple[str, bool, str]:
+    """List the store, then write and delete a probe object under ``_dataferry/check/``, as every
+    backup, run record and lock will: a read-only store fails here, not in the nightly backup. A
+    store nothing here writes to (no job, not protected) may be read-only: that is reported."""
+    what = f"store of {environment}"
+    try:
+        store = store_for(cfg, environment)
+        next(iter(store.list("_dataferry/")), None)
+    except Exception as exc:  # a report lists every failure, it does not stop at one
+        return what, False, str(exc)
+    key = f"_dataferry/check/probe-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        put_bytes(store, key, b"written by 'dataferry check'; safe to delete\n")
+        store.delete(key)
+    except Exception as exc:
+        detail = f"{store.url} is readable but not writable: {exc}"
+        writes = cfg.environment(environment).protected or any(
+            j.environment == environment for j in cfg.jobs.values()
+        )
+        if writes:
+            return what, False, detail + " (backups, run records and locks are written there)"
+        return what, True, detail + "; fine as a source of restores, but a backup into it would fail"
+    return what, True, f"{store.url} (readable, writable: a probe object was written and deleted)"
+
+
+def _backup_source(cfg: Config, database: str, environment: str) -> bool:
+    """The database in ``environment`` is backed up from what is there (so it must exist): the
+    environment is protected (never restored into), or a job there backs it up without restoring
+    it first."""
+    if cfg.environment(environment).protected:
+        return True
+    for job in cfg.jobs.values():
+        if job.environment != environment or job.database != database:
+            continue
+        for step in job.steps:
+            if step.startswith("restore:"):
+                break
+            if step == "backup":
+                return True
+    return False
 
 
 def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:

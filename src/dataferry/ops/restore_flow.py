@@ -18,6 +18,7 @@ from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow
 from dataferry.errors import ConfigError, Refused, VerificationFailed
 from dataferry.layouts import Layout, layout_for
+from dataferry.ops.live import record_live
 from dataferry.ops.rules import (
     engine_for,
     refuse_protected,
@@ -123,11 +124,16 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
 
 
 def restore(
-    plan: RestorePlan, *, reporter: Reporter | None = None, before_swap: BeforeSwap | None = None
+    plan: RestorePlan,
+    *,
+    reporter: Reporter | None = None,
+    before_swap: BeforeSwap | None = None,
+    via: str = "restore",
 ) -> RestoreResult:
     """Execute a plan: shadow, verify, row counts, sanitise (where the plan says), ``before_swap``,
     swap. Nothing destructive happens before the swap; any failure before it drops the shadow and
-    leaves the live database exactly as it was.
+    leaves the live database exactly as it was. After the swap, what is now live is recorded in the
+    target's store (``ops.live``; ``via`` says who restored it, for ``status``).
 
     The plan's safety rules are checked again (cheaply, without the store), so a plan edited or
     built by hand cannot restore into a protected environment or skip a required sanitisation.
@@ -155,6 +161,15 @@ def restore(
     options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
     loaded = pipeline.restore_into(plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter)
     reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")
+    record_live(
+        plan.config,
+        database=req.database,
+        environment=req.environment,
+        source=req.source,
+        manifest=manifest,
+        via=via,
+        reporter=reporter,
+    )
     return RestoreResult(
         manifest=manifest,
         swapped=True,

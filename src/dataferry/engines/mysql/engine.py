@@ -72,6 +72,20 @@ class MySQLEngine:
 
     # -- check ------------------------------------------------------------------------------
 
+    def check_source(self, db: DatabaseRef) -> list[ToolCheck]:
+        """The database exists (a backup needs it; ``check`` alone accepts a missing one, which a
+        restore would create)."""
+        target = MySqlTarget.from_ref(db)
+        what = f"database {target.database} (backed up from)"
+        try:
+            with connection(db) as conn:
+                info = server_info(conn, target.database)
+        except FerryError as exc:
+            return [ToolCheck(what, False, f"cannot be opened: {exc.message}")]
+        if info.charset is None:
+            return [ToolCheck(what, False, "does not exist; a backup of it would fail")]
+        return [ToolCheck(what, True, "exists")]
+
     def check(self, db: DatabaseRef) -> list[ToolCheck]:
         """Client tools present and of the server's family; server reachable; database present."""
         target = MySqlTarget.from_ref(db)

@@ -104,6 +104,17 @@ class PostgresEngine:
         found += self._tool_checks(major)
         return found
 
+    def check_source(self, db: DatabaseRef) -> list[ToolCheck]:
+        """The database exists and this user can connect to it (a backup needs it; ``check`` alone
+        accepts a missing one, which a restore would create)."""
+        what = f"database {live_name(db)} (backed up from)"
+        try:
+            with contextlib.closing(connect_raw(db)):
+                pass
+        except psycopg.OperationalError as exc:
+            return [ToolCheck(what, False, f"cannot be opened: {first_line(exc)}")]
+        return [ToolCheck(what, True, "opens")]
+
     def _probe_server(self, db: DatabaseRef, found: list[ToolCheck]) -> int | None:
         name = live_name(db)
         try:
