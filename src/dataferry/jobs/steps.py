@@ -168,6 +168,11 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
     # A run that sanitised earlier but not now (--from-step skipped the restore) has its live data
     # checked read-only instead of trusted; ops does the same wherever the target requires it.
     sanitise_before = any(s.step == "sanitise" for s in ctx.record.steps[: step.index - 1])
+    # The gate runs on exactly what is published: a hook that ran after the restore may have
+    # changed the data its sanitisation checked, so the live data is checked again instead.
+    changed_by = _hooks_since_restore(ctx, step)
+    after = None if changed_by else ctx.restored
+    recheck = sanitise_before or bool(changed_by and ctx.restored and ctx.restored.sanitisation)
     extra: dict[str, object] = {"job": ctx.name, "run_id": ctx.record.run_id}
     if ctx.data_as_of is not None:
         extra["data_as_of"] = ctx.data_as_of.isoformat()
@@ -175,8 +180,8 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
         ctx.cfg,
         job.database,
         job.environment,
-        after=ctx.restored,
-        check_sanitised=sanitise_before,
+        after=after,
+        check_sanitised=recheck,
         reporter=ctx.reporter,
         extra=extra,
     )
@@ -187,8 +192,21 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
     step.detail = ("sanitised" if manifest.sanitised else "not sanitised") + (
         ", live data checked" if checked == "checked live" else ""
     )
+    if changed_by and checked == "checked live":
+        step.detail += f" again after {', '.join(changed_by)}"
     ctx.record.published_artifact = manifest.id
     ctx.published = manifest
+
+
+def _hooks_since_restore(ctx: RunContext, step: StepRecord) -> list[str]:
+    """The hook steps that ran between this run's last restore and ``step`` ("step 3", ...)."""
+    ran: list[str] = []
+    for earlier in ctx.record.steps[: step.index - 1]:
+        if earlier.kind == "restore":
+            ran = []
+        elif earlier.kind == "hook" and earlier.status != "skipped":
+            ran.append(f"step {earlier.index}")
+    return ran
 
 
 def _verify(ctx: RunContext, step: StepRecord) -> None:
