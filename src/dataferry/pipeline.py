@@ -68,6 +68,8 @@ class Publication:
     environment: str
     sanitisation: Sanitisation | None = None
     extra: dict[str, object] | None = None
+    #: signs the manifest of a sanitised artifact before it is written (``ops`` chooses the key)
+    sign: Callable[[Manifest], Manifest] | None = None
 
 
 def publish(
@@ -96,6 +98,8 @@ def publish(
         row_counts=row_counts,
         extra={**engine_extra, **(what.extra or {}), **layout.manifest_extra(new)},
     )
+    if manifest.sanitised and what.sign is not None:
+        manifest = what.sign(manifest)
     layout.publish(manifest)
     reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
     return manifest

@@ -37,6 +37,7 @@ from dataferry.sanitise.dialects import dialect_for
 from dataferry.sanitise.execution import ChecksFailed, Target, sanitise
 from dataferry.sanitise.profile import load as load_profile
 from servers import MariaDbServer, PgServer
+from signing_keys import signed_config
 from unit.test_sanitise_profile import EMAIL_CASES, PHONE_CASES
 
 pytestmark = pytest.mark.integration
@@ -338,7 +339,7 @@ sanitise = "app-sanitise.toml"
         )
         backend.execute(schema, text.rsplit('url = "', 1)[1].split('"', 1)[0])
     path = backend.workdir / "dataferry.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(signed_config(text, backend.workdir), encoding="utf-8")
     return World(backend, load(path), seed, urls)
 
 

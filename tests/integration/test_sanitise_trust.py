@@ -6,18 +6,26 @@ job runner, the same for every engine."""
 
 from __future__ import annotations
 
+import json
+import re
+import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from dataferry import artifacts, ops
+from dataferry import artifacts, ops, signing
+from dataferry.cli import cli
 from dataferry.config import Config, load
-from dataferry.errors import ChecksFailed
+from dataferry.errors import ChecksFailed, ConfigError, NotReady, UntrustedArtifact
 from dataferry.jobs import state
 from dataferry.jobs.runner import run_job
 from dataferry.jobs.state import StoreCache
 from dataferry.quickstart import DB, PROFILE, SALT_ENV, make_sample_database, personal_data
+from dataferry.stores import Store, put_bytes, read_bytes
+from signing_keys import key_pair, signed_config
 
 SALT = "trust-test-salt-0123456789abcdef"
 STAGE = ["restore:production", "sanitise", "backup"]
@@ -63,7 +71,7 @@ database = "{DB}"
 steps = ["restore:staging"]
 {extra}
 """
-    (root / "dataferry.toml").write_text(text)
+    (root / "dataferry.toml").write_text(signed_config(text, root))
     return load(root / "dataferry.toml")
 
 
@@ -123,3 +131,149 @@ def test_a_harmless_hook_before_the_backup_passes_the_second_check_and_says_so(t
     assert record is not None and record.status == "succeeded"
     assert record.steps[3].detail == "sanitised, live data checked again after step 3"
     assert len(manifests(cfg, "staging")) == 1
+
+
+# -- signed manifests --------------------------------------------------------------------------
+
+
+def published_chain(root: Path) -> Config:
+    """production backed up, staging restored, sanitised and published (signed)."""
+    cfg = chain(root)
+    run_job(cfg, "prod")
+    record = run_job(cfg, "stage")
+    assert record is not None and record.status == "succeeded"
+    return cfg
+
+
+def staged_manifest(cfg: Config) -> tuple[Store, dict[str, Any], str]:
+    store = ops.store_for(cfg, "staging")
+    (key,) = manifests(cfg, "staging")
+    return store, json.loads(read_bytes(store, key)), key
+
+
+def restore_integration(cfg: Config) -> ops.RestoreResult:
+    req = ops.RestoreRequest(database=DB, environment="integration", source="staging")
+    return ops.restore(ops.plan_restore(cfg, req))
+
+
+def test_a_sanitised_artifact_is_signed_and_restored_from_a_requires_sanitised_store(tmp_path: Path) -> None:
+    cfg = published_chain(tmp_path)
+    _, body, _ = staged_manifest(cfg)
+    signer = signing.load_signer(cfg)
+    assert signer is not None
+    assert body["signature"]["algorithm"] == "ed25519"
+    assert body["signature"]["key"] == signer.fingerprint  # the fingerprint names the key; nothing else
+    assert body["sanitisation"]["profile_sha256"] and body["objects"][0]["sha256"]
+    private = (tmp_path / "signing.key").read_text()
+    assert "PRIVATE" in private and private.splitlines()[1] not in json.dumps(body)
+    assert restore_integration(cfg).swapped
+
+
+def forge(store: Store, key: str, body: dict[str, Any]) -> None:
+    put_bytes(store, key, json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("attack", ["unsigned", "edited", "copied production artifact", "wrong key"])
+def test_a_requires_sanitised_store_refuses_a_sanitised_artifact_it_cannot_trust(
+    tmp_path: Path, attack: str
+) -> None:
+    cfg = published_chain(tmp_path)
+    store, body, key = staged_manifest(cfg)
+    if attack == "unsigned":
+        del body["signature"]
+        reason = "it is not signed"
+    elif attack == "edited":
+        body["row_counts"]["subscribers"] += 1
+        reason = "does not match its content"
+    elif attack == "copied production artifact":
+        # production's raw artifact put into the staging store, its manifest given staging's
+        # sanitisation fields and signature
+        prod = ops.store_for(cfg, "production")
+        (prod_key,) = artifacts.manifest_keys(prod, DB)
+        raw = json.loads(read_bytes(prod, prod_key))
+        for obj in raw["objects"]:
+            with prod.open(obj["key"]) as src:
+                store.put(obj["key"], src)
+        for field in ("sanitised", "sanitisation", "signature"):
+            raw[field] = body[field]
+        store.delete(key)
+        key, body = prod_key, raw
+        reason = "does not match its content"
+    else:
+        other, _ = key_pair(tmp_path, "other.key")
+        signed = signing.signer_from_file(other).sign(artifacts.Manifest.model_validate(body))
+        body = json.loads(signed.model_dump_json())
+        reason = "which is not one of the trusted keys"
+    forge(store, key, body)
+    before = sorted((tmp_path / "databases" / "integration").iterdir())
+    with pytest.raises(UntrustedArtifact) as info:
+        restore_integration(cfg)
+    assert info.value.exit_code == 9 and reason in info.value.message
+    assert "says it is sanitised" in info.value.message and "PRIVATE" not in info.value.message
+    assert sorted((tmp_path / "databases" / "integration").iterdir()) == before
+    # the job says the same, and its run is recorded failed with exit 9
+    with pytest.raises(UntrustedArtifact):
+        run_job(cfg, "integ")
+
+
+def test_a_forged_sanitised_artifact_from_an_untrusted_store_is_sanitised_again(tmp_path: Path) -> None:
+    """Production does not require sanitised data: a "sanitised" manifest there is not trusted by
+    staging without a signature by a key staging trusts, so the restore sanitises the shadow."""
+    cfg = chain(tmp_path)
+    run_job(cfg, "prod")
+    prod = ops.store_for(cfg, "production")
+    (key,) = artifacts.manifest_keys(prod, DB)
+    body = json.loads(read_bytes(prod, key))
+    body["sanitised"] = True
+    body["sanitisation"] = {"profile": "x", "profile_sha256": "0" * 64, "passed": True}
+    forge(prod, key, body)
+    plan = ops.plan_restore(cfg, ops.RestoreRequest(database=DB, environment="staging", source="production"))
+    assert plan.sanitiser is not None and plan.sanitise_reason is not None
+    assert "it is not signed" in plan.sanitise_reason
+
+
+def test_publishing_into_a_requires_sanitised_store_needs_a_key_it_trusts(tmp_path: Path) -> None:
+    cfg = chain(tmp_path)
+    run_job(cfg, "prod")
+    text = (tmp_path / "dataferry.toml").read_text()
+    key_pair(tmp_path, "other.key")
+    (tmp_path / "dataferry.toml").write_text(text.replace("signing.key", "other.key"))
+    with pytest.raises(UntrustedArtifact, match="does not trust the signing key SHA256:") as info:
+        run_job(load(tmp_path / "dataferry.toml"), "stage")
+    assert "other.key" in info.value.message
+    assert manifests(cfg, "staging") == []
+    # no key at all: a configuration error before anything runs
+    (tmp_path / "dataferry.toml").write_text(re.sub(r'signing_key_file = ".*"\n', "", text))
+    with pytest.raises(ConfigError, match="no signing key is configured"):
+        ops.backup(load(tmp_path / "dataferry.toml"), DB, "staging")
+    # a key file others can read is refused
+    (tmp_path / "signing.key").chmod(0o644)
+    with pytest.raises(NotReady, match="readable by others"):
+        run_job(cfg, "stage")
+    assert manifests(cfg, "staging") == []
+
+
+def test_requires_sanitised_without_trusted_keys_is_a_configuration_error(tmp_path: Path) -> None:
+    chain(tmp_path)
+    text = (tmp_path / "dataferry.toml").read_text()
+    (tmp_path / "dataferry.toml").write_text(re.sub(r"trusted_keys = .*\n", "", text, count=1))
+    with pytest.raises(ConfigError, match="requires_sanitised needs the public keys"):
+        load(tmp_path / "dataferry.toml")
+    (tmp_path / "dataferry.toml").write_text(
+        text.replace('trusted_keys = ["ed25519:', 'trusted_keys = ["rsa:', 1)
+    )
+    with pytest.raises(ConfigError, match="is not a public key"):
+        load(tmp_path / "dataferry.toml")
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_public_key(tmp_path: Path) -> None:
+    out = tmp_path / "k" / "signing.key"
+    first = CliRunner().invoke(cli, ["keygen", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    public = re.search(r'trusted_keys = \["(ed25519:[^"]+)"\]', first.output)
+    assert public is not None and "PRIVATE" not in first.output
+    shown = CliRunner().invoke(cli, ["keygen", "--show", str(out)])
+    assert shown.exit_code == 0 and public.group(1) in shown.output
+    again = CliRunner().invoke(cli, ["keygen", "--out", str(out)])
+    assert again.exit_code == 2 and "never overwrites" in again.output
