@@ -182,7 +182,7 @@ def run_quickstart(directory: Path, *, reporter: Reporter, echo: Callable[[str],
     if config_path.exists() and "quickstart" not in config_path.read_text(encoding="utf-8"):
         raise ConfigError(f"{config_path} exists and was not made by quickstart; choose another directory")
     directory.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(CONFIG.replace(PUBLIC_KEY, _public_key(directory)), encoding="utf-8")
+    config_path.write_text(config_for(directory), encoding="utf-8")
     (directory / "sanitise").mkdir(exist_ok=True)
     (directory / "sanitise" / f"{DB}.toml").write_text(PROFILE, encoding="utf-8")
     for env in ("production", "staging", "integration"):
@@ -238,6 +238,12 @@ def _require_chain(cfg: Config) -> None:
                 f"quickstart: job {job} did not succeed",
                 hint=f"see 'dataferry --config {cfg.path} history {job}'",
             )
+
+
+def config_for(directory: Path) -> str:
+    """The quickstart's configuration for ``directory``, trusting the public key of its signing key
+    (made in ``directory`` on the first call)."""
+    return CONFIG.replace(PUBLIC_KEY, _public_key(directory))
 
 
 def _public_key(directory: Path) -> str:

@@ -663,3 +663,23 @@ def test_cli_restore_sanitises_for_staging_and_fails_with_exit_8(world: World) -
     failed = runner.invoke(cli, args)
     assert failed.exit_code == 8
     assert_no_leak(failed.output, world.seed)
+
+
+def test_masked_columns_of_sanitised_data_have_their_rules_form_on_every_engine(world: World) -> None:
+    """Issue 12, masked means masked: the forms the checks-only backup verifies are exactly what the
+    rules write, on every engine (pseudonyms, hash length, redaction, constant, NULL, row rules)."""
+    backup_production(world)
+    restore_staging(world)
+    result = check_live(world.cfg, "app", "staging", NullReporter())
+    masked = [r for r in result.checks if r["check"] == "masked"]
+    assert len(masked) == 12 and all(r["passed"] for r in masked), masked
+    # a value of the right kind but not masked: a hash of the wrong length, a real-looking name
+    world.backend.execute(
+        "UPDATE subscribers SET token = 'abc123', name = 'Mary Smith' WHERE id = 1;", world.urls["staging"]
+    )
+    with pytest.raises(ChecksFailed) as info:
+        ops.backup(world.cfg, "app", "staging")
+    assert "subscribers.token: hash(32): 1 row(s)" in info.value.message
+    assert "subscribers.name: fake_name: 1 row(s)" in info.value.message
+    assert "Mary" not in info.value.message and "abc123" not in info.value.message
+    assert world.store_keys("staging") == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import stat
 import sys
 from pathlib import Path
@@ -23,7 +24,9 @@ from dataferry.errors import ChecksFailed, ConfigError, NotReady, UntrustedArtif
 from dataferry.jobs import state
 from dataferry.jobs.runner import run_job
 from dataferry.jobs.state import StoreCache
+from dataferry.progress import NullReporter
 from dataferry.quickstart import DB, PROFILE, SALT_ENV, make_sample_database, personal_data
+from dataferry.sanitise import check_live
 from dataferry.stores import Store, put_bytes, read_bytes
 from signing_keys import key_pair, signed_config
 
@@ -31,9 +34,11 @@ SALT = "trust-test-salt-0123456789abcdef"
 STAGE = ["restore:production", "sanitise", "backup"]
 
 
-def chain(root: Path, stage_steps: list[str] | None = None, extra: str = "") -> Config:
+def chain(
+    root: Path, stage_steps: list[str] | None = None, extra: str = "", profile: str = PROFILE
+) -> Config:
     """production -> staging (sanitised) -> integration, SQLite databases and local stores."""
-    (root / "profile.toml").write_text(PROFILE)
+    (root / "profile.toml").write_text(profile)
     for env in ("production", "staging", "integration"):
         (root / "databases" / env).mkdir(parents=True, exist_ok=True)
     make_sample_database(root / "databases" / "production" / f"{DB}.db", subscribers=50)
@@ -277,3 +282,48 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_public_
     assert shown.exit_code == 0 and public.group(1) in shown.output
     again = CliRunner().invoke(cli, ["keygen", "--out", str(out)])
     assert again.exit_code == 2 and "never overwrites" in again.output
+
+
+# -- masked means masked --------------------------------------------------------------------------
+
+ROW_RULE = """
+[[rows]]
+table = "subscriptions"
+delete_where = "topic = 'passports'"
+"""
+
+
+def staging_sql(root: Path, sql: str) -> None:
+    con = sqlite3.connect(root / "databases" / "staging" / f"{DB}.db")
+    with con:
+        con.execute(sql)
+    con.close()
+
+
+def test_a_checks_only_backup_verifies_every_masked_column_holds_only_its_rules_form(tmp_path: Path) -> None:
+    cfg = chain(
+        tmp_path, profile=PROFILE.replace("[tables.subscribers]", ROW_RULE + "\n[tables.subscribers]")
+    )
+    run_job(cfg, "prod")
+    run_job(cfg, "stage")
+    result = check_live(cfg, DB, "staging", NullReporter())
+    masked = {r["name"]: r for r in result.checks if r["check"] == "masked"}
+    assert set(masked) == {
+        "subscribers.address: fake_email",
+        "subscribers.name: fake_name",
+        "subscribers.phone: fake_phone",
+        "emails.address: fake_email",
+        "rows subscriptions: delete where topic = 'passports'",
+    }  # the substitute rule (emails.body) has no form: the scan covers it
+    assert all(r["passed"] for r in masked.values())
+    # a real name under a fake_name rule: no email or phone pattern matches it, but it is not masked
+    staging_sql(tmp_path, "UPDATE subscribers SET name = 'Józef Nowak' WHERE id = 1")
+    staging_sql(tmp_path, "INSERT INTO subscriptions (subscriber_id, topic) VALUES (2, 'passports')")
+    with pytest.raises(ChecksFailed) as info:
+        ops.backup(cfg, DB, "staging")
+    message = info.value.message
+    assert info.value.exit_code == 8 and "Józef" not in message and "Nowak" not in message
+    assert "subscribers.name: fake_name: 1 row(s) not of the rule's form" in message
+    assert "rows subscriptions: delete where topic = 'passports': 1 row(s)" in message
+    assert not info.value.report.passed
+    assert manifests(cfg, "staging") == [manifests(cfg, "staging")[0]]  # only the job's artifact

@@ -150,6 +150,11 @@ def _need(salt: str | None, profile: Profile) -> str:
     return salt
 
 
+def profile_names(profile: Profile) -> set[str]:
+    """Every table, column and check name of the profile (kept in scrubbed messages)."""
+    return _profile_names(profile)
+
+
 def _profile_names(profile: Profile) -> set[str]:
     names = set(profile.tables) | {r.table for r in profile.rows} | {c.name for c in profile.checks}
     for table_rules in profile.tables.values():
