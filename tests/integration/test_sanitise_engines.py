@@ -483,7 +483,7 @@ def test_restore_into_a_requires_sanitised_environment_sanitises_on_the_shadow(w
         manifest.sanitisation.profile_sha256
         == load_profile(world.backend.workdir / "app-sanitise.toml").sha256
     )
-    assert {c["check"] for c in manifest.sanitisation.checks} == {"coverage", "sql", "scan"}
+    assert {c["check"] for c in manifest.sanitisation.checks} == {"coverage", "sql", "scan", "masked"}
     assert_no_leak(manifest.model_dump_json(), world.seed)
     assert_no_leak(
         (world.backend.workdir / "stores" / "staging").joinpath(manifest.key).read_text(), world.seed

@@ -11,6 +11,8 @@ import re
 import sqlite3
 import stat
 import sys
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,17 @@ from click.testing import CliRunner
 
 from dataferry import artifacts, ops, signing
 from dataferry.cli import cli
-from dataferry.config import Config, load
-from dataferry.errors import ChecksFailed, ConfigError, NotReady, UntrustedArtifact
+from dataferry.config import Config, DatabaseRef, load
+from dataferry.engines import get_engine
+from dataferry.errors import ChecksFailed, ConfigError, NotReady, SanitisationFailed, UntrustedArtifact
 from dataferry.jobs import state
 from dataferry.jobs.runner import run_job
 from dataferry.jobs.state import StoreCache
 from dataferry.progress import NullReporter
 from dataferry.quickstart import DB, PROFILE, SALT_ENV, make_sample_database, personal_data
 from dataferry.sanitise import check_live
+from dataferry.sanitise.execution import sanitise, target
+from dataferry.sanitise.profile import load as load_profile
 from dataferry.stores import Store, put_bytes, read_bytes
 from signing_keys import key_pair, signed_config
 
@@ -327,3 +332,44 @@ def test_a_checks_only_backup_verifies_every_masked_column_holds_only_its_rules_
     assert "rows subscriptions: delete where topic = 'passports': 1 row(s)" in message
     assert not info.value.report.passed
     assert manifests(cfg, "staging") == [manifests(cfg, "staging")[0]]  # only the job's artifact
+
+
+# -- silent no-ops --------------------------------------------------------------------------------
+
+EPOCH_PROFILE = """
+salt_env = "{salt_env}"
+[[rows]]
+table = "events"
+keep_newer_than_days = 30
+column = "{column}"
+[tables.events]
+keep = ["id", "at", "iso"]
+"""
+
+
+@pytest.mark.parametrize("column", ["at", "iso"])
+def test_a_row_rule_on_a_column_that_does_not_hold_times_stops_instead_of_deleting_everything(
+    tmp_path: Path, column: str
+) -> None:
+    db = tmp_path / "events.db"
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER, iso TEXT)")
+        now = int(time.time())
+        con.executemany(
+            "INSERT INTO events VALUES (?, ?, ?)",
+            [(i, now - i * 86400, "yesterday" if i == 3 else f"2026-11-{i:02d}") for i in range(1, 6)],
+        )
+    con.close()
+    (tmp_path / "p.toml").write_text(EPOCH_PROFILE.format(salt_env=SALT_ENV, column=column))
+    profile = load_profile(tmp_path / "p.toml")
+    ref = DatabaseRef(name="events", engine="sqlite", environment="scratch", url=f"sqlite:///{db}")
+    t = target(get_engine("sqlite"), ref, None)
+    with pytest.raises(SanitisationFailed) as info:
+        sanitise(t, profile, SALT, NullReporter())
+    expected = {"at": "holds 5 value(s) that are not times", "iso": "holds 1 value(s) that are not times"}
+    assert info.value.exit_code == 8
+    assert f"events.{column} {expected[column]}" in info.value.message
+    assert "nothing was deleted" in info.value.message
+    with closing(sqlite3.connect(db)) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (5,)

@@ -17,7 +17,7 @@ from dataferry.engines import Engine, RunsSql, Shadow
 from dataferry.errors import ChecksFailed as ChecksFailed  # defined in errors.py; importable here too
 from dataferry.errors import EngineError, NotReady, SanitisationFailed
 from dataferry.progress import Reporter
-from dataferry.sanitise import checks, rules
+from dataferry.sanitise import checks, rules, times
 from dataferry.sanitise.dialects import Dialect, dialect_for
 from dataferry.sanitise.profile import Profile
 from dataferry.sanitise.schema import Schema, coverage, from_rows, require_coverage
@@ -83,6 +83,7 @@ def sanitise(t: Target, profile: Profile, salt: str | None, reporter: Reporter) 
     """Coverage, scripts, rules and checks on ``t``; returns the passed result or raises."""
     t.known |= _profile_names(profile)
     require_coverage(profile, read_schema(t))
+    times.require_times(t, profile)  # before anything is deleted
     applied: list[str] = []
     for step in rules.plan(profile, t.dialect):
         reporter.info(f"sanitise: {step.description}")
