@@ -683,3 +683,21 @@ def test_masked_columns_of_sanitised_data_have_their_rules_form_on_every_engine(
     assert "subscribers.name: fake_name: 1 row(s)" in info.value.message
     assert "Mary" not in info.value.message and "abc123" not in info.value.message
     assert world.store_keys("staging") == []
+
+
+def test_a_time_row_rule_on_an_epoch_column_deletes_nothing_on_every_engine(world: World) -> None:
+    """Issue 12, item 7: keep_newer_than_days on an integer epoch column is an error, not a silent
+    delete of every row (SQLite read it as no time, MariaDB compared numbers)."""
+    url = world.urls["staging"]
+    world.backend.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, at BIGINT);", url)
+    now = int(datetime.now(UTC).timestamp())
+    world.backend.execute(f"INSERT INTO events VALUES (1, {now}), (2, {now - 86400});", url)
+    (world.backend.workdir / "epoch.toml").write_text(
+        f'salt_env = "{SALT_ENV}"\n[[rows]]\ntable = "events"\nkeep_newer_than_days = 30\ncolumn = "at"\n'
+        '[tables.events]\nkeep = ["id", "at"]\n'
+    )
+    profile = load_profile(world.backend.workdir / "epoch.toml")
+    with pytest.raises(SanitisationFailed) as info:
+        sanitise(direct_target(world, "staging"), profile, SALT, NullReporter())
+    assert "events" in info.value.message and info.value.exit_code == 8
+    assert len(world.rows("staging", "events")) == 2
