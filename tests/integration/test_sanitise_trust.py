@@ -7,9 +7,12 @@ job runner, the same for every engine."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sqlite3
 import stat
+import subprocess
 import sys
 import time
 from contextlib import closing
@@ -27,6 +30,7 @@ from dataferry.errors import ChecksFailed, ConfigError, NotReady, SanitisationFa
 from dataferry.jobs import state
 from dataferry.jobs.runner import run_job
 from dataferry.jobs.state import StoreCache
+from dataferry.jobs.triggers import pending_after
 from dataferry.progress import NullReporter
 from dataferry.quickstart import DB, PROFILE, SALT_ENV, make_sample_database, personal_data
 from dataferry.sanitise import check_live
@@ -373,3 +377,74 @@ def test_a_row_rule_on_a_column_that_does_not_hold_times_stops_instead_of_deleti
     assert "nothing was deleted" in info.value.message
     with closing(sqlite3.connect(db)) as con:
         assert con.execute("SELECT count(*) FROM events").fetchone() == (5,)
+
+
+# -- interrupted, not failed ---------------------------------------------------------------------
+
+#: A script that keeps SQLite busy calling back into Python (regexp) for minutes: the stop request
+#: arrives while the sanitisation statement runs.
+SLOW_SCRIPT = (
+    "CREATE TEMP TABLE slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+    "WHERE x < 500000000) SELECT count(*) AS n FROM c WHERE 'a' REGEXP CAST(x AS TEXT);\n"
+)
+
+
+def slow_chain(root: Path) -> Config:
+    """The chain with a slow sanitisation script, and staging's job triggered by production's."""
+    (root / "slow.sql").write_text(SLOW_SCRIPT)
+    chain(root, profile=PROFILE.replace("strict = true", 'strict = true\nscripts = ["slow.sql"]'))
+    text = (root / "dataferry.toml").read_text()
+    steps = 'steps = ["restore:production", "sanitise", "backup"]'
+    (root / "dataferry.toml").write_text(text.replace(steps, steps + '\nafter = "prod"'))
+    cfg = load(root / "dataferry.toml")
+    run_job(cfg, "prod")
+    return cfg
+
+
+def stop_during_sanitisation(root: Path, sig: signal.Signals, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``dataferry ARGS`` and send ``sig`` once the slow script runs."""
+    argv = [sys.executable, "-m", "dataferry", "--config", str(root / "dataferry.toml"), *args]
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, text=True, env={**os.environ, SALT_ENV: SALT}, cwd=root
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "sanitise: script slow.sql" in line:
+            time.sleep(0.5)  # inside the statement
+            proc.send_signal(sig)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    return subprocess.CompletedProcess(argv, proc.returncode, "", "".join(seen) + rest)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_sanitisation_stopped_by_a_signal_is_interrupted_and_does_not_use_up_its_trigger(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    cfg = slow_chain(tmp_path)
+    upstream = pending_after(cfg, "stage", StoreCache(cfg))
+    assert upstream is not None
+    done = stop_during_sanitisation(tmp_path, sig, "run", "stage")
+    assert done.returncode == 1, done.stderr  # Interrupted, not 8 (sanitisation failed)
+    assert "error: job stage was stopped by" in done.stderr
+    record = state.last_run(StoreCache(cfg).for_job("stage"), "stage")
+    assert record is not None and record.status == "interrupted", record
+    assert record.error is not None and record.error.type == "Interrupted"
+    assert [s.status for s in record.steps] == ["interrupted", "interrupted", "skipped"]
+    # the trigger is still pending: the scheduler runs the job again for the same artifact
+    assert pending_after(cfg, "stage", StoreCache(cfg)) == upstream
+    assert manifests(cfg, "staging") == []
+    leftovers = [p.name for p in (tmp_path / "databases" / "staging").iterdir()]
+    assert leftovers == [], leftovers  # the shadow was dropped
+
+
+def test_a_restore_stopped_during_its_sanitisation_is_not_a_failed_sanitisation(tmp_path: Path) -> None:
+    slow_chain(tmp_path)
+    done = stop_during_sanitisation(
+        tmp_path, signal.SIGTERM, "restore", DB, "--env", "staging", "--from", "production"
+    )
+    assert done.returncode not in (0, 8), done.stderr
+    assert "sanitisation step" not in done.stderr and "user-defined function" not in done.stderr
+    assert [p.name for p in (tmp_path / "databases" / "staging").iterdir()] == []

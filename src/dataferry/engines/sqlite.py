@@ -204,6 +204,7 @@ class SQLiteEngine:
         try:
             con.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
         except sqlite3.Error as exc:
+            _reraise_stop(con)
             raise EngineError(f"SQL failed on {path.name}: {exc}") from exc
         finally:
             con.close()
@@ -219,6 +220,7 @@ class SQLiteEngine:
         try:
             return [tuple(row) for row in con.execute(sql).fetchall()]
         except sqlite3.Error as exc:
+            _reraise_stop(con)
             raise EngineError(f"SQL query failed on {path.name}: {exc}") from exc
         finally:
             con.close()
@@ -242,11 +244,45 @@ def register_sql_function(name: str, nargs: int, fn: SqlFunction) -> None:
     _SQL_FUNCTIONS[name] = (nargs, fn)
 
 
-def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if read_only else sqlite3.connect(path)
+class _Connection(sqlite3.Connection):
+    """A connection that remembers a stop (Ctrl-C, SIGTERM) raised inside one of our SQL functions.
+
+    SQLite calls those functions inside its statements and turns whatever they raise into "user-defined
+    function raised exception"; a stop request that arrived meanwhile would then be reported as a
+    failed statement (a failed sanitisation, exit 8) instead of a stopped run."""
+
+    stops: list[BaseException]
+
+
+def _connect(path: Path, *, read_only: bool = False) -> _Connection:
+    target = f"file:{path}?mode=ro" if read_only else str(path)
+    con = sqlite3.connect(target, uri=read_only, factory=_Connection)
+    con.stops = []
     for name, (nargs, fn) in _SQL_FUNCTIONS.items():
-        con.create_function(name, nargs, fn, deterministic=True)
+        con.create_function(name, nargs, _watching(fn, con.stops), deterministic=True)
     return con
+
+
+def _watching(fn: SqlFunction, stops: list[BaseException]) -> SqlFunction:
+    """``fn``, noting any ``BaseException`` that is not an ``Exception`` (a stop) it raises."""
+
+    def call(*args: object) -> str | int | float | bytes | None:
+        try:
+            return fn(*args)
+        except Exception:
+            raise
+        except BaseException as exc:
+            stops.append(exc)
+            raise
+
+    return call
+
+
+def _reraise_stop(con: sqlite3.Connection) -> None:
+    """Raise the stop a statement was cut short by, if it was (see ``_Connection``)."""
+    stops = getattr(con, "stops", None)
+    if stops:
+        raise stops[0].with_traceback(None)
 
 
 def _count_rows(path: Path) -> dict[str, int]:

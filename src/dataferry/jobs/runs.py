@@ -19,7 +19,7 @@ from dataferry.stores import Store, put_bytes, read_bytes
 RUN_FORMAT_VERSION = 1
 
 RunStatus = Literal["running", "succeeded", "failed", "skipped", "interrupted", "abandoned"]
-StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "interrupted"]
 #: Statuses after which an ``after`` trigger counts as handled (a skipped or interrupted run is retried).
 CONSUMING = ("succeeded", "failed", "abandoned")
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from dataferry import ops
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.engines import Engine, Shadow
-from dataferry.errors import FerryError, Transient
+from dataferry.errors import FerryError, Interrupted, Transient
 from dataferry.jobs.common import now_utc
 from dataferry.jobs.context import RunContext
 from dataferry.jobs.hooks import run_hook
@@ -57,7 +57,8 @@ def _recorded_step(ctx: RunContext, step: StepRecord, *, save: bool) -> Iterator
     try:
         yield
     except BaseException as exc:
-        step.status = "failed"
+        stopped = isinstance(exc, Interrupted) or (ctx.guard.stop.is_set() and not ctx.guard.timed_out)
+        step.status = "interrupted" if stopped else "failed"
         step.finished_at = now_utc()
         step.error = ErrorInfo.from_exception(exc)
         ctx.metrics.step(labels, stem, "failed", started_at=step.started_at, finished_at=step.finished_at)
@@ -152,15 +153,26 @@ def _sanitise_shadow(
 ) -> Sanitisation:
     """Sanitise the shadow inside the restore, before the swap; recorded as the ``sanitise`` step."""
     if step is None:
-        return require_passed(hook(engine, shadow), ctx.job.database)
+        return _stopped_or(ctx, lambda: require_passed(hook(engine, shadow), ctx.job.database))
     with _recorded_step(ctx, step, save=False):
         step.attempts += 1
-        result = require_passed(hook(engine, shadow), ctx.job.database)
+        result = _stopped_or(ctx, lambda: require_passed(hook(engine, shadow), ctx.job.database))
         step.detail = (
             f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
         )
     ctx.ran_sanitise = True
     return result
+
+
+def _stopped_or(ctx: RunContext, sanitise: Callable[[], Sanitisation]) -> Sanitisation:
+    """Run ``sanitise``; a failure that follows a stop request is the stop (``Interrupted``, not a
+    failed profile): SQLite runs the rules' Python functions inside its statements, so the stop
+    surfaces there as a failed statement."""
+    try:
+        return sanitise()
+    except FerryError:
+        ctx.guard.check()  # raises Interrupted (or RunTimedOut) when a stop was requested
+        raise
 
 
 def _backup(ctx: RunContext, step: StepRecord) -> None:
