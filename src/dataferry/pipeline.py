@@ -32,7 +32,14 @@ import zstandard
 from dataferry import artifacts, codecs, private
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
-from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, drop_after_failure
+from dataferry.engines import (
+    Engine,
+    RestoreOptions,
+    Shadow,
+    SweepsShadows,
+    ToolCheck,
+    drop_after_failure,
+)
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
@@ -314,6 +321,14 @@ def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
     with passwords, spools with whole databases (``dataferry.private``), and say so."""
     for base in private.bases(spool):
         for path in private.sweep(base):
+            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
+
+
+def sweep_shadows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> None:
+    """Remove the shadows killed restores of ``ref`` left beside it (SQLite: files holding the
+    unsanitised data), and say so; engines whose shadows are named databases drop them themselves."""
+    if isinstance(engine, SweepsShadows):
+        for path in engine.remove_stale_shadows(ref):
             reporter.warn(f"removed {path}, left by a dataferry run that was killed")
 
 

@@ -26,6 +26,7 @@ from dataferry import artifacts, ops, signing
 from dataferry.cli import cli
 from dataferry.config import Config, DatabaseRef, load
 from dataferry.engines import get_engine
+from dataferry.engines.sqlite import _SHADOW_MARK
 from dataferry.errors import ChecksFailed, ConfigError, NotReady, SanitisationFailed, UntrustedArtifact
 from dataferry.jobs import state
 from dataferry.jobs.runner import run_job
@@ -401,12 +402,13 @@ def slow_chain(root: Path) -> Config:
     return cfg
 
 
-def stop_during_sanitisation(root: Path, sig: signal.Signals, *args: str) -> subprocess.CompletedProcess[str]:
+def stop_during_sanitisation(
+    root: Path, sig: signal.Signals, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``dataferry ARGS`` and send ``sig`` once the slow script runs."""
     argv = [sys.executable, "-m", "dataferry", "--config", str(root / "dataferry.toml"), *args]
-    proc = subprocess.Popen(
-        argv, stderr=subprocess.PIPE, text=True, env={**os.environ, SALT_ENV: SALT}, cwd=root
-    )
+    environ = {**os.environ, SALT_ENV: SALT, **(env or {})}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=environ, cwd=root)
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:
@@ -448,3 +450,95 @@ def test_a_restore_stopped_during_its_sanitisation_is_not_a_failed_sanitisation(
     assert done.returncode not in (0, 8), done.stderr
     assert "sanitisation step" not in done.stderr and "user-defined function" not in done.stderr
     assert [p.name for p in (tmp_path / "databases" / "staging").iterdir()] == []
+
+
+# -- leftovers of a killed run -------------------------------------------------------------------
+
+
+def readable_by_others(root: Path) -> list[str]:
+    """Files under ``root`` that a user other than the owner could read (their mode, and every
+    directory on the way down from ``root`` letting others through)."""
+    found = []
+    for directory, dirs, files in os.walk(root):
+        here = Path(directory)
+        if here != root and stat.S_IMODE(here.stat().st_mode) & 0o077 == 0:
+            dirs.clear()  # a private directory: nothing below it is reachable by others
+            continue
+        found += [f"{here / f}" for f in files if stat.S_IMODE((here / f).stat().st_mode) & 0o044]
+    return found
+
+
+def test_a_run_killed_during_sqlite_sanitisation_leaves_nothing_readable_and_is_swept(tmp_path: Path) -> None:
+    slow_chain(tmp_path)
+    staging = tmp_path / "databases" / "staging"
+    done = stop_during_sanitisation(tmp_path, signal.SIGKILL, "run", "stage")
+    assert done.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in staging.iterdir())
+    assert left, "the killed run left its shadow"
+    assert readable_by_others(staging) == [], left
+    config = str(tmp_path / "dataferry.toml")
+    check = subprocess.run(
+        [sys.executable, "-m", "dataferry", "--config", config, "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    shadow = next(p.name for p in staging.iterdir() if _SHADOW_MARK in p.name and "journal" not in p.name)
+    assert "shadows left by killed restores" in check.stdout + check.stderr
+    assert shadow in check.stdout + check.stderr, check.stdout + check.stderr
+    cleanup = subprocess.run(
+        [sys.executable, "-m", "dataferry", "--config", config, "cleanup", DB, "--env", "staging"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert [p.name for p in staging.iterdir()] == []
+    # the next restore removes them too, and says so
+    restore = ("restore", DB, "--env", "staging", "--from", "production")
+    stop_during_sanitisation(tmp_path, signal.SIGKILL, *restore)
+    assert any(_SHADOW_MARK in p.name for p in staging.iterdir())
+    (tmp_path / "slow.sql").write_text("SELECT 1;\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "dataferry", "--config", config, *restore],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, SALT_ENV: SALT},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "left by a dataferry run that was killed" in done.stderr
+    assert sorted(p.name for p in staging.iterdir()) == [f"{DB}.db"]
+
+
+def test_a_killed_sanitised_backup_leaves_no_copy_readable_by_others_and_the_next_one_sweeps(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "slow.sql").write_text(SLOW_SCRIPT)
+    (tmp_path / "databases" / "scratch").mkdir(parents=True)
+    scratch = f'[databases.{DB}.scratch]\nurl = "sqlite:///databases/scratch/{DB}.db"\n'
+    chain(
+        tmp_path,
+        extra=scratch,
+        profile=PROFILE.replace("strict = true", 'strict = true\nscripts = ["slow.sql"]'),
+    )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    backup = ("backup", DB, "--env", "production", "--sanitise")
+    done = stop_during_sanitisation(tmp_path, signal.SIGKILL, *backup, env={"TMPDIR": str(tmp)})
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = [*(tmp_path / "databases" / "scratch").iterdir(), *tmp.iterdir()]
+    assert any(_SHADOW_MARK in p.name for p in left), left  # the copy being sanitised is still there...
+    assert readable_by_others(tmp_path / "databases" / "scratch") == readable_by_others(tmp) == []  # private
+    (tmp_path / "slow.sql").write_text("SELECT 1;\n")
+    again = subprocess.run(
+        [sys.executable, "-m", "dataferry", "--config", str(tmp_path / "dataferry.toml"), *backup],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, SALT_ENV: SALT, "TMPDIR": str(tmp)},
+    )
+    assert again.returncode == 0, again.stderr
+    assert "left by a dataferry run that was killed" in again.stderr
+    assert sorted(p.name for p in (tmp_path / "databases" / "scratch").iterdir()) == [f"{DB}.db"]
+    assert list(tmp.iterdir()) == []

@@ -156,6 +156,20 @@ class RunsSql(Protocol):
 
 
 @runtime_checkable
+class SweepsShadows(Protocol):
+    """Optional capability of engines whose shadows are files a killed restore leaves behind
+    (SQLite); server engines drop a dead restore's named shadow at the next restore."""
+
+    def stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """What killed restores of ``db`` left (read-only; for ``check``)."""
+        ...
+
+    def remove_stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """Remove them, unless a restore of ``db`` is running now; returns what was removed."""
+        ...
+
+
+@runtime_checkable
 class DescribesDumps(Protocol):
     """Optional capability: structured facts about a dump's source (server flavour, character set,
     dump tool, exclusions), recorded as ``Manifest.extra``."""

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -23,7 +24,7 @@ from dataferry.engines import (
     split_target,
 )
 from dataferry.engines._locks import busy, holder_label
-from dataferry.errors import EngineError, NotFound, NotReady, VerificationFailed
+from dataferry.errors import EngineError, LockBusy, NotFound, NotReady, VerificationFailed
 from dataferry.private import private_dir
 from dataferry.streams import copy_stream
 
@@ -158,6 +159,30 @@ class SQLiteEngine:
             self.drop_shadow(shadow)
             raise
         return shadow
+
+    def stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """Shadow files (and their journals) beside the database: a restore keeps its own only
+        until its swap or drop, so any found while no restore runs were left by a killed one."""
+        target = sqlite_path(db)
+        return sorted(str(p) for p in target.parent.glob(f"{glob_escape(target.name)}{_SHADOW_MARK}*"))
+
+    def remove_stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """Remove them under the restore lock (so never a running restore's shadow)."""
+        target = sqlite_path(db)
+        if not target.parent.is_dir():
+            return []
+        try:
+            lock = SQLiteRestoreLock(target, db.environment)
+        except LockBusy:
+            return []  # a restore runs now; the next run sweeps
+        try:
+            found = self.stale_shadows(db)
+            for path in found:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            return found
+        finally:
+            lock.release()
 
     def swap(self, shadow: Shadow) -> None:
         """Checkpoint the live file's WAL, then rename the shadow over it (atomic on POSIX)."""

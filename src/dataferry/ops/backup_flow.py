@@ -123,6 +123,7 @@ def _sanitised_backup(
     require_ready(engine.check(source), source)
     require_ready(engine.check(scratch), scratch)
     reporter.info(f"sanitised backup of {what.database} ({what.environment}) through scratch {scratch.url}")
+    pipeline.sweep_shadows(engine, scratch, reporter)
     with pipeline.copy_to_shadow(engine, source, scratch) as shadow:
         sanitisation = sanitising.sanitise_shadow(engine, shadow, profile, salt, reporter)
         engine.swap(shadow)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from dataferry import artifacts, private
 from dataferry.artifacts import Manifest
 from dataferry.config import Config, database_ref
-from dataferry.engines import get_engine
+from dataferry.engines import SweepsShadows, get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
 from dataferry.ops.rules import engine_for
@@ -68,6 +68,7 @@ def cleanup(
                     store.delete(data.key)
     clear = private.leftovers if dry_run else private.sweep
     report.private_leftovers = [str(p) for base in private.bases(cfg.spool_path()) for p in clear(base)]
+    report.private_leftovers += _shadows(cfg, database, environment, remove=not dry_run)
     if not dry_run:
         for key in report.orphans:
             store.delete(key)
@@ -138,12 +139,30 @@ def check(cfg: Config) -> CheckReport:
                 ref = database_ref(cfg, db_name, env_name)
                 for c in get_engine(db_cfg.engine).check(ref):
                     report.findings.append((f"{where}: {c.what}", c.ok, c.detail))
+                shadows = _shadows(cfg, db_name, env_name, remove=False)
+                if shadows:
+                    report.findings.append(
+                        (
+                            f"{where}: shadows left by killed restores",
+                            False,
+                            f"{', '.join(shadows)}: 'dataferry cleanup {db_name} --env {env_name}' removes them",
+                        )
+                    )
             except Exception as exc:  # report, and go on to the next database
                 report.findings.append((where, False, str(exc)))
         if db_cfg.sanitise:
             report.findings.append(_check_profile(cfg, db_name))
     report.findings.append(_check_leftovers(cfg))
     return report
+
+
+def _shadows(cfg: Config, database: str, environment: str, *, remove: bool) -> list[str]:
+    """Shadow files killed restores of ``database`` in ``environment`` left beside it (SQLite)."""
+    engine = get_engine(cfg.database(database).engine)
+    if not isinstance(engine, SweepsShadows) or environment not in cfg.database(database).environments:
+        return []
+    ref = database_ref(cfg, database, environment)
+    return engine.remove_stale_shadows(ref) if remove else engine.stale_shadows(ref)
 
 
 def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:
