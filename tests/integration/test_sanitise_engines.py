@@ -701,3 +701,40 @@ def test_a_time_row_rule_on_an_epoch_column_deletes_nothing_on_every_engine(worl
         sanitise(direct_target(world, "staging"), profile, SALT, NullReporter())
     assert "events" in info.value.message and info.value.exit_code == 8
     assert len(world.rows("staging", "events")) == 2
+
+
+NOTE_SCRIPT = """-- a comment; with a semicolon
+CREATE TABLE scratch_note (t TEXT);
+INSERT INTO scratch_note VALUES ('a;b');
+UPDATE subscribers SET status = 'x' WHERE id > 0;
+DELETE FROM audit WHERE who = 'nobody-at-all';
+DROP TABLE scratch_note;
+"""
+
+
+def test_script_statements_report_their_rows_and_a_zero_is_a_warning_or_with_expect_rows_fatal(
+    world: World,
+) -> None:
+    """Issue 12, item 7: what each script statement changed is in the result; 0 rows warns."""
+    (world.backend.workdir / "note.sql").write_text(NOTE_SCRIPT)
+    write_profile(world.backend.workdir, scripts='"note.sql"')
+    profile = load_profile(world.backend.workdir / "app-sanitise.toml")
+    world.backend.execute(insert_sql(world.seed, sql_literal), world.urls["integration"])
+    result = sanitise(direct_target(world, "integration"), profile, SALT, NullReporter())
+    extra = result.model_extra or {}
+    subscribers = len(world.seed.subscribers)
+    assert [(s["statement"], s["kind"], s["rows"]) for s in extra["statements"]] == [
+        (1, "INSERT", 1),
+        (2, "UPDATE", subscribers),
+        (3, "DELETE", 0),
+    ]
+    assert extra["warnings"] == ["script note.sql: statement 3 (DELETE) changed 0 rows"]
+    # expect_rows = true makes it fatal
+    text = (world.backend.workdir / "app-sanitise.toml").read_text()
+    (world.backend.workdir / "app-sanitise.toml").write_text("expect_rows = true\n" + text)
+    strict = load_profile(world.backend.workdir / "app-sanitise.toml")
+    with pytest.raises(SanitisationFailed) as info:
+        sanitise(direct_target(world, "integration"), strict, SALT, NullReporter())
+    assert (
+        "statement 3 (DELETE) changed 0 rows, and the profile sets expect_rows = true" in info.value.message
+    )

@@ -542,3 +542,18 @@ def test_a_killed_sanitised_backup_leaves_no_copy_readable_by_others_and_the_nex
     assert "left by a dataferry run that was killed" in again.stderr
     assert sorted(p.name for p in (tmp_path / "databases" / "scratch").iterdir()) == [f"{DB}.db"]
     assert list(tmp.iterdir()) == []
+
+
+def test_a_script_statement_that_changes_nothing_is_a_warning_in_the_run_record(tmp_path: Path) -> None:
+    (tmp_path / "noop.sql").write_text("DELETE FROM subscriptions WHERE topic = 'no such topic';\n")
+    cfg = chain(tmp_path, profile=PROFILE.replace("strict = true", 'strict = true\nscripts = ["noop.sql"]'))
+    run_job(cfg, "prod")
+    record = run_job(cfg, "stage")
+    assert record is not None and record.status == "succeeded"
+    warning = "script noop.sql: statement 1 (DELETE) changed 0 rows"
+    assert record.steps[1].warnings == [warning]
+    _, body, _ = staged_manifest(cfg)
+    assert body["sanitisation"]["warnings"] == [warning]
+    assert body["sanitisation"]["statements"] == [
+        {"script": "noop.sql", "statement": 1, "kind": "DELETE", "rows": 0}
+    ]

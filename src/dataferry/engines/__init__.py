@@ -18,6 +18,7 @@ from dataferry.config import DatabaseRef
 from dataferry.engines._locks import RestoreLock
 from dataferry.engines.registry import _REGISTRY, engine_names
 from dataferry.engines.registry import register as register  # third-party engines call engines.register
+from dataferry.engines.statements import Changed
 from dataferry.errors import ConfigError, NotReady
 
 
@@ -146,8 +147,9 @@ class RunsSql(Protocol):
     ``target``, a live database or a shadow. Any SQL error raises ``EngineError``. ``shadow`` is
     deprecated: pass the shadow as the target."""
 
-    def run_sql(self, target: DbTarget, sql: str) -> None:
-        """Run a script; the first failing statement stops it and raises."""
+    def run_sql(self, target: DbTarget, sql: str) -> list[Changed]:
+        """Run a script; the first failing statement stops it and raises. Returns each
+        data-changing statement with the rows it affected (``engines.statements``)."""
         ...
 
     def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:

@@ -22,8 +22,10 @@ from dataferry.engines import (
     Shadow,
     ToolCheck,
     split_target,
+    statements,
 )
 from dataferry.engines._locks import busy, holder_label
+from dataferry.engines.statements import Changed
 from dataferry.errors import EngineError, LockBusy, NotFound, NotReady, VerificationFailed
 from dataferry.private import private_dir
 from dataferry.streams import copy_stream
@@ -222,17 +224,27 @@ class SQLiteEngine:
         finally:
             shadow.release()
 
-    def run_sql(self, target: DbTarget, sql: str) -> None:
-        """Run a script on ``target`` (used by sanitisation) in one transaction; any error is fatal."""
+    def run_sql(self, target: DbTarget, sql: str) -> list[Changed]:
+        """Run a script on ``target`` (used by sanitisation) in one transaction, statement by
+        statement (SQLite's own ``complete_statement`` splits it); any error is fatal and rolls back.
+        Returns what each data-changing statement changed."""
         path = _path(target)
         con = _connect(path)
+        con.isolation_level = None  # transactions are ours: BEGIN ... COMMIT around the script
+        done: list[tuple[str, int]] = []
         try:
-            con.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
+            con.execute("BEGIN")
+            for statement in _statements(sql):
+                done.append((statements.kind(statement), con.execute(statement).rowcount))
+            con.execute("COMMIT")
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
             _reraise_stop(con)
             raise EngineError(f"SQL failed on {path.name}: {exc}") from exc
         finally:
             con.close()
+        return statements.changing(done)
 
     def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:
         """Run one read-only query on ``target`` and return its rows (the file is opened read-only)."""
@@ -249,6 +261,19 @@ class SQLiteEngine:
             raise EngineError(f"SQL query failed on {path.name}: {exc}") from exc
         finally:
             con.close()
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """The statements of a script, as SQLite itself cuts them (strings, comments, triggers)."""
+    buf = ""
+    for piece in sql.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if statements.kind(buf):
+                yield buf
+            buf = ""
+    if statements.kind(buf.rstrip(";")):
+        yield buf.rstrip(";")  # a last statement without ';' (or an unfinished one: SQLite says)
 
 
 def _path(target: DbTarget) -> Path:

@@ -57,6 +57,9 @@ class StepRecord(StateModel):
     bytes: int | None = None
     artifact: str | None = None
     detail: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="e.g. a script statement that changed 0 rows"
+    )
     error: ErrorInfo | None = None
 
     @property

@@ -112,6 +112,7 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
     step.detail = f"from {source}, {sum(result.row_counts.values())} rows checked"
     if plan.sanitiser is not None and sanitise_step is None:
         step.detail += f"; sanitised on the shadow because {job.environment} requires sanitised data"
+        step.warnings = warnings_of(result.sanitisation)
     ctx.record.restored_artifact = manifest.id
     ctx.restored = result
     ctx.data_as_of = _data_as_of(manifest)
@@ -160,8 +161,15 @@ def _sanitise_shadow(
         step.detail = (
             f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
         )
+        step.warnings = warnings_of(result)
     ctx.ran_sanitise = True
     return result
+
+
+def warnings_of(result: Sanitisation | None) -> list[str]:
+    """The warnings a sanitisation result carries (a script statement that changed 0 rows)."""
+    found = (result.model_extra or {}).get("warnings") if result is not None else None
+    return [str(w) for w in found] if isinstance(found, list) else []
 
 
 def _stopped_or(ctx: RunContext, sanitise: Callable[[], Sanitisation]) -> Sanitisation:

@@ -14,10 +14,11 @@ from typing import Any
 from dataferry.artifacts import Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import Engine, RunsSql, Shadow
+from dataferry.engines.statements import Changed
 from dataferry.errors import ChecksFailed as ChecksFailed  # defined in errors.py; importable here too
 from dataferry.errors import EngineError, NotReady, SanitisationFailed
 from dataferry.progress import Reporter
-from dataferry.sanitise import checks, rules, times
+from dataferry.sanitise import checks, rules, script_rows, times
 from dataferry.sanitise.dialects import Dialect, dialect_for
 from dataferry.sanitise.profile import Profile
 from dataferry.sanitise.schema import Schema, coverage, from_rows, require_coverage
@@ -40,10 +41,11 @@ class Target:
         """Where this runs, for messages."""
         return f"shadow {self.shadow.name}" if self.shadow else f"{self.ref.name} in {self.ref.environment}"
 
-    def run(self, sql: str, what: str) -> None:
-        """Run a script; a database error becomes ``SanitisationFailed`` naming ``what``."""
+    def run(self, sql: str, what: str) -> list[Changed]:
+        """Run a script; a database error becomes ``SanitisationFailed`` naming ``what``. Returns
+        what its data-changing statements changed."""
         try:
-            self.engine.run_sql(self.shadow or self.ref, sql)
+            return self.engine.run_sql(self.shadow or self.ref, sql) or []
         except EngineError as exc:
             raise self._failed(what, exc) from None
 
@@ -85,12 +87,15 @@ def sanitise(t: Target, profile: Profile, salt: str | None, reporter: Reporter) 
     require_coverage(profile, read_schema(t))
     times.require_times(t, profile)  # before anything is deleted
     applied: list[str] = []
+    statements: list[dict[str, Any]] = []
     for step in rules.plan(profile, t.dialect):
         reporter.info(f"sanitise: {step.description}")
         prelude = t.dialect.salt_prelude(_need(salt, profile)) if step.keyed else ""
-        t.run(prelude + step.sql, step.description)
+        changed = t.run(prelude + step.sql, step.description)
+        if step.kind == "script":
+            statements += script_rows.record(step.description, changed, profile, reporter)
         applied += step.items or [step.description]
-    return gate(t, profile, applied, reporter)
+    return script_rows.attach(gate(t, profile, applied, reporter), statements)
 
 
 def gate(t: Target, profile: Profile, applied: list[str], reporter: Reporter) -> Sanitisation:
