@@ -552,8 +552,22 @@ def test_a_script_statement_that_changes_nothing_is_a_warning_in_the_run_record(
     assert record is not None and record.status == "succeeded"
     warning = "script noop.sql: statement 1 (DELETE) changed 0 rows"
     assert record.steps[1].warnings == [warning]
+    shown = CliRunner().invoke(cli, ["--config", str(tmp_path / "dataferry.toml"), "history", "stage"])
+    assert f"       warning: {warning}" in shown.output
     _, body, _ = staged_manifest(cfg)
     assert body["sanitisation"]["warnings"] == [warning]
     assert body["sanitisation"]["statements"] == [
         {"script": "noop.sql", "statement": 1, "kind": "DELETE", "rows": 0}
     ]
+
+
+def test_check_reports_the_signing_key_and_who_trusts_it(tmp_path: Path) -> None:
+    cfg = chain(tmp_path)
+    findings = {what: (ok, detail) for what, ok, detail in ops.check(cfg).findings}
+    ok, detail = findings["manifest signing key"]
+    signer = signing.load_signer(cfg)
+    assert signer is not None
+    assert ok and detail.startswith(signer.fingerprint) and "trusted by staging, integration" in detail
+    (tmp_path / "signing.key").chmod(0o640)
+    ok, detail = {w: (o, d) for w, o, d in ops.check(cfg).findings}["manifest signing key"]
+    assert not ok and "readable by others" in detail

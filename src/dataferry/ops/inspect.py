@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from dataferry import artifacts, private
+from dataferry import artifacts, private, signing
 from dataferry.artifacts import Manifest
 from dataferry.config import Config, database_ref
 from dataferry.engines import SweepsShadows, get_engine
@@ -153,7 +154,27 @@ def check(cfg: Config) -> CheckReport:
         if db_cfg.sanitise:
             report.findings.append(_check_profile(cfg, db_name))
     report.findings.append(_check_leftovers(cfg))
+    report.findings.append(_check_signing(cfg))
     return report
+
+
+def _check_signing(cfg: Config) -> tuple[str, bool, str]:
+    """The key that signs sanitised manifests: readable, and which environments trust it."""
+    what = "manifest signing key"
+    name = cfg.settings.signing_key_env
+    if name and not os.environ.get(name):
+        return what, True, f"${name} is not set here (needed only where sanitised artifacts are published)"
+    try:
+        signer = signing.load_signer(cfg)
+    except FerryError as exc:
+        return what, False, exc.message
+    if signer is None:
+        return what, True, "none configured (this machine publishes no sanitised artifacts)"
+    requiring = {n: e for n, e in cfg.environments.items() if e.requires_sanitised}
+    trusting = [n for n, e in requiring.items() if signer.fingerprint in signing.fingerprints(e.trusted_keys)]
+    others = sorted(set(requiring) - set(trusting))
+    detail = f"{signer.fingerprint} ({signer.source}); trusted by {', '.join(trusting) or 'no environment'}"
+    return what, bool(trusting) or not requiring, detail + (f"; not by {', '.join(others)}" if others else "")
 
 
 def _shadows(cfg: Config, database: str, environment: str, *, remove: bool) -> list[str]:
