@@ -182,6 +182,7 @@ def test_a_sanitised_artifact_is_signed_and_restored_from_a_requires_sanitised_s
     private = (tmp_path / "signing.key").read_text()
     assert "PRIVATE" in private and private.splitlines()[1] not in json.dumps(body)
     assert restore_integration(cfg).swapped
+    assert ops.verify(cfg, DB, "staging").signature is not None
 
 
 def forge(store: Store, key: str, body: dict[str, Any]) -> None:
@@ -229,6 +230,8 @@ def test_a_requires_sanitised_store_refuses_a_sanitised_artifact_it_cannot_trust
     # the job says the same, and its run is recorded failed with exit 9
     with pytest.raises(UntrustedArtifact):
         run_job(cfg, "integ")
+    with pytest.raises(UntrustedArtifact):
+        ops.verify(cfg, DB, "staging")  # 'dataferry verify' too
 
 
 def test_a_forged_sanitised_artifact_from_an_untrusted_store_is_sanitised_again(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from dataferry.config import Config, database_ref
 from dataferry.engines import SweepsShadows, get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
-from dataferry.ops.rules import engine_for
+from dataferry.ops.rules import engine_for, refuse_unsanitised_source
 from dataferry.progress import NullReporter
 from dataferry.stores import CleansIncomplete
 
@@ -98,7 +98,8 @@ def latest_artifact(cfg: Config, database: str, environment: str) -> Manifest:
 
 
 def verify(cfg: Config, database: str, environment: str, artifact: str | None = None) -> Manifest:
-    """Re-read an artifact (default: the latest) and check it against its manifest."""
+    """Re-read an artifact (default: the latest) and check it against its manifest; in a store that
+    requires sanitised artifacts, also that it is sanitised and signed by a key it trusts."""
     layout = layout_for(cfg, environment, database)
     manifest = layout.select(engine_for(cfg, database), artifact=artifact, at=None, reporter=NullReporter())
     if any(not o.sha256 for o in manifest.objects):
@@ -107,6 +108,7 @@ def verify(cfg: Config, database: str, environment: str, artifact: str | None = 
             hint="dumps written by GOV.UK's own scripts carry no checksum; a restore still checks their format",
         )
     artifacts.verify(layout.store, manifest)
+    refuse_unsanitised_source(cfg, environment, manifest)  # a store that requires sanitised data: signed
     return manifest
 
 
