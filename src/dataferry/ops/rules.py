@@ -62,7 +62,7 @@ def refuse_unsanitised_source(cfg: Config, source: str, manifest: Manifest) -> N
             f"artifact {manifest.id} in {source} says it is sanitised, but {why}; {source} trusts "
             "only sanitised artifacts signed by one of its trusted_keys",
             hint=f"re-run the job that publishes into {source} with its signing key, so it sanitises "
-            "and signs a new artifact (docs/runbook.md: unsigned artifacts); never copy artifacts "
+            "and signs a new artifact (docs/runbook.md, 'refused as untrusted'); never copy artifacts "
             "into this store by hand",
         )
 
