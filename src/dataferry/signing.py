@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -71,8 +71,8 @@ def parse_public(text: str) -> Ed25519PublicKey:
 class Signer:
     """The sanitising step's private key, and where it came from (for messages)."""
 
-    key: Ed25519PrivateKey
-    source: str
+    key: Ed25519PrivateKey = field(repr=False)  # invariant 7: never in a repr either
+    source: str = ""
 
     @property
     def fingerprint(self) -> str:
