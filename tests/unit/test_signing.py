@@ -3,10 +3,12 @@ private key shows nowhere."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from dataferry import signing
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
@@ -71,13 +73,9 @@ def test_unsigned_and_untrusted_are_named(signer: signing.Signer) -> None:
 
 
 def test_the_private_key_is_in_no_manifest_and_no_repr(signer: signing.Signer) -> None:
-    from cryptography.hazmat.primitives import serialization
-
     raw = signer.key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
-    import base64
-
     text = signer.sign(manifest()).model_dump_json()
     assert base64.b64encode(raw).decode() not in text and raw.hex() not in text
     assert repr(signer) == "Signer(source='test')"
