@@ -34,7 +34,7 @@ from dataferry.sanitise import (
 )
 from dataferry.sanitise import checks as scan_checks
 from dataferry.sanitise.dialects import dialect_for
-from dataferry.sanitise.execution import ChecksFailed, Target, sanitise
+from dataferry.sanitise.execution import ChecksFailed, Target, dry_run, sanitise
 from dataferry.sanitise.profile import load as load_profile
 from servers import MariaDbServer, PgServer
 from signing_keys import signed_config
@@ -720,9 +720,16 @@ def test_script_statements_report_their_rows_and_a_zero_is_a_warning_or_with_exp
     write_profile(world.backend.workdir, scripts='"note.sql"')
     profile = load_profile(world.backend.workdir / "app-sanitise.toml")
     world.backend.execute(insert_sql(world.seed, sql_literal), world.urls["integration"])
+    subscribers = len(world.seed.subscribers)
+    # a dry run counts the plain UPDATE and DELETE (not the INSERT), numbered as the run numbers them
+    plan = dry_run(direct_target(world, "integration"), profile, NullReporter())
+    (script,) = [s for s in plan.steps if s.kind == "script"]
+    assert script.counts == [
+        ("script note.sql: statement 2 (UPDATE)", subscribers),
+        ("script note.sql: statement 3 (DELETE)", 0),
+    ]
     result = sanitise(direct_target(world, "integration"), profile, SALT, NullReporter())
     extra = result.model_extra or {}
-    subscribers = len(world.seed.subscribers)
     assert [(s["statement"], s["kind"], s["rows"]) for s in extra["statements"]] == [
         (1, "INSERT", 1),
         (2, "UPDATE", subscribers),

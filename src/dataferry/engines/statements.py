@@ -88,3 +88,57 @@ def changing(kinds_and_rows: list[tuple[str, int]]) -> list[Changed]:
         if what in CHANGING:
             found.append(Changed(len(found) + 1, what, max(rows, 0)))
     return found
+
+
+_DELETE_RE = re.compile(r"^\s*DELETE\s+FROM\s+(?P<table>[^\s;(]+)(?P<rest>.*)$", re.S | re.I)
+_UPDATE_RE = re.compile(r"^\s*UPDATE\s+(?P<table>[^\s;(]+)\s+SET\s(?P<rest>.*)$", re.S | re.I)
+#: Clauses after which a statement is not a plain one whose rows a ``count(*)`` tells.
+_NOT_PLAIN = ("FROM", "USING", "ORDER", "LIMIT", "RETURNING", "JOIN")
+
+
+def count_query(statement: str) -> str | None:
+    """``SELECT count(*)`` of the rows a plain ``DELETE FROM t [WHERE ...]`` or ``UPDATE t SET ...
+    [WHERE ...]`` would touch, for a dry run; None for anything else (INSERT, joins, USING, FROM,
+    LIMIT, CTEs ...), which a dry run then shows as not counted."""
+    m = _DELETE_RE.match(statement) or _UPDATE_RE.match(statement)
+    if m is None or kind(statement) not in ("DELETE", "UPDATE"):
+        return None
+    rest = m.group("rest")
+    words = _top_level_words(rest)
+    where = next((at for word, at in words if word == "WHERE"), None)
+    if any(word in _NOT_PLAIN for word, _ in words):
+        return None
+    before_where = rest[:where] if where is not None else rest
+    if kind(statement) == "DELETE" and before_where.strip():
+        return None  # something between the table and its WHERE (an alias, ...)
+    condition = f" WHERE {rest[where + 5 :].strip()}" if where is not None else ""
+    return f"SELECT count(*) FROM {m.group('table')}{condition}"
+
+
+def _top_level_words(text: str) -> list[tuple[str, int]]:
+    """Upper-cased words outside parentheses, quotes and comments, with where each starts."""
+    found: list[tuple[str, int]] = []
+    depth = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "'\"`":
+            end = text.find(c, i + 1)
+            i = n if end == -1 else end + 1
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif (
+            depth == 0
+            and (c.isalpha() or c == "_")
+            and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "_."))
+        ):
+            m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text[i:])
+            assert m is not None
+            found.append((m.group(0).upper(), i))
+            i += len(m.group(0))
+            continue
+        i += 1
+    return found

@@ -209,6 +209,8 @@ def dry_run(t: Target, profile: Profile, reporter: Reporter) -> DryRun:
             row = t.query(step.count_sql, f"count {step.description}")[0]
             labels = step.items or (step.description,)
             counts = [(label, int(str(v or 0))) for label, v in zip(labels, row, strict=True)]
+        elif step.kind == "script":
+            counts = script_rows.planned(t, step.sql, step.description)
         steps.append(PlannedStep(step.kind, step.description, counts))
     return DryRun(
         profile.name,

@@ -7,13 +7,17 @@ its output discarded; now the run says which statement of which script changed n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataferry.artifacts import Sanitisation
+from dataferry.engines import statements
 from dataferry.engines.statements import Changed
 from dataferry.errors import SanitisationFailed
 from dataferry.progress import Reporter
 from dataferry.sanitise.profile import Profile
+
+if TYPE_CHECKING:
+    from dataferry.sanitise.execution import Target
 
 
 def record(script: str, changed: list[Changed], profile: Profile, reporter: Reporter) -> list[dict[str, Any]]:
@@ -48,3 +52,24 @@ def attach(result: Sanitisation, statements: list[dict[str, Any]]) -> Sanitisati
         return result
     warnings = [zero(s) for s in statements if s["rows"] == 0]
     return result.model_copy(update={"statements": statements, "warnings": warnings})
+
+
+def planned(t: Target, sql: str, script: str) -> list[tuple[str, int]]:
+    """For a dry run: the rows each plain ``UPDATE``/``DELETE`` of a script would touch now (a
+    ``count(*)`` with its ``WHERE``), numbered as the run numbers them; nothing is run."""
+    out = []
+    number = 0
+    for statement in statements.split(sql):
+        if statements.kind(statement) not in statements.CHANGING:
+            continue
+        number += 1
+        query = statements.count_query(statement)
+        if query is None:
+            continue
+        try:
+            rows = t.query(query, f"count {script} statement {number}")
+        except SanitisationFailed:
+            continue  # e.g. a table an earlier statement of the script creates: not counted
+        label = f"{script}: statement {number} ({statements.kind(statement)})"
+        out.append((label, int(str(rows[0][0] or 0))))
+    return out
