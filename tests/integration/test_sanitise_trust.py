@@ -183,6 +183,8 @@ def test_a_sanitised_artifact_is_signed_and_restored_from_a_requires_sanitised_s
     assert "PRIVATE" in private and private.splitlines()[1] not in json.dumps(body)
     assert restore_integration(cfg).swapped
     assert ops.verify(cfg, DB, "staging").signature is not None
+    findings = {what: (ok, detail) for what, ok, detail in ops.check(cfg).findings}
+    assert findings[f"newest artifact of {DB} in staging"][0]
 
 
 def forge(store: Store, key: str, body: dict[str, Any]) -> None:
@@ -232,6 +234,9 @@ def test_a_requires_sanitised_store_refuses_a_sanitised_artifact_it_cannot_trust
         run_job(cfg, "integ")
     with pytest.raises(UntrustedArtifact):
         ops.verify(cfg, DB, "staging")  # 'dataferry verify' too
+    findings = {what: (ok, detail) for what, ok, detail in ops.check(cfg).findings}
+    ok, detail = findings[f"newest artifact of {DB} in staging"]  # 'dataferry check' says so
+    assert not ok and reason in detail
 
 
 def test_a_forged_sanitised_artifact_from_an_untrusted_store_is_sanitised_again(tmp_path: Path) -> None:

@@ -157,7 +157,34 @@ def check(cfg: Config) -> CheckReport:
             report.findings.append(_check_profile(cfg, db_name))
     report.findings.append(_check_leftovers(cfg))
     report.findings.append(_check_signing(cfg))
+    report.findings += _check_signatures(cfg)
     return report
+
+
+def _check_signatures(cfg: Config) -> list[tuple[str, bool, str]]:
+    """The newest artifact of each database in each store that requires sanitised data: would a
+    restore take it (sanitised, signed by a trusted key)? Unsigned ones are what an upgrade left."""
+    found = []
+    for env_name, env in sorted(cfg.environments.items()):
+        if not env.requires_sanitised:
+            continue
+        for db_name, db_cfg in sorted(cfg.databases.items()):
+            if env_name not in db_cfg.environments:
+                continue
+            what = f"newest artifact of {db_name} in {env_name}"
+            try:
+                layout = layout_for(cfg, env_name, db_name)
+                manifest = layout.select(
+                    engine_for(cfg, db_name), artifact=None, at=None, reporter=NullReporter()
+                )
+                refuse_unsanitised_source(cfg, env_name, manifest)
+            except (Refused, VerificationFailed) as exc:
+                found.append((what, False, exc.message))
+                continue
+            except FerryError:
+                continue  # none yet, or the store is unreachable (reported above)
+            found.append((what, True, f"{manifest.id}: sanitised and signed by a trusted key"))
+    return found
 
 
 def _check_signing(cfg: Config) -> tuple[str, bool, str]:
