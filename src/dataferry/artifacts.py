@@ -57,6 +57,15 @@ class Sanitisation(BaseModel):
     passed: bool
 
 
+class Signature(BaseModel):
+    """An Ed25519 signature over the rest of the manifest (``signing.py``); ``key`` is the public
+    key's fingerprint, never a key."""
+
+    algorithm: str
+    key: str
+    value: str
+
+
 class Manifest(BaseModel):
     """The commit record of an artifact."""
 
@@ -76,6 +85,7 @@ class Manifest(BaseModel):
     sanitisation: Sanitisation | None = None
     row_counts: dict[str, int] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+    signature: Signature | None = None
 
     @field_validator("created_at", "finished_at")
     @classmethod

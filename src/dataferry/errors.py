@@ -13,6 +13,7 @@ The tree, with the exit code each class carries (the codes are a stable, documen
     ├── SanitisationFailed          8  a sanitisation script or check failed; nothing published
     │   └── ChecksFailed            8  ... the rules ran but a check found something
     ├── Refused                     9  a safety rule refused the operation (protected environment)
+    │   └── UntrustedArtifact       9  ... a "sanitised" artifact without a valid trusted signature
     ├── StoreError                  1  a store could not be read or written
     │   └── StoreUnavailable        1  ... and retrying may help (Transient)
     ├── EngineError                 1  a database tool or statement failed
@@ -142,7 +143,17 @@ class Refused(FerryError):
 
     exit_code = 9
     label = "refused"
-    meaning = "refused by a safety rule (for example a protected environment)"
+    meaning = (
+        "refused by a safety rule (a protected environment, an unsanitised artifact, or a "
+        '"sanitised" one without a valid trusted signature)'
+    )
+
+
+class UntrustedArtifact(Refused):
+    """An artifact that says it is sanitised but carries no valid signature by a key the environment
+    trusts (unsigned, edited after signing, or signed by another key): sanitisation's refusal."""
+
+    label = "untrusted artifact"
 
 
 class StoreError(FerryError):

@@ -37,6 +37,7 @@ from dataferry.engines import (
     Engine,
     RestoreOptions,
     Shadow,
+    SweepsShadows,
     ToolCheck,
     drop_after_failure,
     estimated_dump_size,
@@ -78,6 +79,8 @@ class Publication:
     extra: dict[str, object] | None = None
     #: the database name the dump records when a copy is dumped in its place (not ``<db>_dfshadow``)
     dump_as: str | None = None
+    #: signs the manifest of a sanitised artifact before it is written (``ops`` chooses the key)
+    sign: Callable[[Manifest], Manifest] | None = None
 
 
 def publish(
@@ -110,6 +113,8 @@ def publish(
         row_counts=row_counts,
         extra={**engine_extra, **(what.extra or {}), **layout.manifest_extra(new)},
     )
+    if manifest.sanitised and what.sign is not None:
+        manifest = what.sign(manifest)
     layout.publish(manifest)
     reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
     return manifest
@@ -343,6 +348,14 @@ def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
     with passwords, spools with whole databases (``dataferry.private``), and say so."""
     for base in private.bases(spool):
         for path in private.sweep(base):
+            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
+
+
+def sweep_shadows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> None:
+    """Remove the shadows killed restores of ``ref`` left beside it (SQLite: files holding the
+    unsanitised data), and say so; engines whose shadows are named databases drop them themselves."""
+    if isinstance(engine, SweepsShadows):
+        for path in engine.remove_stale_shadows(ref):
             reporter.warn(f"removed {path}, left by a dataferry run that was killed")
 
 

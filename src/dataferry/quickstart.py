@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from dataferry import artifacts
+from dataferry import artifacts, signing
 from dataferry.config import Config, load
 from dataferry.errors import ConfigError, FerryError
 from dataferry.jobs import state
@@ -45,12 +45,21 @@ DB = "email-alert-api"
 JOBS = (f"{DB}-production", f"{DB}-staging", f"{DB}-integration")
 SALT_ENV = "EMAIL_ALERT_API_QUICKSTART_SALT"
 SALT_FILE = "sanitise-salt"
+SIGNING_KEY_FILE = "signing.key"
+#: In CONFIG, replaced by the public key of the quickstart's signing key.
+PUBLIC_KEY = "@PUBLIC_KEY@"
 
 CONFIG = f"""\
 # dataferry quickstart: SQLite databases and local directory stores, no servers needed.
 # The chain: production is backed up; staging restores it, sanitises it on the shadow before the
 # swap, checks it and publishes a sanitised backup; integration restores that. Each job runs
 # *after* the one before it has published a new artifact: no clock offsets.
+
+[settings]
+# The private key that signs the manifests of sanitised artifacts, made by quickstart (as
+# 'dataferry keygen --out signing.key' would) with mode 600. Staging and integration trust its
+# public key only: a "sanitised" artifact they did not see signed by it is refused (exit 9).
+signing_key_file = "{SIGNING_KEY_FILE}"
 
 [environments.production]
 store = "stores/production"
@@ -59,10 +68,12 @@ protected = true
 [environments.staging]
 store = "stores/staging"
 requires_sanitised = true
+trusted_keys = ["{PUBLIC_KEY}"]
 
 [environments.integration]
 store = "stores/integration"
 requires_sanitised = true
+trusted_keys = ["{PUBLIC_KEY}"]
 
 [databases.{DB}]
 engine = "sqlite"
@@ -175,7 +186,7 @@ def run_quickstart(
     if config_path.exists() and "quickstart" not in config_path.read_text(encoding="utf-8"):
         raise ConfigError(f"{config_path} exists and was not made by quickstart; choose another directory")
     directory.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(CONFIG, encoding="utf-8")
+    config_path.write_text(config_for(directory), encoding="utf-8")
     (directory / "sanitise").mkdir(exist_ok=True)
     (directory / "sanitise" / f"{DB}.toml").write_text(PROFILE, encoding="utf-8")
     for env in ("production", "staging", "integration"):
@@ -231,6 +242,22 @@ def _require_chain(cfg: Config) -> None:
                 f"quickstart: job {job} did not succeed",
                 hint=f"see 'dataferry --config {cfg.path} history {job}'",
             )
+
+
+def config_for(directory: Path) -> str:
+    """The quickstart's configuration for ``directory``, trusting the public key of its signing key
+    (made in ``directory`` on the first call)."""
+    return CONFIG.replace(PUBLIC_KEY, _public_key(directory))
+
+
+def _public_key(directory: Path) -> str:
+    """The public key of the quickstart's signing key, made on the first run (kept on re-runs, so
+    the artifacts it signed stay trusted)."""
+    path = directory / SIGNING_KEY_FILE
+    if not path.exists():
+        pem, _, _ = signing.generate()
+        signing.write_private_key(path, pem)
+    return signing.public_text(signing.signer_from_file(path).key.public_key())
 
 
 @contextmanager

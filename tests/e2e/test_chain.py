@@ -23,6 +23,7 @@ from dataferry.jobs import state
 from dataferry.jobs.state import RunRecord, StoreCache
 from dataferry.quickstart import PROFILE, SALT_ENV, make_sample_database, personal_data
 from servers import PgServer, S3Server
+from signing_keys import signed_config
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def chain_config(
         'steps = ["restore:staging"]\nafter = "stage"\nmax_age = "8d"',
     ]
     config = root / "dataferry.toml"
-    config.write_text("\n\n".join(lines) + "\n")
+    config.write_text(signed_config("\n\n".join(lines) + "\n", root))
     return config
 
 

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from dataferry import artifacts, ops
 from dataferry.cli import cli
 from dataferry.config import Config, load
-from dataferry.quickstart import CONFIG, make_sample_database
+from dataferry.quickstart import config_for, make_sample_database
 
 
 def _setup(tmp_path: Path) -> Config:
-    (tmp_path / "dataferry.toml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "dataferry.toml").write_text(config_for(tmp_path), encoding="utf-8")
     for env in ("production", "staging", "integration"):
         (tmp_path / "databases" / env).mkdir(parents=True)
     make_sample_database(tmp_path / "databases/production/email-alert-api.db", subscribers=50)

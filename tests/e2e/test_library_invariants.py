@@ -17,13 +17,13 @@ import pytest
 
 import dataferry
 from dataferry.artifacts import Sanitisation
-from dataferry.quickstart import CONFIG, DB, PROFILE, SALT_ENV, make_sample_database, personal_data
+from dataferry.quickstart import DB, PROFILE, SALT_ENV, config_for, make_sample_database, personal_data
 
 
 @pytest.fixture
 def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dataferry.config.Config:  # type: ignore[name-defined]
     """The quickstart's chain, with production backed up once and a live staging database."""
-    (tmp_path / "dataferry.toml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "dataferry.toml").write_text(config_for(tmp_path), encoding="utf-8")
     (tmp_path / "sanitise").mkdir()
     (tmp_path / "sanitise" / f"{DB}.toml").write_text(PROFILE, encoding="utf-8")
     for env in ("production", "staging", "integration"):

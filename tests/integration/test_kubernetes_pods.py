@@ -100,9 +100,21 @@ def objects_by_name(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_the_rendered_pods_run_the_quickstart_chain(tmp_path: Path) -> None:
     qs = tmp_path / "quickstart"
     quickstart.run_quickstart(qs, reporter=NullReporter(), echo=lambda line: None)
-    cfg = load(qs / "dataferry.toml")
+    # A pod gets the signing key from its Secret, not from a file beside the config (render refuses
+    # a key file: the ConfigMap must hold no secret).
+    config_file = qs / "dataferry.toml"
+    text = config_file.read_text(encoding="utf-8")
+    key_line = f'signing_key_file = "{quickstart.SIGNING_KEY_FILE}"'
+    assert key_line in text
+    config_file.write_text(
+        text.replace(key_line, 'signing_key_env = "DATAFERRY_SIGNING_KEY"'), encoding="utf-8"
+    )
+    cfg = load(config_file)
     objects = objects_by_name(render_kubernetes(cfg).objects)
-    secrets = {quickstart.SALT_ENV: (qs / quickstart.SALT_FILE).read_text().strip()}
+    secrets = {
+        quickstart.SALT_ENV: (qs / quickstart.SALT_FILE).read_text().strip(),
+        "DATAFERRY_SIGNING_KEY": (qs / quickstart.SIGNING_KEY_FILE).read_text(),
+    }
     config_map = objects["dataferry-config"]
 
     def pod(name: str) -> Pod:

@@ -34,9 +34,10 @@ from dataferry.sanitise import (
 )
 from dataferry.sanitise import checks as scan_checks
 from dataferry.sanitise.dialects import dialect_for
-from dataferry.sanitise.execution import ChecksFailed, Target, sanitise
+from dataferry.sanitise.execution import ChecksFailed, Target, dry_run, sanitise
 from dataferry.sanitise.profile import load as load_profile
 from servers import MariaDbServer, PgServer
+from signing_keys import signed_config
 from unit.test_sanitise_profile import EMAIL_CASES, PHONE_CASES
 
 pytestmark = pytest.mark.integration
@@ -341,7 +342,7 @@ sanitise = "app-sanitise.toml"
         )
         backend.execute(schema, text.rsplit('url = "', 1)[1].split('"', 1)[0])
     path = backend.workdir / "dataferry.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(signed_config(text, backend.workdir), encoding="utf-8")
     return World(backend, load(path), seed, urls)
 
 
@@ -485,7 +486,7 @@ def test_restore_into_a_requires_sanitised_environment_sanitises_on_the_shadow(w
         manifest.sanitisation.profile_sha256
         == load_profile(world.backend.workdir / "app-sanitise.toml").sha256
     )
-    assert {c["check"] for c in manifest.sanitisation.checks} == {"coverage", "sql", "scan"}
+    assert {c["check"] for c in manifest.sanitisation.checks} == {"coverage", "sql", "scan", "masked"}
     assert_no_leak(manifest.model_dump_json(), world.seed)
     assert_no_leak(
         (world.backend.workdir / "stores" / "staging").joinpath(manifest.key).read_text(), world.seed
@@ -665,3 +666,85 @@ def test_cli_restore_sanitises_for_staging_and_fails_with_exit_8(world: World) -
     failed = runner.invoke(cli, args)
     assert failed.exit_code == 8
     assert_no_leak(failed.output, world.seed)
+
+
+def test_masked_columns_of_sanitised_data_have_their_rules_form_on_every_engine(world: World) -> None:
+    """Issue 12, masked means masked: the forms the checks-only backup verifies are exactly what the
+    rules write, on every engine (pseudonyms, hash length, redaction, constant, NULL, row rules)."""
+    backup_production(world)
+    restore_staging(world)
+    result = check_live(world.cfg, "app", "staging", NullReporter())
+    masked = [r for r in result.checks if r["check"] == "masked"]
+    assert len(masked) == 12 and all(r["passed"] for r in masked), masked
+    # a value of the right kind but not masked: a hash of the wrong length, a real-looking name
+    world.backend.execute(
+        "UPDATE subscribers SET token = 'abc123', name = 'Mary Smith' WHERE id = 1;", world.urls["staging"]
+    )
+    with pytest.raises(ChecksFailed) as info:
+        ops.backup(world.cfg, "app", "staging")
+    assert "subscribers.token: hash(32): 1 row(s)" in info.value.message
+    assert "subscribers.name: fake_name: 1 row(s)" in info.value.message
+    assert "Mary" not in info.value.message and "abc123" not in info.value.message
+    assert world.store_keys("staging") == []
+
+
+def test_a_time_row_rule_on_an_epoch_column_deletes_nothing_on_every_engine(world: World) -> None:
+    """Issue 12, item 7: keep_newer_than_days on an integer epoch column is an error, not a silent
+    delete of every row (SQLite read it as no time, MariaDB compared numbers)."""
+    url = world.urls["staging"]
+    world.backend.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, at BIGINT);", url)
+    now = int(datetime.now(UTC).timestamp())
+    world.backend.execute(f"INSERT INTO events VALUES (1, {now}), (2, {now - 86400});", url)
+    (world.backend.workdir / "epoch.toml").write_text(
+        f'salt_env = "{SALT_ENV}"\n[[rows]]\ntable = "events"\nkeep_newer_than_days = 30\ncolumn = "at"\n'
+        '[tables.events]\nkeep = ["id", "at"]\n'
+    )
+    profile = load_profile(world.backend.workdir / "epoch.toml")
+    with pytest.raises(SanitisationFailed) as info:
+        sanitise(direct_target(world, "staging"), profile, SALT, NullReporter())
+    assert "events" in info.value.message and info.value.exit_code == 8
+    assert len(world.rows("staging", "events")) == 2
+
+
+NOTE_SCRIPT = """-- a comment; with a semicolon
+CREATE TABLE scratch_note (t TEXT);
+INSERT INTO scratch_note VALUES ('a;b');
+UPDATE subscribers SET status = 'x' WHERE id > 0;
+DELETE FROM audit WHERE who = 'nobody-at-all';
+DROP TABLE scratch_note;
+"""
+
+
+def test_script_statements_report_their_rows_and_a_zero_is_a_warning_or_with_expect_rows_fatal(
+    world: World,
+) -> None:
+    """Issue 12, item 7: what each script statement changed is in the result; 0 rows warns."""
+    (world.backend.workdir / "note.sql").write_text(NOTE_SCRIPT)
+    write_profile(world.backend.workdir, scripts='"note.sql"')
+    profile = load_profile(world.backend.workdir / "app-sanitise.toml")
+    world.backend.execute(insert_sql(world.seed, sql_literal), world.urls["integration"])
+    subscribers = len(world.seed.subscribers)
+    # a dry run counts the plain UPDATE and DELETE (not the INSERT), numbered as the run numbers them
+    plan = dry_run(direct_target(world, "integration"), profile, NullReporter())
+    (script,) = [s for s in plan.steps if s.kind == "script"]
+    assert script.counts == [
+        ("script note.sql: statement 2 (UPDATE)", subscribers),
+        ("script note.sql: statement 3 (DELETE)", 0),
+    ]
+    result = sanitise(direct_target(world, "integration"), profile, SALT, NullReporter())
+    extra = result.model_extra or {}
+    assert [(s["statement"], s["kind"], s["rows"]) for s in extra["statements"]] == [
+        (1, "INSERT", 1),
+        (2, "UPDATE", subscribers),
+        (3, "DELETE", 0),
+    ]
+    assert extra["warnings"] == ["script note.sql: statement 3 (DELETE) changed 0 rows"]
+    # expect_rows = true makes it fatal
+    text = (world.backend.workdir / "app-sanitise.toml").read_text()
+    (world.backend.workdir / "app-sanitise.toml").write_text("expect_rows = true\n" + text)
+    strict = load_profile(world.backend.workdir / "app-sanitise.toml")
+    with pytest.raises(SanitisationFailed) as info:
+        sanitise(direct_target(world, "integration"), strict, SALT, NullReporter())
+    assert (
+        "statement 3 (DELETE) changed 0 rows, and the profile sets expect_rows = true" in info.value.message
+    )

@@ -20,6 +20,7 @@ from dataferry.engines import RunsSql, get_engine
 from dataferry.errors import SanitisationFailed
 from dataferry.sanitise import fakes
 from servers import MariaDbServer, PgServer
+from signing_keys import signed_config
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ def make_example(
         "[databases.app.environments]",
         *(f'{env} = {{ url = "{url}", password_env = "{PASSWORD_ENV}" }}' for env, url in urls.items()),
     ]
-    (tmp_path / "dataferry.toml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dataferry.toml").write_text(signed_config("\n".join(lines) + "\n", tmp_path))
     schema = (EXAMPLES / name / "schema.sql").read_text()
     for env in urls:
         execute(schema, env)

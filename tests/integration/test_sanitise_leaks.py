@@ -36,6 +36,7 @@ from integration.test_sanitise_engines import (
     _sqlite_backend,
 )
 from servers import MariaDbServer, PgServer
+from signing_keys import signed_config
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +194,7 @@ sanitise = "profile.toml"
             f'password_env = "{PASSWORD_ENV}"\n' if b.password else ""
         )
     path = b.workdir / "dataferry.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(signed_config(text, b.workdir), encoding="utf-8")
     world = World(engine, load(path), urls)
     ops.backup(world.cfg, "app", "production")
     return world

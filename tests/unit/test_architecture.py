@@ -187,7 +187,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dataferry.errors", "dataferry._version", "dataferry.engines.registry", "dataferry.environ"),
     ("dataferry.config", "dataferry.streams", "dataferry.progress", "dataferry.gzipio", "dataferry.private"),
     ("dataferry.codecs", "dataferry.stores", "dataferry.engines"),
-    ("dataferry.artifacts",),
+    ("dataferry.artifacts", "dataferry.signing"),
     ("dataferry.layouts", "dataferry.sanitise", "dataferry.metrics"),
     ("dataferry.pipeline",),
     ("dataferry.ops",),

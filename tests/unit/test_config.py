@@ -26,6 +26,7 @@ protected = true
 [environments.staging]
 store = "stores/staging"
 requires_sanitised = true
+trusted_keys = ["ed25519:iIXazt7wMVICZOkpSd8TirPa+fAPAjJElDrv/dcI144="]
 
 [databases.publishing-api]
 engine = "postgresql"

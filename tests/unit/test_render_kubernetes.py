@@ -34,6 +34,7 @@ VERSIONS = ("1.29.0", "1.35.0", "1.36.0", "1.37.0")
 CONFIG = """\
 [settings]
 pushgateway_url = "http://pushgateway.monitoring:9091"
+signing_key_env = "DATAFERRY_SIGNING_KEY"
 
 [environments.production]
 store = { url = "s3://example-production-backups/db", access_key_id_env = "PROD_S3_KEY_ID", secret_access_key_env = "PROD_S3_SECRET" }
@@ -42,6 +43,7 @@ protected = true
 [environments.staging]
 store = "s3://example-staging-backups/db"
 requires_sanitised = true
+trusted_keys = ["ed25519:0FXIPxKJVJNm9UlUfk2LQY5IvxMJwgjhO0vJDzTzr50="]
 
 [databases.email-alert-api]
 engine = "postgresql"
@@ -94,6 +96,7 @@ SECRET_VARS = (
     "STAGING_MYSQL_PASSWORD",
     "EMAIL_ALERT_API_SANITISE_SALT",
     "WHITEHALL_SANITISE_SALT",
+    "DATAFERRY_SIGNING_KEY",
 )
 
 #: What a team changes in its own values file.
@@ -403,3 +406,16 @@ def test_helm_refuses_values_the_chart_does_not_know(
     assert CliRunner().invoke(cli, render).exit_code == 0
     with pytest.raises(helm.HelmValuesError, match=re.escape(where)):
         helm_render(chart, values)
+
+
+def test_a_signing_key_file_is_refused_not_rendered(project: Path) -> None:
+    """A job that publishes sanitised artifacts signs them; its pod can only get the key from the
+    Secret (a key file beside the config would have to be in the ConfigMap, which holds no secret)."""
+    text = project.read_text(encoding="utf-8")
+    project.write_text(
+        text.replace('signing_key_env = "DATAFERRY_SIGNING_KEY"', 'signing_key_file = "signing.key"'),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["--config", str(project), "render", "kubernetes"])
+    assert result.exit_code == 2, result.output
+    assert "signing_key_env" in result.output and "BEGIN" not in result.output

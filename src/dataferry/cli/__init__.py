@@ -62,6 +62,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "scheduler": "dataferry.cli.jobs:scheduler_cmd",
     "unlock": "dataferry.cli.jobs:unlock",
     "sanitise": "dataferry.cli.sanitise:sanitise",
+    "keygen": "dataferry.cli.sanitise:keygen",
     "legacy": "dataferry.cli.compat:legacy_cmd",
     "import": "dataferry.cli.compat:import_cmd",
     "render": "dataferry.cli.render:render",

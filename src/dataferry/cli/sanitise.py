@@ -86,3 +86,37 @@ def _check_line(r: dict[str, object]) -> str:
         where = ", ".join(f"{f['table']}.{f['column']} {f['count']}" for f in found) or "nothing found"
         return f"scan {r['name']} in {r['columns_scanned']} column(s): {where}"
     return f"{r['check']} {r['name']}: {status} {r.get('detail') or ''}".rstrip()
+
+
+@click.command("keygen")
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False), help="Write a new private key here (mode 600)."
+)
+@click.option(
+    "--show",
+    "show",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Print the public key of this private key.",
+)
+def keygen(out: str | None, show: str | None) -> None:
+    """Make the key pair that signs sanitised manifests, or show a private key's public key.
+
+    The private key goes to the machine that sanitises (settings.signing_key_file or
+    signing_key_env); the printed public key goes into trusted_keys of every environment that
+    requires sanitised data. The private key is never printed.
+    """
+    from pathlib import Path
+
+    from dataferry import signing
+
+    if (out is None) == (show is None):
+        raise ConfigError("give --out FILE (a new key pair) or --show FILE (the public key of a private key)")
+    if out is not None:
+        pem, public, fingerprint = signing.generate()
+        signing.write_private_key(Path(out), pem)
+        click.echo(f"private key written to {out} (mode 600): keep it on the machine that sanitises")
+    else:
+        signer = signing.signer_from_file(Path(str(show)))
+        public, fingerprint = signing.public_text(signer.key.public_key()), signer.fingerprint
+    click.echo(f"fingerprint: {fingerprint}")
+    click.echo(f'trusted_keys = ["{public}"]')

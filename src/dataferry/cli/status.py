@@ -74,6 +74,8 @@ def history(c: Context, job: str, limit: int, as_json: bool) -> None:
                 if x
             )
             click.echo(f"    {s.index}. {s.step}: {s.status} {extra}".rstrip())
+            for warning in s.warnings:
+                click.echo(f"       warning: {warning}")
 
 
 def _history_line(r: RunRecord, shown: str) -> str:

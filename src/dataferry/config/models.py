@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dataferry.config.references import reference_problems
+from dataferry.config.trust import check_public_key, trust_problems
 from dataferry.config.urls import check_url
 from dataferry.errors import ConfigError, NotFound
 
@@ -129,6 +131,10 @@ class EnvironmentConfig(_Model):
     requires_sanitised: StrictBool = Field(
         False,
         description="store accepts only sanitised, check-passed artifacts; restores from it refuse others",
+    )
+    trusted_keys: list[Annotated[str, AfterValidator(check_public_key)]] = Field(
+        default_factory=list,
+        description="public keys (ed25519:...) whose signed sanitised artifacts this environment trusts",
     )
 
     @field_validator("store", mode="before")
@@ -261,6 +267,8 @@ class Settings(_Model):
         None, description="directory of node_exporter's textfile collector for Prometheus metrics"
     )
     pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway to push metrics to")
+    signing_key_env: str | None = Field(None, description="env var holding the manifest signing key")
+    signing_key_file: str | None = Field(None, description="file (mode 600) of the manifest signing key")
 
     @field_validator("lock_ttl")
     @classmethod
@@ -285,6 +293,7 @@ class Config(_Model):
         problems = reference_problems(
             self.model_dump(include={"settings", "environments", "databases", "jobs"})
         )
+        problems += trust_problems(self)
         if problems:
             summary = "; ".join(f"{'.'.join(loc)}: {msg}" for loc, msg in problems)
             raise PydanticCustomError("references", "{summary}", {"summary": summary, "problems": problems})

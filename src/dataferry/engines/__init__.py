@@ -18,6 +18,7 @@ from dataferry.config import DatabaseRef
 from dataferry.engines._locks import RestoreLock
 from dataferry.engines.registry import _REGISTRY, engine_names
 from dataferry.engines.registry import register as register  # third-party engines call engines.register
+from dataferry.engines.statements import Changed
 from dataferry.errors import ConfigError, NotReady
 
 
@@ -152,8 +153,9 @@ class RunsSql(Protocol):
     ``target``, a live database or a shadow. Any SQL error raises ``EngineError``. ``shadow`` is
     deprecated: pass the shadow as the target."""
 
-    def run_sql(self, target: DbTarget, sql: str) -> None:
-        """Run a script; the first failing statement stops it and raises."""
+    def run_sql(self, target: DbTarget, sql: str) -> list[Changed]:
+        """Run a script; the first failing statement stops it and raises. Returns each
+        data-changing statement with the rows it affected (``engines.statements``)."""
         ...
 
     def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:
@@ -168,6 +170,20 @@ class ChecksSource(Protocol):
 
     def check_source(self, db: DatabaseRef) -> list[ToolCheck]:
         """Open the database read-only and change nothing."""
+        ...
+
+
+@runtime_checkable
+class SweepsShadows(Protocol):
+    """Optional capability of engines whose shadows are files a killed restore leaves behind
+    (SQLite); server engines drop a dead restore's named shadow at the next restore."""
+
+    def stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """What killed restores of ``db`` left (read-only; for ``check``)."""
+        ...
+
+    def remove_stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """Remove them, unless a restore of ``db`` is running now; returns what was removed."""
         ...
 
 

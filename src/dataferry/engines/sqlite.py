@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
-import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -22,82 +21,16 @@ from dataferry.engines import (
     Shadow,
     ToolCheck,
     split_target,
+    statements,
 )
-from dataferry.engines._locks import busy, holder_label
-from dataferry.errors import EngineError, NotFound, NotReady, VerificationFailed
+from dataferry.engines.sqlite_files import LOCK_SUFFIX as LOCK_SUFFIX
+from dataferry.engines.sqlite_files import SQLiteRestoreLock, keep_access
+from dataferry.engines.statements import Changed
+from dataferry.errors import EngineError, LockBusy, NotFound, NotReady, VerificationFailed
 from dataferry.private import private_dir
 from dataferry.streams import copy_stream
 
 _SHADOW_MARK = ".dataferry-shadow-"
-#: Beside the database: ``flock``ed by a restore from start to swap (see ``engines._locks``).
-LOCK_SUFFIX = ".dataferry-lock"
-
-
-class SQLiteRestoreLock:
-    """An exclusive ``flock`` on ``<file>.dataferry-lock``; the kernel drops it when the holder dies.
-    The file says who holds it (for the message of a refused restore) and is removed on release."""
-
-    def __init__(self, target: Path, environment: str) -> None:
-        self._path = Path(str(target) + LOCK_SUFFIX)
-        self._fd: int | None = None
-        for _ in range(10):
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-                os.close(fd)
-                raise busy(f"{target} ({environment})", f"held by {owner}") from None
-            except BaseException:
-                os.close(fd)
-                raise
-            if _same_file(fd, self._path):
-                self._fd = fd
-                break
-            os.close(fd)  # the holder released and removed it between our open and our flock
-        else:
-            raise EngineError(f"cannot take the restore lock {self._path}: it keeps being replaced")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder_label().encode(), 0)
-
-    def release(self) -> None:
-        """Remove the file, then close it (which releases the lock); idempotent."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._path.unlink()
-            os.close(fd)
-
-
-def _keep_access(shadow: Path, target: Path) -> None:
-    """Give the shadow the live file's owner, group and mode before it replaces it: the application
-    that opens the database must still be able to after a refresh. The shadow was created 0600 by
-    ``mkstemp``; a target that does not exist yet gets what a new file gets (0666 less the umask)."""
-    try:
-        st = target.stat()
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(shadow, 0o666 & ~umask)
-        return
-    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-        try:
-            os.chown(shadow, st.st_uid, st.st_gid)
-        except PermissionError as exc:
-            raise NotReady(
-                f"cannot give the restored {target} its owner and group ({st.st_uid}:{st.st_gid}): "
-                f"{exc.strerror}; nothing was swapped",
-                hint="run the restore as the file's owner or as root, so the application can still open it",
-            ) from None
-    os.chmod(shadow, stat.S_IMODE(st.st_mode))  # after chown, which may clear set-id bits
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """True when ``path`` still names the file open as ``fd`` (a lock on a removed file is no lock)."""
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False
 
 
 def sqlite_path(db: DatabaseRef) -> Path:
@@ -203,6 +136,30 @@ class SQLiteEngine:
             raise
         return shadow
 
+    def stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """Shadow files (and their journals) beside the database: a restore keeps its own only
+        until its swap or drop, so any found while no restore runs were left by a killed one."""
+        target = sqlite_path(db)
+        return sorted(str(p) for p in target.parent.glob(f"{glob_escape(target.name)}{_SHADOW_MARK}*"))
+
+    def remove_stale_shadows(self, db: DatabaseRef) -> list[str]:
+        """Remove them under the restore lock (so never a running restore's shadow)."""
+        target = sqlite_path(db)
+        if not target.parent.is_dir():
+            return []
+        try:
+            lock = SQLiteRestoreLock(target, db.environment)
+        except LockBusy:
+            return []  # a restore runs now; the next run sweeps
+        try:
+            found = self.stale_shadows(db)
+            for path in found:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            return found
+        finally:
+            lock.release()
+
     def swap(self, shadow: Shadow) -> None:
         """Checkpoint the live file's WAL, then rename the shadow over it (atomic on POSIX)."""
         target = sqlite_path(shadow.ref)
@@ -220,7 +177,7 @@ class SQLiteEngine:
                 f"the shadow {shadow.name} no longer holds the restore lock of {target}; nothing was swapped",
                 hint="another restore of this database ran at the same time; run this one again",
             )
-        _keep_access(Path(shadow.name), target)
+        keep_access(Path(shadow.name), target)
         os.replace(shadow.name, target)
         shadow.release()
         for suffix in ("-wal", "-shm"):
@@ -242,16 +199,27 @@ class SQLiteEngine:
         finally:
             shadow.release()
 
-    def run_sql(self, target: DbTarget, sql: str) -> None:
-        """Run a script on ``target`` (used by sanitisation) in one transaction; any error is fatal."""
+    def run_sql(self, target: DbTarget, sql: str) -> list[Changed]:
+        """Run a script on ``target`` (used by sanitisation) in one transaction, statement by
+        statement (SQLite's own ``complete_statement`` splits it); any error is fatal and rolls back.
+        Returns what each data-changing statement changed."""
         path = _path(target)
         con = _connect(path)
+        con.isolation_level = None  # transactions are ours: BEGIN ... COMMIT around the script
+        done: list[tuple[str, int]] = []
         try:
-            con.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
+            con.execute("BEGIN")
+            for statement in _statements(sql):
+                done.append((statements.kind(statement), con.execute(statement).rowcount))
+            con.execute("COMMIT")
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            _reraise_stop(con)
             raise EngineError(f"SQL failed on {path.name}: {exc}") from exc
         finally:
             con.close()
+        return statements.changing(done)
 
     def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:
         """Run one read-only query on ``target`` and return its rows (the file is opened read-only)."""
@@ -264,9 +232,23 @@ class SQLiteEngine:
         try:
             return [tuple(row) for row in con.execute(sql).fetchall()]
         except sqlite3.Error as exc:
+            _reraise_stop(con)
             raise EngineError(f"SQL query failed on {path.name}: {exc}") from exc
         finally:
             con.close()
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """The statements of a script, as SQLite itself cuts them (strings, comments, triggers)."""
+    buf = ""
+    for piece in sql.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if statements.kind(buf):
+                yield buf
+            buf = ""
+    if statements.kind(buf.rstrip(";")):
+        yield buf.rstrip(";")  # a last statement without ';' (or an unfinished one: SQLite says)
 
 
 def _path(target: DbTarget) -> Path:
@@ -287,11 +269,45 @@ def register_sql_function(name: str, nargs: int, fn: SqlFunction) -> None:
     _SQL_FUNCTIONS[name] = (nargs, fn)
 
 
-def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if read_only else sqlite3.connect(path)
+class _Connection(sqlite3.Connection):
+    """A connection that remembers a stop (Ctrl-C, SIGTERM) raised inside one of our SQL functions.
+
+    SQLite calls those functions inside its statements and turns whatever they raise into "user-defined
+    function raised exception"; a stop request that arrived meanwhile would then be reported as a
+    failed statement (a failed sanitisation, exit 8) instead of a stopped run."""
+
+    stops: list[BaseException]
+
+
+def _connect(path: Path, *, read_only: bool = False) -> _Connection:
+    target = f"file:{path}?mode=ro" if read_only else str(path)
+    con = sqlite3.connect(target, uri=read_only, factory=_Connection)
+    con.stops = []
     for name, (nargs, fn) in _SQL_FUNCTIONS.items():
-        con.create_function(name, nargs, fn, deterministic=True)
+        con.create_function(name, nargs, _watching(fn, con.stops), deterministic=True)
     return con
+
+
+def _watching(fn: SqlFunction, stops: list[BaseException]) -> SqlFunction:
+    """``fn``, noting any ``BaseException`` that is not an ``Exception`` (a stop) it raises."""
+
+    def call(*args: object) -> str | int | float | bytes | None:
+        try:
+            return fn(*args)
+        except Exception:
+            raise
+        except BaseException as exc:
+            stops.append(exc)
+            raise
+
+    return call
+
+
+def _reraise_stop(con: sqlite3.Connection) -> None:
+    """Raise the stop a statement was cut short by, if it was (see ``_Connection``)."""
+    stops = getattr(con, "stops", None)
+    if stops:
+        raise stops[0].with_traceback(None)
 
 
 def _count_rows(path: Path) -> dict[str, int]:

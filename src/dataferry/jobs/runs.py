@@ -19,7 +19,7 @@ from dataferry.stores import Store, put_bytes, read_bytes
 RUN_FORMAT_VERSION = 1
 
 RunStatus = Literal["running", "succeeded", "failed", "skipped", "interrupted", "abandoned"]
-StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "interrupted"]
 #: Statuses after which an ``after`` trigger counts as handled (a skipped or interrupted run is retried).
 CONSUMING = ("succeeded", "failed", "abandoned")
 
@@ -57,6 +57,9 @@ class StepRecord(StateModel):
     bytes: int | None = None
     artifact: str | None = None
     detail: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="e.g. a script statement that changed 0 rows"
+    )
     error: ErrorInfo | None = None
 
     @property

@@ -11,7 +11,7 @@ from datetime import datetime
 from dataferry import ops
 from dataferry.artifacts import Sanitisation
 from dataferry.engines import Engine, Shadow
-from dataferry.errors import FerryError, Transient
+from dataferry.errors import FerryError, Interrupted, Transient
 from dataferry.jobs.common import now_utc
 from dataferry.jobs.context import RunContext
 from dataferry.jobs.hooks import run_hook
@@ -59,7 +59,8 @@ def _recorded_step(ctx: RunContext, step: StepRecord, *, save: bool) -> Iterator
     try:
         yield
     except BaseException as exc:
-        step.status = "failed"
+        stopped = isinstance(exc, Interrupted) or (ctx.guard.stop.is_set() and not ctx.guard.timed_out)
+        step.status = "interrupted" if stopped else "failed"
         step.finished_at = now_utc()
         step.error = ErrorInfo.from_exception(exc)
         ctx.metrics.step(labels, stem, "failed", started_at=step.started_at, finished_at=step.finished_at)
@@ -117,6 +118,7 @@ def _restore(ctx: RunContext, step: StepRecord) -> None:
     step.detail = f"from {source}, {sum(result.row_counts.values())} rows checked"
     if plan.sanitiser is not None and sanitise_step is None:
         step.detail += f"; sanitised on the shadow because {job.environment} requires sanitised data"
+        step.warnings = warnings_of(result.sanitisation)
     ctx.record.restored_artifact = manifest.id
     ctx.restored = result
     ctx.data_as_of = data_as_of(manifest)
@@ -159,15 +161,33 @@ def _sanitise_shadow(
 ) -> Sanitisation:
     """Sanitise the shadow inside the restore, before the swap; recorded as the ``sanitise`` step."""
     if step is None:
-        return require_passed(hook(engine, shadow), ctx.job.database)
+        return _stopped_or(ctx, lambda: require_passed(hook(engine, shadow), ctx.job.database))
     with _recorded_step(ctx, step, save=False):
         step.attempts += 1
-        result = require_passed(hook(engine, shadow), ctx.job.database)
+        result = _stopped_or(ctx, lambda: require_passed(hook(engine, shadow), ctx.job.database))
         step.detail = (
             f"profile {result.profile} ({result.profile_sha256[:12]}), {len(result.checks)} check(s) passed"
         )
+        step.warnings = warnings_of(result)
     ctx.ran_sanitise = True
     return result
+
+
+def warnings_of(result: Sanitisation | None) -> list[str]:
+    """The warnings a sanitisation result carries (a script statement that changed 0 rows)."""
+    found = (result.model_extra or {}).get("warnings") if result is not None else None
+    return [str(w) for w in found] if isinstance(found, list) else []
+
+
+def _stopped_or(ctx: RunContext, sanitise: Callable[[], Sanitisation]) -> Sanitisation:
+    """Run ``sanitise``; a failure that follows a stop request is the stop (``Interrupted``, not a
+    failed profile): SQLite runs the rules' Python functions inside its statements, so the stop
+    surfaces there as a failed statement."""
+    try:
+        return sanitise()
+    except FerryError:
+        ctx.guard.check()  # raises Interrupted (or RunTimedOut) when a stop was requested
+        raise
 
 
 def _backup(ctx: RunContext, step: StepRecord) -> None:
@@ -175,6 +195,11 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
     # A run that sanitised earlier but not now (--from-step skipped the restore) has its live data
     # checked read-only instead of trusted; ops does the same wherever the target requires it.
     sanitise_before = any(s.step == "sanitise" for s in ctx.record.steps[: step.index - 1])
+    # The gate runs on exactly what is published: a hook that ran after the restore may have
+    # changed the data its sanitisation checked, so the live data is checked again instead.
+    changed_by = _hooks_since_restore(ctx, step)
+    after = None if changed_by else ctx.restored
+    recheck = sanitise_before or bool(changed_by and ctx.restored and ctx.restored.sanitisation)
     extra: dict[str, object] = {"job": ctx.name, "run_id": ctx.record.run_id}
     origin = ctx.data_as_of or _live_data_as_of(ctx, step)
     if origin is not None:
@@ -185,8 +210,8 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
         job.environment,
         # 'backup:sanitised': sanitise a copy in the scratch database and publish that
         sanitise=step.step == "backup:sanitised",
-        after=ctx.restored,
-        check_sanitised=sanitise_before,
+        after=after,
+        check_sanitised=recheck,
         reporter=ctx.reporter,
         extra=extra,
     )
@@ -197,8 +222,21 @@ def _backup(ctx: RunContext, step: StepRecord) -> None:
     step.detail = ("sanitised" if manifest.sanitised else "not sanitised") + (
         ", live data checked" if checked == "checked live" else ""
     )
+    if changed_by and checked == "checked live":
+        step.detail += f" again after {', '.join(changed_by)}"
     ctx.record.published_artifact = manifest.id
     ctx.published = manifest
+
+
+def _hooks_since_restore(ctx: RunContext, step: StepRecord) -> list[str]:
+    """The hook steps that ran between this run's last restore and ``step`` ("step 3", ...)."""
+    ran: list[str] = []
+    for earlier in ctx.record.steps[: step.index - 1]:
+        if earlier.kind == "restore":
+            ran = []
+        elif earlier.kind == "hook" and earlier.status != "skipped":
+            ran.append(f"step {earlier.index}")
+    return ran
 
 
 def _verify(ctx: RunContext, step: StepRecord) -> None:

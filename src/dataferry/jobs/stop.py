@@ -100,6 +100,12 @@ class StopGuard:
             yield
         except _StopNow:
             raise self.error() from None
+        except FerryError as exc:
+            # A failure after a stop request is its consequence (a tool or statement cut short):
+            # the run was stopped, not failed.
+            if self.stop.is_set() and not isinstance(exc, Interrupted | RunTimedOut):
+                raise self.error() from None
+            raise
         finally:
             self._armed = False
 

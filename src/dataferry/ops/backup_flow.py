@@ -16,7 +16,7 @@ from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, Shadow
 from dataferry.layouts import Layout, layout_for
 from dataferry.ops.restore_flow import RestoreResult
-from dataferry.ops.rules import engine_for, refuse_unsanitised
+from dataferry.ops.rules import engine_for, refuse_unsanitised, signer_for
 from dataferry.pipeline import Publication, require_ready
 from dataferry.progress import NullReporter, Reporter
 
@@ -66,6 +66,10 @@ def backup(
     layout = layout_for(cfg, environment, database)
     what = Publication(database=database, environment=environment, extra=extra)
     pipeline.sweep_leftovers(cfg.spool_path(), reporter)
+    if sanitise or transform is None:
+        # the key that will sign a sanitised result, checked before anything is sanitised or dumped
+        passed = _sanitised_by(after, database, environment) is not None
+        what = _with_signer(cfg, what, sanitise or check_sanitised or passed)
     if sanitise:
         return _sanitised_backup(cfg, layout, engine, ref, what, reporter)
     if transform is not None:
@@ -78,6 +82,15 @@ def backup(
     what = dataclasses.replace(what, sanitisation=sanitisation)
     manifest = pipeline.publish(layout, engine, ref, what, _level(cfg, database), reporter)
     return BackupResult(manifest=manifest, store_url=layout.store.url)
+
+
+def _with_signer(cfg: Config, what: Publication, may_sanitise: bool) -> Publication:
+    """``what`` with the signing key of its environment, where it may publish a sanitised artifact
+    (a key a ``requires_sanitised`` environment does not trust is refused here, before any work)."""
+    if not (may_sanitise or cfg.environment(what.environment).requires_sanitised):
+        return what
+    signer = signer_for(cfg, what.environment)
+    return dataclasses.replace(what, sign=signer.sign if signer else None)
 
 
 def _level(cfg: Config, database: str) -> int:
@@ -110,6 +123,7 @@ def _sanitised_backup(
     require_ready(engine.check(source), source)
     require_ready(engine.check(scratch), scratch)
     reporter.info(f"sanitised backup of {what.database} ({what.environment}) through scratch {scratch.url}")
+    pipeline.sweep_shadows(engine, scratch, reporter)
     with pipeline.copy_to_shadow(engine, source, scratch) as shadow:
         sanitisation = sanitising.sanitise_shadow(engine, shadow, profile, salt, reporter)
         engine.swap(shadow)

@@ -9,13 +9,13 @@ import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from dataferry import artifacts, private
+from dataferry import artifacts, private, signing
 from dataferry.artifacts import Manifest
 from dataferry.config import Config, database_ref
-from dataferry.engines import ChecksSource, get_engine
+from dataferry.engines import ChecksSource, SweepsShadows, get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
-from dataferry.ops.rules import engine_for
+from dataferry.ops.rules import engine_for, refuse_unsanitised_source
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete, Store, put_bytes
 
@@ -73,6 +73,7 @@ def cleanup(
                     store.delete(data.key)
     clear = private.leftovers if dry_run else private.sweep
     report.private_leftovers = [str(p) for base in private.bases(cfg.spool_path()) for p in clear(base)]
+    report.private_leftovers += _shadows(cfg, database, environment, remove=not dry_run)
     if not dry_run:
         for key in report.orphans:
             store.delete(key)
@@ -132,7 +133,8 @@ def verify(
     artifact: str | None = None,
     reporter: Reporter | None = None,
 ) -> Manifest:
-    """Re-read an artifact (default: the latest) and check it against its manifest, with progress."""
+    """Re-read an artifact (default: the latest) and check it against its manifest, with progress; in a store that
+    requires sanitised artifacts, also that it is sanitised and signed by a key it trusts."""
     layout = layout_for(cfg, environment, database)
     manifest = layout.select(engine_for(cfg, database), artifact=artifact, at=None, reporter=NullReporter())
     if any(not o.sha256 for o in manifest.objects):
@@ -141,6 +143,7 @@ def verify(
             hint="dumps written by GOV.UK's own scripts carry no checksum; a restore still checks their format",
         )
     artifacts.verify(layout.store, manifest, reporter)
+    refuse_unsanitised_source(cfg, environment, manifest)  # a store that requires sanitised data: signed
     return manifest
 
 
@@ -173,11 +176,22 @@ def check(cfg: Config) -> CheckReport:
                     found += engine.check_source(ref)
                 for c in found:
                     report.findings.append((f"{where}: {c.what}", c.ok, c.detail))
+                shadows = _shadows(cfg, db_name, env_name, remove=False)
+                if shadows:
+                    report.findings.append(
+                        (
+                            f"{where}: shadows left by killed restores",
+                            False,
+                            f"{', '.join(shadows)}: 'dataferry cleanup {db_name} --env {env_name}' removes them",
+                        )
+                    )
             except Exception as exc:  # report, and go on to the next database
                 report.findings.append((where, False, str(exc)))
         if db_cfg.sanitise:
             report.findings.append(_check_profile(cfg, db_name))
     report.findings.append(_check_leftovers(cfg))
+    report.findings.append(_check_signing(cfg))
+    report.findings += _check_signatures(cfg)
     return report
 
 
@@ -221,6 +235,60 @@ def _backup_source(cfg: Config, database: str, environment: str) -> bool:
             if step == "backup":
                 return True
     return False
+
+
+def _check_signatures(cfg: Config) -> list[tuple[str, bool, str]]:
+    """The newest artifact of each database in each store that requires sanitised data: would a
+    restore take it (sanitised, signed by a trusted key)? Unsigned ones are what an upgrade left."""
+    found = []
+    for env_name, env in sorted(cfg.environments.items()):
+        if not env.requires_sanitised:
+            continue
+        for db_name, db_cfg in sorted(cfg.databases.items()):
+            if env_name not in db_cfg.environments:
+                continue
+            what = f"newest artifact of {db_name} in {env_name}"
+            try:
+                layout = layout_for(cfg, env_name, db_name)
+                manifest = layout.select(
+                    engine_for(cfg, db_name), artifact=None, at=None, reporter=NullReporter()
+                )
+                refuse_unsanitised_source(cfg, env_name, manifest)
+            except (Refused, VerificationFailed) as exc:
+                found.append((what, False, exc.message))
+                continue
+            except FerryError:
+                continue  # none yet, or the store is unreachable (reported above)
+            found.append((what, True, f"{manifest.id}: sanitised and signed by a trusted key"))
+    return found
+
+
+def _check_signing(cfg: Config) -> tuple[str, bool, str]:
+    """The key that signs sanitised manifests: readable, and which environments trust it."""
+    what = "manifest signing key"
+    name = cfg.settings.signing_key_env
+    if name and not os.environ.get(name):
+        return what, True, f"${name} is not set here (needed only where sanitised artifacts are published)"
+    try:
+        signer = signing.load_signer(cfg)
+    except FerryError as exc:
+        return what, False, exc.message
+    if signer is None:
+        return what, True, "none configured (this machine publishes no sanitised artifacts)"
+    requiring = {n: e for n, e in cfg.environments.items() if e.requires_sanitised}
+    trusting = [n for n, e in requiring.items() if signer.fingerprint in signing.fingerprints(e.trusted_keys)]
+    others = sorted(set(requiring) - set(trusting))
+    detail = f"{signer.fingerprint} ({signer.source}); trusted by {', '.join(trusting) or 'no environment'}"
+    return what, bool(trusting) or not requiring, detail + (f"; not by {', '.join(others)}" if others else "")
+
+
+def _shadows(cfg: Config, database: str, environment: str, *, remove: bool) -> list[str]:
+    """Shadow files killed restores of ``database`` in ``environment`` left beside it (SQLite)."""
+    engine = get_engine(cfg.database(database).engine)
+    if not isinstance(engine, SweepsShadows) or environment not in cfg.database(database).environments:
+        return []
+    ref = database_ref(cfg, database, environment)
+    return engine.remove_stale_shadows(ref) if remove else engine.stale_shadows(ref)
 
 
 def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:

@@ -158,6 +158,7 @@ def restore(
         hooks.append(before_swap)
     reporter.info(f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}")
     pipeline.sweep_leftovers(plan.config.spool_path(), reporter)
+    pipeline.sweep_shadows(plan.engine, plan.ref, reporter)
     options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
     loaded = pipeline.restore_into(plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter)
     reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")

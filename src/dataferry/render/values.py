@@ -137,7 +137,29 @@ def secret_names(cfg: Config, job_name: str) -> set[str]:
         salt = load_profile(cfg.resolve_path(db.sanitise)).salt_env
         if salt:
             names.add(salt)
+    if _publishes_sanitised(cfg, job):
+        names |= _signing_key(cfg, job_name)
     return names
+
+
+def _publishes_sanitised(cfg: Config, job: JobConfig) -> bool:
+    """The job publishes an artifact marked sanitised, so its pod needs the manifest signing key."""
+    backs_up = any(s.split(":", 1)[0] == "backup" for s in job.steps)
+    sanitises = "sanitise" in job.steps or "backup:sanitised" in job.steps
+    return backs_up and (sanitises or cfg.environments[job.environment].requires_sanitised)
+
+
+def _signing_key(cfg: Config, job_name: str) -> set[str]:
+    """The signing key's variable; a key file cannot be rendered (it would have to be a Secret)."""
+    if cfg.settings.signing_key_env:
+        return {cfg.settings.signing_key_env}
+    if cfg.settings.signing_key_file:
+        raise ConfigError(
+            f"job {job_name} publishes sanitised artifacts, signed with the key file "
+            f"{cfg.settings.signing_key_file}, which a pod does not have",
+            hint="on Kubernetes, set [settings] signing_key_env and put the key in the Secret",
+        )
+    return set()
 
 
 def deadline_seconds(job: JobConfig) -> int:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from dataferry.artifacts import Sanitisation
 from dataferry.config import Config, DatabaseRef, connection_ref, database_ref
 from dataferry.engines import Engine, Shadow, get_engine
 from dataferry.errors import ConfigError, NotReady
 from dataferry.progress import Reporter
-from dataferry.sanitise import dialects, execution
+from dataferry.sanitise import dialects, execution, forms
 from dataferry.sanitise.execution import ChecksFailed, DryRun, target
 from dataferry.sanitise.profile import Profile, load
 
@@ -118,8 +119,31 @@ def check_live(cfg: Config, database: str, environment: str, reporter: Reporter)
     engine = get_engine(cfg.database(database).engine)
     ref = database_ref(cfg, database, environment)
     reporter.info(f"check sanitisation of {database} in {environment} ({profile.name})")
-    result = execution.gate(target(engine, ref, None), profile, [], reporter)
-    return result.model_copy(update={"mode": "checked live"})
+    t = target(engine, ref, None)
+    t.known |= execution.profile_names(profile)
+    masked = forms.results(t, profile)  # masked means masked: the scan alone misses real names
+    try:
+        result = execution.gate(t, profile, [], reporter)
+    except ChecksFailed as exc:
+        raise _with_forms(exc, masked) from None
+    if not all(r["passed"] for r in masked):
+        raise _with_forms(ChecksFailed(f"sanitisation checks failed on {t.where}", report=result), masked)
+    return result.model_copy(update={"mode": "checked live", "checks": result.checks + masked})
+
+
+def _with_forms(exc: ChecksFailed, masked: list[dict[str, Any]]) -> ChecksFailed:
+    """``exc`` with the masked-form results added to its report and its message."""
+    bad = [f"{r['name']}: {r['detail']}" for r in masked if not r["passed"]]
+    message = exc.message + ("; values not of their rule's form: " + "; ".join(bad) if bad else "")
+    report = exc.report.model_copy(
+        update={"checks": exc.report.checks + masked, "passed": False, "mode": "checked live"}
+    )
+    return ChecksFailed(
+        message,
+        report=report,
+        hint="nothing was published: this data is not sanitised as the profile says; publish it "
+        "through a restore with a sanitise step or 'backup --sanitise'",
+    )
 
 
 def plan_live(cfg: Config, database: str, environment: str, reporter: Reporter) -> DryRun:

@@ -15,10 +15,11 @@ from typing import Any
 from dataferry.artifacts import Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import Engine, RunsSql, Shadow
+from dataferry.engines.statements import Changed
 from dataferry.errors import ChecksFailed as ChecksFailed  # defined in errors.py; importable here too
 from dataferry.errors import EngineError, NotReady, SanitisationFailed
 from dataferry.progress import Reporter
-from dataferry.sanitise import checks, objects, rules, triggers
+from dataferry.sanitise import checks, objects, rules, script_rows, times, triggers
 from dataferry.sanitise.dialects import Dialect, dialect_for
 from dataferry.sanitise.profile import Profile
 from dataferry.sanitise.schema import Schema, coverage, from_rows, require_coverage
@@ -41,10 +42,11 @@ class Target:
         """Where this runs, for messages."""
         return f"shadow {self.shadow.name}" if self.shadow else f"{self.ref.name} in {self.ref.environment}"
 
-    def run(self, sql: str, what: str) -> None:
-        """Run a script; a database error becomes ``SanitisationFailed`` naming ``what``."""
+    def run(self, sql: str, what: str) -> list[Changed]:
+        """Run a script; a database error becomes ``SanitisationFailed`` naming ``what``. Returns
+        what its data-changing statements changed."""
         try:
-            self.engine.run_sql(self.shadow or self.ref, sql)
+            return self.engine.run_sql(self.shadow or self.ref, sql) or []
         except EngineError as exc:
             raise self._failed(what, exc) from None
 
@@ -86,16 +88,20 @@ def sanitise(t: Target, profile: Profile, salt: str | None, reporter: Reporter) 
     """Coverage, scripts, rules and checks on ``t``; returns the passed result or raises."""
     t.known |= _profile_names(profile)
     require_coverage(profile, read_schema(t))
+    times.require_times(t, profile)  # before anything is deleted
     applied: list[str] = []
+    statements: list[dict[str, Any]] = []
     with triggers.paused(t, reporter):
         for step in rules.plan(profile, t.dialect):
             reporter.info(f"sanitise: {step.description}")
             prelude = t.dialect.salt_prelude(_need(salt, profile)) if step.keyed else ""
-            t.run(prelude + step.sql, step.description)
+            changed = t.run(prelude + step.sql, step.description)
+            if step.kind == "script":
+                statements += script_rows.record(step.description, changed, profile, reporter)
             applied += step.items or [step.description]
     applied += objects.finish(t, read_schema(t).kinds, profile.large_objects, reporter)
     # the checks run after the last statement that touches data (triggers are back, changing nothing)
-    return gate(t, profile, applied, reporter, removed=True)
+    return script_rows.attach(gate(t, profile, applied, reporter, removed=True), statements)
 
 
 def gate(
@@ -170,6 +176,11 @@ def _need(salt: str | None, profile: Profile) -> str:
     return salt
 
 
+def profile_names(profile: Profile) -> set[str]:
+    """Every table, column and check name of the profile (kept in scrubbed messages)."""
+    return _profile_names(profile)
+
+
 def _profile_names(profile: Profile) -> set[str]:
     names = set(profile.tables) | {r.table for r in profile.rows} | {c.name for c in profile.checks}
     for table_rules in profile.tables.values():
@@ -218,6 +229,8 @@ def dry_run(t: Target, profile: Profile, reporter: Reporter) -> DryRun:
             row = t.query(step.count_sql, f"count {step.description}")[0]
             labels = step.items or (step.description,)
             counts = [(label, int(str(v or 0))) for label, v in zip(labels, row, strict=True)]
+        elif step.kind == "script":
+            counts = script_rows.planned(t, step.sql, step.description)
         steps.append(PlannedStep(step.kind, step.description, counts))
     return DryRun(
         profile.name,

@@ -219,6 +219,9 @@ class Profile(_Model):
     description: str = ""
     salt_env: str | None = Field(None, description="environment variable holding the pseudonym salt")
     strict: StrictBool = Field(False, description="every column of every table must be classified")
+    expect_rows: StrictBool = Field(
+        False, description="a script statement that changes no rows fails the run (else a warning)"
+    )
     fake_email_domain: str = Field("example.com", description="domain of fake_email addresses")
     scripts: list[str] = Field(default_factory=list, description="SQL files run first, in order")
     rows: list[RowRule] = Field(default_factory=list)

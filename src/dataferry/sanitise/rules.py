@@ -38,6 +38,11 @@ def plan(profile: Profile, dialect: Dialect) -> list[Step]:
     return steps
 
 
+def plan_row(rule: RowRule, d: Dialect) -> Step:
+    """The step of one row rule (its ``count_sql`` counts the rows it removes)."""
+    return _row_step(rule, d)
+
+
 def _row_step(rule: RowRule, d: Dialect) -> Step:
     table = d.table(rule.table)
     if rule.truncate:

@@ -19,6 +19,7 @@ from dataferry.engines import (
     Shadow,
     ToolCheck,
     split_target,
+    statements,
 )
 from dataferry.engines.mysql import swap as swapping
 from dataferry.engines.mysql.backup import HeaderCountingReader, dump_argv
@@ -55,6 +56,7 @@ from dataferry.engines.mysql.schemas import (
     marked_as,
     q,
 )
+from dataferry.engines.statements import Changed
 from dataferry.errors import EngineError, FerryError, VerificationFailed
 from dataferry.private import disk_full_is_clear
 from dataferry.streams import ProcessReader
@@ -284,25 +286,32 @@ class MySQLEngine:
 
     # -- SQL for sanitisation ---------------------------------------------------------------
 
-    def run_sql(self, target: DbTarget, sql: str) -> None:
+    def run_sql(self, target: DbTarget, sql: str) -> list[Changed]:
         """Run a script on ``target`` in one transaction (DDL commits implicitly, as MySQL always
-        does); the first failing statement stops it, rolls back and raises ``EngineError``."""
+        does); the first failing statement stops it, rolls back and raises ``EngineError``. Returns
+        each data-changing statement's affected rows (one result per statement, in order)."""
         db, shadow = split_target(target)
         database = shadow.name if shadow else MySqlTarget.from_ref(db).database
         if not sql.strip():
-            return
+            return []
+        kinds = [statements.kind(s) for s in statements.split(sql)]
+        affected: list[int] = []
         with connection(db, database, multi=True) as conn:
             try:
                 conn.begin()
                 with conn.cursor() as cur:
                     cur.execute(sql)
+                    affected.append(cur.rowcount)
                     while cur.nextset():
-                        pass
+                        affected.append(cur.rowcount)
                 conn.commit()
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     conn.rollback()
                 raise EngineError(f"SQL failed on {database}: {error_text(exc)}") from None
+        if len(kinds) != len(affected):  # cut differently from the server: count nothing rather than wrongly
+            return []
+        return statements.changing(list(zip(kinds, affected, strict=True)))
 
     def query(self, target: DbTarget, sql: str) -> list[tuple[object, ...]]:
         """Run one query on ``target`` (a live database or a shadow) and return its rows."""

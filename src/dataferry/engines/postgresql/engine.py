@@ -57,6 +57,7 @@ from dataferry.engines.postgresql.sql import (
     where,
 )
 from dataferry.engines.postgresql.tools import BINDIR_ENV, PgTools, find_tools
+from dataferry.engines.statements import Changed, changed_rows
 from dataferry.errors import EngineError, NotReady
 from dataferry.streams import ProcessReader, process_failed, spawn
 
@@ -314,27 +315,28 @@ class PostgresEngine:
 
     # -- SQL for sanitisation ------------------------------------------------------------------
 
-    def run_sql(self, target: DbTarget, sql_text: str) -> None:
+    def run_sql(self, target: DbTarget, sql_text: str) -> list[Changed]:
         """Run a script on ``target`` with psql in one transaction; the first error stops it and
-        raises."""
+        raises. Returns each data-changing statement's rows, from psql's command tags."""
         db, shadow = split_target(target)
         dbname = shadow.name if shadow else live_name(db)
         argv = [
             self.tools().psql.path,
             "--no-psqlrc",
-            "--quiet",
             "--no-password",
             "--single-transaction",
             "--set=ON_ERROR_STOP=1",
+            "--tuples-only",  # rows a script's SELECT returns are read past, never kept
             f"--dbname={conninfo(db, dbname)}",
             "--file=-",
         ]
-        proc = spawn(argv, env=tool_env(db), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        _, err = proc.communicate(sql_text.encode())
+        proc = spawn(argv, env=tool_env(db), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        out, err = proc.communicate(sql_text.encode())
         if proc.returncode != 0:
             raise process_failed(
                 f"SQL script on {dbname}", argv, proc.returncode, err.decode("utf-8", "replace")
             )
+        return changed_rows(out.decode("utf-8", "replace"))
 
     def query(self, target: DbTarget, sql_text: str) -> list[tuple[object, ...]]:
         """Run one query on ``target`` and return its rows (none for a statement without results)."""
