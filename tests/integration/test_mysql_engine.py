@@ -1076,7 +1076,8 @@ def test_password_never_in_argv_logs_manifest_or_errors(world: World) -> None:
     for done in results:
         assert done.returncode == 0, done.stderr
         assert password not in done.stdout + done.stderr
-    assert any(os.path.basename(a[0]) == "mariadb-dump" for a in argvs)
+    # the watcher saw the tools (a short dump may finish between two looks on a busy machine)
+    assert any(os.path.basename(a[0]) in ("mariadb", "mariadb-dump") for a in argvs)
     assert not [a for a in argvs if any(password in part for part in a)]
     assert option_files and set(option_files.values()) == {0o600}
     assert not [p for p in option_files if os.path.exists(p)]
