@@ -109,3 +109,29 @@ def active_holds(cfg: Config, job_name: str, stores: StoreCache, now: datetime |
         read_hold(stores.get(global_hold_environment_for(cfg, job.environment)), "all", "*"),
     ]
     return [h for h in found if h is not None and h.active(now)]
+
+
+def hold_environments(cfg: Config, scope: HoldScope, target: str) -> list[str]:
+    """The environments whose stores keep a hold on ``target`` (``ConfigError`` for an unknown one):
+    a job's in its environment's store, an environment's in its own, everything's in
+    ``global_hold_environments``."""
+    if scope == "job":
+        return [cfg.job(target).environment]
+    if scope == "environment":
+        cfg.environment(target)
+        return [target]
+    return global_hold_environments(cfg)
+
+
+def place_hold(cfg: Config, hold: Hold, stores: StoreCache) -> None:
+    """Write ``hold`` to every store that keeps it (what ``dataferry pause`` does)."""
+    for env in hold_environments(cfg, hold.scope, hold.target):
+        write_hold(stores.get(env), hold)
+
+
+def lift_hold(cfg: Config, scope: HoldScope, target: str, stores: StoreCache) -> bool:
+    """Remove the hold on ``target`` from every store that keeps it; True if there was one."""
+    removed = False
+    for env in hold_environments(cfg, scope, target):
+        removed = delete_hold(stores.get(env), scope, target) or removed
+    return removed

@@ -1,0 +1,146 @@
+"""What the job and database pages show, read through the library: run records (the data of
+``dataferry history``), artifacts (``dataferry list``) and the status model (``dataferry status``).
+
+Nothing here writes. Each page also has a JSON form (``to_json``) for its API endpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dataferry import ops
+from dataferry.artifacts import Manifest
+from dataferry.config import Config
+from dataferry.errors import FerryError
+from dataferry.jobs.common import StoreCache
+from dataferry.jobs.runs import RunRecord, iter_runs
+from dataferry.jobs.status import JobStatus, Status, collect_status
+from dataferry.progress import human_bytes
+from dataferry.serve.charts import Chart, bar_chart
+
+#: Runs shown on a job page (and drawn in its charts), newest first.
+RUNS_SHOWN = 30
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A job: its status, its recent runs and the charts of their durations and sizes."""
+
+    name: str
+    environment: str
+    database: str
+    status: JobStatus | None
+    runs: list[RunRecord]
+    durations: Chart
+    sizes: Chart
+
+    def to_json(self) -> dict[str, Any]:
+        """``/api/jobs/<job>``: the job's ``status --json`` entry and its ``history --json`` runs."""
+        return {
+            "name": self.name,
+            "environment": self.environment,
+            "database": self.database,
+            "status": self.status.to_json() if self.status else None,
+            "runs": [r.model_dump(mode="json") for r in self.runs],
+        }
+
+
+def job_page(cfg: Config, job: str, limit: int = RUNS_SHOWN) -> JobPage:
+    """The page of ``job`` (``NotFound`` for an unknown one)."""
+    jc = cfg.job(job)
+    store = StoreCache(cfg).for_job(job)
+    runs: list[RunRecord] = []
+    for record in iter_runs(store, job):
+        runs.append(record)
+        if len(runs) >= limit:
+            break
+    status = collect_status(cfg, jc.environment)
+    mine = [j for e in status.environments for d in e.databases for j in d.jobs if j.name == job]
+    oldest_first = list(reversed(runs))
+    return JobPage(
+        name=job,
+        environment=jc.environment,
+        database=jc.database,
+        status=mine[0] if mine else None,
+        runs=runs,
+        durations=bar_chart(
+            "run duration",
+            [(r.run_id, r.duration() if r.finished else None, r.status) for r in oldest_first],
+            lambda v: f"{v:.1f}s",
+        ),
+        sizes=bar_chart(
+            "artifact size (restored or published)",
+            [(r.run_id, _bytes_moved(r), r.status) for r in oldest_first],
+            human_bytes,
+        ),
+    )
+
+
+def _bytes_moved(record: RunRecord) -> float | None:
+    """The largest artifact a run restored or published (None if it moved none)."""
+    sizes = [s.bytes for s in record.steps if s.bytes is not None]
+    return float(max(sizes)) if sizes else None
+
+
+@dataclass(frozen=True)
+class EnvironmentArtifacts:
+    """The artifacts of a database in one environment's store (or why they could not be read)."""
+
+    environment: str
+    manifests: list[Manifest]
+    jobs: list[str]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabasePage:
+    """A database: per environment, its artifacts and the jobs that made them (the chain)."""
+
+    name: str
+    engine: str
+    environments: list[EnvironmentArtifacts]
+    chain: list[tuple[str, str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        """``/api/databases/<db>``: per environment the manifests as ``list --json`` prints them."""
+        return {
+            "name": self.name,
+            "engine": self.engine,
+            "environments": [
+                {
+                    "environment": e.environment,
+                    "jobs": e.jobs,
+                    "error": e.error,
+                    "artifacts": [m.model_dump(mode="json") for m in e.manifests],
+                }
+                for e in self.environments
+            ],
+            "chain": [{"job": j, "environment": env, "steps": steps} for j, env, steps in self.chain],
+        }
+
+
+def database_page(cfg: Config, database: str, limit: int = RUNS_SHOWN) -> DatabasePage:
+    """The page of ``database`` (``ConfigError`` for an unknown one)."""
+    db = cfg.database(database)
+    envs = [e for e in cfg.environments if e in db.environments]
+    out = []
+    for env in envs:
+        jobs = [n for n, j in cfg.jobs.items() if j.database == database and j.environment == env]
+        try:
+            manifests = ops.list_artifacts(cfg, database, env)[:limit]
+        except FerryError as exc:  # one unreadable store must not hide the others
+            out.append(EnvironmentArtifacts(env, [], jobs, error=exc.message))
+            continue
+        out.append(EnvironmentArtifacts(env, manifests, jobs))
+    chain = [
+        (name, j.environment, " -> ".join(j.steps) + (f" (after {j.after})" if j.after else ""))
+        for name, j in cfg.jobs.items()
+        if j.database == database
+    ]
+    return DatabasePage(name=database, engine=db.engine, environments=out, chain=chain)
+
+
+def status_of(cfg: Config) -> Status:
+    """Everything ``dataferry status`` shows."""
+    return collect_status(cfg)
