@@ -17,7 +17,12 @@ def status_samples(cfg: Config, status: Status) -> CollectorRegistry:
         for db in env.databases:
             lab = {"environment": env.name, "database": db.name}
             if db.live_data is not None:
-                out.add("dataferry_data_timestamp_seconds", db.live_data.data_as_of.timestamp(), **lab, kind="live")
+                out.add(
+                    "dataferry_data_timestamp_seconds",
+                    db.live_data.data_as_of.timestamp(),
+                    **lab,
+                    kind="live",
+                )
             if isinstance(db.newest_artifact, ArtifactBrief):
                 out.add(
                     "dataferry_data_timestamp_seconds",

@@ -41,7 +41,9 @@ def check_token(given: str | None) -> None:
     """Raise ``Denied`` unless writes are enabled and ``given`` is the token."""
     expected = server_token()
     if expected is None:
-        raise Denied(403, f"this server is read-only: start it with {TOKEN_ENV} set to allow pause and resume")
+        raise Denied(
+            403, f"this server is read-only: start it with {TOKEN_ENV} set to allow pause and resume"
+        )
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         raise Denied(401, "a valid token is needed to pause or resume: give the server's token")
 

@@ -44,15 +44,20 @@ def parse_until(value: str, now: datetime) -> datetime | None:
     try:
         until = now + parse_duration(value)
     except ValueError:
-        try:
-            until = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"until {value!r} is neither a duration (3d) nor an ISO 8601 time") from None
-        if until.tzinfo is None:
-            raise ConfigError(f"until {value!r} has no time zone: add Z or +01:00")
+        until = _iso_time(value)
     if until <= now:
         raise ConfigError(f"until {value} is in the past", hint="give a future time or a duration like 3d")
     return until
+
+
+def _iso_time(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"until {value!r} is neither a duration (3d) nor an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise ConfigError(f"until {value!r} has no time zone: add Z or +01:00")
+    return when
 
 
 def pause(cfg: Config, req: HoldRequest) -> Hold:
