@@ -15,6 +15,7 @@ HEIGHT = 180
 LEFT = 70  # room for the axis labels
 BOTTOM = 20
 TOP = 10
+MAX_BAR = 40  # a bar of a job that ran once is a bar, not a wall
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def bar_chart(
     top_value = max(v for _, v, _ in drawn) or 1.0
     plot_w = WIDTH - LEFT - 10
     plot_h = HEIGHT - TOP - BOTTOM
-    step = plot_w / len(drawn)
+    step = min(plot_w / len(drawn), MAX_BAR / 0.8)
     bars = []
     for i, (label, value, css) in enumerate(drawn):
         h = max(plot_h * value / top_value, 1.0)
