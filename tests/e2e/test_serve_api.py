@@ -87,6 +87,12 @@ def test_every_read_endpoint_serves_the_library_data(cfg: Config, site: str) -> 
     listed = {e["environment"]: [a["id"] for a in e["artifacts"]] for e in database["environments"]}
     assert listed["staging"] == [m.id for m in ops.list_artifacts(cfg, DB, "staging")]  # as 'list --json'
     assert [c["job"] for c in database["chain"]] == [f"{DB}-production", STAGING, INTEGRATION]
+    made = {e["environment"]: e["provenance"] for e in database["environments"]}["staging"][
+        listed["staging"][0]
+    ]
+    assert made["published_by"].startswith(f"{STAGING} run ")  # the chain, from the run records
+    assert made["restored_from"] == listed["production"][0]
+    assert made["verified_by"][0].startswith(f"restore by {INTEGRATION} run ")
 
     assert call(f"{site}/api/holds").json() == []
     metrics = call(f"{site}/metrics")

@@ -94,6 +94,10 @@ def test_the_pages_in_a_browser(browser: object, cfg: Config, monkeypatch: pytes
         d.find_element(By.LINK_TEXT, DB).click()  # type: ignore[attr-defined]
         assert d.current_url == f"{site}/databases/{DB}"  # type: ignore[attr-defined]
         assert "yes" in d.find_elements(By.CSS_SELECTOR, "table.artifacts")[1].text  # type: ignore[attr-defined]
+        assert (
+            "sha256 checked by 1 run(s): restore by "
+            in d.find_elements(By.CSS_SELECTOR, "td.verified")[0].text
+        )  # type: ignore[attr-defined]
         _shot(d, "database.png")
 
         # Pause staging with the token: the hold is listed and the cell turns purple.

@@ -6,7 +6,8 @@ Nothing here writes. Each page also has a JSON form (``to_json``) for its API en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from dataferry import ops
@@ -83,6 +84,25 @@ def _bytes_moved(record: RunRecord) -> float | None:
     return float(max(sizes)) if sizes else None
 
 
+@dataclass
+class Provenance:
+    """Where an artifact came from and who checked it since, from the run records of its database's
+    jobs: the run that published it (and what that run had restored), and the runs whose restore or
+    verify step read it back against its checksums."""
+
+    published_by: str | None = None
+    restored_from: str | None = None
+    verified_by: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """As in ``/api/databases/<db>``."""
+        return {
+            "published_by": self.published_by,
+            "restored_from": self.restored_from,
+            "verified_by": self.verified_by,
+        }
+
+
 @dataclass(frozen=True)
 class EnvironmentArtifacts:
     """The artifacts of a database in one environment's store (or why they could not be read)."""
@@ -91,6 +111,7 @@ class EnvironmentArtifacts:
     manifests: list[Manifest]
     jobs: list[str]
     error: str | None = None
+    provenance: dict[str, Provenance] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,7 @@ class DatabasePage:
                     "jobs": e.jobs,
                     "error": e.error,
                     "artifacts": [m.model_dump(mode="json") for m in e.manifests],
+                    "provenance": {k: p.to_json() for k, p in e.provenance.items()},
                 }
                 for e in self.environments
             ],
@@ -124,6 +146,7 @@ def database_page(cfg: Config, database: str, limit: int = RUNS_SHOWN) -> Databa
     """The page of ``database`` (``ConfigError`` for an unknown one)."""
     db = cfg.database(database)
     envs = [e for e in cfg.environments if e in db.environments]
+    provenance = _provenance(cfg, database, limit)
     out = []
     for env in envs:
         jobs = [n for n, j in cfg.jobs.items() if j.database == database and j.environment == env]
@@ -132,13 +155,40 @@ def database_page(cfg: Config, database: str, limit: int = RUNS_SHOWN) -> Databa
         except FerryError as exc:  # one unreadable store must not hide the others
             out.append(EnvironmentArtifacts(env, [], jobs, error=exc.message))
             continue
-        out.append(EnvironmentArtifacts(env, manifests, jobs))
+        known = {m.id: provenance[(env, m.id)] for m in manifests if (env, m.id) in provenance}
+        out.append(EnvironmentArtifacts(env, manifests, jobs, provenance=known))
     chain = [
         (name, j.environment, " -> ".join(j.steps) + (f" (after {j.after})" if j.after else ""))
         for name, j in cfg.jobs.items()
         if j.database == database
     ]
     return DatabasePage(name=database, engine=db.engine, environments=out, chain=chain)
+
+
+def _provenance(cfg: Config, database: str, limit: int) -> dict[tuple[str, str], Provenance]:
+    """``(environment, artifact id)`` -> its provenance, from the last ``limit`` runs of each job of
+    ``database`` (artifact ids repeat across environments, so the environment is part of the key)."""
+    stores = StoreCache(cfg)
+    found: dict[tuple[str, str], Provenance] = {}
+    for name, job in cfg.jobs.items():
+        if job.database != database:
+            continue
+        try:
+            records = list(islice(iter_runs(stores.for_job(name), name), limit))
+        except FerryError:
+            continue  # the environment's own section reports its unreadable store
+        for r in records:
+            if r.status == "succeeded" and r.published_artifact:
+                p = found.setdefault((r.environment, r.published_artifact), Provenance())
+                p.published_by = f"{name} run {r.run_id}"
+                p.restored_from = r.restored_artifact
+            for step in r.steps:
+                if step.status != "succeeded" or not step.artifact or step.kind not in ("restore", "verify"):
+                    continue
+                env = step.step.partition(":")[2] if step.kind == "restore" else r.environment
+                what = f"{step.kind} by {name} run {r.run_id}"
+                found.setdefault((env, step.artifact), Provenance()).verified_by.append(what)
+    return found
 
 
 def status_of(cfg: Config) -> Status:
