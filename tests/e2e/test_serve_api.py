@@ -82,6 +82,8 @@ def test_every_read_endpoint_serves_the_library_data(cfg: Config, site: str) -> 
     assert job["runs"] == history  # the same data as 'history --json'
     assert job["status"]["name"] == STAGING and job["status"]["last_run"]["status"] == "succeeded"
     assert len(call(f"{site}/api/jobs/{STAGING}?limit=1").json()["runs"]) == 1
+    bad = call(f"{site}/api/jobs/{STAGING}?limit=many")
+    assert bad.status == 400 and "limit must be a whole number" in bad.json()["error"]
 
     database = call(f"{site}/api/databases/{DB}").json()
     listed = {e["environment"]: [a["id"] for a in e["artifacts"]] for e in database["environments"]}
@@ -199,6 +201,8 @@ def test_pause_and_resume_need_the_token_and_the_forms_the_csrf_field(
     bad = _api(site, "pause", {**pause, "until": "yesterday"}, TOKEN)
     assert bad.status == 400 and "until" in bad.json()["error"]
     assert _api(site, "pause", {**pause, "reason": " "}, TOKEN).status == 400
+    assert _api(site, "pause", {**pause, "reason": "x" * 501}, TOKEN).status == 400
+    assert _api(site, "pause", {**pause, "reason": "x" * 20000}, TOKEN).status == 413
 
     # The form: with the token but without a matching CSRF cookie it is refused before anything else.
     form = {"scope": "environment", "target": "staging", "token": TOKEN, "csrf": "abc"}

@@ -98,6 +98,8 @@ class Site:
         def run(request: Request) -> Response:
             try:
                 return handler(request)
+            except BadRequest as exc:
+                return self.error(request, 400, str(exc))
             except (NotFound, ConfigError) as exc:
                 return self.error(request, 404, exc.message, exc.hint)
             except FerryError as exc:
@@ -130,7 +132,11 @@ class Site:
 
     async def form_write(self, request: Request) -> Response:
         """A pause or resume form: CSRF first, then the token, then the library."""
-        fields = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        try:
+            body = await _small_body(request)
+        except BadRequest as exc:
+            return self.error(request, 413, str(exc))
+        fields = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
         try:
             security.check_csrf(request.cookies.get(security.CSRF_COOKIE), fields.get(security.CSRF_FIELD))
             security.check_token(fields.get("token"))
@@ -176,9 +182,11 @@ class Site:
         except security.Denied as exc:
             return self.error(request, exc.status, exc.message)
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(await _small_body(request) or b"{}")
             if not isinstance(body, dict):
                 raise ValueError
+        except BadRequest as exc:
+            return self.error(request, 413, str(exc))
         except ValueError:
             return self.error(request, 400, "the body must be a JSON object")
         try:
@@ -213,11 +221,29 @@ class Site:
         return PlainTextResponse("ok\n")
 
 
+class BadRequest(ValueError):
+    """A request the server cannot take (400 or 413): the message says why."""
+
+
+#: The largest pause or resume request read (a form is a few hundred bytes).
+MAX_BODY = 16 * 1024
+
+
+async def _small_body(request: Request) -> bytes:
+    """The request's body, refused once it grows past ``MAX_BODY``."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise BadRequest(f"the request is larger than {MAX_BODY} bytes")
+    return body
+
+
 def _limit(request: Request) -> int:
     try:
         return max(1, min(int(request.query_params.get("limit", "30")), 1000))
     except ValueError:
-        raise ConfigError("limit must be a number") from None
+        raise BadRequest("limit must be a whole number, e.g. ?limit=50") from None
 
 
 def _query(**params: str) -> str:

@@ -11,6 +11,8 @@ from dataferry.errors import ConfigError
 from dataferry.jobs.common import StoreCache, now_utc
 from dataferry.jobs.holds import Hold, HoldScope, lift_hold, place_hold
 
+#: Longest reason or name accepted (shown in every status line of the held jobs).
+MAX_TEXT = 500
 SCOPES: dict[str, HoldScope] = {"job": "job", "environment": "environment", "all": "all"}
 
 
@@ -65,6 +67,8 @@ def pause(cfg: Config, req: HoldRequest) -> Hold:
     scope, target = _scope(req)
     if not req.reason.strip():
         raise ConfigError("a pause must say why: give a reason")
+    if len(req.reason) > MAX_TEXT or len(req.by) > MAX_TEXT:
+        raise ConfigError(f"the reason and the name are limited to {MAX_TEXT} characters")
     if not req.by.strip():
         raise ConfigError("a pause must say who: give your name")
     now = now_utc()
