@@ -211,7 +211,11 @@ def test_pause_and_resume_need_the_token_and_the_forms_the_csrf_field(
     assert _form(site, "resume", {**form, "token": "wrong"}, cookie="abc").status == 401
     assert len(call(f"{site}/api/holds").json()) == 1
     reply = _form(site, "resume", form, cookie="abc")
-    assert reply.status == 303 and reply.headers["location"].startswith("/holds?done=resumed")
+    assert reply.status == 303 and reply.headers["location"] == "/holds"
+    assert (
+        "dataferry_done=" in reply.headers["set-cookie"]
+        and "resumed environment staging" in reply.headers["set-cookie"]
+    )
     assert call(f"{site}/api/holds").json() == []
     assert _api(site, "resume", {"scope": "environment", "target": "nowhere"}, TOKEN).status == 400
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 import jinja2
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -34,6 +34,8 @@ from dataferry.serve.exposition import status_samples
 from dataferry.serve.matrix import all_holds, build_matrix
 from dataferry.serve.pages import database_page, job_page
 
+#: The cookie that carries the outcome of a pause or resume to the page it redirects to.
+DONE_COOKIE = "dataferry_done"
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
@@ -125,10 +127,15 @@ class Site:
     def holds(self, request: Request) -> Response:
         """Who paused what, why, until when; the pause and resume forms."""
         status = collect_status(self.cfg)
-        done = request.query_params.get("done", "")
-        return self.page(
+        # What the last pause or resume did comes in a cookie, not the address, so that no link
+        # from elsewhere can put a message of its own on this page.
+        done = request.cookies.get(DONE_COOKIE, "")
+        resp = self.page(
             request, "holds.html", holds=all_holds(status), cfg=self.cfg, done=done, time=status.time
         )
+        if done:
+            resp.delete_cookie(DONE_COOKIE, path="/holds")
+        return resp
 
     async def form_write(self, request: Request) -> Response:
         """A pause or resume form: CSRF first, then the token, then the library."""
@@ -146,7 +153,9 @@ class Site:
             done = self._write(request.path_params["action"], fields)
         except FerryError as exc:
             return self.error(request, 400, exc.message, exc.hint)
-        return RedirectResponse(f"/holds?{_query(done=done)}", status_code=303, headers=HEADERS)
+        resp = RedirectResponse("/holds", status_code=303, headers=HEADERS)
+        resp.set_cookie(DONE_COOKIE, done, max_age=60, httponly=True, samesite="strict", path="/holds")
+        return resp
 
     # -- API -----------------------------------------------------------------------------------------
 
@@ -244,10 +253,6 @@ def _limit(request: Request) -> int:
         return max(1, min(int(request.query_params.get("limit", "30")), 1000))
     except ValueError:
         raise BadRequest("limit must be a whole number, e.g. ?limit=50") from None
-
-
-def _query(**params: str) -> str:
-    return urlencode(params)
 
 
 def create_app(cfg: Config) -> Starlette:
