@@ -23,6 +23,7 @@ from dataferry.config import Config, load
 from dataferry.jobs.common import StoreCache, now_utc
 from dataferry.jobs.runs import ErrorInfo, RunRecord, iter_runs, new_run_id, write_run
 from dataferry.jobs.status import collect_status
+from dataferry.quickstart import SALT_FILE, personal_data
 from serve_site import Reply, call, quickstart_state, serving
 from servers import free_port
 
@@ -273,3 +274,22 @@ def test_the_command_serves_and_refuses_a_bad_bind(cfg: Config) -> None:
         proc.wait(timeout=30)
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_no_personal_data_or_secret_in_any_response(
+    cfg: Config, site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page and endpoint, read after the chain ran: none of production's addresses or phone
+    numbers, not the sanitisation salt, not the write token."""
+    monkeypatch.setenv("DATAFERRY_SERVE_TOKEN", TOKEN)
+    assert cfg.path is not None
+    emails, phones = personal_data(cfg.path.parent / "databases" / "production" / f"{DB}.db")
+    assert len(emails) > 100 and len(phones) > 100
+    salt = (cfg.path.parent / SALT_FILE).read_text(encoding="utf-8").strip()
+    pages = ["/", "/holds", f"/databases/{DB}", "/metrics", "/healthz", "/api/status", "/api/matrix"]
+    pages += ["/api/holds", f"/api/databases/{DB}"]
+    pages += [p for job in cfg.jobs for p in (f"/jobs/{job}", f"/api/jobs/{job}")]
+    text = "\n".join(call(site + page).body for page in pages).lower()
+    assert not [e for e in emails if e in text]
+    assert not [p for p in phones if p in text]
+    assert salt.lower() not in text and TOKEN.lower() not in text
