@@ -53,6 +53,11 @@ def _seconds(value: float | None) -> str:
     return age(datetime.fromtimestamp(now.timestamp() - value, UTC), now)
 
 
+def _ago(value: datetime | None) -> str:
+    """How long ago, as ``status`` prints it."""
+    return age(value, datetime.now(UTC))
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
@@ -64,7 +69,7 @@ def templates() -> jinja2.Environment:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(age=_seconds, when=_when, bytes=human_bytes)
+    env.filters.update(age=_seconds, ago=_ago, when=_when, bytes=human_bytes)
     env.globals.update(version=__version__)
     return env
 
