@@ -293,3 +293,17 @@ def test_no_personal_data_or_secret_in_any_response(
     assert not [e for e in emails if e in text]
     assert not [p for p in phones if p in text]
     assert salt.lower() not in text and TOKEN.lower() not in text
+
+
+def test_a_pause_of_everything_holds_every_cell(
+    cfg: Config, site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAFERRY_SERVE_TOKEN", TOKEN)
+    assert _api(site, "pause", {"scope": "all", "reason": "incident 123", "by": "ann"}, TOKEN).status == 200
+    status = collect_status(cfg)  # what 'dataferry status' sees: the hold in every environment's store
+    assert [h.reason for h in status.global_holds] == ["incident 123"]
+    cells = call(f"{site}/api/matrix").json()["cells"]
+    assert {c["state"] for c in cells} == {"held"}
+    assert "everything: held by ann (dataferry serve)" in call(site + "/").body
+    assert _api(site, "resume", {"scope": "all"}, TOKEN).json() == {"done": "resumed everything"}
+    assert {c["state"] for c in call(f"{site}/api/matrix").json()["cells"]} == {"fresh"}
