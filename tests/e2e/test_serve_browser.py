@@ -48,6 +48,7 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(60)
+    driver.implicitly_wait(5)  # a page just submitted may still be loading
     try:
         yield driver
     finally:
@@ -63,6 +64,15 @@ def cfg(tmp_path: Path) -> Config:
 def _shot(driver: object, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / name))  # type: ignore[attr-defined]
+
+
+def _follow(driver: object, element: object) -> None:
+    """Click a link or a button and wait until its page has been replaced by the next one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    element.click()  # type: ignore[attr-defined]
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))  # type: ignore[arg-type]
 
 
 def _cell(driver: object, env: str) -> object:
@@ -85,13 +95,13 @@ def test_the_pages_in_a_browser(browser: object, cfg: Config, monkeypatch: pytes
         assert "sanitised" in _cell(d, "staging").text  # type: ignore[attr-defined]
         _shot(d, "matrix.png")
 
-        d.find_element(By.LINK_TEXT, STAGING).click()  # type: ignore[attr-defined]
+        _follow(d, d.find_element(By.LINK_TEXT, STAGING))  # type: ignore[attr-defined]
         assert d.current_url == f"{site}/jobs/{STAGING}"  # type: ignore[attr-defined]
         assert d.find_elements(By.CSS_SELECTOR, "figure.chart svg rect.bar")  # type: ignore[attr-defined]
         assert "restore:production" in d.find_element(By.CSS_SELECTOR, "table.steps").text  # type: ignore[attr-defined]
         _shot(d, "job.png")
 
-        d.find_element(By.LINK_TEXT, DB).click()  # type: ignore[attr-defined]
+        _follow(d, d.find_element(By.LINK_TEXT, DB))  # type: ignore[attr-defined]
         assert d.current_url == f"{site}/databases/{DB}"  # type: ignore[attr-defined]
         assert "yes" in d.find_elements(By.CSS_SELECTOR, "table.artifacts")[1].text  # type: ignore[attr-defined]
         assert (
@@ -108,7 +118,7 @@ def test_the_pages_in_a_browser(browser: object, cfg: Config, monkeypatch: pytes
         form.find_element(By.NAME, "reason").send_keys("pen test of staging until Friday")
         form.find_element(By.NAME, "by").send_keys("ann")
         form.find_element(By.NAME, "token").send_keys(TOKEN)
-        form.find_element(By.CSS_SELECTOR, "button").click()
+        _follow(d, form.find_element(By.CSS_SELECTOR, "button"))
         assert "is held by ann (dataferry serve)" in d.find_element(By.ID, "done").text  # type: ignore[attr-defined]
         assert d.find_element(By.CSS_SELECTOR, "td.reason").text == "pen test of staging until Friday"  # type: ignore[attr-defined]
         _shot(d, "holds.png")
@@ -121,13 +131,13 @@ def test_the_pages_in_a_browser(browser: object, cfg: Config, monkeypatch: pytes
         d.get(site + "/holds")  # type: ignore[attr-defined]
         row = d.find_element(By.CSS_SELECTOR, "tr.hold-row")  # type: ignore[attr-defined]
         row.find_element(By.NAME, "token").send_keys("wrong")
-        row.find_element(By.CSS_SELECTOR, "button").click()
+        _follow(d, row.find_element(By.CSS_SELECTOR, "button"))
         assert "a valid token is needed" in d.find_element(By.CSS_SELECTOR, ".error-message").text  # type: ignore[attr-defined]
         d.get(site + "/holds")  # type: ignore[attr-defined]
         assert len(d.find_elements(By.CSS_SELECTOR, "tr.hold-row")) == 1  # type: ignore[attr-defined]
         row = d.find_element(By.CSS_SELECTOR, "tr.hold-row")  # type: ignore[attr-defined]
         row.find_element(By.NAME, "token").send_keys(TOKEN)
-        row.find_element(By.CSS_SELECTOR, "button").click()
+        _follow(d, row.find_element(By.CSS_SELECTOR, "button"))
         assert d.find_element(By.ID, "done").text == "resumed environment staging"  # type: ignore[attr-defined]
         assert d.find_element(By.ID, "no-holds")  # type: ignore[attr-defined]
 
