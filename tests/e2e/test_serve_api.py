@@ -269,6 +269,9 @@ def test_the_command_serves_and_refuses_a_bad_bind(cfg: Config) -> None:
                 time.sleep(0.2)
         assert reply.body == "ok\n"
         assert call(f"http://127.0.0.1:{port}/api/matrix").json()["databases"] == [DB]
+        # Bound to localhost, it answers only to localhost's names (no DNS rebinding).
+        assert call(f"http://127.0.0.1:{port}/healthz", headers={"Host": f"localhost:{port}"}).status == 200
+        assert call(f"http://127.0.0.1:{port}/", headers={"Host": "attacker.example"}).status == 400
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs
 import jinja2
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -260,8 +262,10 @@ def _limit(request: Request) -> int:
         raise BadRequest("limit must be a whole number, e.g. ?limit=50") from None
 
 
-def create_app(cfg: Config) -> Starlette:
-    """The ASGI application of ``dataferry serve`` over ``cfg``."""
+def create_app(cfg: Config, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The ASGI application of ``dataferry serve`` over ``cfg``. With ``allowed_hosts``, a request
+    whose ``Host`` is not one of them gets 400: a page on localhost cannot then be read by another
+    site through DNS rebinding (its name resolving to 127.0.0.1)."""
     site = Site(cfg)
     g = site.guarded
     routes = [
@@ -280,5 +284,5 @@ def create_app(cfg: Config) -> Starlette:
         Route("/healthz", site.healthz),
         Mount("/static", StaticFiles(packages=[("dataferry.serve", "static")]), name="static"),
     ]
-    app = Starlette(routes=routes)
-    return app
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    return Starlette(routes=routes, middleware=middleware)
