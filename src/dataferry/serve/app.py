@@ -137,9 +137,7 @@ class Site:
         # What the last pause or resume did comes in a cookie, not the address, so that no link
         # from elsewhere can put a message of its own on this page.
         done = request.cookies.get(DONE_COOKIE, "")
-        resp = self.page(
-            request, "holds.html", holds=all_holds(status), cfg=self.cfg, done=done, time=status.time
-        )
+        resp = self.page(request, "holds.html", holds=all_holds(status), cfg=self.cfg, done=done)
         if done:
             resp.delete_cookie(DONE_COOKIE, path="/holds")
         return resp

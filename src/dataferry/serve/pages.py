@@ -16,7 +16,7 @@ from dataferry.config import Config
 from dataferry.errors import FerryError
 from dataferry.jobs.common import StoreCache
 from dataferry.jobs.runs import RunRecord, iter_runs
-from dataferry.jobs.status import JobStatus, Status, collect_status
+from dataferry.jobs.status import JobStatus, collect_status
 from dataferry.progress import human_bytes
 from dataferry.serve.charts import Chart, bar_chart
 
@@ -189,8 +189,3 @@ def _provenance(cfg: Config, database: str, limit: int) -> dict[tuple[str, str],
                 what = f"{step.kind} by {name} run {r.run_id}"
                 found.setdefault((env, step.artifact), Provenance()).verified_by.append(what)
     return found
-
-
-def status_of(cfg: Config) -> Status:
-    """Everything ``dataferry status`` shows."""
-    return collect_status(cfg)
