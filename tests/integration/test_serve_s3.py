@@ -3,6 +3,7 @@ local directory, while a run of the staging job is in progress: the page reflect
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -110,3 +111,24 @@ def test_two_stores_and_a_run_in_progress(cfg: Config, running: RunRecord) -> No
         assert f'dataferry_job_state{{job_name="{DB}-staging"}} 1.0' in call(f"{site}/metrics").body
         database = call(f"{site}/api/databases/{DB}").json()
         assert [len(e["artifacts"]) for e in database["environments"]] == [1, 1]
+
+
+def test_pause_and_resume_write_the_hold_into_the_bucket(
+    cfg: Config, s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAFERRY_SERVE_TOKEN", "t0ken")
+    auth = {"Authorization": "Bearer t0ken", "Content-Type": "application/json"}
+    body = json.dumps(
+        {"scope": "job", "target": f"{DB}-production", "reason": "bucket migration", "by": "ann"}
+    )
+    with serving(cfg) as site:
+        assert call(f"{site}/api/pause", method="POST", data=body.encode(), headers=auth).status == 200
+        keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
+        assert f"production/_dataferry/holds/job/{DB}-production.json" in keys
+        cells = {c["environment"]: c["state"] for c in call(f"{site}/api/matrix").json()["cells"]}
+        assert cells == {"production": "held", "staging": "fresh"}
+        resume = json.dumps({"scope": "job", "target": f"{DB}-production"}).encode()
+        assert call(f"{site}/api/resume", method="POST", data=resume, headers=auth).json() == {
+            "done": f"resumed job {DB}-production"
+        }
+        assert call(f"{site}/api/holds").json() == []
