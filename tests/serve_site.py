@@ -67,6 +67,7 @@ def call(
     method: str = "GET",
     data: bytes | None = None,
     headers: dict[str, str] | None = None,
+    timeout: float = 30,
 ) -> Reply:
     """One request; an HTTP error status is returned, not raised. Redirects are not followed."""
 
@@ -77,7 +78,7 @@ def call(
     opener = urllib.request.build_opener(NoRedirect)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with opener.open(req, timeout=30) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read().decode())
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read().decode())

@@ -132,3 +132,24 @@ def test_pause_and_resume_write_the_hold_into_the_bucket(
             "done": f"resumed job {DB}-production"
         }
         assert call(f"{site}/api/holds").json() == []
+
+
+def test_an_unreadable_store_is_shown_and_does_not_hide_the_others(
+    cfg: Config, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A store that answers with an error (here a bucket that does not exist) is reported on the
+    page; the other environments are shown as usual. (A store that does not answer at all makes
+    every page wait for the S3 client's retries, as ``dataferry status`` does.)"""
+    assert cfg.path is not None
+    lab = f'store = {{ url = "s3://no-such-bucket-{tmp_path.name.lower()}/x", endpoint_url = "{s3_server.endpoint_url}", region = "{s3_server.region}" }}'
+    text = cfg.path.read_text(encoding="utf-8").replace(
+        "[environments.staging]", f"[environments.lab]\n{lab}\n\n[environments.staging]"
+    )
+    cfg.path.write_text(text, encoding="utf-8")
+    with serving(load(cfg.path)) as site:
+        matrix = call(f"{site}/api/matrix").json()
+        assert list(matrix["unreadable"]) == ["lab"]
+        cells = {c["environment"]: c["state"] for c in matrix["cells"]}
+        assert cells == {"production": "fresh", "staging": "fresh"}
+        assert "the store of lab could not be read" in call(site + "/").body
+        assert call(f"{site}/metrics").status == 200
