@@ -192,7 +192,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dataferry.pipeline",),
     ("dataferry.ops",),
     ("dataferry.jobs", "dataferry.compat"),
-    ("dataferry.quickstart", "dataferry.render"),
+    ("dataferry.quickstart", "dataferry.render", "dataferry.serve"),
     ("dataferry.cli",),
     ("dataferry", "dataferry.__main__"),
 ]

@@ -66,6 +66,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "legacy": "dataferry.cli.compat:legacy_cmd",
     "import": "dataferry.cli.compat:import_cmd",
     "render": "dataferry.cli.render:render",
+    "serve": "dataferry.cli.serve:serve",
 }
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dataferry.render import serve
+
 _STR = {"type": "string"}
 _BOOL = {"type": "boolean"}
 _INT = {"type": "integer", "minimum": 0}
@@ -74,6 +76,7 @@ def values_schema(values: dict[str, Any]) -> dict[str, Any]:
                 "configFiles": _STR_MAP,
                 "jobs": _obj({name: _entry("job") for name in values["jobs"]}),
                 "schedulers": _obj({name: _entry("tick") for name in values["schedulers"]}),
+                "serve": serve.schema(),
             }
         ),
     }

@@ -19,6 +19,7 @@ from dataferry._version import __version__
 from dataferry.config import Config, JobConfig
 from dataferry.errors import ConfigError
 from dataferry.jobs.triggers import STARTING_DEADLINE
+from dataferry.render.serve import serve_values
 from dataferry.sanitise.profile import load as load_profile
 
 #: Where the ConfigMap is mounted, and the config file in it (paths in the file resolve against it).
@@ -270,6 +271,7 @@ def build_values(cfg: Config, options: RenderOptions) -> dict[str, Any]:
         "configFiles": config_files(cfg),
         "jobs": {name: job_values(cfg, name) for name in sorted(jobs)},
         "schedulers": ticks,
+        "serve": serve_values(cfg),
     }
 
 
