@@ -26,7 +26,7 @@ from dataferry.engines import (
 from dataferry.engines.sqlite_files import LOCK_SUFFIX as LOCK_SUFFIX
 from dataferry.engines.sqlite_files import SQLiteRestoreLock, keep_access
 from dataferry.engines.statements import Changed
-from dataferry.errors import EngineError, LockBusy, NotFound, NotReady, VerificationFailed
+from dataferry.errors import ConfigError, EngineError, LockBusy, NotFound, NotReady, VerificationFailed
 from dataferry.private import private_dir
 from dataferry.streams import copy_stream
 
@@ -36,7 +36,13 @@ _SHADOW_MARK = ".dataferry-shadow-"
 def sqlite_path(db: DatabaseRef) -> Path:
     """The file behind ``sqlite:///path`` (relative paths were resolved by the config)."""
     rest = db.url.split("://", 1)[1]
-    return Path(rest[1:] if rest.startswith("/") else rest)
+    path = Path(rest[1:] if rest.startswith("/") else rest)
+    if path.is_dir():  # sqlite3 would say only "disk I/O error" or "unable to open database file"
+        raise ConfigError(
+            f"the url of {db.name} in {db.environment} names the directory {path}, not a database file",
+            hint=f"point it at the file in that directory, e.g. sqlite:///{path}/{db.name}.db",
+        )
+    return path
 
 
 class SQLiteEngine:
