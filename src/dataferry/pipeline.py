@@ -2,11 +2,13 @@
 
 Backup (``publish``)::
 
-    engine.dump -> count -> encode (layout's codec) -> sha256 -> store.put -> layout.publish(manifest)
+    engine.dump -> count -> encode (layout's codec) -> [age encrypt] -> sha256 -> store.put
+    -> layout.publish(manifest)
 
 Restore (``restore_into``)::
 
-    store.open -> verify sha256 and size while streaming -> decode -> engine.restore_shadow
+    store.open -> verify sha256 and size while streaming -> [age decrypt] -> decode
+    -> engine.restore_shadow
     -> row counts against the manifest -> before-swap hooks (sanitisation) -> engine.swap
 
 Invariants enforced here: 2 (the manifest is written by ``layout.publish`` only after the data object
@@ -29,15 +31,22 @@ from typing import BinaryIO
 
 import zstandard
 
-from dataferry import artifacts, codecs, private
-from dataferry.artifacts import DataObject, Manifest, Sanitisation
+from dataferry import artifacts, codecs, encryption, private
+from dataferry.artifacts import DataObject, Encryption, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import Engine, RestoreOptions, Shadow, ToolCheck, drop_after_failure
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
 from dataferry.progress import Reporter
-from dataferry.streams import CHUNK, CountingReader, HashingReader, ProgressReader, VerifyingReader
+from dataferry.streams import (
+    CHUNK,
+    ByteSource,
+    CountingReader,
+    HashingReader,
+    ProgressReader,
+    VerifyingReader,
+)
 
 #: Called on the shadow after its checksum and row counts were verified and before the swap.
 #: Sanitisation plugs in here; raising aborts the restore and the shadow is dropped.
@@ -68,6 +77,8 @@ class Publication:
     environment: str
     sanitisation: Sanitisation | None = None
     extra: dict[str, object] | None = None
+    #: age recipients (public keys) to encrypt the data object for; empty: not encrypted
+    recipients: tuple[str, ...] = ()
 
 
 def publish(
@@ -80,7 +91,7 @@ def publish(
     encoding = layout.encoding(engine, level)
     new = layout.new_key(engine, encoding)
     reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
-    obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter)
+    obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter, what.recipients)
     sanitisation = what.sanitisation
     manifest = Manifest(
         id=new.id,
@@ -102,20 +113,31 @@ def publish(
 
 
 def upload(
-    layout: Layout, key: str, engine: Engine, ref: DatabaseRef, encoding: Encoding, reporter: Reporter
+    layout: Layout,
+    key: str,
+    engine: Engine,
+    ref: DatabaseRef,
+    encoding: Encoding,
+    reporter: Reporter,
+    recipients: tuple[str, ...] = (),
 ) -> tuple[DataObject, dict[str, int]]:
-    """Stream a dump of ``ref`` through the layout's codec into ``key``, hashing the stored bytes.
+    """Stream a dump of ``ref`` through the layout's codec (and age, for ``recipients``) into
+    ``key``, hashing the stored bytes.
 
     A failed dump raises inside ``store.put``, so nothing becomes visible; a size the store did not
     confirm removes the object. Returns the data object and the dump's own row counts.
     """
     store = layout.store
     encode = codecs.encoder(encoding.compression, encoding.level)
+    keys = encryption.parse_recipients(recipients, "encryption.recipients") if recipients else []
     transfer = reporter.transfer(f"backup {ref.name}", None)
     try:
-        with engine.dump(ref, encoding.dump) as dump:
+        with engine.dump(ref, encoding.dump) as dump, contextlib.ExitStack() as stack:
             raw = CountingReader(ProgressReader(dump.stream, transfer.advance))
-            hashed = HashingReader(encode(raw))  # only stored bytes need a hash
+            encoded = encode(raw)
+            if keys:  # after compression: ciphertext does not compress
+                encoded = stack.enter_context(encryption.encrypting(encoded, keys))
+            hashed = HashingReader(encoded)  # only stored bytes need a hash
             info = store.put(key, hashed)
             row_counts = dict(dump.row_counts)
     finally:
@@ -130,6 +152,7 @@ def upload(
         format=engine.dump_format,
         compression=encoding.compression,
         raw_size=raw.size,
+        encryption=Encryption(recipients=list(recipients)) if recipients else None,
     )
     return obj, row_counts
 
@@ -178,10 +201,12 @@ def restore_into(
     options: RestoreOptions,
     hooks: list[BeforeSwap],
     reporter: Reporter,
+    identities: encryption.Identities | None = None,
 ) -> Loaded:
-    """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation."""
+    """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation.
+    ``identities`` decrypt an encrypted data object."""
     obj = manifest.objects[0]
-    with shadow_restore(engine, ref, layout, obj, options, reporter) as shadow:
+    with shadow_restore(engine, ref, layout, obj, options, reporter, identities) as shadow:
         counts = check_row_counts(engine, ref, shadow, manifest)
         results = [hook(engine, shadow) for hook in hooks]
         reporter.info(f"swap {shadow.name} -> live {ref.name}")
@@ -197,8 +222,10 @@ def shadow_restore(
     obj: DataObject,
     options: RestoreOptions,
     reporter: Reporter,
+    identities: encryption.Identities | None = None,
 ) -> Iterator[Shadow]:
     """Stream ``obj`` into a shadow, checked as it streams; drop the shadow unless it was swapped.
+    An encrypted object is decrypted with ``identities`` after its stored bytes were hashed.
 
     An object with a sha256 is verified against it (and its size); one without (a dump another tool
     wrote) is checked against the size the store listed, and by its codec's own checksum where it
@@ -208,15 +235,20 @@ def shadow_restore(
     shadow: Shadow | None = None
     swapped = False
     try:
-        with layout.store.open(obj.key) as raw:
+        with layout.store.open(obj.key) as raw, contextlib.ExitStack() as stack:
             check = _checker(raw, obj)
             # Read in this thread, not ahead on another: reading ahead measured no faster here
             # (the spool is write-bound), and a read stuck on a stalled store could not be
-            # abandoned safely when a signal stops the restore.
-            stream = codecs.decode(obj.compression, ProgressReader(check, transfer.advance), obj.key)
+            # abandoned safely when a signal stops the restore. (age's decryption has to run on a
+            # worker thread: pyrage pushes; its queue is bounded and closed with the restore.)
+            stored: ByteSource = ProgressReader(check, transfer.advance)
+            if obj.encryption is not None:
+                stored = stack.enter_context(_decrypting(stored, obj, identities))
+            stream = codecs.decode(obj.compression, stored, obj.key)
             try:
                 shadow = engine.restore_shadow(ref, stream, options)
             except Exception as exc:
+                stack.close()  # stop a decrypting worker before this thread reads the store
                 if isinstance(check, VerifyingReader):
                     refuse_if_corrupt(check, exc)  # damaged bytes are VerificationFailed
                 raise
@@ -227,6 +259,22 @@ def shadow_restore(
         transfer.done()
         if shadow is not None and not swapped:
             drop_after_failure(engine, shadow, sys.exc_info()[1])
+
+
+def _decrypting(
+    stored: ByteSource, obj: DataObject, identities: encryption.Identities | None
+) -> contextlib.AbstractContextManager[BinaryIO]:
+    if obj.encryption is None or obj.encryption.format != encryption.AGE:
+        fmt = obj.encryption.format if obj.encryption else None
+        raise VerificationFailed(
+            f"object {obj.key} is encrypted as {fmt!r}, which this dataferry cannot read"
+        )
+    if identities is None:
+        raise NotReady(
+            f"object {obj.key} is encrypted and no age identity was given",
+            hint="set encryption.identity_env for the environment it comes from",
+        )
+    return encryption.decrypting(stored, identities, obj.key)
 
 
 def _checker(raw: BinaryIO, obj: DataObject) -> HashingReader:

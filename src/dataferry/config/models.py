@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from dataferry.config.policies import EncryptionConfig, RetentionConfig
 from dataferry.config.urls import check_url
 from dataferry.errors import ConfigError, NotFound
 
@@ -36,6 +37,7 @@ _SECRET_KEYS = {
     "pwd": "password_env",
     "access_key_id": "access_key_id_env",
     "secret_access_key": "secret_access_key_env",
+    "identity": "identity_env",
 }
 
 Location = tuple[str, ...]
@@ -130,6 +132,8 @@ class EnvironmentConfig(_Model):
         False,
         description="store accepts only sanitised, check-passed artifacts; restores from it refuse others",
     )
+    encryption: EncryptionConfig | None = Field(None, description="client-side age encryption of artifacts")
+    retention: RetentionConfig | None = Field(None, description="which artifacts 'dataferry prune' keeps")
 
     @field_validator("store", mode="before")
     @classmethod
