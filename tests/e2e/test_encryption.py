@@ -225,3 +225,25 @@ def test_the_identity_never_shows(
     seen = "\n".join([*(o for _, o in outputs), *launched, caplog.text, stored, plan_error])
     for secret in (project.secret, malformed, project.secret[15:40]):
         assert secret not in seen
+
+
+def test_a_secret_key_written_as_a_recipient_is_rejected_without_echoing_it(project: Project) -> None:
+    text = project.config.read_text(encoding="utf-8").replace(project.recipient, project.secret)
+    project.config.write_text(text, encoding="utf-8")
+    code, out = project.run("check")
+    assert code == 2, out
+    assert "environments.production.encryption.recipients" in out and project.secret not in out
+
+
+def test_a_govuk_layout_store_is_not_encrypted(project: Project) -> None:
+    """GOV.UK's scripts read the govuk layouts' dumps, and they cannot read age files."""
+    text = project.config.read_text(encoding="utf-8").replace(
+        'store = "stores/production"', 'store = { url = "stores/govuk", layout = "govuk" }'
+    )
+    project.config.write_text(text, encoding="utf-8")
+    code, out = project.run("backup", "app", "--env", "production")
+    assert code == 2, out
+    assert "cannot read age files" in out
+    assert not (project.root / "stores/govuk").exists() or not any(
+        (project.root / "stores/govuk").rglob("*.gz")
+    )

@@ -22,6 +22,7 @@ from dataferry.config.models import (
     StoreConfig,
     parse_duration,
 )
+from dataferry.config.policies import EncryptionConfig
 from dataferry.config.refs import DatabaseRef, connection_ref, database_ref, secret_values
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DatabaseConfig",
     "DatabaseRef",
     "Duration",
+    "EncryptionConfig",
     "EnvironmentConfig",
     "JobConfig",
     "S3Options",

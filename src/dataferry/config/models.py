@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dataferry.config.policies import EncryptionConfig, RetentionConfig
+from dataferry.config.policies import EncryptionConfig
 from dataferry.config.urls import check_url
 from dataferry.errors import ConfigError, NotFound
 
@@ -133,7 +133,6 @@ class EnvironmentConfig(_Model):
         description="store accepts only sanitised, check-passed artifacts; restores from it refuse others",
     )
     encryption: EncryptionConfig | None = Field(None, description="client-side age encryption of artifacts")
-    retention: RetentionConfig | None = Field(None, description="which artifacts 'dataferry prune' keeps")
 
     @field_validator("store", mode="before")
     @classmethod
