@@ -109,7 +109,8 @@ def load_identities(*, env: str | None, file: Path | None, where: str) -> Identi
     else:
         raise NotReady(
             f"{where}: the artifact is encrypted and no age identity is configured",
-            hint="set encryption.identity_env (or identity_file) for the environment it comes from",
+            hint="set encryption.identity_env (or identity_file) for the environment it comes from "
+            "(dataferry pull: --identity-env or --identity-file)",
         )
     return Identities(_parse_identities(text, source, where), source)
 

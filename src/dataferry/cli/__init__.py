@@ -64,6 +64,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "legacy": "dataferry.cli.compat:legacy_cmd",
     "import": "dataferry.cli.compat:import_cmd",
     "render": "dataferry.cli.render:render",
+    "pull": "dataferry.cli.pull:pull",
 }
 
 
