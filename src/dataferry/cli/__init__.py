@@ -65,6 +65,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "import": "dataferry.cli.compat:import_cmd",
     "render": "dataferry.cli.render:render",
     "pull": "dataferry.cli.pull:pull",
+    "prune": "dataferry.cli.prune:prune",
 }
 
 

@@ -22,7 +22,7 @@ from dataferry.config.models import (
     StoreConfig,
     parse_duration,
 )
-from dataferry.config.policies import EncryptionConfig
+from dataferry.config.policies import EncryptionConfig, RetentionConfig
 from dataferry.config.refs import DatabaseRef, connection_ref, database_ref, secret_values
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "EncryptionConfig",
     "EnvironmentConfig",
     "JobConfig",
+    "RetentionConfig",
     "S3Options",
     "Settings",
     "StoreConfig",

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dataferry.config.policies import EncryptionConfig
+from dataferry.config.policies import EncryptionConfig, RetentionConfig
 from dataferry.config.urls import check_url
 from dataferry.errors import ConfigError, NotFound
 
@@ -133,6 +133,7 @@ class EnvironmentConfig(_Model):
         description="store accepts only sanitised, check-passed artifacts; restores from it refuse others",
     )
     encryption: EncryptionConfig | None = Field(None, description="client-side age encryption of artifacts")
+    retention: RetentionConfig | None = Field(None, description="which artifacts 'dataferry prune' keeps")
 
     @field_validator("store", mode="before")
     @classmethod
@@ -212,9 +213,9 @@ class JobConfig(_Model):
     def _known_steps(cls, steps: list[str]) -> list[str]:
         for i, step in enumerate(steps):
             kind = step.split(":", 1)[0]
-            if kind not in ("restore", "sanitise", "backup", "hook", "verify"):
+            if kind not in ("restore", "sanitise", "backup", "hook", "verify", "prune"):
                 raise ValueError(
-                    f"unknown step {step!r}: use restore:<env>, sanitise, backup, verify, hook:<cmd>"
+                    f"unknown step {step!r}: use restore:<env>, sanitise, backup, verify, prune, hook:<cmd>"
                 )
             if kind in ("restore", "hook") and not step.partition(":")[2]:
                 raise ValueError(f"step {step!r} needs a value after the colon")

@@ -1,5 +1,6 @@
 """What an environment's store does to its artifacts beyond holding them: client-side encryption
-(``encryption``). Models only; ``dataferry.encryption`` does the work.
+(``encryption``) and retention (``retention``). Models only; ``dataferry.encryption`` and
+``dataferry.ops.prune`` do the work.
 """
 
 from __future__ import annotations
@@ -55,3 +56,23 @@ class EncryptionConfig(_Model):
     def encrypts(self) -> bool:
         """True when backups into the store are encrypted."""
         return bool(self.recipients or self.recipients_file)
+
+
+class RetentionConfig(_Model):
+    """``retention = { keep_last = N, keep_daily = N, keep_weekly = N, keep_monthly = N }``: restic's
+    ``forget`` policy on artifact timestamps (UTC). An artifact kept by any rule is kept."""
+
+    keep_last: int = Field(0, ge=0, description="the newest N artifacts")
+    keep_daily: int = Field(
+        0, ge=0, description="the newest artifact of each of the last N days that have one"
+    )
+    keep_weekly: int = Field(0, ge=0, description="the same per ISO week")
+    keep_monthly: int = Field(0, ge=0, description="the same per calendar month")
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> RetentionConfig:
+        if not (self.keep_last or self.keep_daily or self.keep_weekly or self.keep_monthly):
+            raise ValueError(
+                "a retention policy that keeps nothing would delete every artifact; set a keep_* above 0"
+            )
+        return self

@@ -18,6 +18,7 @@ from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow
 from dataferry.errors import ConfigError, Refused, VerificationFailed
 from dataferry.layouts import Layout, layout_for
+from dataferry.ops import leases
 from dataferry.ops.keys import identities_for
 from dataferry.ops.rules import (
     engine_for,
@@ -157,9 +158,10 @@ def restore(
     reporter.info(f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}")
     pipeline.sweep_leftovers(plan.config.spool_path(), reporter)
     options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
-    loaded = pipeline.restore_into(
-        plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter, plan.identities
-    )
+    with leases.holding(plan.layout.store, plan.layout.database, manifest, reporter):  # kept from prune
+        loaded = pipeline.restore_into(
+            plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter, plan.identities
+        )
     reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")
     return RestoreResult(
         manifest=manifest,
