@@ -247,3 +247,27 @@ def test_a_govuk_layout_store_is_not_encrypted(project: Project) -> None:
     assert not (project.root / "stores/govuk").exists() or not any(
         (project.root / "stores/govuk").rglob("*.gz")
     )
+
+
+def test_files_for_recipients_and_identity_and_what_check_says(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project.root / "recipients.txt").write_text(f"# team keys\n{project.recipient}\n", encoding="utf-8")
+    text = project.config.read_text(encoding="utf-8").replace(
+        f'recipients = ["{project.recipient}"], identity_env = "{IDENTITY_ENV}"',
+        'recipients_file = "recipients.txt", identity_file = "key.txt"',
+    )
+    project.config.write_text(text, encoding="utf-8")
+    monkeypatch.delenv(IDENTITY_ENV)
+    code, out = project.run("backup", "app", "--env", "production")
+    assert code == 0, out
+    code, out = project.restore()
+    assert code == 0, out
+    assert rows(project.staging) == rows(project.production)
+    code, out = project.run("check")
+    assert "ok    encryption of production: recipients: 1 age recipient(s)" in out
+    assert f"ok    encryption of production: identity: from the identity file {project.key_file}" in out
+    project.key_file.write_text("AGE-SECRET-KEY-1NOTAKEY\n", encoding="utf-8")
+    code, out = project.run("check")
+    assert code == 3 and "FAIL  encryption of production: identity: " in out, out
+    assert "line 1 of the identity file" in out and "NOTAKEY" not in out

@@ -12,6 +12,7 @@ from dataferry.config import Config, database_ref
 from dataferry.engines import get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
+from dataferry.ops.keys import check_encryption
 from dataferry.ops.rules import engine_for
 from dataferry.progress import NullReporter
 from dataferry.stores import CleansIncomplete
@@ -130,6 +131,8 @@ def check(cfg: Config) -> CheckReport:
             report.findings.append((f"store of {env_name}", True, store.url))
         except Exception as exc:  # a report lists every failure, it does not stop at one
             report.findings.append((f"store of {env_name}", False, str(exc)))
+        if cfg.environments[env_name].encryption is not None:
+            report.findings += check_encryption(cfg, env_name)
     for db_name in sorted(cfg.databases):
         db_cfg = cfg.databases[db_name]
         for env_name in sorted(db_cfg.environments):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataferry import encryption
 from dataferry.artifacts import Manifest
 from dataferry.config import Config
-from dataferry.errors import ConfigError
+from dataferry.errors import ConfigError, FerryError
 from dataferry.layouts import Layout
 
 
@@ -55,3 +55,30 @@ def identities_for(
     with layout.store.open(obj.key) as stored:
         encryption.check_identity(stored, identities, obj.key)
     return identities
+
+
+def check_encryption(cfg: Config, environment: str) -> list[tuple[str, bool, str]]:
+    """``dataferry check``'s findings on an environment's encryption: the recipients parse, the
+    identity is there and is one. Never the identity itself."""
+    conf = cfg.environment(environment).encryption
+    if conf is None:
+        return []
+    what = f"encryption of {environment}"
+    findings: list[tuple[str, bool, str]] = []
+    try:
+        recipients = recipients_for(cfg, environment)
+        if recipients:
+            findings.append((f"{what}: recipients", True, f"{len(recipients)} age recipient(s)"))
+    except FerryError as exc:
+        findings.append((f"{what}: recipients", False, exc.message))
+    if conf.identity_env or conf.identity_file:
+        try:
+            identities = encryption.load_identities(
+                env=conf.identity_env,
+                file=cfg.resolve_path(conf.identity_file) if conf.identity_file else None,
+                where=f"environments.{environment}.encryption",
+            )
+            findings.append((f"{what}: identity", True, f"from the {identities.source}"))
+        except FerryError as exc:
+            findings.append((f"{what}: identity", False, exc.message))
+    return findings
