@@ -37,6 +37,7 @@ AGE = "age"
 
 _QUEUE_CHUNKS = 16  # x 64 KiB: the most a pump holds between its thread and its reader
 _POLL = 0.2
+_CLOSE_WAIT = 30.0
 
 
 def parse_recipients(values: Sequence[str], where: str) -> list[object]:
@@ -155,6 +156,7 @@ class _Pump(Reader):
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(_QUEUE_CHUNKS)
         self._stop = threading.Event()
         self._source_error: BaseException | None = None
+        self._overflow = b""  # what a source returned beyond the size pyrage asked for
         self._buffer = b""
         self._done = False
         self._work = work
@@ -177,11 +179,17 @@ class _Pump(Reader):
     def _pull(self, n: int) -> bytes:
         if self._stop.is_set():
             raise _Cancelled()
+        if self._overflow:  # pyrage takes at most what it asked for
+            data, self._overflow = self._overflow[:n], self._overflow[n:]
+            return data
         try:
-            return self._src.read(n)
+            data = self._src.read(n)
         except BaseException as exc:
             self._source_error = exc
             raise
+        if n >= 0 and len(data) > n:
+            data, self._overflow = data[:n], data[n:]
+        return data
 
     def _put(self, item: bytes | BaseException | None) -> None:
         while not self._stop.is_set():
@@ -217,12 +225,14 @@ class _Pump(Reader):
         return data[:n]
 
     def close(self) -> None:
-        """Stop the worker (if it still runs) and wait for it."""
+        """Stop the worker (if it still runs) and wait for it: it stops at its next read or write.
+        A worker stuck in a read of a stalled source is left behind (a daemon thread) after
+        ``_CLOSE_WAIT`` rather than hanging the run that is ending."""
         self._stop.set()
         with contextlib.suppress(queue.Empty):
             while True:
                 self._queue.get_nowait()
-        self._thread.join()
+        self._thread.join(timeout=_CLOSE_WAIT)
 
 
 class _In:

@@ -132,7 +132,9 @@ def upload(
     keys = encryption.parse_recipients(recipients, "encryption.recipients") if recipients else []
     transfer = reporter.transfer(f"backup {ref.name}", None)
     try:
-        with engine.dump(ref, encoding.dump) as dump, contextlib.ExitStack() as stack:
+        # The encrypting worker is stopped after the dump ends (a dump that stalls is killed first,
+        # so a worker blocked reading it is released and the stop never waits on it).
+        with contextlib.ExitStack() as stack, engine.dump(ref, encoding.dump) as dump:
             raw = CountingReader(ProgressReader(dump.stream, transfer.advance))
             encoded = encode(raw)
             if keys:  # after compression: ciphertext does not compress
@@ -235,7 +237,7 @@ def shadow_restore(
     shadow: Shadow | None = None
     swapped = False
     try:
-        with layout.store.open(obj.key) as raw, contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack, layout.store.open(obj.key) as raw:
             check = _checker(raw, obj)
             # Read in this thread, not ahead on another: reading ahead measured no faster here
             # (the spool is write-bound), and a read stuck on a stalled store could not be
