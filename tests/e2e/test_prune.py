@@ -280,3 +280,56 @@ def test_refusal_leaves_everything(world: World) -> None:
     with pytest.raises(Refused):
         prune(world.cfg, "app", "vault", reporter=NullReporter())
     assert len(world.ids(store_for(world.cfg, "vault"))) == 3
+
+
+def test_an_artifact_an_after_trigger_still_needs_is_kept(tmp_path: Path) -> None:
+    """prod-backup publishes A; a manual backup publishes B; the staging job (after prod-backup)
+    has not consumed A yet, so keep_last = 1 keeps A too, until the staging job ran."""
+    (tmp_path / "dataferry.toml").write_text(
+        """
+[environments.production]
+store = "stores/production"
+retention = { keep_last = 1 }
+[environments.staging]
+store = "stores/staging"
+
+[databases.app]
+engine = "sqlite"
+[databases.app.environments]
+production = { url = "sqlite:///db/production/app.db" }
+staging = { url = "sqlite:///db/staging/app.db" }
+
+[jobs.prod-backup]
+environment = "production"
+database = "app"
+steps = ["backup"]
+
+[jobs.staging-restore]
+environment = "staging"
+database = "app"
+steps = ["restore:production"]
+after = "prod-backup"
+""",
+        encoding="utf-8",
+    )
+    make_db(tmp_path / "db/production/app.db", 10, "prod")
+    make_db(tmp_path / "db/staging/app.db", 1, "staging")
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--config", str(tmp_path / "dataferry.toml"), *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    run("run", "prod-backup")
+    time.sleep(1.1)  # artifact ids have one-second resolution
+    run("backup", "app", "--env", "production")
+    ids = [m.id for m in ops.list_artifacts(load(tmp_path / "dataferry.toml"), "app", "production")]
+    assert len(ids) == 2
+    out = run("prune", "app", "--env", "production")
+    assert f"keep\t{ids[1]}\tneeded by an 'after' trigger" in out
+    run("run", "staging-restore")
+    out = run("prune", "app", "--env", "production")
+    assert f"removed\t{ids[1]}" in out
+    assert [m.id for m in ops.list_artifacts(load(tmp_path / "dataferry.toml"), "app", "production")] == ids[
+        :1
+    ]

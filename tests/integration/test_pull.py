@@ -248,3 +248,10 @@ def test_pull_decrypts_with_the_identity_given(published: Published, monkeypatch
     code, out = published.pull(source, "--identity-env", "FERRY_TEST_PULL_IDENTITY")
     assert code == 0, out
     assert manifest.id in out and published.engine.rows(published.target) == ROWS
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_pull_dry_run_changes_nothing(published: Published) -> None:
+    code, out = published.pull(f"s3://{published.bucket}/integration/app", "--dry-run")
+    assert code == 0, out
+    assert "would pull" in out and published.engine.rows(published.target) == [(1, "mine")]
