@@ -191,7 +191,7 @@ def main(argv: list[str]) -> int:
                         after=check,
                     )
             sizes = {
-                enc: max(p.stat().st_size for p in (workdir / f"store-{name}").rglob("*.zst"))
+                enc: max(p.stat().st_size for p in (workdir / f"store-{name}").rglob("*.zst*"))
                 for enc, name in ((False, "plain"), (True, "enc"))
             }
         ok = True

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 #: What ``DataObject.encryption`` records as the format.
 AGE = "age"
+#: Appended to an encrypted data object's key (``<id>.<format>.zst.age``), as the age tool names files.
+SUFFIX = ".age"
 
 _QUEUE_CHUNKS = 16  # x 64 KiB: the most a pump holds between its thread and its reader
 _POLL = 0.2

@@ -21,6 +21,7 @@ Policy (whether to do it at all) lives in ``ops``; this module never decides tha
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -90,6 +91,8 @@ def publish(
     engine_extra = describe_dump(engine, ref)  # optional capability (MySQL: character set, tool)
     encoding = layout.encoding(engine, level)
     new = layout.new_key(engine, encoding)
+    if what.recipients:  # say what the bytes are: <id>.<format>.zst.age is `age -d | zstd -d`
+        new = dataclasses.replace(new, key=f"{new.key}{encryption.SUFFIX}")
     reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
     obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter, what.recipients)
     sanitisation = what.sanitisation

@@ -122,6 +122,7 @@ def test_the_manifest_records_the_recipients_and_the_object_is_an_age_file(proje
     obj = project.manifest.objects[0]
     assert obj.encryption is not None and obj.encryption.recipients == [project.recipient]
     assert project.data_file.read_bytes().startswith(b"age-encryption.org/v1\n")
+    assert obj.key.endswith(".sqlite.zst.age")
     manifest_text = (project.root / "stores/production" / project.manifest.key).read_text()
     assert project.recipient in manifest_text and project.secret not in manifest_text
     # verify needs no identity: the sha256 is that of the stored (encrypted) bytes
