@@ -67,6 +67,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "import": "dataferry.cli.compat:import_cmd",
     "render": "dataferry.cli.render:render",
     "serve": "dataferry.cli.serve:serve",
+    "pull": "dataferry.cli.pull:pull",
+    "prune": "dataferry.cli.prune:prune",
 }
 
 

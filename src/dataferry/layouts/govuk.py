@@ -203,6 +203,16 @@ class GovukLayout:
         """Its directories hold GOV.UK's own dumps, which have no manifest: none is an orphan."""
         return None
 
+    def pinned_data_keys(self) -> set[str]:
+        """Dumps a prune must keep whatever its policy: the pointer's (consumers trust it)."""
+        if not self.has_pointer:
+            return set()
+        try:
+            pointer = self._pointer(self._list(), NullReporter())
+        except NotFound:  # no pointer, or one naming nothing: nothing to keep for it
+            return set()
+        return {pointer} if pointer else set()
+
     def choose(
         self, *, artifact: str | None = None, at: datetime | None = None, reporter: Reporter | None = None
     ) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from dataferry.config import Config, database_ref
 from dataferry.engines import ChecksSource, SweepsShadows, get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
+from dataferry.ops.keys import check_encryption
 from dataferry.ops.rules import engine_for, refuse_unsanitised_source
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete, Store, put_bytes
@@ -164,6 +165,8 @@ def check(cfg: Config) -> CheckReport:
     report = CheckReport()
     for env_name in sorted(cfg.environments):
         report.findings.append(_check_store(cfg, env_name))
+        if cfg.environments[env_name].encryption is not None:
+            report.findings += check_encryption(cfg, env_name)
     for db_name in sorted(cfg.databases):
         db_cfg = cfg.databases[db_name]
         for env_name in sorted(db_cfg.environments):
