@@ -76,6 +76,19 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
+def stale_shadows(target: Path) -> list[Path]:
+    """Shadow files beside ``target`` (whole copies of a database). One that is not the current
+    restore's own was left by a killed restore: only the holder of the restore lock may remove them."""
+    if not target.parent.is_dir():
+        return []
+    return sorted(target.parent.glob(glob_escape(target.name) + _SHADOW_MARK + "*"))
+
+
+def glob_escape(name: str) -> str:
+    """``name`` matched literally by ``Path.glob``."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def sqlite_path(db: DatabaseRef) -> Path:
     """The file behind ``sqlite:///path`` (relative paths were resolved by the config)."""
     rest = db.url.split("://", 1)[1]
@@ -98,6 +111,15 @@ class SQLiteEngine:
             ok = path.parent.is_dir() and os.access(path.parent, os.W_OK)
             found.append(
                 ToolCheck(f"directory {path.parent}", ok, "writable" if ok else "missing or read-only")
+            )
+        if left := stale_shadows(path):
+            names = ", ".join(p.name for p in left)
+            found.append(
+                ToolCheck(
+                    f"shadow copies of {path.name}",
+                    True,
+                    f"left by killed restores: {names}; the next restore of it removes them",
+                )
             )
         return found
 
@@ -143,6 +165,8 @@ class SQLiteEngine:
             raise NotReady(f"directory {target.parent} does not exist", hint="create it or fix the url")
         lock = SQLiteRestoreLock(target, db.environment)
         try:
+            for stale in stale_shadows(target):  # we hold the lock: a killed restore left these
+                stale.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=target.name + _SHADOW_MARK, dir=target.parent)
         except BaseException:
             lock.release()
