@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO
 
 import zstandard
@@ -96,9 +99,48 @@ def publish(
         row_counts=row_counts,
         extra={**engine_extra, **(what.extra or {}), **layout.manifest_extra(new)},
     )
-    layout.publish(manifest)
-    reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    with _stops_deferred() as stopped:
+        layout.publish(manifest)  # the commit: a stop asked for meanwhile waits until it is done
+        reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    if stopped:
+        reporter.warn(f"{stopped[0]} arrived while the manifest was written; {manifest.id} is published")
     return manifest
+
+
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[list[str]]:
+    """Hold SIGTERM and SIGINT back while the block runs, then hand them to the handlers they had.
+
+    The manifest write is the commit (invariant 2): a stop landing on it used to publish the artifact
+    and still exit non-zero, saying it failed. Here the write finishes, then the previous handler
+    runs: a job runner's flag still stops the job at its next step, but a ``KeyboardInterrupt``
+    (the command's own handler, Ctrl-C) is dropped, as what it would stop is done and published.
+    The list the block gets names the signals that arrived. Outside the main thread (where signal
+    handlers cannot be set) nothing is deferred.
+    """
+    arrived: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    pending: list[tuple[int, FrameType | None]] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        pending.append((signum, frame))
+        arrived.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield arrived
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum, frame in pending:
+            handler = previous[signal.Signals(signum)]
+            if callable(handler):
+                with contextlib.suppress(KeyboardInterrupt):
+                    handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)  # no handler of ours: the default action, committed
 
 
 def upload(
