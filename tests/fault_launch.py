@@ -8,7 +8,7 @@ the only change is that at the named point it writes the point's name to ``FAULT
 there. The test sees the flag and kills it (SIGKILL or SIGTERM). A pause on a thread other than the
 main one, or on one whose SIGTERM is held back, is released by SIGTERM: a real thread would keep
 working.
-Without ``FAULT_PAUSE_AT`` it runs the command unchanged. The points are in ``fault_points.PHASES``.
+SIGUSR1 lets a paused run go on and finish. Without ``FAULT_PAUSE_AT`` it runs the command unchanged. The points are in ``fault_points.PHASES``.
 """
 
 from __future__ import annotations
@@ -136,6 +136,8 @@ def main() -> None:
     if point:
         install(point)
         _releasing_handlers()
+        # SIGUSR1 lets a paused run go on, to finish normally
+        signal.signal(signal.SIGUSR1, lambda signum, frame: _released.set())
     sys.argv[0] = "dataferry"
     cli.main(sys.argv[1:])
 

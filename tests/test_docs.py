@@ -71,5 +71,8 @@ def test_the_reliability_page_shows_the_fault_suite_it_runs() -> None:
     assert f"Engines: {', '.join(f'`{e}`' for e in ENGINES)}." in page
     assert f"Signals: {', '.join(f'`{s}`' for s in SIGNALS)}." in page
     cells = len(PHASES) * len(SIGNALS) * len(ENGINES)
-    assert f"| kill matrix | {cells} ({len(PHASES)} points x {len(SIGNALS)} signals x {len(ENGINES)} engines) |" in page
+    assert (
+        f"| kill matrix | {cells} ({len(PHASES)} points x {len(SIGNALS)} signals x {len(ENGINES)} engines) |"
+        in page
+    )
     assert f"| S3 fault cells | {len(S3_FAULTS) * 2} ({len(S3_FAULTS)} faults x 2 directions) |" in page

@@ -19,7 +19,6 @@ Policy (whether to do it at all) lives in ``ops``; this module never decides tha
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import sys
 import tempfile
@@ -355,16 +354,23 @@ def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
             reporter.warn(f"removed {path}, left by a dataferry run that was killed")
 
 
-def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> Path | None:
-    """Where a parallel restore spools; checks free space first (invariant 1)."""
+def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> tuple[Path | None, Path | None]:
+    """Where a parallel restore spools, and its reservation there (invariant 1): the free space,
+    less what other running restores reserved there and have not spooled yet, must hold this
+    spool; it is then reserved until ``private.release(reservation)`` (or this process ends)."""
     if jobs <= 1:
-        return None
+        return None, None
     base = configured or Path(tempfile.gettempdir())
     need = max(o.raw_size or o.size for o in manifest.objects)
-    free = shutil.disk_usage(base).free if base.exists() else 0
-    if free < need * 1.1:
-        raise NotReady(
-            f"a parallel restore spools {need} bytes to {base}, but only {free} are free",
-            hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
-        )
-    return base
+    hint = "set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)"
+    if not base.is_dir():
+        raise NotReady(f"a parallel restore spools {need} bytes to {base}, which does not exist", hint=hint)
+    with private.space_lock(base):
+        free, promised = private.spool_room(base)
+        if free - promised < need * 1.1:
+            others = f" ({promised} of them reserved by restores running now)" if promised else ""
+            raise NotReady(
+                f"a parallel restore spools {need} bytes to {base}, but only {free} are free{others}",
+                hint=("wait for the other restores to finish, " if promised else "") + hint,
+            )
+        return base, private.reserve(base, int(need * 1.1))
