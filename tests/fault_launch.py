@@ -106,8 +106,29 @@ def install(point: str) -> None:
         _wrap(pg_swap, "_rename_with_retries", always)
         _wrap(mysql_swap, "execute", lambda conn, stmt, *a: str(stmt).startswith("RENAME TABLE"))
         _wrap(sqlite.os, "replace", lambda src, dst: ".dataferry-shadow-" in str(src))
+    elif point == "restore:loader":
+        _stopped_loaders(point)
     else:
         raise SystemExit(f"fault_launch: unknown point {point!r}")
+
+
+def _stopped_loaders(point: str) -> None:
+    """Not a matrix phase: the first loader a parallel restore starts (pg_restore, a mariadb client)
+    is stopped with SIGSTOP as it starts, and the run pauses. Killed there, the run leaves a loader
+    that is still there, deterministically, for check and cleanup to find."""
+    from dataferry.engines.mysql import load as mysql_load
+    from dataferry.engines.postgresql import restore as pg_restore
+
+    for module in (pg_restore, mysql_load):
+        original = module.spawn
+
+        def spawn(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+            proc = _original(*args, **kwargs)
+            os.kill(proc.pid, signal.SIGSTOP)
+            pause(point)
+            return proc
+
+        module.spawn = spawn  # type: ignore[assignment]
 
 
 def _releasing_handlers() -> None:

@@ -348,8 +348,11 @@ def check_row_counts(engine: Engine, ref: DatabaseRef, shadow: Shadow, manifest:
 
 def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
     """Remove what killed runs left in the temp dir and the configured ``spool`` dir: option files
-    with passwords, spools with whole databases (``dataferry.private``), and say so."""
+    with passwords, spools with whole databases (``dataferry.private``), after killing the loaders
+    they left running, and say so."""
     for base in private.bases(spool):
+        for loader in private.kill_orphans(base):
+            reporter.warn(f"killed {loader}, a loader left running by a dataferry run that was killed")
         for path in private.sweep(base):
             reporter.warn(f"removed {path}, left by a dataferry run that was killed")
 

@@ -6,7 +6,8 @@ it (``dataferry-run-<pid>-<start time>-<random>``) and removed when its ``with``
 process killed by SIGKILL cannot remove anything, so ``leftovers`` finds the directories whose owner
 is gone (the pid is dead, or now belongs to a process that started at another time) and ``sweep``
 removes them: every restore sweeps the directories it is about to use, and ``dataferry cleanup``
-sweeps, ``dataferry check`` reports.
+sweeps, ``dataferry check`` reports. Loaders such a run left running (``orphans``: their argv names
+a file in its directory) are killed first (``kill_orphans``) and reported the same way.
 
 Spool space is reserved the same way: a parallel restore that passed its free-space check leaves a
 private directory holding a ``reserved`` file (the bytes it will spool) until it ends, and the
@@ -23,6 +24,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +80,38 @@ def leftovers(base: Path | None = None) -> list[Path]:
         if m and entry.is_dir() and _start_time(int(m["pid"])) != int(m["start"]):
             found.append(entry)
     return sorted(found)
+
+
+def orphans(base: Path | None = None) -> list[tuple[int, str]]:
+    """``(pid, program)`` of processes still running for a killed run: loaders (``pg_restore
+    --jobs N``, ``mariadb`` clients) that a SIGKILLed restore left under init. They are known by
+    their argv, which names a file in the dead run's private directory (the spool they read, the
+    option file they log in with)."""
+    dead = [str(d) for d in leftovers(base)]
+    if not dead:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = [a.decode("utf-8", "replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if any(d in arg for d in dead for arg in argv[1:]):
+            found.append((int(entry.name), Path(argv[0]).name))
+    return sorted(found)
+
+
+def kill_orphans(base: Path | None = None) -> list[str]:
+    """SIGKILL the ``orphans`` under ``base`` (they load into a shadow that is dropped anyway);
+    returns them as ``program (pid N)``."""
+    killed = []
+    for pid, program in orphans(base):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(f"{program} (pid {pid})")
+    return killed
 
 
 def sweep(base: Path | None = None) -> list[Path]:

@@ -19,6 +19,8 @@ Run it alone with ``pytest -m fault``.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -93,7 +95,7 @@ class Rig:
             text=True,
             timeout=300,
             cwd=self.work,
-            env={**__import__("os").environ, **self.env},
+            env={**os.environ, **self.env},
         )
         assert "Traceback" not in proc.stderr, proc.stderr
         return proc
@@ -339,4 +341,58 @@ def test_a_killed_restore_leaves_live_old_or_new(rig: Rig, point: str, signame: 
     assert rig.artifacts() == listing
     rig.restore()
     assert rig.fingerprint("target") == new
+    assert_nothing_left(rig)
+
+
+# -- loaders a killed parallel restore left running ---------------------------------------------------
+
+
+def _loaders_of(rig: Rig) -> dict[int, str]:
+    """Running processes whose argv names a private run directory of this test: pid -> state."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(rig.work) in argv and "dataferry-run-" in argv and state != "Z":
+            found[int(entry.name)] = state
+    return found
+
+
+@pytest.mark.parametrize(
+    ("rig", "then"),
+    [("postgresql", "cleanup"), ("postgresql", "restore"), ("mysql", "cleanup")],
+    indirect=["rig"],
+)
+def test_loaders_a_killed_parallel_restore_left_running_are_killed_and_reported(rig: Rig, then: str) -> None:
+    """Issue 19, item 5: SIGKILL a ``restore --jobs 2`` while its loader runs (here held stopped, so
+    it is still there): the loader lives on under init. ``check`` reports it, ``cleanup --dry-run``
+    lists it, and ``cleanup`` (or the next restore) kills it and says so."""
+    rig.backup()
+    restore = ["restore", "app", "--env", "staging", "--from", "production", "--jobs", "2"]
+    try:
+        ended = rig.killed(restore, "restore:loader", "SIGKILL")
+        assert ended.returncode == -SIGNALS["SIGKILL"]
+        loaders = _loaders_of(rig)
+        assert loaders and set(loaders.values()) == {"T"}, loaders  # orphaned, alive
+        check = rig.ok("check").stdout
+        assert "still running for them" in check and all(f"(pid {pid})" in check for pid in loaders)
+        if then == "cleanup":
+            dry = rig.ok("cleanup", "app", "--env", "staging", "--dry-run").stdout
+            assert all("would kill" in dry and f"(pid {pid})" in dry for pid in loaders)
+            assert _loaders_of(rig) == loaders
+            done = rig.ok("cleanup", "app", "--env", "staging").stdout
+        else:
+            done = rig.ok(*restore).stderr
+        assert all("killed " in done and f"(pid {pid})" in done for pid in loaders), done
+        assert _loaders_of(rig) == {}
+    finally:
+        for pid in _loaders_of(rig):  # only what this test started
+            os.kill(pid, signal.SIGKILL)
+    rig.restore()
+    assert rig.fingerprint("target") == rig.fingerprint("source")
     assert_nothing_left(rig)
