@@ -60,7 +60,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_the_reliability_page_shows_the_fault_suite_it_runs() -> None:
     """docs/reliability.md's matrix names exactly the points, engines, signals and S3 faults the
     fault suite runs (tests/fault_points.py, tests/fault/, tests/integration/test_s3_faults.py)."""
-    from fault.test_kill_matrix import ENGINES
+    from fault.test_kill_matrix import RIGS
     from fault_points import PHASES, SIGNALS
     from integration.test_s3_faults import S3_FAULTS
 
@@ -68,11 +68,11 @@ def test_the_reliability_page_shows_the_fault_suite_it_runs() -> None:
     points = re.findall(r"^\| `((?:backup|restore):[a-z-]+)` \|", page, flags=re.M)
     assert points == list(PHASES)
     assert re.findall(r"^\| `([a-z0-9]+)` \|", page, flags=re.M) == S3_FAULTS
-    assert f"Engines: {', '.join(f'`{e}`' for e in ENGINES)}." in page
+    assert f"Rigs: {', '.join(f'`{r}`' for r in RIGS)}." in page
     assert f"Signals: {', '.join(f'`{s}`' for s in SIGNALS)}." in page
-    cells = len(PHASES) * len(SIGNALS) * len(ENGINES)
+    cells = len(PHASES) * len(SIGNALS) * len(RIGS)
     assert (
-        f"| kill matrix | {cells} ({len(PHASES)} points x {len(SIGNALS)} signals x {len(ENGINES)} engines) |"
+        f"| kill matrix | {cells} ({len(PHASES)} points x {len(SIGNALS)} signals x {len(RIGS)} rigs) |"
         in page
     )
     assert f"| S3 fault cells | {len(S3_FAULTS) * 2} ({len(S3_FAULTS)} faults x 2 directions) |" in page

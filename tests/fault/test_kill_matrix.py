@@ -34,11 +34,14 @@ import pytest
 from fault_points import PHASES, SIGNALS, Ended, killed_at
 from integration import _pg_helpers as pgh
 from integration import test_mysql_engine as my
-from servers import MariaDbServer, PgServer
+from servers import MariaDbServer, PgServer, S3Server
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration]
 
 ENGINES = ("postgresql", "mysql", "sqlite")
+#: Every engine with local-directory stores, and SQLite (the quickest) with both stores on S3 (moto).
+RIGS = [*ENGINES, "sqlite+s3"]
+S3_KEY_ENV, S3_SECRET_ENV = "FAULT_S3_KEY", "FAULT_S3_SECRET"
 BACKUP_POINTS = [p for p in PHASES if p.startswith("backup:")]
 RESTORE_POINTS = [p for p in PHASES if p.startswith("restore:")]
 PASSWORD_ENV = "FAULT_DB_PASSWORD"
@@ -123,18 +126,28 @@ class Rig:
         return killed_at(self.config, args, point, signame, self.env, self.work)
 
 
-def _write_config(work: Path, engine: str, production: str, staging: str, password: bool) -> None:
+def _write_config(
+    work: Path, engine: str, production: str, staging: str, password: bool, s3: S3Server | None = None
+) -> None:
     secret = f', password_env = "{PASSWORD_ENV}"' if password else ""
+    stores = {env: f'"stores/{env}"' for env in ("production", "staging")}
+    if s3 is not None:
+        bucket = s3.create_bucket("dataferry-fault")
+        stores = {
+            env: f'{{ url = "s3://{bucket}/{env}", endpoint_url = "{s3.endpoint_url}", region = "{s3.region}", '
+            f'access_key_id_env = "{S3_KEY_ENV}", secret_access_key_env = "{S3_SECRET_ENV}" }}'
+            for env in stores
+        }
     (work / "dataferry.toml").write_text(
         f"""
 [settings]
 spool_dir = "spool"
 
 [environments.production]
-store = "stores/production"
+store = {stores["production"]}
 
 [environments.staging]
-store = "stores/staging"
+store = {stores["staging"]}
 
 [databases.app]
 engine = "{engine}"
@@ -216,13 +229,13 @@ def _mysql_rig(server: MariaDbServer, work: Path) -> Iterator[Rig]:
                 server.drop_db(db)
 
 
-def _sqlite_rig(work: Path) -> Iterator[Rig]:
+def _sqlite_rig(work: Path, s3: S3Server | None = None) -> Iterator[Rig]:
     (work / "db").mkdir()
     src, dst = work / "db" / "production.db", work / "db" / "staging.db"
     with sqlite3.connect(src) as con:
         con.executescript(SQLITE_SCHEMA)
     con.close()
-    _write_config(work, "sqlite", f"sqlite:///{src}", f"sqlite:///{dst}", password=False)
+    _write_config(work, "sqlite", f"sqlite:///{src}", f"sqlite:///{dst}", password=False, s3=s3)
 
     def fingerprint(which: str) -> Any:
         path = src if which == "source" else dst
@@ -246,18 +259,25 @@ def _sqlite_rig(work: Path) -> Iterator[Rig]:
     def copies() -> set[str]:
         return {p.name for p in (work / "db").iterdir() if ".dataferry-shadow-" in p.name}
 
-    yield Rig("sqlite", work, None, fingerprint, change, copies)
+    if s3 is None:
+        yield Rig("sqlite", work, None, fingerprint, change, copies)
+        return
+    # moto takes any key pair: a distinctive secret, so that finding it on disk means something
+    keys = {S3_KEY_ENV: s3.access_key, S3_SECRET_ENV: "fault-suite-s3-secret-7d1e0b"}
+    yield Rig("sqlite", work, keys[S3_SECRET_ENV], fingerprint, change, copies, keys)
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=RIGS)
 def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
-    """A rig for each engine, in its own directory."""
+    """A rig for each engine (and SQLite on S3), in its own directory."""
     for sub in ("tmp", "spool"):
         (tmp_path / sub).mkdir()
     if request.param == "postgresql":
         make = _pg_rig(request.getfixturevalue("pg_server"), tmp_path)
     elif request.param == "mysql":
         make = _mysql_rig(request.getfixturevalue("mariadb_server"), tmp_path)
+    elif request.param == "sqlite+s3":
+        make = _sqlite_rig(tmp_path, request.getfixturevalue("s3_server"))
     else:
         make = _sqlite_rig(tmp_path)
     for r in make:
