@@ -1,5 +1,6 @@
 """The fault suite (issue 19): the ``dataferry`` command killed (SIGKILL and SIGTERM) at every phase
-of a backup and a restore, on PostgreSQL, MariaDB and SQLite. Each cell asserts:
+of a backup and a restore, on PostgreSQL, MariaDB and SQLite with local stores, and on SQLite with
+S3 stores (moto). Each cell asserts:
 
 - the live database is old-complete or new-complete (a fingerprint of rows, indexes, views and
   triggers), or, for the two kills inside a swap that leave something to heal, exactly what
@@ -9,8 +10,8 @@ of a backup and a restore, on PostgreSQL, MariaDB and SQLite. Each cell asserts:
 - a SIGTERMed run stops like Ctrl-C ("Aborted!", exit 1, no traceback) unless its artifact was
   published: then it reports success (issue 19, item 10);
 - the next run succeeds, sweeps what the killed one left, and afterwards nothing is on disk: no
-  private run directory, option file, spool or SQLite copy, no file holding the password, and no
-  shadow or old copy on the server.
+  private run directory, option file, spool or SQLite copy, no file holding the password (or the S3
+  secret key), and no shadow or old copy on the server.
 
 The phases are ``fault_points.PHASES``; ``docs/reliability.md`` shows the matrix and its figures.
 Run it alone with ``pytest -m fault``.
