@@ -129,9 +129,11 @@ class Rig:
 
 def _write_config(
     work: Path, engine: str, production: str, staging: str, password: bool, s3: S3Server | None = None
-) -> None:
+) -> str | None:
+    """Write the configuration; returns the bucket made for the stores on ``s3``, if any."""
     secret = f', password_env = "{PASSWORD_ENV}"' if password else ""
     stores = {env: f'"stores/{env}"' for env in ("production", "staging")}
+    bucket = None
     if s3 is not None:
         bucket = s3.create_bucket("dataferry-fault")
         stores = {
@@ -158,6 +160,7 @@ staging = {{ url = "{staging}"{secret} }}
 """,
         encoding="utf-8",
     )
+    return bucket
 
 
 def _pg_rig(pg: PgServer, work: Path) -> Iterator[Rig]:
@@ -236,7 +239,7 @@ def _sqlite_rig(work: Path, s3: S3Server | None = None) -> Iterator[Rig]:
     with sqlite3.connect(src) as con:
         con.executescript(SQLITE_SCHEMA)
     con.close()
-    _write_config(work, "sqlite", f"sqlite:///{src}", f"sqlite:///{dst}", password=False, s3=s3)
+    bucket = _write_config(work, "sqlite", f"sqlite:///{src}", f"sqlite:///{dst}", password=False, s3=s3)
 
     def fingerprint(which: str) -> Any:
         path = src if which == "source" else dst
@@ -260,12 +263,15 @@ def _sqlite_rig(work: Path, s3: S3Server | None = None) -> Iterator[Rig]:
     def copies() -> set[str]:
         return {p.name for p in (work / "db").iterdir() if ".dataferry-shadow-" in p.name}
 
-    if s3 is None:
+    if s3 is None or bucket is None:
         yield Rig("sqlite", work, None, fingerprint, change, copies)
         return
     # moto takes any key pair: a distinctive secret, so that finding it on disk means something
     keys = {S3_KEY_ENV: s3.access_key, S3_SECRET_ENV: "fault-suite-s3-secret-7d1e0b"}
-    yield Rig("sqlite", work, keys[S3_SECRET_ENV], fingerprint, change, copies, keys)
+    try:
+        yield Rig("sqlite", work, keys[S3_SECRET_ENV], fingerprint, change, copies, keys)
+    finally:
+        s3.delete_bucket(bucket)
 
 
 @pytest.fixture(params=RIGS)
