@@ -92,6 +92,11 @@ def killed_at(
     """Run ``dataferry ARGS``, kill it with ``signame`` once it is paused at ``point``."""
     flag = work / "fault-flag"
     proc = start_paused(config, args, point, flag, env, work)
-    wait_for_flag(proc, flag)
-    assert flag.read_text(encoding="utf-8") == point
+    try:
+        wait_for_flag(proc, flag)
+        assert flag.read_text(encoding="utf-8") == point
+    except BaseException:
+        proc.kill()  # a failed test leaves no paused run behind
+        proc.communicate()
+        raise
     return kill(proc, signame)
