@@ -22,24 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from dataferry import artifacts, codecs, encryption, private
+from dataferry import artifacts, codecs, encryption
 from dataferry.artifacts import DataObject, Encryption, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import (
     Engine,
     RestoreOptions,
     Shadow,
-    SweepsShadows,
     ToolCheck,
     drop_after_failure,
     estimated_dump_size,
@@ -48,6 +44,10 @@ from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
 from dataferry.progress import Estimate, Reporter, finish, human_bytes
+from dataferry.runspace import spool_dir as spool_dir
+from dataferry.runspace import stops_deferred
+from dataferry.runspace import sweep_leftovers as sweep_leftovers
+from dataferry.runspace import sweep_shadows as sweep_shadows
 from dataferry.streams import (
     CHUNK,
     ByteSource,
@@ -128,8 +128,11 @@ def publish(
     )
     if manifest.sanitised and what.sign is not None:
         manifest = what.sign(manifest)
-    layout.publish(manifest)
-    reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    with stops_deferred() as stopped:
+        layout.publish(manifest)  # the commit: a stop asked for meanwhile waits until it is done
+        reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    if stopped:
+        reporter.warn(f"{stopped[0]} arrived while the manifest was written; {manifest.id} is published")
     return manifest
 
 
@@ -392,34 +395,3 @@ def check_row_counts(
             hint="the live database was not changed; the artifact or the restore is broken",
         )
     return counts
-
-
-def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
-    """Remove what killed runs left in the temp dir and the configured ``spool`` dir: option files
-    with passwords, spools with whole databases (``dataferry.private``), and say so."""
-    for base in private.bases(spool):
-        for path in private.sweep(base):
-            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
-
-
-def sweep_shadows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> None:
-    """Remove the shadows killed restores of ``ref`` left beside it (SQLite: files holding the
-    unsanitised data), and say so; engines whose shadows are named databases drop them themselves."""
-    if isinstance(engine, SweepsShadows):
-        for path in engine.remove_stale_shadows(ref):
-            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
-
-
-def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> Path | None:
-    """Where a parallel restore spools; checks free space first (invariant 1)."""
-    if jobs <= 1:
-        return None
-    base = configured or Path(tempfile.gettempdir())
-    need = max(o.raw_size or o.size for o in manifest.objects)
-    free = shutil.disk_usage(base).free if base.exists() else 0
-    if free < need * 1.1:
-        raise NotReady(
-            f"a parallel restore spools {human_bytes(need)} to {base}, but only {human_bytes(free)} are free",
-            hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
-        )
-    return base

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from dataferry import artifacts, encryption, pipeline
+from dataferry import artifacts, encryption, pipeline, private
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow
@@ -66,6 +66,8 @@ class RestorePlan:
     sanitiser: BeforeSwap | None = None
     sanitise_reason: str | None = None
     identities: encryption.Identities | None = None  # an encrypted artifact's key; repr hides it
+    #: The spool space this plan reserved (``private.reserve``); ``restore`` gives it back.
+    reservation: Path | None = None
 
     @property
     def store_url(self) -> str:
@@ -123,9 +125,11 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
         sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
     ref = database_ref(cfg, req.database, req.environment)
     require_ready(engine.check(ref), ref)
-    spool = pipeline.spool_dir(cfg.spool_path(), req.jobs, manifest)
+    spool, reservation = pipeline.spool_dir(cfg.spool_path(), req.jobs, manifest)
     pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
-    return RestorePlan(cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason, identities)
+    return RestorePlan(
+        cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason, identities, reservation
+    )
 
 
 def restore(
@@ -143,7 +147,15 @@ def restore(
     The plan's safety rules are checked again (cheaply, without the store), so a plan edited or
     built by hand cannot restore into a protected environment or skip a required sanitisation.
     """
-    reporter = reporter or NullReporter()
+    try:
+        return _restore(plan, reporter or NullReporter(), before_swap, via)
+    finally:
+        private.release(plan.reservation)  # the spool space it reserved, spooled or not
+
+
+def _restore(
+    plan: RestorePlan, reporter: Reporter, before_swap: BeforeSwap | None, via: str
+) -> RestoreResult:
     req, manifest = plan.request, plan.manifest
     refuse_protected(plan.config, req.environment, req.force)
     refuse_unsanitised_source(plan.config, req.source, manifest)
