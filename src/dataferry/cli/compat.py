@@ -85,7 +85,8 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
     """Turn a directory of GOV.UK .cfg job files, or db-backup Helm values, into a dataferry config.
 
     What could not be translated is printed on stderr, one line each. The sanitisation profiles
-    that run GOV.UK's transformation scripts are written beside --output.
+    that run GOV.UK's transformation scripts (and, from Helm values, the scripts themselves and one
+    kubernetes/ENV-values.yaml per environment for 'render kubernetes -f') are written beside --output.
     """
     result = importer.import_path(source, environment)
     text = importer.render(result)
@@ -112,6 +113,8 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
             "warn",
             bare=True,
         )
+    if output is None and result.files:
+        say(f"not written (no -o): {', '.join(sorted(result.files))}", "warn", bare=True)
     for line in result.untranslated:
         say(f"not translated: {line}", "warn", bare=True)
     for line in result.settings:

@@ -38,6 +38,9 @@ class Imported:
     untranslated: list[str] = field(default_factory=list)
     #: sanitisation profiles written beside the configuration: relative path -> TOML text
     profiles: dict[str, str] = field(default_factory=dict)
+    #: other files written beside the configuration (scripts a profile runs, values files for
+    #: ``render kubernetes``): relative path -> text
+    files: dict[str, str] = field(default_factory=dict)
     #: settings of the source with no configuration key, reported one per line (``setting: ...``)
     settings: list[str] = field(default_factory=list)
     #: values for the configuration's ``[settings]`` table (e.g. ``pushgateway_url``)

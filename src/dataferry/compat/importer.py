@@ -163,10 +163,11 @@ def _sanitise(database: ImportedDatabase, script: str, where: str, out: Imported
 
 
 def write_profiles(imported: Imported, directory: Path, *, force: bool) -> list[str]:
-    """Write the generated profiles relative to ``directory`` (the configuration's); an existing
-    file is kept unless ``force``. Returns one line per profile saying what happened."""
+    """Write the generated profiles (and the other generated files) relative to ``directory`` (the
+    configuration's); an existing file is kept unless ``force``. Returns one line per file saying
+    what happened."""
     lines = []
-    for name, text in sorted(imported.profiles.items()):
+    for name, text in sorted((imported.profiles | imported.files).items()):
         path = directory / name
         if path.exists() and not force:
             lines.append(f"kept {path} (exists; --force overwrites it)")
