@@ -270,6 +270,9 @@ def test_cli_import_writes_the_file_and_lists_what_it_could_not_translate(tmp_pa
     assert again.exit_code == 2 and "exists" in again.stderr
     forced = CliRunner().invoke(cli, ["import", str(VALUES), "-o", str(out), "--force"])
     assert forced.exit_code == 0
+    assert (tmp_path / "kubernetes" / "staging-values.yaml").is_file()
+    stdout = CliRunner().invoke(cli, ["import", str(VALUES), "--env", "staging"])
+    assert "not written (no -o): kubernetes/staging-values.yaml" in stdout.stderr
 
 
 def test_cli_import_writes_the_generated_profiles_beside_the_config(tmp_path: Path) -> None:

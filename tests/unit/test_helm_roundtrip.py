@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import yaml
 from click.testing import CliRunner
-from tests.unit.test_render_kubernetes import validate
+from tests.unit.test_render_kubernetes import by_id, helm_render, validate
 
 from dataferry.cli import cli
 
@@ -138,6 +138,14 @@ def test_imported_helm_values_render_back_to_the_charts_cron_jobs(tmp_path: Path
         assert result.exit_code == 0, result.output
         objects = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(out.glob("*.yaml"))]
         validate(objects)
+        # the chart rendered by Helm with the same values file ('helm install -f') gives the same
+        chart_dir = tmp_path / "charts" / env
+        helm = runner.invoke(
+            cli, ["--config", str(config), "render", "kubernetes", "--env", env, "--helm", str(chart_dir)]
+        )
+        assert helm.exit_code == 0, helm.output
+        team = yaml.safe_load(values_file.read_text(encoding="utf-8"))
+        assert by_id(helm_render(chart_dir, team)) == by_id(objects)
 
         assert rendered_ops(objects, env) == chart_ops(values, env)
 
