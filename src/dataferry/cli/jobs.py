@@ -47,7 +47,8 @@ def run_cmd(c: Context, job: str, from_step: int, dry_run: bool, trigger: str) -
         return
     options = RunOptions(from_step=from_step)
     if trigger == "schedule":  # always runs: a one-off Job made from the CronJob is a re-run too
-        options = RunOptions(from_step, "schedule", triggers.fired_now(job, cfg.job(job)))
+        fire = triggers.fired_now(job, cfg.job(job))
+        options = RunOptions(from_step=from_step, trigger="schedule", trigger_detail=fire)
     record = run_job(cfg, job, options, reporter=c.reporter(), stores=stores)
     if record is not None:
         click.echo(run_summary(record))
