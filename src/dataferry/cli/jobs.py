@@ -12,7 +12,7 @@ import click
 from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
 from dataferry.config import find_config_path
 from dataferry.errors import ConfigError, Held, LockBusy
-from dataferry.jobs import scheduler, state
+from dataferry.jobs import scheduler, state, triggers
 from dataferry.jobs.child import run_summary
 from dataferry.jobs.holds import lift_hold, place_hold
 from dataferry.jobs.plan import plan_job
@@ -26,8 +26,16 @@ from dataferry.jobs.state import Hold, HoldScope, StoreCache, now_utc
 @click.argument("job")
 @click.option("--from-step", type=int, default=1, show_default=True, help="Start at step N (1-based).")
 @click.option("--dry-run", is_flag=True, help="Show which artifact would go where; change nothing.")
+@click.option(
+    "--trigger",
+    type=click.Choice(["manual", "schedule"]),
+    default="manual",
+    show_default=True,
+    help="schedule: started by the job's own cron (a rendered CronJob); recorded as the run of the "
+    "schedule's latest fire, which no scheduler then starts again.",
+)
 @pass_ctx
-def run_cmd(c: Context, job: str, from_step: int, dry_run: bool) -> None:
+def run_cmd(c: Context, job: str, from_step: int, dry_run: bool, trigger: str) -> None:
     """Run JOB now: the operator's re-run. Exit 5 if held, 6 if it is already running."""
     cfg = c.config
     stores = StoreCache(cfg)
@@ -38,7 +46,11 @@ def run_cmd(c: Context, job: str, from_step: int, dry_run: bool) -> None:
         if plan.holds:
             raise Held(f"job {job} is held", hint=f"'dataferry resume {job}' (or --env/--all) lifts it")
         return
-    record = run_job(cfg, job, RunOptions(from_step=from_step), reporter=c.reporter(), stores=stores)
+    options = RunOptions(from_step=from_step)
+    if trigger == "schedule":  # always runs: a one-off Job made from the CronJob is a re-run too
+        fire = triggers.fired_now(job, cfg.job(job))
+        options = RunOptions(from_step=from_step, trigger="schedule", trigger_detail=fire)
+    record = run_job(cfg, job, options, reporter=c.reporter(), stores=stores)
     if record is not None:
         click.echo(run_summary(record))
 

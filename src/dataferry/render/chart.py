@@ -196,7 +196,7 @@ data:
 CRON_JOBS = """\
 {{- range $name, $job := .Values.jobs }}
 ---
-{{ include "dataferry.cronjob" (dict "root" $ "entry" $job "args" (list "run" $job.job) "schedule" $job.schedule "suspend" $job.suspend) }}
+{{ include "dataferry.cronjob" (dict "root" $ "entry" $job "args" $job.args "schedule" $job.schedule "suspend" $job.suspend) }}
 {{- end }}
 {{- range $env, $tick := .Values.schedulers }}
 ---

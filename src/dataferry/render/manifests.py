@@ -29,7 +29,7 @@ def build(values: dict[str, Any], files: dict[str, str], release: str = RELEASE)
         out.append(service_account(values, release))
     out.append(config_map(values, release, files))
     for job in values["jobs"].values():
-        out.append(cron_job(values, release, job, ["run", job["job"]], job["schedule"], job["suspend"]))
+        out.append(cron_job(values, release, job, job["args"], job["schedule"], job["suspend"]))
     for tick in values["schedulers"].values():
         args = ["scheduler", "--once", "--only-after", "--env", tick["environment"]]
         out.append(cron_job(values, release, tick, args, values["scheduler"]["schedule"], False))

@@ -37,7 +37,13 @@ def _entry(kind: str) -> dict[str, Any]:
         "environment": _STR,
     }
     if kind == "job":
-        props |= {"job": _STR, "schedule": _STR, "timeZone": _STR, "suspend": _BOOL}
+        props |= {
+            "job": _STR,
+            "args": {"type": "array", "items": _STR},
+            "schedule": _STR,
+            "timeZone": _STR,
+            "suspend": _BOOL,
+        }
     return _obj(props)
 
 

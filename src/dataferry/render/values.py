@@ -182,7 +182,9 @@ def _ids(kind: str, job: str | None, environment: str, database: str | None) -> 
 def job_values(cfg: Config, name: str) -> dict[str, Any]:
     """The values of one job's CronJob. A job triggered only by ``after`` gets a suspended
     CronJob: never fired by Kubernetes (the environment's scheduler tick starts it), but there
-    for one-off runs with ``kubectl create job --from=cronjob/...``."""
+    for one-off runs with ``kubectl create job --from=cronjob/...``. A scheduled job's pod runs
+    ``dataferry run JOB --trigger schedule``, so its run is recorded as the schedule's and handles
+    that fire time for every scheduler sharing the store."""
     job = cfg.jobs[name]
     ids = _ids("job", name, job.environment, job.database)
     ids["annotations"]["dataferry.io/trigger"] = (
@@ -191,6 +193,7 @@ def job_values(cfg: Config, name: str) -> dict[str, Any]:
     return {
         "name": resource_name("dataferry", name),
         "job": name,
+        "args": ["run", name, "--trigger", "schedule"] if job.schedule else ["run", name],
         "schedule": job.schedule or TEMPLATE_SCHEDULE,
         "timeZone": job.timezone,
         "suspend": job.schedule is None,
