@@ -25,7 +25,8 @@ RUN apt-get update \
         postgresql-client mariadb-client zstd ca-certificates \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*
 COPY --from=wheel /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# With the serve extra, so the same image runs the status page (dataferry serve, docs/kubernetes.md).
+RUN pip install --no-cache-dir "$(ls /wheels/*.whl)[serve]" && rm -rf /wheels
 RUN groupadd --system --gid 10001 dataferry \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/spool/dataferry --no-create-home \
         --shell /usr/sbin/nologin dataferry \

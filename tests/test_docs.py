@@ -114,3 +114,24 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert blocks[1].strip() == "bash scripts/test"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"^bash scripts/test$", ci, flags=re.M), ".ci/run must run the README's test command"
+
+
+def test_the_reliability_page_shows_the_fault_suite_it_runs() -> None:
+    """docs/reliability.md's matrix names exactly the points, engines, signals and S3 faults the
+    fault suite runs (tests/fault_points.py, tests/fault/, tests/integration/test_s3_faults.py)."""
+    from fault.test_kill_matrix import RIGS
+    from fault_points import PHASES, SIGNALS
+    from integration.test_s3_faults import S3_FAULTS
+
+    page = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    points = re.findall(r"^\| `((?:backup|restore):[a-z-]+)` \|", page, flags=re.M)
+    assert points == list(PHASES)
+    assert re.findall(r"^\| `([a-z0-9]+)` \|", page, flags=re.M) == S3_FAULTS
+    assert f"Rigs: {', '.join(f'`{r}`' for r in RIGS)}." in page
+    assert f"Signals: {', '.join(f'`{s}`' for s in SIGNALS)}." in page
+    cells = len(PHASES) * len(SIGNALS) * len(RIGS)
+    assert (
+        f"| kill matrix | {cells} ({len(PHASES)} points x {len(SIGNALS)} signals x {len(RIGS)} rigs) |"
+        in page
+    )
+    assert f"| S3 fault cells | {len(S3_FAULTS) * 2} ({len(S3_FAULTS)} faults x 2 directions) |" in page

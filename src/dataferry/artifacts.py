@@ -32,6 +32,15 @@ TS_FORMAT = "%Y-%m-%dT%H%M%SZ"
 _ID_RE = re.compile(r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{6}Z)-(?P<db>.+)$")
 
 
+class Encryption(BaseModel):
+    """How a data object is encrypted: the format and its recipients (public keys, not secret)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str = "age"
+    recipients: list[str] = Field(default_factory=list)
+
+
 class DataObject(BaseModel):
     """One data object of an artifact, with the checksum taken while it streamed out."""
 
@@ -43,6 +52,9 @@ class DataObject(BaseModel):
     format: str = Field(description="what the decompressed bytes are: pg_custom, sql, sqlite, ...")
     compression: str = "zstd"
     raw_size: int = Field(0, description="bytes before compression (for capacity checks)")
+    encryption: Encryption | None = Field(
+        None, description="set when the stored bytes are encrypted (after compression); sha256 is theirs"
+    )
 
 
 class Sanitisation(BaseModel):

@@ -2,11 +2,13 @@
 
 Backup (``publish``)::
 
-    engine.dump -> count -> encode (layout's codec) -> sha256 -> store.put -> layout.publish(manifest)
+    engine.dump -> count -> encode (layout's codec) -> [age encrypt] -> sha256 -> store.put
+    -> layout.publish(manifest)
 
 Restore (``restore_into``)::
 
-    store.open -> verify sha256 and size while streaming -> decode -> engine.restore_shadow
+    store.open -> verify sha256 and size while streaming -> [age decrypt] -> decode
+    -> engine.restore_shadow
     -> row counts against the manifest -> before-swap hooks (sanitisation) -> engine.swap
 
 Invariants enforced here: 2 (the manifest is written by ``layout.publish`` only after the data object
@@ -20,24 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from dataferry import artifacts, codecs, private
-from dataferry.artifacts import DataObject, Manifest, Sanitisation
+from dataferry import artifacts, codecs, encryption
+from dataferry.artifacts import DataObject, Encryption, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import (
     Engine,
     RestoreOptions,
     Shadow,
-    SweepsShadows,
     ToolCheck,
     drop_after_failure,
     estimated_dump_size,
@@ -46,7 +44,18 @@ from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
 from dataferry.layouts import Encoding, Layout
 from dataferry.progress import Estimate, Reporter, finish, human_bytes
-from dataferry.streams import CHUNK, CountingReader, HashingReader, ProgressReader, VerifyingReader
+from dataferry.runspace import spool_dir as spool_dir
+from dataferry.runspace import stops_deferred
+from dataferry.runspace import sweep_leftovers as sweep_leftovers
+from dataferry.runspace import sweep_shadows as sweep_shadows
+from dataferry.streams import (
+    CHUNK,
+    ByteSource,
+    CountingReader,
+    HashingReader,
+    ProgressReader,
+    VerifyingReader,
+)
 
 #: Called on the shadow after its checksum and row counts were verified and before the swap.
 #: Sanitisation plugs in here; raising aborts the restore and the shadow is dropped.
@@ -81,6 +90,8 @@ class Publication:
     dump_as: str | None = None
     #: signs the manifest of a sanitised artifact before it is written (``ops`` chooses the key)
     sign: Callable[[Manifest], Manifest] | None = None
+    #: age recipients (public keys) to encrypt the data object for; empty: not encrypted
+    recipients: tuple[str, ...] = ()
 
 
 def publish(
@@ -92,12 +103,14 @@ def publish(
     engine_extra = describe_dump(engine, ref)  # optional capability (MySQL: character set, tool)
     encoding = layout.encoding(engine, level)
     new = layout.new_key(engine, encoding)
+    if what.recipients:  # say what the bytes are: <id>.<format>.zst.age is `age -d | zstd -d`
+        new = dataclasses.replace(new, key=f"{new.key}{encryption.SUFFIX}")
     reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
     if what.dump_as:
         encoding = dataclasses.replace(
             encoding, dump=dataclasses.replace(encoding.dump, database_name=what.dump_as)
         )
-    obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter)
+    obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter, what.recipients)
     sanitisation = what.sanitisation
     manifest = Manifest(
         id=new.id,
@@ -115,15 +128,25 @@ def publish(
     )
     if manifest.sanitised and what.sign is not None:
         manifest = what.sign(manifest)
-    layout.publish(manifest)
-    reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    with stops_deferred() as stopped:
+        layout.publish(manifest)  # the commit: a stop asked for meanwhile waits until it is done
+        reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+    if stopped:
+        reporter.warn(f"{stopped[0]} arrived while the manifest was written; {manifest.id} is published")
     return manifest
 
 
 def upload(
-    layout: Layout, key: str, engine: Engine, ref: DatabaseRef, encoding: Encoding, reporter: Reporter
+    layout: Layout,
+    key: str,
+    engine: Engine,
+    ref: DatabaseRef,
+    encoding: Encoding,
+    reporter: Reporter,
+    recipients: tuple[str, ...] = (),
 ) -> tuple[DataObject, dict[str, int]]:
-    """Stream a dump of ``ref`` through the layout's codec into ``key``, hashing the stored bytes.
+    """Stream a dump of ``ref`` through the layout's codec (and age, for ``recipients``) into
+    ``key``, hashing the stored bytes.
 
     A failed dump raises inside ``store.put``, so nothing becomes visible; a size the store did not
     confirm removes the object. Returns the data object and the dump's own row counts.
@@ -133,10 +156,16 @@ def upload(
     # The dump's size is known only at its end: the database's size gives an estimate and an ETA.
     estimate = estimated_dump_size(engine, ref)
     transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
+    keys = encryption.parse_recipients(recipients, "encryption.recipients") if recipients else []
     try:
-        with engine.dump(ref, encoding.dump) as dump:
+        # The encrypting worker is stopped after the dump ends (a dump that stalls is killed first,
+        # so a worker blocked reading it is released and the stop never waits on it).
+        with contextlib.ExitStack() as stack, engine.dump(ref, encoding.dump) as dump:
             raw = CountingReader(ProgressReader(dump.stream, transfer.advance))
-            hashed = HashingReader(encode(raw))  # only stored bytes need a hash
+            encoded = encode(raw)
+            if keys:  # after compression: ciphertext does not compress
+                encoded = stack.enter_context(encryption.encrypting(encoded, keys))
+            hashed = HashingReader(encoded)  # only stored bytes need a hash
             info = store.put(key, hashed)
             row_counts = dict(dump.row_counts)
             for warning in dump.warnings:
@@ -153,6 +182,7 @@ def upload(
         format=engine.dump_format,
         compression=encoding.compression,
         raw_size=raw.size,
+        encryption=Encryption(recipients=list(recipients)) if recipients else None,
     )
     return obj, row_counts
 
@@ -201,10 +231,12 @@ def restore_into(
     options: RestoreOptions,
     hooks: list[BeforeSwap],
     reporter: Reporter,
+    identities: encryption.Identities | None = None,
 ) -> Loaded:
-    """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation."""
+    """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation.
+    ``identities`` decrypt an encrypted data object."""
     obj = manifest.objects[0]
-    with shadow_restore(engine, ref, layout, obj, options, reporter) as shadow:
+    with shadow_restore(engine, ref, layout, obj, options, reporter, identities) as shadow:
         counts = check_row_counts(engine, ref, shadow, manifest, reporter)
         results = [hook(engine, shadow) for hook in hooks]
         reporter.info(f"swap {shadow.name} -> live {ref.target} ({ref.name} in {ref.environment})")
@@ -220,8 +252,10 @@ def shadow_restore(
     obj: DataObject,
     options: RestoreOptions,
     reporter: Reporter,
+    identities: encryption.Identities | None = None,
 ) -> Iterator[Shadow]:
     """Stream ``obj`` into a shadow, checked as it streams; drop the shadow unless it was swapped.
+    An encrypted object is decrypted with ``identities`` after its stored bytes were hashed.
 
     An object with a sha256 is verified against it (and its size); one without (a dump another tool
     wrote) is checked against the size the store listed, and by its codec's own checksum where it
@@ -242,16 +276,20 @@ def shadow_restore(
         )
 
     try:
-        with layout.store.open(obj.key) as raw:
+        with contextlib.ExitStack() as stack, layout.store.open(obj.key) as raw:
             check = _checker(raw, obj)
             # Read in this thread, not ahead on another: reading ahead measured no faster here
             # (the spool is write-bound), and a read stuck on a stalled store could not be
-            # abandoned safely when a signal stops the restore.
-            progress = ProgressReader(check, transfer.advance, on_end=data_streamed)
-            stream = codecs.decode(obj.compression, progress, obj.key)
+            # abandoned safely when a signal stops the restore. (age's decryption has to run on a
+            # worker thread: pyrage pushes; its queue is bounded and closed with the restore.)
+            stored: ByteSource = ProgressReader(check, transfer.advance, on_end=data_streamed)
+            if obj.encryption is not None:
+                stored = stack.enter_context(_decrypting(stored, obj, identities))
+            stream = codecs.decode(obj.compression, stored, obj.key)
             try:
                 shadow = engine.restore_shadow(ref, stream, options)
             except Exception as exc:
+                stack.close()  # stop a decrypting worker before this thread reads the store
                 if isinstance(check, VerifyingReader):
                     refuse_if_corrupt(check, exc)  # damaged bytes are VerificationFailed
                 raise
@@ -263,6 +301,22 @@ def shadow_restore(
             finish(transfer, ok=False)
         if shadow is not None and not swapped:
             drop_after_failure(engine, shadow, sys.exc_info()[1])
+
+
+def _decrypting(
+    stored: ByteSource, obj: DataObject, identities: encryption.Identities | None
+) -> contextlib.AbstractContextManager[BinaryIO]:
+    if obj.encryption is None or obj.encryption.format != encryption.AGE:
+        fmt = obj.encryption.format if obj.encryption else None
+        raise VerificationFailed(
+            f"object {obj.key} is encrypted as {fmt!r}, which this dataferry cannot read"
+        )
+    if identities is None:
+        raise NotReady(
+            f"object {obj.key} is encrypted and no age identity was given",
+            hint="set encryption.identity_env for the environment it comes from",
+        )
+    return encryption.decrypting(stored, identities, obj.key)
 
 
 def _checker(raw: BinaryIO, obj: DataObject) -> HashingReader:
@@ -341,34 +395,3 @@ def check_row_counts(
             hint="the live database was not changed; the artifact or the restore is broken",
         )
     return counts
-
-
-def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
-    """Remove what killed runs left in the temp dir and the configured ``spool`` dir: option files
-    with passwords, spools with whole databases (``dataferry.private``), and say so."""
-    for base in private.bases(spool):
-        for path in private.sweep(base):
-            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
-
-
-def sweep_shadows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> None:
-    """Remove the shadows killed restores of ``ref`` left beside it (SQLite: files holding the
-    unsanitised data), and say so; engines whose shadows are named databases drop them themselves."""
-    if isinstance(engine, SweepsShadows):
-        for path in engine.remove_stale_shadows(ref):
-            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
-
-
-def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> Path | None:
-    """Where a parallel restore spools; checks free space first (invariant 1)."""
-    if jobs <= 1:
-        return None
-    base = configured or Path(tempfile.gettempdir())
-    need = max(o.raw_size or o.size for o in manifest.objects)
-    free = shutil.disk_usage(base).free if base.exists() else 0
-    if free < need * 1.1:
-        raise NotReady(
-            f"a parallel restore spools {human_bytes(need)} to {base}, but only {human_bytes(free)} are free",
-            hint="set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)",
-        )
-    return base

@@ -6,16 +6,25 @@ it (``dataferry-run-<pid>-<start time>-<random>``) and removed when its ``with``
 process killed by SIGKILL cannot remove anything, so ``leftovers`` finds the directories whose owner
 is gone (the pid is dead, or now belongs to a process that started at another time) and ``sweep``
 removes them: every restore sweeps the directories it is about to use, and ``dataferry cleanup``
-sweeps, ``dataferry check`` reports.
+sweeps, ``dataferry check`` reports. Loaders such a run left running (``orphans``: their argv names
+a file in its directory) are killed first (``kill_orphans``) and reported the same way.
+
+Spool space is reserved the same way: a parallel restore that passed its free-space check leaves a
+private directory holding a ``reserved`` file (the bytes it will spool) until it ends, and the
+next check counts what live runs reserved and have not written yet (``reserve``, ``spool_room``),
+so two restores sharing a spool directory cannot both pass on the same free space.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +82,38 @@ def leftovers(base: Path | None = None) -> list[Path]:
     return sorted(found)
 
 
+def orphans(base: Path | None = None) -> list[tuple[int, str]]:
+    """``(pid, program)`` of processes still running for a killed run: loaders (``pg_restore
+    --jobs N``, ``mariadb`` clients) that a SIGKILLed restore left under init. They are known by
+    their argv, which names a file in the dead run's private directory (the spool they read, the
+    option file they log in with)."""
+    dead = [str(d) for d in leftovers(base)]
+    if not dead:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = [a.decode("utf-8", "replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if any(d in arg for d in dead for arg in argv[1:]):
+            found.append((int(entry.name), Path(argv[0]).name))
+    return sorted(found)
+
+
+def kill_orphans(base: Path | None = None) -> list[str]:
+    """SIGKILL the ``orphans`` under ``base`` (they load into a shadow that is dropped anyway);
+    returns them as ``program (pid N)``."""
+    killed = []
+    for pid, program in orphans(base):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(f"{program} (pid {pid})")
+    return killed
+
+
 def sweep(base: Path | None = None) -> list[Path]:
     """Remove what killed runs left under ``base``; returns what was removed."""
     removed = leftovers(base)
@@ -96,3 +137,63 @@ def disk_full_is_clear(where: Path) -> Iterator[None]:
             hint="free space there, set settings.spool_dir to a larger disk, or restore with --jobs 1 "
             "(streams, no spooling)",
         ) from None
+
+
+#: The file in a private directory that says how many bytes its run reserved in that directory's base.
+RESERVED = "reserved"
+
+
+@contextlib.contextmanager
+def space_lock(base: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the directory ``base`` itself (nothing is left in it): one
+    free-space check and reservation at a time per spool directory."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def spool_room(base: Path) -> tuple[int, int]:
+    """``(free, promised)``: the free bytes under ``base``, and what live runs reserved there but
+    have not written yet (a run's reservation minus the size of its private directories)."""
+    reserved: dict[str, int] = {}
+    used: dict[str, int] = {}
+    dead = set(leftovers(base))
+    for entry in base.iterdir():
+        m = _NAME_RE.match(entry.name)
+        if not m or not entry.is_dir() or entry in dead:
+            continue
+        owner = f"{m['pid']}-{m['start']}"
+        with contextlib.suppress(OSError, ValueError):
+            reserved[owner] = reserved.get(owner, 0) + int((entry / RESERVED).read_text())
+        used[owner] = used.get(owner, 0) + _size(entry)
+    promised = sum(max(0, n - used.get(owner, 0)) for owner, n in reserved.items())
+    return shutil.disk_usage(base).free, promised
+
+
+def _size(directory: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            if name != RESERVED:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def reserve(base: Path, nbytes: int) -> Path:
+    """Reserve ``nbytes`` under ``base`` for this process (call under ``space_lock``): a private
+    directory with a ``reserved`` file, removed by ``release`` or at exit, and ignored (then swept)
+    once this process is gone."""
+    path = Path(tempfile.mkdtemp(prefix=_own_prefix(), dir=base))
+    (path / RESERVED).write_text(str(nbytes), encoding="ascii")
+    atexit.register(release, path)
+    return path
+
+
+def release(reservation: Path | None) -> None:
+    """Give a reservation back; idempotent."""
+    if reservation is not None:
+        shutil.rmtree(reservation, ignore_errors=True)

@@ -442,6 +442,7 @@ def test_swap_of_a_dropped_shadow_changes_nothing(case: EngineCase, target: str,
 # -- the restore lock ------------------------------------------------------------------------------
 
 
+@pytest.mark.fault
 def test_a_second_restore_of_the_same_database_is_refused_and_changes_nothing(
     case: EngineCase, source: str, target: str, artifact: Path, tmp_path: Path
 ) -> None:

@@ -177,6 +177,23 @@ def test_invalid_config_lists_every_problem_with_file_and_line(project: Project)
 @pytest.mark.parametrize(
     "args",
     [
+        ("backup", "app", "--env", "production"),
+        ("restore", "app", "--env", "staging", "--from", "production"),
+    ],
+    ids=["backup", "restore"],
+)
+def test_a_sqlite_url_naming_a_directory(project: Project, args: tuple[str, ...]) -> None:
+    """sqlite3 says only "disk I/O error" of a directory: dataferry names the url and the fix."""
+    text = CONFIG.replace("sqlite:///db/production/app.db", "sqlite:///db/production").replace(
+        "sqlite:///db/staging/app.db", "sqlite:///db/staging"
+    )
+    project.config.write_text(text, encoding="utf-8")
+    fails(project.run(*args), 2, "names the directory", "not a database file")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
         ("backup", "nosuchdb", "--env", "production"),
         ("restore", "nosuchdb", "--env", "staging", "--from", "production"),
         ("list", "nosuchdb", "--env", "production"),

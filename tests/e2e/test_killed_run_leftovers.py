@@ -13,6 +13,8 @@ import pytest
 
 from killed_runs import killed_run_left
 
+pytestmark = pytest.mark.fault
+
 CONFIG = """
 [settings]
 spool_dir = "spool"

@@ -191,6 +191,7 @@ def test_password_in_url_exits_2_without_echoing_it(pg_setup: PgSetup) -> None:
     assert secret not in proc.stdout + proc.stderr
 
 
+@pytest.mark.fault
 def test_two_restores_of_one_database_at_once_never_lose_it(pg_setup: PgSetup) -> None:
     """Issue 19's data loss: restore A holds its verified shadow (paused just before the swap) while
     restore B (``--jobs 2``) starts on the same database. B is refused with exit 6 naming the holder,
@@ -230,6 +231,7 @@ def test_two_restores_of_one_database_at_once_never_lose_it(pg_setup: PgSetup) -
     assert dataferry_databases(pg_setup.pg, pg_setup.dst) == set()
 
 
+@pytest.mark.fault
 def test_a_killed_parallel_restore_leaves_no_spool_after_the_next_run(pg_setup: PgSetup) -> None:
     """Issue 19, item 5: SIGKILL a ``restore --jobs 2`` once its spool (a cleartext copy of the
     database) is on disk. The spool sits in a private 0700 directory; the next restore removes it

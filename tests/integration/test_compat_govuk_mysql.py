@@ -114,7 +114,9 @@ def govuk(
 
 
 def legacy(*argv: str | Path) -> Result:
-    return CliRunner().invoke(cli, ["legacy", *map(str, argv)])
+    """``dataferry legacy`` with db-backup's layout (these tests are about it; a job file's default
+    is the Puppet-era script's, ``tests/integration/test_govuk_pickers_s3.py``)."""
+    return CliRunner().invoke(cli, ["legacy", *map(str, argv), "--layout", "govuk"])
 
 
 def ok(result: Result) -> Result:

@@ -102,7 +102,9 @@ def govuk(
 
 
 def legacy(*argv: str | Path) -> Result:
-    return CliRunner().invoke(cli, ["legacy", *map(str, argv)])
+    """``dataferry legacy`` with db-backup's layout (these tests are about it; a job file's default
+    is the Puppet-era script's, ``tests/integration/test_govuk_pickers_s3.py``)."""
+    return CliRunner().invoke(cli, ["legacy", *map(str, argv), "--layout", "govuk"])
 
 
 def ok(result: Result) -> Result:
@@ -308,7 +310,7 @@ def test_push_killed_halfway_publishes_nothing_and_keeps_the_pointer(govuk: Govu
     bucket = g.tmp / "bucket"
     cfg = g.job_file("push")
     job = resolve(getopts(["-f", str(cfg), "-u", f"file://{bucket}"]))
-    run(job, LegacyOptions())
+    run(job, LegacyOptions(layout="govuk"))
     seed_bulk(g.pg, g.db, 60_000)
     time.sleep(1.1)
     killed: list[int] = []
@@ -318,7 +320,7 @@ def test_push_killed_halfway_publishes_nothing_and_keeps_the_pointer(govuk: Govu
             killed.append(kill_descendants("pg_dump"))
 
     with pytest.raises(EngineError, match=r"pg_dump failed \(killed by signal 9\)"):
-        run(job, LegacyOptions(), reporter=HookReporter(kill_pg_dump))
+        run(job, LegacyOptions(layout="govuk"), reporter=HookReporter(kill_pg_dump))
     assert killed == [1]
     files = sorted(p.relative_to(bucket).as_posix() for p in bucket.rglob("*") if p.is_file())
     (first,) = [f for f in files if f.endswith(".gz")]

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -55,6 +56,14 @@ class Imported:
 
     def dumps(self) -> list[Path]:
         return sorted(self.store.rglob("*.gz"))
+
+    def manifest(self, dump: Path) -> dict[str, Any]:
+        """The manifest of ``dump``: job files import with the govuk-puppet layout, which keeps
+        manifests under ``_dataferry/manifests/`` (out of the Puppet-era script's sight)."""
+        (path,) = self.store.rglob(dump.name.removesuffix(".gz") + ".manifest.json")
+        assert "_dataferry/manifests/" in path.as_posix()
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
 
 
 def run(*argv: str | Path) -> Result:
@@ -101,7 +110,7 @@ def test_imported_pre_dump_push_publishes_only_sanitised_data(imported: Imported
     assert b"Public title" in sql and b"fact-email-1@example.com" in sql
     head = b"\n".join(sql.split(b"\n")[:8])
     assert b"_dfscratch" not in head and f"Database: {i.db}".encode() in head  # the original's name
-    manifest = json.loads(dump.with_name(dump.name.removesuffix(".gz") + ".manifest.json").read_text())
+    manifest = i.manifest(dump)
     assert manifest["sanitised"] is True
     assert manifest["sanitisation"]["profile"] == "sanitise_whitehall_test.toml"
     # the live source is only read
@@ -199,7 +208,7 @@ def test_pre_dump_push_is_traceable_and_its_dump_names_the_database_not_the_copy
     head = b"\n".join(sql.split(b"\n")[:8])
     assert b"_dfshadow" not in head and f"Database: {i.db}".encode() in head
     assert b"Secret title" not in sql
-    manifest = json.loads(dump.with_name(dump.name.removesuffix(".gz") + ".manifest.json").read_text())
+    manifest = i.manifest(dump)
     pre = manifest["extra"]["pre_dump_transformation"]
     assert pre["script"] == SCRIPT.name
     assert pre["sha256"] == hashlib.sha256(SCRIPT.read_bytes()).hexdigest()

@@ -189,12 +189,13 @@ def test_mixed_with_the_scripts_dumps_of_the_same_hour(bucket: Bucket) -> None:
         assert f"but {PATH}/{theirs} is newer" in result.stderr
 
 
-def test_legacy_push_with_the_puppet_layout_is_what_the_scripts_pull_finds(
+def test_legacy_push_by_default_is_what_the_scripts_pull_finds(
     pg_server: PgServer, s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``dataferry legacy --layout govuk-puppet`` in the shim of a machine that pushes, while other
-    machines still pull with ``govuk_env_sync.sh``: their pick is dataferry's dump, and dataferry's
-    own pull verifies it by its manifest."""
+    """``dataferry legacy`` (its default layout is govuk-puppet) in the shim of a machine that
+    pushes, while other machines still pull with ``govuk_env_sync.sh``: their pick is dataferry's
+    dump, and dataferry's own pull verifies it by its manifest. The same pull still reads a bucket
+    the govuk layout (db-backup's names, manifest beside, pointer) wrote, by its manifest."""
     for key, value in s3_server.env().items():
         if key.startswith("AWS_"):
             monkeypatch.setenv(key, value)
@@ -222,18 +223,25 @@ def test_legacy_push_with_the_puppet_layout_is_what_the_scripts_pull_finds(
             "-p",
             PATH,
         ]
-        puppet = ["--layout", "govuk-puppet"]
-        pushed = CliRunner().invoke(cli, ["legacy", "-a", "push", *flags, *puppet])
+        pushed = CliRunner().invoke(cli, ["legacy", "-a", "push", *flags])
         assert pushed.exit_code == 0, pushed.output
         lines = s3_ls(s3_server.client(), s3_bucket, PATH)
         (name,) = [line.rsplit(" ", 1)[-1] for line in lines]
         assert puppet_pick(lines, db) == name  # the script's pull finds it, and nothing else is there
         expected = fingerprint(pg_server, db)
         pg_server.psql("DELETE FROM billing.invoices;", db)
-        pulled = CliRunner().invoke(cli, ["legacy", "-a", "pull", *flags, *puppet])
+        pulled = CliRunner().invoke(cli, ["legacy", "-a", "pull", *flags])
         assert pulled.exit_code == 0, pulled.output
         assert fingerprint(pg_server, db) == expected
         assert "no dataferry manifest" not in pulled.stderr  # its manifest was found and verified
+        # a bucket the govuk layout wrote: the default pull takes its newest dump, by its manifest
+        chart = CliRunner().invoke(cli, ["legacy", "-a", "push", *flags, "--layout", "govuk"])
+        assert chart.exit_code == 0, chart.output
+        pg_server.psql("DELETE FROM billing.invoices;", db)
+        pulled = CliRunner().invoke(cli, ["legacy", "-a", "pull", *flags])
+        assert pulled.exit_code == 0, pulled.output
+        assert fingerprint(pg_server, db) == expected
+        assert "(pointer)" in pulled.stderr and "no dataferry manifest" not in pulled.stderr
         bad = CliRunner().invoke(cli, ["legacy", "-a", "push", *flags, "--layout", "puppet"])
         assert bad.exit_code == 2 and "unknown layout 'puppet'" in bad.stderr
     finally:

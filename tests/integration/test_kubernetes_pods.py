@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 
 from dataferry import quickstart
 from dataferry.config import load
-from dataferry.jobs import state
+from dataferry.jobs import state, triggers
 from dataferry.jobs.state import StoreCache
 from dataferry.progress import NullReporter
 from dataferry.render import RenderOptions, render_kubernetes
@@ -128,7 +129,7 @@ def test_the_rendered_pods_run_the_quickstart_chain(tmp_path: Path) -> None:
     assert prod.returncode == 0, prod.stderr
     stores = StoreCache(load(qs / "dataferry.toml"))
     published = state.last_run(stores.for_job(quickstart.JOBS[0]), quickstart.JOBS[0])
-    assert published is not None and published.status == "succeeded" and published.trigger == "manual"
+    assert published is not None and published.status == "succeeded" and published.trigger == "schedule"
     for env, job in (("staging", quickstart.JOBS[1]), ("integration", quickstart.JOBS[2])):
         tick = pod(f"dataferry-scheduler-{env}").run()
         assert tick.returncode == 0, tick.stderr
@@ -264,3 +265,69 @@ def test_two_pods_share_state_through_one_bucket(
     resumed = laptop(config, "resume", "--all", env=secret)
     assert resumed.returncode == 0, resumed.stderr
     assert pod("dataferry-app-production", "node-a").run().returncode == 0
+
+
+def test_a_cron_job_pod_is_the_run_of_its_schedule(tmp_path: Path) -> None:
+    """The pod of a scheduled job's CronJob records its run as the schedule's latest fire, so a
+    scheduler elsewhere sharing the store (here a laptop's 'scheduler --once') does not run that
+    fire again; a pod of an 'after' job's CronJob (a one-off re-run) stays a manual run."""
+    fire = (state.now_utc() - timedelta(minutes=3)).replace(second=0, microsecond=0)
+    dbs = tmp_path / "servers"
+    dbs.mkdir()
+    quickstart.make_sample_database(dbs / "app-production.db", subscribers=10)
+    quickstart.make_sample_database(dbs / "app-staging.db", subscribers=10)
+    config = tmp_path / "laptop" / "dataferry.toml"
+    config.parent.mkdir()
+    config.write_text(
+        f"""
+[environments.production]
+store = "{tmp_path}/stores/production"
+protected = true
+[environments.staging]
+store = "{tmp_path}/stores/staging"
+
+[databases.app]
+engine = "sqlite"
+[databases.app.environments]
+production = {{ url = "sqlite:///{dbs}/app-production.db" }}
+staging = {{ url = "sqlite:///{dbs}/app-staging.db" }}
+
+[jobs.app-production]
+environment = "production"
+database = "app"
+steps = ["backup"]
+schedule = "{fire.minute} {fire.hour} * * *"
+
+[jobs.app-staging]
+environment = "staging"
+database = "app"
+steps = ["restore:production"]
+after = "app-production"
+"""
+    )
+    cfg = load(config)
+    objects = objects_by_name(render_kubernetes(cfg).objects)
+    cron = Pod(objects["dataferry-app-production"], objects["dataferry-config"], {}, tmp_path / "node-a")
+    assert cron.container()["args"] == ["run", "app-production", "--trigger", "schedule"]
+    result = cron.run()
+    assert result.returncode == 0, result.stderr
+    stores = StoreCache(cfg)
+    record = state.last_run(stores.for_job("app-production"), "app-production")
+    assert record is not None and record.status == "succeeded"
+    assert record.trigger == "schedule"
+    assert record.trigger_detail is not None and datetime.fromisoformat(record.trigger_detail) == fire
+    assert triggers.due_fire(cfg, "app-production", stores) is None
+
+    scheduler = laptop(config, "scheduler", "--once", env={})
+    assert scheduler.returncode == 0, scheduler.stderr
+    runs = list(state.iter_runs(stores.for_job("app-production"), "app-production"))
+    assert [r.run_id for r in runs] == [record.run_id]  # the fire was not run again
+    staged = state.last_run(stores.for_job("app-staging"), "app-staging")
+    assert staged is not None and staged.trigger == "after"  # the chain still follows it
+
+    rerun = Pod(objects["dataferry-app-staging"], objects["dataferry-config"], {}, tmp_path / "node-b")
+    assert rerun.run().returncode == 0
+    again = state.last_run(stores.for_job("app-staging"), "app-staging")
+    assert again is not None and again.run_id != staged.run_id and again.trigger == "manual"
+    refused = laptop(config, "run", "app-staging", "--trigger", "schedule", env={})
+    assert refused.returncode == 2 and "has no schedule" in refused.stderr, refused.stderr

@@ -939,6 +939,7 @@ def test_a_swap_blocked_by_a_reader_gives_up_and_puts_everything_back(world: Wor
     assert leftovers(world.server) == set()
 
 
+@pytest.mark.fault
 def test_a_swap_killed_while_waiting_on_a_metadata_lock_loses_no_trigger(world: World) -> None:
     """Issue 19, item 2: the swap drops the live triggers, then its RENAME waits for a reader's
     metadata lock; dataferry is SIGKILLed there. The triggers were kept in the old database before

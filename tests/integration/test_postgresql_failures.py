@@ -488,6 +488,7 @@ def test_password_in_the_url_is_rejected(pg_setup: PgSetup) -> None:
     assert secret not in str(info.value) and secret not in (info.value.hint or "")
 
 
+@pytest.mark.fault
 def test_swap_killed_while_connections_are_blocked_heals_on_the_next_restore(pg_setup: PgSetup) -> None:
     """dataferry SIGKILLed mid-swap, after it blocked new connections to the live database: the
     renames never committed, check says what happened, and the next restore gives the

@@ -51,6 +51,7 @@ def _gets_of(key: str) -> Callable[[str, str], bool]:
     return lambda method, path: method == "GET" and path.split("?")[0].endswith(key)
 
 
+@pytest.mark.fault
 def test_a_download_cut_mid_object_is_resumed_from_where_it_stopped(
     s3_server: S3Server, through: Callable[[FaultProxy], S3Store]
 ) -> None:
@@ -79,6 +80,7 @@ def test_a_download_cut_mid_object_is_resumed_from_where_it_stopped(
     assert all((g.headers.get("If-Match") or g.headers.get("if-match")) for g in gets[1:])
 
 
+@pytest.mark.fault
 def test_a_download_cut_every_time_fails_loudly(
     s3_server: S3Server, through: Callable[[FaultProxy], S3Store]
 ) -> None:
@@ -98,6 +100,7 @@ def test_a_download_cut_every_time_fails_loudly(
     assert len([s for s in proxy.seen if is_get(s.method, s.path)]) == 1 + RESUMES
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("fault", ["slowdown", "error500"])
 def test_throttling_and_server_errors_are_retried_with_a_long_budget(
     s3_server: S3Server, through: Callable[[FaultProxy], S3Store], fault: str, monkeypatch: pytest.MonkeyPatch
@@ -127,3 +130,50 @@ def test_throttling_and_server_errors_are_retried_with_a_long_budget(
     assert RETRY_ATTEMPTS > 6
     assert len(failures) >= 2 and set(failures.values()) == {6}  # the first part and the download
     assert sum(1 for s in proxy.seen if s.action == fault) == 6 * len(failures)
+
+
+#: The S3 fault cells of the fault suite (docs/reliability.md lists the same).
+S3_FAULTS = ["error500", "error503", "slowdown", "reset", "stall"]
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("direction", ["upload", "download"])
+@pytest.mark.parametrize("fault", S3_FAULTS)
+def test_each_s3_fault_on_uploads_and_downloads_is_retried_and_the_data_arrives_whole(
+    s3_server: S3Server,
+    through: Callable[[FaultProxy], S3Store],
+    fault: str,
+    direction: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fault hits the first two attempts of one request (upload: the first part of a
+    three-part upload; download: the GET), then the request passes: the object stored and read
+    back is byte for byte the one sent. A stall is an endpoint that answers nothing: the client
+    gives up after its read timeout (shortened here from botocore's 60 s to 1 s) and retries."""
+    from botocore.config import Config as BotoConfig
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.01)
+    monkeypatch.setattr(
+        "dataferry.stores.s3.BotoConfig", lambda **kw: BotoConfig(**kw, read_timeout=1, connect_timeout=1)
+    )
+    data = _data(11 * MiB)  # three parts
+    action = "stall:3" if fault == "stall" else fault
+    hit: list[str] = []
+
+    def targeted(method: str, path: str) -> bool:
+        if direction == "upload":
+            return method == "PUT" and "partNumber=1&" in path + "&" and "uploadId" in path
+        return _gets_of("cell.bin")(method, path)
+
+    def rule(method: str, path: str, headers: dict[str, str], n: int) -> str:
+        if targeted(method, path) and len(hit) < 2:
+            hit.append(path)
+            return action
+        return "pass"
+
+    with fault_proxy(s3_server.endpoint_url, rule) as proxy:
+        store = through(proxy)
+        store.put("cell.bin", io.BytesIO(data))
+        assert read_bytes(store, "cell.bin", limit=len(data)) == data
+    assert len(hit) == 2 and sum(1 for s in proxy.seen if s.action == action) == 2

@@ -134,6 +134,8 @@ def test_helm_file_without_cronjobs(tmp_path: Path) -> None:
 
 def test_staging_job_files() -> None:
     cfg, notes = _imported(FIXTURES / "etc-staging")
+    # the Puppet-era script's buckets: its layout, which leaves its pulls nothing to trip over
+    assert {e["store"]["layout"] for e in cfg["environments"].values()} == {"govuk-puppet"}
     assert cfg["jobs"]["pull_content_data_admin_production_daily"] == {
         "environment": "staging",
         "database": "content_data_admin_production",
@@ -192,7 +194,10 @@ def test_a_local_store_stays_local_and_a_numeric_host_gives_a_valid_variable(tmp
         encoding="utf-8",
     )
     cfg, _ = _imported(tmp_path, "laptop")
-    assert cfg["environments"]["laptop"]["store"] == {"url": f"file://{tmp_path}/store", "layout": "govuk"}
+    assert cfg["environments"]["laptop"]["store"] == {
+        "url": f"file://{tmp_path}/store",
+        "layout": "govuk-puppet",
+    }
     assert set(cfg["environments"]) == {"laptop"}
     conn = cfg["databases"]["app"]["environments"]["laptop"]
     assert conn["password_env"] == "DB_127_0_0_1_5433_PASSWORD"
@@ -265,6 +270,9 @@ def test_cli_import_writes_the_file_and_lists_what_it_could_not_translate(tmp_pa
     assert again.exit_code == 2 and "exists" in again.stderr
     forced = CliRunner().invoke(cli, ["import", str(VALUES), "-o", str(out), "--force"])
     assert forced.exit_code == 0
+    assert (tmp_path / "kubernetes" / "staging-values.yaml").is_file()
+    stdout = CliRunner().invoke(cli, ["import", str(VALUES), "--env", "staging"])
+    assert "not written (no -o): kubernetes/staging-values.yaml" in stdout.stderr
 
 
 def test_cli_import_writes_the_generated_profiles_beside_the_config(tmp_path: Path) -> None:

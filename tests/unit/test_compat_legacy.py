@@ -31,7 +31,9 @@ def _job(*argv: str) -> LegacyJob:
     return resolve(getopts(list(argv)))
 
 
-def test_a_pull_job_becomes_a_govuk_layout_config() -> None:
+def test_a_pull_job_becomes_a_govuk_puppet_layout_config() -> None:
+    """Job files are the Puppet-era script's: by default its layout, so that the script's own pulls
+    from the same bucket keep working while a migration runs both (``--layout govuk`` for db-backup's)."""
     p = plan(
         _job("-f", str(PULL_CFG)), LegacyOptions(), {"GOVUK_ENVIRONMENT": "staging", "DB_PASSWORD": "pw"}
     )
@@ -39,9 +41,12 @@ def test_a_pull_job_becomes_a_govuk_layout_config() -> None:
     store = p.config.environment("production").store
     assert (store.url, store.layout, store.sse) == (
         "s3://govuk-production-database-backups",
-        "govuk",
+        "govuk-puppet",
         "AES256",
     )
+    opts = LegacyOptions(layout="govuk")
+    chart = plan(_job("-f", str(PULL_CFG)), opts, {"GOVUK_ENVIRONMENT": "staging", "DB_PASSWORD": "pw"})
+    assert chart.config.environment("production").store.layout == "govuk"
     db = p.config.database("content_data_admin_production")
     assert (db.engine, db.store_path, db.store_name) == (
         "postgresql",

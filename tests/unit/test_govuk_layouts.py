@@ -298,3 +298,38 @@ def test_another_databases_colon_dump_does_not_change_the_name(
     put_bytes(store, NAMING.key("2026-01-05T23:00:05-draft_publishing_api_production.gz"), b"PGDMP")
     mine = _backup(_layout(store, GovukLayout), monkeypatch, T0 + timedelta(minutes=30))
     assert _base(mine) == f"2026-01-05T233005Z-{DB}.gz"
+
+
+# -- the govuk-puppet layout reads what the govuk layout and db-backup wrote ------------------------
+
+
+def test_the_puppet_layout_reads_a_govuk_layout_directory_with_its_manifests(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``legacy`` defaults to govuk-puppet for job files (issue 13): it must still restore what the
+    govuk layout published (manifest beside the dump, pointer), verified by that manifest."""
+    older = _backup(_layout(store, GovukLayout), monkeypatch, T0)
+    newest = _backup(_layout(store, GovukLayout), monkeypatch, T0 + timedelta(days=1))
+    warnings = Warnings()
+    chosen = _layout(store).select(PG, artifact=None, at=None, reporter=warnings)
+    assert chosen.objects[0].key == newest and chosen.objects[0].sha256 == "0" * 64  # its manifest
+    assert _layout(store).choose(at=T0 + timedelta(hours=1))[0] == older
+    assert [m.objects[0].key for m in _layout(store).list_manifests(PG)] == [newest, older]
+    assert not any("no pointer" in w for w in warnings.warnings)
+
+
+def test_the_puppet_layout_follows_db_backups_pointer(store: LocalStore) -> None:
+    """db-backup's own dumps have no manifest; its pointer says which upload finished."""
+    pointed = _govuk_script_dump(store, f"2026-01-05T230005Z-{DB}.gz")
+    unfinished = _govuk_script_dump(store, f"2026-01-06T230005Z-{DB}.gz")
+    put_bytes(store, NAMING.pointer_key, pointed.encode())
+    warnings = Warnings()
+    assert _layout(store).choose(reporter=warnings) == (pointed, "pointer")
+    assert any(unfinished in w and "not chosen" in w for w in warnings.warnings)
+
+
+def test_a_puppet_directory_without_a_pointer_is_not_warned_about(store: LocalStore) -> None:
+    theirs = _govuk_script_dump(store, f"2026-01-05T23:00:05-{DB}.gz")
+    warnings = Warnings()
+    assert _layout(store).choose(reporter=warnings) == (theirs, "newest key")
+    assert warnings.warnings == []

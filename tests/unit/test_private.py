@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from dataferry import private
+from dataferry import pipeline, private
+from dataferry.artifacts import DataObject, Manifest
 from dataferry.errors import NotReady
 from killed_runs import killed_run_left
 
@@ -60,3 +63,55 @@ def test_a_full_disk_is_a_clear_error(tmp_path: Path) -> None:
     assert "settings.spool_dir" in (info.value.hint or "")
     with pytest.raises(PermissionError), private.disk_full_is_clear(tmp_path):
         raise PermissionError(errno.EACCES, "denied")
+
+
+# -- spool space reserved by parallel restores (issue 19, item 7) -------------------------------------
+
+
+def test_a_reservation_counts_until_it_is_spooled_or_released(tmp_path: Path) -> None:
+    """What a live run reserved and has not written yet is promised; what it wrote is already
+    gone from the free space, so it no longer counts twice."""
+    reservation = private.reserve(tmp_path, 1000)
+    assert private.spool_room(tmp_path)[1] == 1000
+    with private.private_dir(tmp_path) as spool:
+        (spool / "restore.dump").write_bytes(b"x" * 400)
+        assert private.spool_room(tmp_path)[1] == 600
+    private.release(reservation)
+    private.release(reservation)  # idempotent
+    assert private.spool_room(tmp_path)[1] == 0 and list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_runs_reservation_is_ignored_and_swept(tmp_path: Path) -> None:
+    left = killed_run_left(tmp_path, private.RESERVED, str(10**12))
+    assert private.spool_room(tmp_path)[1] == 0
+    assert private.sweep(tmp_path) == [left]
+
+
+def _manifest(raw_size: int) -> Manifest:
+    now = datetime.now(UTC)
+    obj = DataObject(key="k", size=1, sha256="0" * 64, format="pg_custom", raw_size=raw_size)
+    return Manifest(
+        id="a",
+        database="app",
+        engine="postgresql",
+        source_environment="p",
+        created_at=now,
+        finished_at=now,
+        objects=[obj],
+    )
+
+
+def test_two_restores_sharing_a_spool_cannot_both_pass_on_the_same_free_space(tmp_path: Path) -> None:
+    """Each spool alone fits, both do not: the first reserves, the second is refused and says why;
+    once the first gave its reservation back the second passes. (Function level: nothing this big is
+    written; tests/integration/test_spool_space.py runs two real restores on a small tmpfs.)"""
+    half = int(shutil.disk_usage(tmp_path).free * 0.6)
+    base, first = pipeline.spool_dir(tmp_path, 2, _manifest(half))
+    assert base == tmp_path and first is not None
+    with pytest.raises(NotReady, match="reserved by restores running now") as refused:
+        pipeline.spool_dir(tmp_path, 2, _manifest(half))
+    assert "wait for the other restores" in (refused.value.hint or "")
+    private.release(first)
+    _, second = pipeline.spool_dir(tmp_path, 2, _manifest(half))
+    private.release(second)
+    assert pipeline.spool_dir(tmp_path, 1, _manifest(half)) == (None, None)  # --jobs 1 streams

@@ -201,7 +201,8 @@ def test_cron_jobs_carry_the_jobs_policy(project: Path) -> None:
     assert job["activeDeadlineSeconds"] == 2 * 3600 + 600  # max_runtime, then time to stop cleanly
     pod = job["template"]["spec"]
     container = pod["containers"][0]
-    assert container["args"] == ["run", "email-alert-api-production"]
+    # recorded as the schedule's run, so no scheduler sharing the store starts that fire again
+    assert container["args"] == ["run", "email-alert-api-production", "--trigger", "schedule"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "spool", "emptyDir": {"sizeLimit": "10Gi"}} in pod["volumes"]
@@ -210,6 +211,8 @@ def test_cron_jobs_carry_the_jobs_policy(project: Path) -> None:
     # an 'after' job: never fired by Kubernetes, kept for one-off runs; the tick starts it
     staging = objects[("CronJob", "dataferry-email-alert-api-staging")]
     assert staging["spec"]["suspend"] is True
+    staging_pod = staging["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert staging_pod["containers"][0]["args"] == ["run", "email-alert-api-staging"]  # manual re-runs
     tick = objects[("CronJob", "dataferry-scheduler-staging")]
     tick_pod = tick["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert tick_pod["containers"][0]["args"] == ["scheduler", "--once", "--only-after", "--env", "staging"]

@@ -66,6 +66,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "legacy": "dataferry.cli.compat:legacy_cmd",
     "import": "dataferry.cli.compat:import_cmd",
     "render": "dataferry.cli.render:render",
+    "serve": "dataferry.cli.serve:serve",
+    "pull": "dataferry.cli.pull:pull",
+    "prune": "dataferry.cli.prune:prune",
 }
 
 

@@ -20,16 +20,17 @@ from dataferry.progress import Reporter, default_reporter
 
 HELP = """
 Runs a govuk_env_sync job with dataferry's behaviour: -a push dumps -d from -H into the bucket -u
-under -p (the govuk layout: <path>/<ts>-<db>.gz, a manifest, latest-<db>.txt last); -a pull restores
--t (a timestamp or file name), else the pointer's dump, else the newest, into a shadow database,
-runs -s on it and swaps it in; -a s3_sync copies source_bucket to destination_bucket.
+under -p (the script's own <path>/<YYYY-MM-DDTHH:MM:SS>-<db>.gz, its manifest under _dataferry/, no
+pointer); -a pull restores -t (a timestamp or file name), else the newest trusted dump (a pointer
+db-backup left is followed), into a shadow database, runs -s on it and swaps it in; -a s3_sync copies
+source_bucket to destination_bucket.
 
 Flags apply in order, so flags after -f override the job file. Credentials: $DB_USER (default
 aws_db_admin) and $DB_PASSWORD; never on the command line. dataferry's own options:
   --env NAME           this machine's environment (default $GOVUK_ENVIRONMENT)
   --password-env VAR   read the password from VAR instead of DB_PASSWORD
-  --layout NAME        govuk (default) or govuk-puppet: <path>/<YYYY-MM-DDTHH:MM:SS>-<db>.gz alone,
-                       as the script wrote, for buckets its pulls still read
+  --layout NAME        govuk-puppet (default: what the script writes and its pulls can read) or
+                       govuk (db-backup's <path>/<ts>Z-<db>.gz, a manifest, latest-<db>.txt last)
   --force              allow a pull into a production environment
   --dry-run            check everything and show what would happen; change nothing
 See docs/govuk.md."""
@@ -66,7 +67,7 @@ def legacy_cmd(args: tuple[str, ...]) -> None:
     opts = legacy.LegacyOptions(
         environment=longs.get("--env"),
         password_env=longs.get("--password-env") or legacy.DEFAULT_PASSWORD_ENV,
-        layout=longs.get("--layout") or "govuk",
+        layout=longs.get("--layout") or legacy.LegacyOptions.layout,
         force="--force" in longs,
         dry_run="--dry-run" in longs,
     )
@@ -85,7 +86,8 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
     """Turn a directory of GOV.UK .cfg job files, or db-backup Helm values, into a dataferry config.
 
     What could not be translated is printed on stderr, one line each. The sanitisation profiles
-    that run GOV.UK's transformation scripts are written beside --output.
+    that run GOV.UK's transformation scripts (and, from Helm values, the scripts themselves and one
+    kubernetes/ENV-values.yaml per environment for 'render kubernetes -f') are written beside --output.
     """
     result = importer.import_path(source, environment)
     text = importer.render(result)
@@ -112,6 +114,8 @@ def import_cmd(source: Path, environment: str | None, output: Path | None, force
             "warn",
             bare=True,
         )
+    if output is None and result.files:
+        say(f"not written (no -o): {', '.join(sorted(result.files))}", "warn", bare=True)
     for line in result.untranslated:
         say(f"not translated: {line}", "warn", bare=True)
     for line in result.settings:

@@ -169,6 +169,10 @@ def cleanup(
         click.echo(f"{verb} artifact {ident} (its manifest is damaged)")
     for key in report.incomplete_uploads:
         click.echo(f"{verb} incomplete upload {key}")
+    for loader in report.orphaned_loaders:
+        click.echo(
+            f"{'would kill' if dry_run else 'killed'} {loader} (left running by a run that was killed)"
+        )
     for path in report.private_leftovers:
         click.echo(f"{verb} {path} (left on this machine by a run that was killed)")
     click.echo(f"{len(report.orphans)} orphan(s), {len(report.expired)} expired artifact(s)")

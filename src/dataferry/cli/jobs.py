@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 
 from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
-from dataferry.config import Config, find_config_path
+from dataferry.config import find_config_path
 from dataferry.errors import ConfigError, Held, LockBusy
-from dataferry.jobs import scheduler, state
+from dataferry.jobs import scheduler, state, triggers
 from dataferry.jobs.child import run_summary
+from dataferry.jobs.holds import lift_hold, place_hold
 from dataferry.jobs.plan import plan_job
 from dataferry.jobs.runner import RunOptions, run_job
 from dataferry.jobs.state import Hold, HoldScope, StoreCache, now_utc
@@ -25,8 +26,16 @@ from dataferry.jobs.state import Hold, HoldScope, StoreCache, now_utc
 @click.argument("job")
 @click.option("--from-step", type=int, default=1, show_default=True, help="Start at step N (1-based).")
 @click.option("--dry-run", is_flag=True, help="Show which artifact would go where; change nothing.")
+@click.option(
+    "--trigger",
+    type=click.Choice(["manual", "schedule"]),
+    default="manual",
+    show_default=True,
+    help="schedule: started by the job's own cron (a rendered CronJob); recorded as the run of the "
+    "schedule's latest fire, which no scheduler then starts again.",
+)
 @pass_ctx
-def run_cmd(c: Context, job: str, from_step: int, dry_run: bool) -> None:
+def run_cmd(c: Context, job: str, from_step: int, dry_run: bool, trigger: str) -> None:
     """Run JOB now: the operator's re-run. Exit 5 if held, 6 if it is already running."""
     cfg = c.config
     stores = StoreCache(cfg)
@@ -37,7 +46,11 @@ def run_cmd(c: Context, job: str, from_step: int, dry_run: bool) -> None:
         if plan.holds:
             raise Held(f"job {job} is held", hint=f"'dataferry resume {job}' (or --env/--all) lifts it")
         return
-    record = run_job(cfg, job, RunOptions(from_step=from_step), reporter=c.reporter(), stores=stores)
+    options = RunOptions(from_step=from_step)
+    if trigger == "schedule":  # always runs: a one-off Job made from the CronJob is a re-run too
+        fire = triggers.fired_now(job, cfg.job(job))
+        options = RunOptions(from_step=from_step, trigger="schedule", trigger_detail=fire)
+    record = run_job(cfg, job, options, reporter=c.reporter(), stores=stores)
     if record is not None:
         click.echo(run_summary(record))
 
@@ -54,16 +67,6 @@ def _scope(job: str | None, env: str | None, all_: bool) -> tuple[HoldScope, str
     if env:
         return "environment", env
     return "all", "*"
-
-
-def _hold_stores(cfg: Config, stores: StoreCache, scope: HoldScope, target: str) -> list[str]:
-    """Environments whose stores keep this hold."""
-    if scope == "job":
-        return [cfg.job(target).environment]
-    if scope == "environment":
-        cfg.environment(target)
-        return [target]
-    return state.global_hold_environments(cfg)
 
 
 def parse_until(value: str | None, now: datetime | None = None) -> datetime | None:
@@ -108,29 +111,8 @@ def pause(
         created_by=state.whoami(),
         until=parse_until(until),
     )
-    stores = StoreCache(cfg)
-    envs = _hold_stores(cfg, stores, scope, target)
-    if not replace:
-        _refuse_over(cfg, stores, envs, scope, target, hold)
-    for env in envs:
-        state.write_hold(stores.get(env), hold)
-    state.publish_held(cfg, scope, target, stores, c.reporter())
+    place_hold(cfg, hold, StoreCache(cfg), replace=replace, reporter=c.reporter())
     click.echo(hold.describe())
-
-
-def _refuse_over(
-    cfg: Config, stores: StoreCache, envs: list[str], scope: HoldScope, target: str, new: Hold
-) -> None:
-    """A second pause must not silently shorten (or lengthen) a hold someone else set."""
-    for env in envs:
-        current = state.read_hold(stores.get(env), scope, target)
-        if current is not None and current.active():
-            what = {"job": target, "environment": f"--env {target}", "all": "--all"}[scope]
-            raise Held(
-                f"not paused again: {current.describe()}",
-                hint=f"add --replace to replace that hold with yours (until "
-                f"{new.until.isoformat() if new.until else 'resumed'}), or 'dataferry resume {what}' first",
-            )
 
 
 @click.command()
@@ -143,10 +125,7 @@ def resume(c: Context, job: str | None, environment: str | None, all_: bool) -> 
     cfg = c.config
     scope, target = _scope(job, environment, all_)
     stores = StoreCache(cfg)
-    removed = False
-    for env in _hold_stores(cfg, stores, scope, target):
-        removed = state.delete_hold(stores.get(env), scope, target) or removed
-    state.publish_held(cfg, scope, target, stores, c.reporter())
+    removed = lift_hold(cfg, scope, target, stores, c.reporter())
     what = {"job": f"job {target}", "environment": f"environment {target}", "all": "everything"}[scope]
     click.echo(f"resumed {what}" if removed else f"{what} was not held")
     if scope == "job":

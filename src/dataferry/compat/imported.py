@@ -38,10 +38,16 @@ class Imported:
     untranslated: list[str] = field(default_factory=list)
     #: sanitisation profiles written beside the configuration: relative path -> TOML text
     profiles: dict[str, str] = field(default_factory=dict)
+    #: other files written beside the configuration (scripts a profile runs, values files for
+    #: ``render kubernetes``): relative path -> text
+    files: dict[str, str] = field(default_factory=dict)
     #: settings of the source with no configuration key, reported one per line (``setting: ...``)
     settings: list[str] = field(default_factory=list)
     #: values for the configuration's ``[settings]`` table (e.g. ``pushgateway_url``)
     config_settings: dict[str, Any] = field(default_factory=dict)
+    #: every store's layout: ``govuk-puppet`` for job files (the Puppet-era script still pulls
+    #: from those buckets during a migration), ``govuk`` for db-backup's Helm values
+    layout: str = "govuk"
     _guessed: set[str] = field(default_factory=set)
 
     def environment(self, name: str, url: str | None = None) -> str:
@@ -114,14 +120,14 @@ def render(imported: Imported) -> str:
     """The configuration as TOML, validated by dataferry's own loader."""
     lines = [
         f"# Imported by 'dataferry import' from {imported.source} on {datetime.now(UTC):%Y-%m-%d}.",
-        "# Stores use the govuk layout, so GOV.UK's consumers keep finding their dumps.",
+        f"# Stores use the {imported.layout} layout, so GOV.UK's consumers keep finding their dumps.",
         "# Passwords are read from the environment variables named by password_env.",
         "",
     ]
     if imported.config_settings:
         lines += ["[settings]", *(f"{k} = {_value(v)}" for k, v in imported.config_settings.items()), ""]
     for name, url in sorted(imported.environments.items()):
-        lines += _environment(name, url)
+        lines += _environment(name, url, imported.layout)
     for name, db in sorted(imported.databases.items()):
         lines += _database(name, db)
     for name, spec in sorted(imported.jobs.items()):
@@ -131,11 +137,11 @@ def render(imported: Imported) -> str:
     return text
 
 
-def _environment(name: str, url: str) -> list[str]:
+def _environment(name: str, url: str, layout: str) -> list[str]:
     lines = [f"[environments.{_key(name)}]"]
     if is_production(name):
         lines.append("protected = true")
-    lines += [f"[environments.{_key(name)}.store]", f"url = {_value(url)}", 'layout = "govuk"']
+    lines += [f"[environments.{_key(name)}.store]", f"url = {_value(url)}", f"layout = {_value(layout)}"]
     if url.startswith("s3://"):
         lines.append('sse = "AES256"')
     return [*lines, ""]

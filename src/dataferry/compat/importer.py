@@ -5,8 +5,9 @@ Two sources are understood:
 * a directory of ``govuk_env_sync`` job files (``*.cfg``) from one machine, i.e. one environment;
 * a ``db-backup`` Helm values file (``cronjobs.<environment>.<job>`` with ``operations``).
 
-Every store gets the ``govuk`` layout, so the imported jobs keep reading and writing exactly the
-objects GOV.UK's consumers use. What has no dataferry equivalent is listed, never silently dropped:
+Stores get the layout GOV.UK's readers of those buckets need: ``govuk-puppet`` for job files (the
+Puppet-era script, which fails on a directory holding a pointer or a manifest, still pulls from
+them while a migration runs both tools), ``govuk`` (db-backup's names and pointer) for Helm values. What has no dataferry equivalent is listed, never silently dropped:
 unsupported engines, ``s3_sync`` jobs, suspended jobs, missing schedules. A transformation script
 becomes a generated sanitisation profile that runs it; a push's pre-dump transformation becomes a
 ``backup:sanitised`` step, so an imported job never publishes less sanitised data than the original.
@@ -34,7 +35,7 @@ def import_job_files(directory: Path, environment: str | None = None) -> Importe
     files = sorted(directory.glob("*.cfg"))
     if not files:
         raise ConfigError(f"no .cfg job files in {directory}")
-    out = Imported(source=str(directory))
+    out = Imported(source=str(directory), layout="govuk-puppet")
     jobs: list[LegacyJob] = []
     for path in files:
         job = _read_job(path, out)
@@ -163,10 +164,11 @@ def _sanitise(database: ImportedDatabase, script: str, where: str, out: Imported
 
 
 def write_profiles(imported: Imported, directory: Path, *, force: bool) -> list[str]:
-    """Write the generated profiles relative to ``directory`` (the configuration's); an existing
-    file is kept unless ``force``. Returns one line per profile saying what happened."""
+    """Write the generated profiles (and the other generated files) relative to ``directory`` (the
+    configuration's); an existing file is kept unless ``force``. Returns one line per file saying
+    what happened."""
     lines = []
-    for name, text in sorted(imported.profiles.items()):
+    for name, text in sorted((imported.profiles | imported.files).items()):
         path = directory / name
         if path.exists() and not force:
             lines.append(f"kept {path} (exists; --force overwrites it)")

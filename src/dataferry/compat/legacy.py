@@ -1,12 +1,14 @@
 """Run a GOV.UK job (``govuk_env_sync.sh -f FILE.cfg``) with dataferry's behaviour.
 
-The job's values become an in-memory dataferry configuration whose store has the ``govuk`` layout
-(or, with ``--layout govuk-puppet``, the Puppet-era script's own),
+The job's values become an in-memory dataferry configuration whose store has the ``govuk-puppet``
+layout (the Puppet-era script's own names, no pointer, manifests out of its sight; it still reads what
+db-backup and the ``govuk`` layout wrote), or with ``--layout govuk`` db-backup's,
 and the job runs through the same operations as ``dataferry backup`` and ``restore``:
 
-* ``push``: dump, upload, manifest, pointer last. A MySQL pre-dump transformation (``-F``) runs on a
-  scratch copy, never on the live source database as the original did.
-* ``pull``: choose the dump (``-t``, else the pointer, else the newest key), check it, restore it
+* ``push``: dump, upload, manifest (and in the ``govuk`` layout the pointer) last. A MySQL pre-dump
+  transformation (``-F``) runs on a scratch copy, never on the live source database as the original
+  did.
+* ``pull``: choose the dump (``-t``, else the pointer, else the newest trusted), check it, restore it
   into a shadow, run the post-restore transformation (``-s``) on the shadow, then swap. Any failure
   leaves the live database as it was (the original dropped it first).
 * ``s3_sync``: copy new and changed objects from one bucket to another, server-side with their
@@ -61,9 +63,10 @@ class LegacyOptions:
 
     environment: str | None = None
     password_env: str = DEFAULT_PASSWORD_ENV
-    #: The bucket's layout: ``govuk`` (db-backup's names and pointer) or ``govuk-puppet`` (the
-    #: script's own names alone, so that its pulls elsewhere still find dataferry's dumps).
-    layout: str = "govuk"
+    #: The bucket's layout: ``govuk-puppet`` (the script's own names alone, so that its pulls
+    #: elsewhere still find dataferry's dumps; the default, as job files are the script's) or
+    #: ``govuk`` (db-backup's names and pointer).
+    layout: str = "govuk-puppet"
     force: bool = False
     dry_run: bool = False
 

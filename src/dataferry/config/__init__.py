@@ -21,6 +21,7 @@ from dataferry.config.models import (
     StoreConfig,
     parse_duration,
 )
+from dataferry.config.policies import EncryptionConfig, RetentionConfig
 from dataferry.config.references import NAME_RE
 from dataferry.config.refs import DatabaseRef, connection_ref, database_ref, secret_values
 
@@ -31,8 +32,10 @@ __all__ = [
     "DatabaseConfig",
     "DatabaseRef",
     "Duration",
+    "EncryptionConfig",
     "EnvironmentConfig",
     "JobConfig",
+    "RetentionConfig",
     "S3Options",
     "Settings",
     "StoreConfig",

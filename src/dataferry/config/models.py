@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from dataferry.config.policies import EncryptionConfig, RetentionConfig
 from dataferry.config.references import reference_problems
 from dataferry.config.trust import check_public_key, trust_problems
 from dataferry.config.urls import check_url
@@ -38,6 +39,7 @@ _SECRET_KEYS = {
     "pwd": "password_env",
     "access_key_id": "access_key_id_env",
     "secret_access_key": "secret_access_key_env",
+    "identity": "identity_env",
 }
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
@@ -136,6 +138,8 @@ class EnvironmentConfig(_Model):
         default_factory=list,
         description="public keys (ed25519:...) whose signed sanitised artifacts this environment trusts",
     )
+    encryption: EncryptionConfig | None = Field(None, description="client-side age encryption of artifacts")
+    retention: RetentionConfig | None = Field(None, description="which artifacts 'dataferry prune' keeps")
 
     @field_validator("store", mode="before")
     @classmethod
@@ -215,10 +219,10 @@ class JobConfig(_Model):
     def _known_steps(cls, steps: list[str]) -> list[str]:
         for i, step in enumerate(steps):
             kind = step.split(":", 1)[0]
-            if kind not in ("restore", "sanitise", "backup", "hook", "verify"):
+            if kind not in ("restore", "sanitise", "backup", "hook", "verify", "prune"):
                 raise ValueError(
                     f"unknown step {step!r}: use restore:<env>, sanitise, backup, backup:sanitised, "
-                    "verify, hook:<cmd>"
+                    "verify, prune, hook:<cmd>"
                 )
             if kind in ("restore", "hook") and not step.partition(":")[2]:
                 raise ValueError(f"step {step!r} needs a value after the colon")

@@ -26,17 +26,32 @@ from dataferry.engines import (
 from dataferry.engines.sqlite_files import LOCK_SUFFIX as LOCK_SUFFIX
 from dataferry.engines.sqlite_files import SQLiteRestoreLock, keep_access
 from dataferry.engines.statements import Changed
-from dataferry.errors import EngineError, LockBusy, NotFound, NotReady, VerificationFailed
+from dataferry.errors import ConfigError, EngineError, LockBusy, NotFound, NotReady, VerificationFailed
 from dataferry.private import private_dir
 from dataferry.streams import copy_stream
 
 _SHADOW_MARK = ".dataferry-shadow-"
 
 
+def _shadow_files(target: Path) -> list[Path]:
+    """Shadow files beside ``target`` (whole copies of a database, with their journals). One that is
+    not the current restore's own was left by a killed restore: only the holder of the restore lock
+    may remove them."""
+    if not target.parent.is_dir():
+        return []
+    return sorted(target.parent.glob(glob_escape(target.name) + _SHADOW_MARK + "*"))
+
+
 def sqlite_path(db: DatabaseRef) -> Path:
     """The file behind ``sqlite:///path`` (relative paths were resolved by the config)."""
     rest = db.url.split("://", 1)[1]
-    return Path(rest[1:] if rest.startswith("/") else rest)
+    path = Path(rest[1:] if rest.startswith("/") else rest)
+    if path.is_dir():  # sqlite3 would say only "disk I/O error" or "unable to open database file"
+        raise ConfigError(
+            f"the url of {db.name} in {db.environment} names the directory {path}, not a database file",
+            hint=f"point it at the file in that directory, e.g. sqlite:///{path}/{db.name}.db",
+        )
+    return path
 
 
 class SQLiteEngine:
@@ -120,6 +135,8 @@ class SQLiteEngine:
             raise NotReady(f"directory {target.parent} does not exist", hint="create it or fix the url")
         lock = SQLiteRestoreLock(target, db.environment)
         try:
+            for stale in _shadow_files(target):  # we hold the lock: a killed restore left these
+                stale.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=target.name + _SHADOW_MARK, dir=target.parent)
         except BaseException:
             lock.release()
@@ -140,7 +157,7 @@ class SQLiteEngine:
         """Shadow files (and their journals) beside the database: a restore keeps its own only
         until its swap or drop, so any found while no restore runs were left by a killed one."""
         target = sqlite_path(db)
-        return sorted(str(p) for p in target.parent.glob(f"{glob_escape(target.name)}{_SHADOW_MARK}*"))
+        return [str(p) for p in _shadow_files(target)]
 
     def remove_stale_shadows(self, db: DatabaseRef) -> list[str]:
         """Remove them under the restore lock (so never a running restore's shadow)."""

@@ -13,10 +13,10 @@ from typing import Literal
 from pydantic import ValidationError
 
 from dataferry.config import Config
-from dataferry.errors import NotFound
+from dataferry.errors import Held, NotFound
 from dataferry.jobs.common import PREFIX, StateModel, StoreCache, now_utc
 from dataferry.metrics import Metrics
-from dataferry.progress import Reporter
+from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import Store, put_bytes, read_bytes
 
 HoldScope = Literal["job", "environment", "all"]
@@ -136,3 +136,53 @@ def publish_held(cfg: Config, scope: HoldScope, target: str, stores: StoreCache,
     for name in jobs_under(cfg, scope, target):
         job = cfg.job(name)
         metrics.held(name, job.environment, job.database, bool(active_holds(cfg, name, stores)))
+
+
+def hold_environments(cfg: Config, scope: HoldScope, target: str) -> list[str]:
+    """The environments whose stores keep a hold on ``target`` (``ConfigError`` for an unknown one):
+    a job's in its environment's store, an environment's in its own, everything's in
+    ``global_hold_environments``."""
+    if scope == "job":
+        return [cfg.job(target).environment]
+    if scope == "environment":
+        cfg.environment(target)
+        return [target]
+    return global_hold_environments(cfg)
+
+
+def place_hold(
+    cfg: Config, hold: Hold, stores: StoreCache, *, replace: bool = False, reporter: Reporter | None = None
+) -> None:
+    """Write ``hold`` to every store that keeps it and set the held metric at once (what ``dataferry
+    pause`` and the status page do). A hold already in force on the same target is kept (``Held``,
+    exit 5) unless ``replace``: a second pause must not silently shorten or lengthen someone's hold."""
+    envs = hold_environments(cfg, hold.scope, hold.target)
+    if not replace:
+        _refuse_over(stores, envs, hold)
+    for env in envs:
+        write_hold(stores.get(env), hold)
+    publish_held(cfg, hold.scope, hold.target, stores, reporter or NullReporter())
+
+
+def _refuse_over(stores: StoreCache, envs: list[str], new: Hold) -> None:
+    for env in envs:
+        current = read_hold(stores.get(env), new.scope, new.target)
+        if current is not None and current.active():
+            what = {"job": new.target, "environment": f"--env {new.target}", "all": "--all"}[new.scope]
+            raise Held(
+                f"not paused again: {current.describe()}",
+                hint=f"replace that hold with yours (until {new.until.isoformat() if new.until else 'resumed'}) "
+                f"with 'dataferry pause {what} --replace', or resume it first",
+            )
+
+
+def lift_hold(
+    cfg: Config, scope: HoldScope, target: str, stores: StoreCache, reporter: Reporter | None = None
+) -> bool:
+    """Remove the hold on ``target`` from every store that keeps it and set the held metric; True
+    if there was one."""
+    removed = False
+    for env in hold_environments(cfg, scope, target):
+        removed = delete_hold(stores.get(env), scope, target) or removed
+    publish_held(cfg, scope, target, stores, reporter or NullReporter())
+    return removed

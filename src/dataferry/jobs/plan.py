@@ -132,6 +132,14 @@ def _plan_step(
             )
         mark = "marked sanitised" if sanitised else "not sanitised"
         return f"would back up {job.database} ({job.environment}) to {store.url} ({mark})"
+    if kind == "prune":
+        retention = cfg.environment(job.environment).retention
+        if retention is None:
+            raise ConfigError(
+                f"job has a prune step but {job.environment} has no retention policy",
+                hint=f"set retention = {{ keep_last = N, ... }} in [environments.{job.environment}]",
+            )
+        return f"would prune {job.database} in {job.environment} to {retention.model_dump(exclude_defaults=True)}"
     if kind == "verify":
         return (
             "would re-read the artifact the restore or backup before it handled (else the newest in "

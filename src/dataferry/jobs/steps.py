@@ -257,9 +257,22 @@ def _verify(ctx: RunContext, step: StepRecord) -> None:
     step.detail = f"in the store of {environment}"
 
 
+def _prune(ctx: RunContext, step: StepRecord) -> None:
+    from dataferry.jobs.pins import after_pins
+    from dataferry.ops.prune import prune
+
+    job = ctx.job
+    pins = after_pins(ctx.cfg, job.environment, job.database, ctx.stores)
+    report = prune(ctx.cfg, job.database, job.environment, pinned=pins, reporter=ctx.reporter)
+    step.detail = (
+        f"kept {len(report.kept)}, removed {len(report.removed)} artifact(s), {len(report.orphans)} orphan(s)"
+    )
+
+
 STEPS: dict[str, Callable[[RunContext, StepRecord], None]] = {
     "restore": _restore,
     "backup": _backup,
     "verify": _verify,
+    "prune": _prune,
     "hook": run_hook,
 }

@@ -15,7 +15,7 @@ from croniter import croniter
 
 from dataferry import artifacts
 from dataferry.config import Config, JobConfig
-from dataferry.errors import NotFound
+from dataferry.errors import ConfigError, NotFound
 from dataferry.jobs.state import CONSUMING, StoreCache, iter_runs, now_utc
 
 #: A schedule fire older than this is not caught up (like Kubernetes' startingDeadlineSeconds).
@@ -62,6 +62,18 @@ def last_fire(job: JobConfig, now: datetime | None = None) -> datetime | None:
     local = (now or now_utc()).astimezone(ZoneInfo(job.timezone))
     fire: datetime = croniter(job.schedule, local).get_prev(datetime)
     return fire
+
+
+def fired_now(job_name: str, job: JobConfig, now: datetime | None = None) -> str:
+    """The fire time a run started by the job's own cron (a Kubernetes CronJob: ``dataferry run
+    JOB --trigger schedule``) handles: the schedule's most recent fire, as ISO 8601."""
+    fire = last_fire(job, now)
+    if fire is None:
+        raise ConfigError(
+            f"job {job_name} has no schedule, so a run cannot be recorded as scheduled",
+            hint="drop --trigger schedule (the run is then manual), or give the job a schedule",
+        )
+    return fire.isoformat()
 
 
 def next_fire(job: JobConfig, now: datetime | None = None) -> datetime | None:

@@ -30,6 +30,7 @@ shadow and swaps it in only at the end.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -176,7 +177,7 @@ class GovukLayout:
         """Dumps newest first (stand-ins for those without a manifest), but none dataferry started
         and did not commit."""
         listing = self._list()
-        committed = set(listing.dumps) - uncommitted(listing, self.manifest_key)
+        committed = set(listing.dumps) - uncommitted(listing, self._manifest_key_in(listing))
         ordered = sorted(committed, key=lambda k: listing.dumps[k][0], reverse=True)
         return [self._manifest_or_standin(listing, key, engine) for key in ordered]
 
@@ -202,6 +203,16 @@ class GovukLayout:
     def orphans(self) -> None:
         """Its directories hold GOV.UK's own dumps, which have no manifest: none is an orphan."""
         return None
+
+    def pinned_data_keys(self) -> set[str]:
+        """Dumps a prune must keep whatever its policy: the pointer's (consumers trust it)."""
+        if not self.has_pointer:
+            return set()
+        try:
+            pointer = self._pointer(self._list(), NullReporter())
+        except NotFound:  # no pointer, or one naming nothing: nothing to keep for it
+            return set()
+        return {pointer} if pointer else set()
 
     def choose(
         self, *, artifact: str | None = None, at: datetime | None = None, reporter: Reporter | None = None
@@ -229,9 +240,9 @@ class GovukLayout:
             return self._explicit_key(listing, artifact), "explicit"
         if at is not None:
             # A time asked for: any dump but one dataferry left unfinished (the restore still checks it).
-            candidates = set(listing.dumps) - uncommitted(listing, self.manifest_key)
+            candidates = set(listing.dumps) - uncommitted(listing, self._manifest_key_in(listing))
             return self._newest(candidates, listing, at=at), "newest at or before"
-        pointer = self._pointer(listing, reporter) if self.has_pointer else None
+        pointer = self._pointer(listing, reporter)
         trusted = self._trusted(listing, pointer)
         newest = self._newest(trusted, listing)
         if pointer is None:
@@ -258,10 +269,11 @@ class GovukLayout:
         """Dumps that may be "latest": committed (a manifest), the pointer's, finished by
         construction (colon names: the Puppet script uploads only a finished dump) or, where there is
         no pointer, any other; never one dataferry started and did not commit."""
-        pointer_exists = pointer is not None or self.naming.pointer_key.rsplit("/", 1)[-1] in listing.names
+        pointer_exists = pointer is not None or self._pointer_name() in listing.names
+        manifest_key = self._manifest_key_in(listing)
 
         def trust(key: str) -> bool:
-            if self.manifest_key(key) in listing.manifests or key == pointer:
+            if manifest_key(key) in listing.manifests or key == pointer:
                 return True
             if key in listing.pending:
                 return False
@@ -270,18 +282,34 @@ class GovukLayout:
         trusted = {key for key in listing.dumps if trust(key)}
         return trusted
 
+    def _pointer_name(self) -> str:
+        return self.naming.pointer_key.rsplit("/", 1)[-1]
+
+    def _manifest_key_in(self, listing: Listing) -> Callable[[str], str]:
+        """The key of a dump's manifest in ``listing``: where this layout writes it or, if only
+        there, beside the dump (where the govuk layout wrote it: a govuk-puppet reader of a
+        directory the govuk layout wrote still verifies its dumps by their manifests)."""
+
+        def key_of(data_key: str) -> str:
+            own = self.manifest_key(data_key)
+            beside = manifest_key_for(data_key)
+            return beside if own not in listing.manifests and beside in listing.manifests else own
+
+        return key_of
+
     def _manifest_or_standin(self, listing: Listing, key: str, engine: Engine) -> Manifest:
-        if self.manifest_key(key) in listing.manifests:
-            return self._manifest_of(key)
+        manifest_key = self._manifest_key_in(listing)(key)
+        if manifest_key in listing.manifests:
+            return self._manifest_of(key, manifest_key)
         when, size = listing.dumps[key]
         return self._standin(key, when, size, engine)
 
-    def _manifest_of(self, key: str) -> Manifest:
-        """The manifest of ``key``; it must describe exactly that object."""
-        manifest = artifacts.read_manifest(self.store, self.manifest_key(key))
+    def _manifest_of(self, key: str, manifest_key: str) -> Manifest:
+        """The manifest of ``key`` (at ``manifest_key``); it must describe exactly that object."""
+        manifest = artifacts.read_manifest(self.store, manifest_key)
         if len(manifest.objects) != 1 or manifest.objects[0].key != key:
             raise VerificationFailed(
-                f"manifest {self.manifest_key(key)} does not describe {key}",
+                f"manifest {manifest_key} does not describe {key}",
                 hint="the manifest was copied or edited; the dump cannot be trusted",
             )
         return manifest

@@ -11,7 +11,9 @@ or a manifest beside the dumps is such a line and sorts last, and the pull fails
 the dumps match, and their colon names sort after every earlier dump of either era, so that pick,
 govuk-docker's ``sort | tail -1`` and db-backup's ``list | tail -1`` all take dataferry's newest
 dump. The content is GOV.UK's (custom-format PostgreSQL archives, gzip'd MySQL SQL) and reads are
-the ``govuk`` layout's: the newest trusted dump of either era by its parsed time.
+the ``govuk`` layout's: the newest trusted dump of either era by its parsed time. So that ``legacy``
+(whose default this layout is) still reads a directory db-backup or the ``govuk`` layout wrote, a
+pointer found there is followed and manifests beside the dumps count as well as its own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from dataferry.errors import NotFound, VerificationFailed
 from dataferry.layouts.govuk import GovukLayout
 from dataferry.layouts.govuk_listing import Listing
 from dataferry.layouts.govuk_names import LEGACY_TS_FORMAT, MANIFEST_SUFFIX, manifest_key_for
@@ -48,6 +51,17 @@ class GovukPuppetLayout(GovukLayout):
     def name_format(self, same_hour: list[str]) -> str:
         """Always the script's ``date +%Y-%m-%dT%H:%M:%S``."""
         return LEGACY_TS_FORMAT
+
+    def _pointer(self, listing: Listing, reporter: Reporter) -> str | None:
+        """A pointer db-backup or the govuk layout left (this layout writes none): followed when it
+        names a dump that is there, else reported and not followed. No pointer is the normal case."""
+        if self.naming.pointer_key.rsplit("/", 1)[-1] not in listing.names:
+            return None
+        try:
+            return super()._pointer(listing, reporter)
+        except (NotFound, VerificationFailed) as exc:
+            reporter.warn(f"{exc.message}: not followed")
+            return None
 
     def _warn_about(self, listing: Listing, reporter: Reporter) -> None:
         """Warn when the script's own pick would fail in this directory, and say why."""

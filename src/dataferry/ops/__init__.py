@@ -12,8 +12,9 @@ invariants hold whoever calls (``docs/architecture.md`` maps each to its one pla
    unsanitised artifact from ever being restored;
 6. production is protected: ``rules.refuse_protected``.
 
-Modules: ``rules`` (the policy), ``backup_flow`` (``backup``), ``restore_flow`` (``plan_restore``, ``restore``) and
-``inspect`` (list, verify, check, cleanup). The mechanism (streams, shadow, checksums, row counts,
+Modules: ``rules`` (the policy), ``backup_flow`` (``backup``), ``restore_flow`` (``plan_restore``, ``restore``),
+``inspect`` (list, verify, check, cleanup), ``keys`` (age recipients and identities), ``pull`` (a
+restore from a bare store URL), ``prune`` (retention) and ``leases`` (what running restores read). The mechanism (streams, shadow, checksums, row counts,
 swap) is ``dataferry.pipeline``; how a store names and commits artifacts is its ``layouts`` entry.
 """
 

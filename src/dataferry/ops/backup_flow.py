@@ -15,6 +15,7 @@ from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, Shadow
 from dataferry.layouts import Layout, layout_for
+from dataferry.ops.keys import recipients_for
 from dataferry.ops.restore_flow import RestoreResult
 from dataferry.ops.rules import engine_for, refuse_unsanitised, signer_for
 from dataferry.pipeline import Publication, require_ready
@@ -64,7 +65,9 @@ def backup(
     engine = engine_for(cfg, database)
     ref = database_ref(cfg, database, environment)
     layout = layout_for(cfg, environment, database)
-    what = Publication(database=database, environment=environment, extra=extra)
+    what = Publication(
+        database=database, environment=environment, extra=extra, recipients=recipients_for(cfg, environment)
+    )
     pipeline.sweep_leftovers(cfg.spool_path(), reporter)
     if sanitise or transform is None:
         # the key that will sign a sanitised result, checked before anything is sanitised or dumped

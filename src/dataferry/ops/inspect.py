@@ -15,6 +15,7 @@ from dataferry.config import Config, database_ref
 from dataferry.engines import ChecksSource, SweepsShadows, get_engine
 from dataferry.errors import ConfigError, FerryError, NotFound, Refused, VerificationFailed
 from dataferry.layouts import layout_for, store_for
+from dataferry.ops.keys import check_encryption
 from dataferry.ops.rules import engine_for, refuse_unsanitised_source
 from dataferry.progress import NullReporter, Reporter
 from dataferry.stores import CleansIncomplete, Store, put_bytes
@@ -32,6 +33,8 @@ class CleanupReport:
     incomplete_uploads: list[str] = field(default_factory=list)
     #: private run directories (option files, spools) that killed runs left on this machine
     private_leftovers: list[str] = field(default_factory=list)
+    #: loaders (``program (pid N)``) that killed runs left running on this machine, killed
+    orphaned_loaders: list[str] = field(default_factory=list)
     dry_run: bool = False
 
 
@@ -71,6 +74,11 @@ def cleanup(
                 store.delete(manifest.key)
                 for data in manifest.objects:
                     store.delete(data.key)
+    bases = private.bases(cfg.spool_path())
+    if dry_run:
+        report.orphaned_loaders = [f"{name} (pid {pid})" for b in bases for pid, name in private.orphans(b)]
+    else:
+        report.orphaned_loaders = [loader for b in bases for loader in private.kill_orphans(b)]
     clear = private.leftovers if dry_run else private.sweep
     report.private_leftovers = [str(p) for base in private.bases(cfg.spool_path()) for p in clear(base)]
     report.private_leftovers += _shadows(cfg, database, environment, remove=not dry_run)
@@ -164,6 +172,8 @@ def check(cfg: Config) -> CheckReport:
     report = CheckReport()
     for env_name in sorted(cfg.environments):
         report.findings.append(_check_store(cfg, env_name))
+        if cfg.environments[env_name].encryption is not None:
+            report.findings += check_encryption(cfg, env_name)
     for db_name in sorted(cfg.databases):
         db_cfg = cfg.databases[db_name]
         for env_name in sorted(db_cfg.environments):
@@ -293,16 +303,20 @@ def _shadows(cfg: Config, database: str, environment: str, *, remove: bool) -> l
 
 def _check_leftovers(cfg: Config) -> tuple[str, bool, str]:
     """Killed runs' option files (passwords) and spools (whole databases) still on this machine."""
-    found = [str(p) for base in private.bases(cfg.spool_path()) for p in private.leftovers(base)]
+    bases = private.bases(cfg.spool_path())
+    found = [str(p) for base in bases for p in private.leftovers(base)]
     if not found:
         return "leftovers of killed runs", True, "none on this machine"
+    loaders = [f"{name} (pid {pid})" for base in bases for pid, name in private.orphans(base)]
+    running = f"; still running for them: {', '.join(loaders)}" if loaders else ""
     # Reported, not failed: they do not stop the next run, which removes them first.
     return (
         "leftovers of killed runs",
         True,
         f"{len(found)} private run director{'y' if len(found) == 1 else 'ies'} of runs that were killed "
-        f"({', '.join(found[:10])}{', ...' if len(found) > 10 else ''}); they may hold passwords or database copies: "
-        "'dataferry cleanup DB --env ENV' or the next backup or restore removes them",
+        f"({', '.join(found[:10])}{', ...' if len(found) > 10 else ''}){running}; they may hold passwords or "
+        "database copies: 'dataferry cleanup DB --env ENV' or the next backup or restore removes them "
+        "(and kills what still runs for them)",
     )
 
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from dataferry import artifacts, pipeline
+from dataferry import artifacts, encryption, pipeline, private
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow
 from dataferry.errors import ConfigError, Refused, VerificationFailed
 from dataferry.layouts import Layout, layout_for
+from dataferry.ops import leases
+from dataferry.ops.keys import identities_for
 from dataferry.ops.live import record_live
 from dataferry.ops.rules import (
     engine_for,
@@ -63,6 +65,9 @@ class RestorePlan:
     spool: Path | None
     sanitiser: BeforeSwap | None = None
     sanitise_reason: str | None = None
+    identities: encryption.Identities | None = None  # an encrypted artifact's key; repr hides it
+    #: The spool space this plan reserved (``private.reserve``); ``restore`` gives it back.
+    reservation: Path | None = None
 
     @property
     def store_url(self) -> str:
@@ -110,7 +115,9 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
         raise VerificationFailed(
             f"artifact {manifest.id} has {len(manifest.objects)} data objects; expected 1"
         )
-    layout.check_readable(manifest, engine)
+    identities = identities_for(cfg, req.source, layout, manifest)
+    if identities is None:  # an encrypted object's header was read instead: nothing to sniff
+        layout.check_readable(manifest, engine)
     reason = sanitisation_needed(cfg, req.environment, req.sanitise, manifest)
     sanitiser = None
     if reason is not None:
@@ -118,9 +125,11 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
         sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
     ref = database_ref(cfg, req.database, req.environment)
     require_ready(engine.check(ref), ref)
-    spool = pipeline.spool_dir(cfg.spool_path(), req.jobs, manifest)
+    spool, reservation = pipeline.spool_dir(cfg.spool_path(), req.jobs, manifest)
     pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
-    return RestorePlan(cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason)
+    return RestorePlan(
+        cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason, identities, reservation
+    )
 
 
 def restore(
@@ -138,7 +147,15 @@ def restore(
     The plan's safety rules are checked again (cheaply, without the store), so a plan edited or
     built by hand cannot restore into a protected environment or skip a required sanitisation.
     """
-    reporter = reporter or NullReporter()
+    try:
+        return _restore(plan, reporter or NullReporter(), before_swap, via)
+    finally:
+        private.release(plan.reservation)  # the spool space it reserved, spooled or not
+
+
+def _restore(
+    plan: RestorePlan, reporter: Reporter, before_swap: BeforeSwap | None, via: str
+) -> RestoreResult:
     req, manifest = plan.request, plan.manifest
     refuse_protected(plan.config, req.environment, req.force)
     refuse_unsanitised_source(plan.config, req.source, manifest)
@@ -160,7 +177,10 @@ def restore(
     pipeline.sweep_leftovers(plan.config.spool_path(), reporter)
     pipeline.sweep_shadows(plan.engine, plan.ref, reporter)
     options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
-    loaded = pipeline.restore_into(plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter)
+    with leases.holding(plan.layout.store, plan.layout.database, manifest, reporter):  # kept from prune
+        loaded = pipeline.restore_into(
+            plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter, plan.identities
+        )
     reporter.info(f"restored {manifest.id} into {req.database} ({req.environment})")
     record_live(
         plan.config,

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from dataferry._version import __version__
+from dataferry.render import serve
 from dataferry.render.schema import schema_text
 
 CHART_YAML = f"""\
@@ -195,7 +196,7 @@ data:
 CRON_JOBS = """\
 {{- range $name, $job := .Values.jobs }}
 ---
-{{ include "dataferry.cronjob" (dict "root" $ "entry" $job "args" (list "run" $job.job) "schedule" $job.schedule "suspend" $job.suspend) }}
+{{ include "dataferry.cronjob" (dict "root" $ "entry" $job "args" $job.args "schedule" $job.schedule "suspend" $job.suspend) }}
 {{- end }}
 {{- range $env, $tick := .Values.schedulers }}
 ---
@@ -273,6 +274,7 @@ TEMPLATES = {
     "configmap.yaml": CONFIG_MAP,
     "cronjobs.yaml": CRON_JOBS,
     "prometheusrule.yaml": PROMETHEUS_RULE,
+    "serve.yaml": serve.TEMPLATE,
 }
 
 

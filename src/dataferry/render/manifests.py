@@ -29,13 +29,13 @@ def build(values: dict[str, Any], files: dict[str, str], release: str = RELEASE)
         out.append(service_account(values, release))
     out.append(config_map(values, release, files))
     for job in values["jobs"].values():
-        out.append(cron_job(values, release, job, ["run", job["job"]], job["schedule"], job["suspend"]))
+        out.append(cron_job(values, release, job, job["args"], job["schedule"], job["suspend"]))
     for tick in values["schedulers"].values():
         args = ["scheduler", "--once", "--only-after", "--env", tick["environment"]]
         out.append(cron_job(values, release, tick, args, values["scheduler"]["schedule"], False))
     if values["prometheusRule"]["enabled"]:
         out.append(prometheus_rule(values, release, common_labels(release)))
-    return out
+    return out + serve_objects(values, release)
 
 
 def service_account(values: dict[str, Any], release: str) -> Manifest:
@@ -176,3 +176,39 @@ def cron_job(
         "metadata": {"name": entry["name"], "labels": labels, "annotations": entry["annotations"]},
         "spec": spec,
     }
+
+
+def serve_objects(values: dict[str, Any], release: str) -> list[Manifest]:
+    """The status page's Deployment and Service when ``serve.enabled`` (``render/serve.py``): the
+    jobs' pod with ``dataferry serve`` as its command, a port, probes on ``/healthz``, and the write
+    token from its own Secret only when ``serve.tokenSecret`` names one."""
+    s = values["serve"]
+    if not s["enabled"]:
+        return []
+    labels = common_labels(release) | {"app.kubernetes.io/component": "serve"}
+    entry = {"secretEnv": s["secretEnv"], "resources": s["resources"]}
+    pod = pod_spec(values, release, entry, ["serve", "--bind", f"0.0.0.0:{s['port']}"])
+    pod["restartPolicy"] = "Always"
+    container = pod["containers"][0]
+    if s["tokenSecret"]:
+        ref = {"name": s["tokenSecret"], "key": s["tokenSecretKey"]}
+        container["env"].append({"name": "DATAFERRY_SERVE_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    container["ports"] = [{"name": "http", "containerPort": s["port"]}]
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}}
+    container["readinessProbe"] = probe
+    container["livenessProbe"] = probe | {"periodSeconds": 30}
+    name = f"{release}-serve"
+    template = {"metadata": {"labels": labels, "annotations": dict(values["podAnnotations"])}, "spec": pod}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template},
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    return [deployment, service]

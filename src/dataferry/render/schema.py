@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dataferry.render import serve
+
 _STR = {"type": "string"}
 _BOOL = {"type": "boolean"}
 _INT = {"type": "integer", "minimum": 0}
@@ -35,7 +37,13 @@ def _entry(kind: str) -> dict[str, Any]:
         "environment": _STR,
     }
     if kind == "job":
-        props |= {"job": _STR, "schedule": _STR, "timeZone": _STR, "suspend": _BOOL}
+        props |= {
+            "job": _STR,
+            "args": {"type": "array", "items": _STR},
+            "schedule": _STR,
+            "timeZone": _STR,
+            "suspend": _BOOL,
+        }
     return _obj(props)
 
 
@@ -74,6 +82,7 @@ def values_schema(values: dict[str, Any]) -> dict[str, Any]:
                 "configFiles": _STR_MAP,
                 "jobs": _obj({name: _entry("job") for name in values["jobs"]}),
                 "schedulers": _obj({name: _entry("tick") for name in values["schedulers"]}),
+                "serve": serve.schema(),
             }
         ),
     }

@@ -19,6 +19,7 @@ from dataferry._version import __version__
 from dataferry.config import Config, JobConfig
 from dataferry.errors import ConfigError
 from dataferry.jobs.triggers import STARTING_DEADLINE
+from dataferry.render.serve import serve_values
 from dataferry.sanitise.profile import load as load_profile
 
 #: Where the ConfigMap is mounted, and the config file in it (paths in the file resolve against it).
@@ -181,7 +182,9 @@ def _ids(kind: str, job: str | None, environment: str, database: str | None) -> 
 def job_values(cfg: Config, name: str) -> dict[str, Any]:
     """The values of one job's CronJob. A job triggered only by ``after`` gets a suspended
     CronJob: never fired by Kubernetes (the environment's scheduler tick starts it), but there
-    for one-off runs with ``kubectl create job --from=cronjob/...``."""
+    for one-off runs with ``kubectl create job --from=cronjob/...``. A scheduled job's pod runs
+    ``dataferry run JOB --trigger schedule``, so its run is recorded as the schedule's and handles
+    that fire time for every scheduler sharing the store."""
     job = cfg.jobs[name]
     ids = _ids("job", name, job.environment, job.database)
     ids["annotations"]["dataferry.io/trigger"] = (
@@ -190,6 +193,7 @@ def job_values(cfg: Config, name: str) -> dict[str, Any]:
     return {
         "name": resource_name("dataferry", name),
         "job": name,
+        "args": ["run", name, "--trigger", "schedule"] if job.schedule else ["run", name],
         "schedule": job.schedule or TEMPLATE_SCHEDULE,
         "timeZone": job.timezone,
         "suspend": job.schedule is None,
@@ -270,6 +274,7 @@ def build_values(cfg: Config, options: RenderOptions) -> dict[str, Any]:
         "configFiles": config_files(cfg),
         "jobs": {name: job_values(cfg, name) for name in sorted(jobs)},
         "schedulers": ticks,
+        "serve": serve_values(cfg),
     }
 
 

@@ -1,0 +1,102 @@
+"""A run's footing on this machine, beside the pipeline: the spool space a parallel restore
+reserves, the sweep of what killed runs left (private directories, orphaned loaders, SQLite
+shadows), and the stops held back while a manifest is written (the commit). Split from
+``pipeline.py`` to keep both small; ``pipeline`` re-exports what ``ops`` calls."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from dataferry import private
+from dataferry.artifacts import Manifest
+from dataferry.config import DatabaseRef
+from dataferry.engines import Engine, SweepsShadows
+from dataferry.errors import NotReady
+from dataferry.progress import Reporter, human_bytes
+
+
+@contextlib.contextmanager
+def stops_deferred() -> Iterator[list[str]]:
+    """Hold SIGTERM and SIGINT back while the block runs, then hand them to the handlers they had.
+
+    The manifest write is the commit (invariant 2): a stop landing on it used to publish the artifact
+    and still exit non-zero, saying it failed. Here the write finishes, then the previous handler
+    runs: a job runner's flag still stops the job at its next step, but a ``KeyboardInterrupt``
+    (the command's own handler, Ctrl-C) is dropped, as what it would stop is done and published.
+    The list the block gets names the signals that arrived. Outside the main thread (where signal
+    handlers cannot be set) nothing is deferred.
+    """
+    arrived: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    pending: list[tuple[int, FrameType | None]] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        pending.append((signum, frame))
+        arrived.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield arrived
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum, frame in pending:
+            handler = previous[signal.Signals(signum)]
+            if callable(handler):
+                with contextlib.suppress(KeyboardInterrupt):
+                    handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)  # no handler of ours: the default action, committed
+
+
+def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
+    """Remove what killed runs left in the temp dir and the configured ``spool`` dir: option files
+    with passwords, spools with whole databases (``dataferry.private``), after killing the loaders
+    they left running, and say so."""
+    for base in private.bases(spool):
+        for loader in private.kill_orphans(base):
+            reporter.warn(f"killed {loader}, a loader left running by a dataferry run that was killed")
+        for path in private.sweep(base):
+            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
+
+
+def sweep_shadows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> None:
+    """Remove the shadows killed restores of ``ref`` left beside it (SQLite: files holding the
+    unsanitised data), and say so; engines whose shadows are named databases drop them themselves."""
+    if isinstance(engine, SweepsShadows):
+        for path in engine.remove_stale_shadows(ref):
+            reporter.warn(f"removed {path}, left by a dataferry run that was killed")
+
+
+def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> tuple[Path | None, Path | None]:
+    """Where a parallel restore spools, and its reservation there (invariant 1): the free space,
+    less what other running restores reserved there and have not spooled yet, must hold this
+    spool; it is then reserved until ``private.release(reservation)`` (or this process ends)."""
+    if jobs <= 1:
+        return None, None
+    base = configured or Path(tempfile.gettempdir())
+    need = max(o.raw_size or o.size for o in manifest.objects)
+    hint = "set settings.spool_dir to a larger disk, or restore with --jobs 1 (streams, no spooling)"
+    if not base.is_dir():
+        raise NotReady(
+            f"a parallel restore spools {human_bytes(need)} to {base}, which does not exist", hint=hint
+        )
+    with private.space_lock(base):
+        free, promised = private.spool_room(base)
+        if free - promised < need * 1.1:
+            others = (
+                f" ({human_bytes(promised)} of them reserved by restores running now)" if promised else ""
+            )
+            raise NotReady(
+                f"a parallel restore spools {human_bytes(need)} to {base}, but only {human_bytes(free)} are free{others}",
+                hint=("wait for the other restores to finish, " if promised else "") + hint,
+            )
+        return base, private.reserve(base, int(need * 1.1))
