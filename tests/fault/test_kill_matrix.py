@@ -303,7 +303,8 @@ def assert_stopped(ended: Ended, signame: str, *, published: bool = False) -> No
     elif published:
         assert ended.returncode == 0, ended.stderr
     else:
-        assert ended.returncode == 1 and "Aborted" in ended.stderr, ended.stderr
+        assert ended.returncode == 1, ended.stderr
+        assert "error: interrupted (stopped by SIGTERM)" in ended.stderr and "\nhint: " in ended.stderr, ended.stderr
 
 
 def assert_nothing_left(rig: Rig) -> None:
