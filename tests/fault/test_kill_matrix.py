@@ -304,7 +304,9 @@ def assert_stopped(ended: Ended, signame: str, *, published: bool = False) -> No
         assert ended.returncode == 0, ended.stderr
     else:
         assert ended.returncode == 1, ended.stderr
-        assert "error: interrupted (stopped by SIGTERM)" in ended.stderr and "\nhint: " in ended.stderr, ended.stderr
+        assert "error: interrupted (stopped by SIGTERM)" in ended.stderr and "\nhint: " in ended.stderr, (
+            ended.stderr
+        )
 
 
 def assert_nothing_left(rig: Rig) -> None:

@@ -235,6 +235,11 @@ def test_pull_at_a_time_before_any_artifact_is_not_found(published: Published) -
     code, out = published.pull(f"s3://{published.bucket}/integration/app", "--at", "2000-01-01T00:00:00Z")
     assert code == 4, out
     assert published.engine.rows(published.target) == [(1, "mine")]
+    # --at reads the forms restore --at reads: a duration ago (the artifacts are seconds old)
+    code, out = published.pull(f"s3://{published.bucket}/integration/app", "--at", "1h")
+    assert code == 4, out
+    code, out = published.pull(f"s3://{published.bucket}/integration/app", "--at", "0s", "--dry-run")
+    assert code == 0, out
 
 
 @pytest.mark.parametrize(

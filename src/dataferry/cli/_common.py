@@ -6,12 +6,14 @@ the one place a ``FerryError`` becomes ``error: ...``/``hint: ...`` on stderr an
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import click
 
 from dataferry.config import Config, find_config_path, load, parse_duration
+from dataferry.config.times import parse_time as parse_time
+from dataferry.config.times import time_or_duration as time_or_duration
 from dataferry.errors import ConfigError, FerryError, Interrupted
 from dataferry.progress import LogReporter, Reporter, default_reporter
 
@@ -130,39 +132,6 @@ class ErrorsToExitCodes(click.Group):
                 raise
             LogReporter(sys.stderr, as_json=True).error(exc.format_message(), exit_code=exc.exit_code)
             sys.exit(exc.exit_code)
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO 8601 time; naive times are UTC."""
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"cannot read time {value!r}", hint="use ISO 8601, e.g. 2026-11-20T01:30:00Z"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def time_or_duration(value: str | None, *, sign: int, now: datetime | None = None) -> datetime | None:
-    """A time option given as ISO 8601 or as a duration such as ``3d`` counted from now: ahead of it
-    (``sign=1``, ``pause --until 3d``) or back from it (``sign=-1``, ``restore --at 3d``), so every
-    time option reads the same forms."""
-    if value is None:
-        return None
-    # Whole seconds: the time is printed back in messages and records, where microseconds are noise.
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
-    try:
-        return now + sign * parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        return parse_time(value)
-    except ConfigError as exc:
-        raise ConfigError(
-            exc.message, hint="use ISO 8601 (2026-11-20T01:30:00Z) or a duration such as 3d"
-        ) from None
 
 
 def duration_arg(value: str, option: str) -> timedelta:

@@ -4,17 +4,16 @@ are in ``dataferry.cli.status``). Loaded by ``dataferry.cli`` when one of them r
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import click
 
-from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
+from dataferry.cli._common import Context, duration_arg, pass_ctx, say
 from dataferry.config import find_config_path
 from dataferry.errors import ConfigError, Held, LockBusy
 from dataferry.jobs import scheduler, state, triggers
 from dataferry.jobs.child import run_summary
-from dataferry.jobs.holds import lift_hold, place_hold
+from dataferry.jobs.holds import lift_hold, parse_until, place_hold
 from dataferry.jobs.plan import plan_job
 from dataferry.jobs.runner import RunOptions, run_job
 from dataferry.jobs.state import Hold, HoldScope, StoreCache, now_utc
@@ -67,17 +66,6 @@ def _scope(job: str | None, env: str | None, all_: bool) -> tuple[HoldScope, str
     if env:
         return "environment", env
     return "all", "*"
-
-
-def parse_until(value: str | None, now: datetime | None = None) -> datetime | None:
-    """``--until``: an ISO 8601 time, or a duration from now such as ``2h`` or ``3d``."""
-    if value is None:
-        return None
-    now = now or now_utc()
-    until = time_or_duration(value, sign=1, now=now) or now
-    if until <= now:
-        raise ConfigError(f"--until {value} is in the past", hint="give a future time or a duration like 3d")
-    return until
 
 
 @click.command()

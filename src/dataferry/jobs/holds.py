@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import ValidationError
 
 from dataferry.config import Config
-from dataferry.errors import Held, NotFound
+from dataferry.config.times import time_or_duration
+from dataferry.errors import ConfigError, Held, NotFound
 from dataferry.jobs.common import PREFIX, StateModel, StoreCache, now_utc
 from dataferry.metrics import Metrics
 from dataferry.progress import NullReporter, Reporter
@@ -186,3 +187,18 @@ def lift_hold(
         removed = delete_hold(stores.get(env), scope, target) or removed
     publish_held(cfg, scope, target, stores, reporter or NullReporter())
     return removed
+
+
+def parse_until(value: str | None, now: datetime | None = None, what: str = "--until") -> datetime | None:
+    """When a hold ends: ISO 8601, or a duration from now such as ``2h`` or ``3d``; empty or None is
+    "until resumed". The CLI's ``pause --until`` and the status page's form read it the same way."""
+    if value is None or not value.strip():
+        return None
+    now = now or now_utc()
+    try:
+        until = time_or_duration(value.strip(), sign=1, now=now) or now
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc.message}", hint=exc.hint) from None
+    if until <= now:
+        raise ConfigError(f"{what} {value} is in the past", hint="give a future time or a duration like 3d")
+    return until

@@ -4,12 +4,11 @@ pause`` and ``dataferry resume`` do). The caller has checked the token and the C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from dataferry.config import Config, parse_duration
+from dataferry.config import Config
 from dataferry.errors import ConfigError
 from dataferry.jobs.common import StoreCache, now_utc
-from dataferry.jobs.holds import Hold, HoldScope, lift_hold, place_hold
+from dataferry.jobs.holds import Hold, HoldScope, lift_hold, parse_until, place_hold
 
 #: Longest reason or name accepted (shown in every status line of the held jobs).
 MAX_TEXT = 500
@@ -38,30 +37,6 @@ def _scope(req: HoldRequest) -> tuple[HoldScope, str]:
     return scope, req.target.strip()
 
 
-def parse_until(value: str, now: datetime) -> datetime | None:
-    """An expiry: empty (until resumed), a duration such as ``3d``, or an ISO 8601 time."""
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        until = now + parse_duration(value)
-    except ValueError:
-        until = _iso_time(value)
-    if until <= now:
-        raise ConfigError(f"until {value} is in the past", hint="give a future time or a duration like 3d")
-    return until
-
-
-def _iso_time(value: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"until {value!r} is neither a duration (3d) nor an ISO 8601 time") from None
-    if when.tzinfo is None:
-        raise ConfigError(f"until {value!r} has no time zone: add Z or +01:00")
-    return when
-
-
 def pause(cfg: Config, req: HoldRequest) -> Hold:
     """Place the hold ``req`` asks for; ``ConfigError``/``NotFound`` for a bad request."""
     scope, target = _scope(req)
@@ -78,7 +53,7 @@ def pause(cfg: Config, req: HoldRequest) -> Hold:
         reason=req.reason.strip(),
         created_at=now,
         created_by=f"{req.by.strip()} (dataferry serve)",
-        until=parse_until(req.until, now),
+        until=parse_until(req.until, now, what="until"),
     )
     place_hold(cfg, hold, StoreCache(cfg))
     return hold
