@@ -13,7 +13,11 @@ from dataferry.cli._common import Context, pass_ctx, time_or_duration
     "--into", "into", required=True, metavar="URL", help="postgresql://, mysql:// or sqlite:/// database."
 )
 @click.option("--artifact", help="A specific artifact id or key (it must be sanitised).")
-@click.option("--at", "at", help="The newest sanitised artifact at or before this time (ISO 8601, or a duration ago such as 3d).")
+@click.option(
+    "--at",
+    "at",
+    help="The newest sanitised artifact at or before this time (ISO 8601, or a duration ago such as 3d).",
+)
 @click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the database password.")
 @click.option("--profile", help="AWS shared-config profile (default: boto3's credential chain).")
