@@ -214,8 +214,25 @@ def run_quickstart(
     echo("")
     echo(f"config: {config_path}")
     echo(f"jobs:   export {SALT_ENV}=$(cat {directory / SALT_FILE}) to run the sanitising jobs yourself")
-    echo(f"try:    {program} --config {shlex.quote(str(config_path))} status")
+    for line in try_lines(directory, program):
+        echo(line)
     return cfg
+
+
+def try_lines(directory: Path, program: str) -> list[str]:
+    """The closing lines: commands to run next, each working as printed from where quickstart ran."""
+    config = shlex.quote(str(directory / "dataferry.toml"))
+    # Staging's store: it holds the sanitised, signed artifacts (integration only restores them).
+    source = shlex.quote(str(directory / "stores" / "staging" / DB))
+    into = shlex.quote(f"sqlite:///{directory / f'{DB}-copy.db'}")
+    key_file = shlex.quote(str(directory / SIGNING_KEY_FILE))
+    return [
+        f"try:    {program} --config {config} status",
+        f"try:    {program} --config {config} serve",
+        f"try:    {program} pull {source} --into {into} --trust-key {_public_key(directory)}",
+        f"        (a developer's copy, no config: staging's store holds the sanitised, signed artifacts; "
+        f"the key is what '{program} keygen --show {key_file}' prints)",
+    ]
 
 
 def _chain_line(record: RunRecord) -> str:

@@ -13,13 +13,17 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dataferry import artifacts
 from dataferry.stores.local import LocalStore
+from servers import free_port
 
 DATAFERRY = str(Path(sys.executable).with_name("dataferry"))
 DB = "email-alert-api"
@@ -182,3 +186,53 @@ def test_quickstart_refuses_a_directory_with_someone_elses_config(tmp_path: Path
     assert "Traceback" not in proc.stderr
     assert mine.read_text(encoding="utf-8") == '[environments.production]\nstore = "s3://real-backups"\n'
     assert not (project / "databases").exists()
+
+
+def try_lines(stdout: str) -> list[list[str]]:
+    """The commands the quickstart's closing "try:" lines print, as argv."""
+    return [shlex.split(line.removeprefix("try:")) for line in stdout.splitlines() if line.startswith("try:")]
+
+
+def test_every_try_line_works_as_printed(tmp_path: Path) -> None:
+    """status, serve and pull, as printed: the pull (no config; the store of staging, which holds
+    the sanitised artifacts, and the quickstart's public key) makes a developer's copy equal to
+    integration's, and the status page answers for the quickstart's chain."""
+    proc = dataferry("quickstart", cwd=tmp_path)
+    succeeded(proc)
+    lines = {
+        args[args.index("--config") + 2] if "--config" in args else args[1]: args
+        for args in try_lines(proc.stdout)
+    }
+    assert set(lines) == {"status", "serve", "pull"}, proc.stdout
+
+    succeeded(subprocess.run(lines["status"], cwd=tmp_path, capture_output=True, text=True, timeout=120))
+
+    pulled = subprocess.run(lines["pull"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    succeeded(pulled)
+    into = lines["pull"][lines["pull"].index("--into") + 1]
+    copy = tmp_path / into.removeprefix("sqlite:///")
+    assert dump(copy) == dump(tmp_path / "dataferry-quickstart/databases/integration" / f"{DB}.db")
+
+    port = free_port()
+    server = subprocess.Popen(
+        [*lines["serve"], "--bind", f"127.0.0.1:{port}"], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        status = wait_for_json(f"http://127.0.0.1:{port}/api/status", server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert {e["name"] for e in status["environments"]} == {"production", "staging", "integration"}
+
+
+def wait_for_json(url: str, server: subprocess.Popen[str]) -> Any:
+    """GET ``url`` once the server answers (it takes a moment to start)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.load(response)
+        except OSError:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, f"{url} did not answer"
+            time.sleep(0.2)
