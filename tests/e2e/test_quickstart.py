@@ -236,3 +236,29 @@ def wait_for_json(url: str, server: subprocess.Popen[str]) -> Any:
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
             assert time.monotonic() < deadline, f"{url} did not answer"
             time.sleep(0.2)
+
+
+def test_a_pull_from_the_quickstart_store_takes_a_duration_and_needs_no_config_for_its_hints(
+    tmp_path: Path,
+) -> None:
+    """``pull --at 1h`` reads a duration as ``restore --at`` does; a target whose directory is
+    missing exits 3 with a hint about --into, not about 'dataferry check' (which needs a config)."""
+    proc = dataferry("quickstart", cwd=tmp_path)
+    succeeded(proc)
+    pull = next(args for args in try_lines(proc.stdout) if "pull" in args)
+    key = pull[pull.index("--trust-key") + 1]
+    source = pull[pull.index("pull") + 1]
+    older = dataferry(
+        "pull", source, "--into", "sqlite:///older.db", "--trust-key", key, "--at", "1h", cwd=tmp_path
+    )
+    assert older.returncode == 4, older.stderr  # nothing is an hour old yet: not found, not a bad time
+    assert "at or before" in older.stderr
+    newer = dataferry(
+        "pull", source, "--into", "sqlite:///new.db", "--trust-key", key, "--at", "0s", cwd=tmp_path
+    )
+    succeeded(newer)
+    missing = dataferry(
+        "pull", source, "--into", "sqlite:///no/such/dir/x.db", "--trust-key", key, cwd=tmp_path
+    )
+    assert missing.returncode == 3, missing.stderr
+    assert "--into" in missing.stderr and "dataferry check" not in missing.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dataferry.cli._common import Context, parse_time, pass_ctx
+from dataferry.cli._common import Context, pass_ctx, time_or_duration
 
 
 @click.command()
@@ -13,7 +13,11 @@ from dataferry.cli._common import Context, parse_time, pass_ctx
     "--into", "into", required=True, metavar="URL", help="postgresql://, mysql:// or sqlite:/// database."
 )
 @click.option("--artifact", help="A specific artifact id or key (it must be sanitised).")
-@click.option("--at", "at", help="The newest sanitised artifact at or before this time (ISO 8601).")
+@click.option(
+    "--at",
+    "at",
+    help="The newest sanitised artifact at or before this time (ISO 8601, or a duration ago such as 3d).",
+)
 @click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the database password.")
 @click.option("--profile", help="AWS shared-config profile (default: boto3's credential chain).")
@@ -57,7 +61,7 @@ def pull(
         source=source,
         into=into,
         artifact=artifact,
-        at=parse_time(at),
+        at=time_or_duration(at, sign=-1),
         jobs=jobs,
         dry_run=dry_run,
         password_env=password_env,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from dataferry.artifacts import Manifest
 from dataferry.config import Config
-from dataferry.errors import ConfigError, NotFound, Refused
+from dataferry.errors import ConfigError, NotFound, NotReady, Refused
 from dataferry.layouts import layout_for
 from dataferry.ops.restore_flow import RestorePlan, RestoreRequest, plan_restore
 from dataferry.ops.rules import engine_for, refuse_unsanitised_source
@@ -176,4 +176,15 @@ def plan_pull(req: PullRequest, reporter: Reporter | None = None) -> RestorePlan
         jobs=req.jobs,
         dry_run=req.dry_run,
     )
-    return plan_restore(cfg, restore_req, reporter)
+    try:
+        return plan_restore(cfg, restore_req, reporter)
+    except NotReady as exc:
+        # 'dataferry check', the usual hint, needs a configuration file, which pull has none of.
+        raise NotReady(exc.message, hint=_NOT_READY_HINT) from None
+
+
+_NOT_READY_HINT = (
+    "fix the database given with --into: a SQLite file's directory must exist and be writable; a "
+    "server must be reachable, with its password in the variable named by --password-env; the "
+    "engine's client tools must be installed"
+)
