@@ -169,6 +169,10 @@ def test_a_protected_environment_is_pruned_only_with_force(world: World) -> None
     code, out = world.run("prune", "app", "--env", "vault")
     assert code == 9, out
     assert "protected" in out and world.object_keys(vault) == before
+    # looking first changes nothing, so it needs no --force (the runbook: look first, then prune)
+    code, out = world.run("prune", "app", "--env", "vault", "--dry-run")
+    assert code == 0, out
+    assert "would remove" in out and "--force" in out and world.object_keys(vault) == before
     code, out = world.run("prune", "app", "--env", "vault", "--force")
     assert code == 0, out
     assert world.ids(vault) == ["2026-03-10T180000Z"]
