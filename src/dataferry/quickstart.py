@@ -213,7 +213,12 @@ def run_quickstart(
         echo(line)
     echo("")
     echo(f"config: {config_path}")
-    echo(f"jobs:   export {SALT_ENV}=$(cat {directory / SALT_FILE}) to run the sanitising jobs yourself")
+    echo(
+        f"        export DATAFERRY_CONFIG={shlex.quote(str(config_path.resolve()))} "
+        "and the docs' commands need no --config"
+    )
+    salt_file = shlex.quote(str(directory / SALT_FILE))
+    echo(f"jobs:   export {SALT_ENV}=$(cat {salt_file}) to run the sanitising jobs and 'check' yourself")
     for line in try_lines(directory, program):
         echo(line)
     return cfg

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sqlite3
@@ -262,3 +263,26 @@ def test_a_pull_from_the_quickstart_store_takes_a_duration_and_needs_no_config_f
     )
     assert missing.returncode == 3, missing.stderr
     assert "--into" in missing.stderr and "dataferry check" not in missing.stderr
+
+
+def test_the_printed_exports_let_the_docs_commands_run_as_written(tmp_path: Path) -> None:
+    """The runbook's commands have no --config and 'dataferry check' needs the profile's salt: the
+    quickstart's closing lines say what to export, and with both exported 'check' passes."""
+    proc = dataferry("quickstart", cwd=tmp_path)
+    succeeded(proc)
+    assert dataferry("--config", "dataferry-quickstart/dataferry.toml", "check", cwd=tmp_path).returncode == 3
+    exports = re.findall(r"export (\w+)=(\$\(cat [^)]+\)|\S+)", proc.stdout)
+    assert {name for name, _ in exports} == {"DATAFERRY_CONFIG", "EMAIL_ALERT_API_QUICKSTART_SALT"}, (
+        proc.stdout
+    )
+    env = dict(os.environ)
+    for name, value in exports:
+        env[name] = subprocess.run(
+            ["bash", "-c", f"printf %s {value}"], cwd=tmp_path, capture_output=True, text=True, check=True
+        ).stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = subprocess.run(
+        [DATAFERRY, "check"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
+    succeeded(check)
