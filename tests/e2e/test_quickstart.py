@@ -253,7 +253,11 @@ def test_a_pull_from_the_quickstart_store_takes_a_duration_and_needs_no_config_f
         "pull", source, "--into", "sqlite:///older.db", "--trust-key", key, "--at", "1h", cwd=tmp_path
     )
     assert older.returncode == 4, older.stderr  # nothing is an hour old yet: not found, not a bad time
-    assert "at or before" in older.stderr
+    assert "at or before" in older.stderr and "hint: the oldest there is" in older.stderr
+    # integration only restores: its store has no artifact, and the hint says why that may be
+    integration = source.replace("/staging/", "/integration/")
+    empty = dataferry("pull", integration, "--into", "sqlite:///i.db", "--trust-key", key, cwd=tmp_path)
+    assert empty.returncode == 4 and "only restores" in empty.stderr, empty.stderr
     newer = dataferry(
         "pull", source, "--into", "sqlite:///new.db", "--trust-key", key, "--at", "0s", cwd=tmp_path
     )

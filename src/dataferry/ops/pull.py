@@ -127,15 +127,18 @@ def newest_sanitised(cfg: Config, database: str, at: datetime | None, reporter: 
     """The newest sanitised artifact (at or before ``at``); ``NotFound`` if there is no artifact,
     ``Refused`` (exit 9) if none of them is sanitised."""
     layout = layout_for(cfg, SOURCE, database)
-    manifests = [
-        m for m in layout.list_manifests(engine_for(cfg, database)) if at is None or m.created_at <= at
-    ]
+    listed = layout.list_manifests(engine_for(cfg, database))
+    manifests = [m for m in listed if at is None or m.created_at <= at]
     where = f"{layout.store.url}{layout.prefix()}"
     if not manifests:
         when = f" at or before {at.isoformat()}" if at else ""
-        raise NotFound(
-            f"no artifacts of {database}{when} in {where}", hint="check the URL and the database name"
+        hint = (
+            f"the oldest there is {min(listed, key=lambda m: m.created_at).id}"
+            if listed
+            else "check the URL and the database name: the store of an environment whose jobs back "
+            "the database up (one that only restores it has none)"
         )
+        raise NotFound(f"no artifacts of {database}{when} in {where}", hint=hint)
     refusals: list[Refused] = []
     for skipped, manifest in enumerate(manifests):
         if not manifest.is_publishable_sanitised():
