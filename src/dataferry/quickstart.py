@@ -59,6 +59,7 @@ CONFIG = f"""\
 # The private key that signs the manifests of sanitised artifacts, made by quickstart (as
 # 'dataferry keygen --out signing.key' would) with mode 600. Staging and integration trust its
 # public key only: a "sanitised" artifact they did not see signed by it is refused (exit 9).
+# On Kubernetes a pod has no such file: use signing_key_env (docs/kubernetes.md).
 signing_key_file = "{SIGNING_KEY_FILE}"
 
 [environments.production]
