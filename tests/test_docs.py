@@ -110,7 +110,7 @@ def test_readme_opens_with_the_two_commands() -> None:
     blocks = re.findall(r"```sh\n(.+?)\n```", README, flags=re.S)
     assert blocks[0].strip() == "bash scripts/quickstart"
     script = (ROOT / "scripts" / "quickstart").read_text(encoding="utf-8")
-    assert re.search(r"^\.venv/bin/dataferry quickstart", script, flags=re.M)
+    assert re.search(r"^\s*\.venv/bin/dataferry quickstart", script, flags=re.M)
     assert blocks[1].strip() == "bash scripts/test"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"^bash scripts/test$", ci, flags=re.M), ".ci/run must run the README's test command"

@@ -297,7 +297,9 @@ def select(
         return _read_listed(store, database, manifest_key(database, ident))
     if at is not None:
         at = at if at.tzinfo else at.replace(tzinfo=UTC)  # naive means UTC, as on the command line
+        oldest = None
         for key in manifest_keys(store, database):
+            oldest = _key_id(key)
             when, _ = parse_id(key.rsplit("/", 1)[1][: -len(MANIFEST_SUFFIX)])
             if when <= at:
                 try:
@@ -305,7 +307,11 @@ def select(
                 except ManifestDamaged as exc:
                     if on_damaged is not None:
                         on_damaged(Damaged(id=_key_id(key), key=key, reason=exc.message))
-        raise NotFound(f"no artifact of {database} in {store.url} at or before {at.isoformat()}")
+        there = f"the oldest there is {oldest}" if oldest else "there is none at all"
+        raise NotFound(
+            f"no artifact of {database} in {store.url} at or before {at.isoformat()}",
+            hint=f"{there}; 'dataferry list {database} --env ENV' shows them",
+        )
     return latest(store, database, on_damaged)
 
 

@@ -90,6 +90,7 @@ class LogReporter:
     def __init__(self, stream: TextIO | None = None, *, as_json: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.as_json = as_json
+        self.closed = False
 
     def _emit(
         self, level: str, message: str, fields: dict[str, Any], said: frozenset[str] = frozenset()
@@ -102,7 +103,14 @@ class LogReporter:
         else:
             extra = fields_text({k: v for k, v in fields.items() if k not in said})
             line = f"{now} {level.upper():5} {message}" + (f" ({extra})" if extra else "")
-        print(line, file=self.stream, flush=True)
+        if self.closed:
+            return
+        try:
+            print(line, file=self.stream, flush=True)
+        except BrokenPipeError:
+            # The reader went away (`| head`, a pager quit): the log was only a view of the work,
+            # whose run record says how it ended, so the work goes on and stops logging.
+            self.closed = True
 
     def info(self, message: str, **fields: Any) -> None:
         """Log at info level."""

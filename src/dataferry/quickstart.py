@@ -59,6 +59,7 @@ CONFIG = f"""\
 # The private key that signs the manifests of sanitised artifacts, made by quickstart (as
 # 'dataferry keygen --out signing.key' would) with mode 600. Staging and integration trust its
 # public key only: a "sanitised" artifact they did not see signed by it is refused (exit 9).
+# On Kubernetes a pod has no such file: use signing_key_env (docs/kubernetes.md).
 signing_key_file = "{SIGNING_KEY_FILE}"
 
 [environments.production]
@@ -213,9 +214,31 @@ def run_quickstart(
         echo(line)
     echo("")
     echo(f"config: {config_path}")
-    echo(f"jobs:   export {SALT_ENV}=$(cat {directory / SALT_FILE}) to run the sanitising jobs yourself")
-    echo(f"try:    {program} --config {shlex.quote(str(config_path))} status")
+    echo(
+        f"        export DATAFERRY_CONFIG={shlex.quote(str(config_path.resolve()))} "
+        "and the docs' commands need no --config"
+    )
+    salt_file = shlex.quote(str(directory / SALT_FILE))
+    echo(f"jobs:   export {SALT_ENV}=$(cat {salt_file}) to run the sanitising jobs and 'check' yourself")
+    for line in try_lines(directory, program):
+        echo(line)
     return cfg
+
+
+def try_lines(directory: Path, program: str) -> list[str]:
+    """The closing lines: commands to run next, each working as printed from where quickstart ran."""
+    config = shlex.quote(str(directory / "dataferry.toml"))
+    # Staging's store: it holds the sanitised, signed artifacts (integration only restores them).
+    source = shlex.quote(str(directory / "stores" / "staging" / DB))
+    into = shlex.quote(f"sqlite:///{directory / f'{DB}-copy.db'}")
+    key_file = shlex.quote(str(directory / SIGNING_KEY_FILE))
+    return [
+        f"try:    {program} --config {config} status",
+        f"try:    {program} --config {config} serve",
+        f"try:    {program} pull {source} --into {into} --trust-key {_public_key(directory)}",
+        f"        (a developer's copy, no config: staging's store holds the sanitised, signed artifacts; "
+        f"the key is what '{program} keygen --show {key_file}' prints)",
+    ]
 
 
 def _chain_line(record: RunRecord) -> str:

@@ -309,7 +309,8 @@ def test_at_before_any_artifact(project: Project) -> None:
     proc = project.run(
         "restore", "app", "--env", "staging", "--from", "production", "--at", "2020-01-01T00:00:00Z"
     )
-    fails(proc, 4, "at or before 2020-01-01T00:00:00+00:00", hint=False)
+    err = fails(proc, 4, "at or before 2020-01-01T00:00:00+00:00")
+    assert re.search(r"hint: the oldest there is \d{4}-\d\d-\d\dT\d{6}Z-app; 'dataferry list app", err), err
     assert digest(project.staging) == before
 
 
@@ -318,8 +319,8 @@ def test_at_takes_a_duration_ago_like_until(project: Project) -> None:
     exit 4 naming the time it meant (in whole seconds); ``--at 0s`` (now) restores that artifact."""
     before = digest(project.staging)
     proc = project.run("restore", "app", "--env", "staging", "--from", "production", "--at", "3d")
-    err = fails(proc, 4, "at or before", hint=False)
-    assert re.search(r"at or before \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", err.strip()), err
+    err = fails(proc, 4, "at or before")
+    assert re.search(r"at or before \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\n", err), err
     assert digest(project.staging) == before
     proc = project.run("restore", "app", "--env", "staging", "--from", "production", "--at", "0s")
     assert proc.returncode == 0, proc.stderr

@@ -169,6 +169,10 @@ def test_a_protected_environment_is_pruned_only_with_force(world: World) -> None
     code, out = world.run("prune", "app", "--env", "vault")
     assert code == 9, out
     assert "protected" in out and world.object_keys(vault) == before
+    # looking first changes nothing, so it needs no --force (the runbook: look first, then prune)
+    code, out = world.run("prune", "app", "--env", "vault", "--dry-run")
+    assert code == 0, out
+    assert "would remove" in out and "--force" in out and world.object_keys(vault) == before
     code, out = world.run("prune", "app", "--env", "vault", "--force")
     assert code == 0, out
     assert world.ids(vault) == ["2026-03-10T180000Z"]
@@ -274,6 +278,25 @@ def test_the_prune_job_step(world: World) -> None:
     code, out = world.run("run", "app-staging-prune")
     assert code == 0, out
     assert world.ids() == POLICY_KEEPS
+
+
+@pytest.mark.parametrize(
+    ("environment", "fragment"),
+    [("vault", "vault is protected"), ("dev", "needs [environments.dev] retention")],
+)
+def test_a_prune_step_that_could_only_fail_is_a_configuration_error(
+    world: World, environment: str, fragment: str
+) -> None:
+    """A job's prune step in a protected environment (a job has no --force) or in one without a
+    policy failed every run, after its backup; the file is refused when read instead (exit 2)."""
+    text = world.config.read_text(encoding="utf-8")
+    world.config.write_text(
+        text + f'\n[jobs.app-prune]\nenvironment = "{environment}"\ndatabase = "app"\nsteps = ["prune"]\n',
+        encoding="utf-8",
+    )
+    code, out = world.run("run", "app-prune", "--dry-run")
+    assert code == 2, out
+    assert fragment in out and "jobs.app-prune" in out, out
 
 
 def test_refusal_leaves_everything(world: World) -> None:

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dataferry import artifacts
 from dataferry.stores.local import LocalStore
+from servers import free_port
 
 DATAFERRY = str(Path(sys.executable).with_name("dataferry"))
 DB = "email-alert-api"
@@ -182,3 +187,106 @@ def test_quickstart_refuses_a_directory_with_someone_elses_config(tmp_path: Path
     assert "Traceback" not in proc.stderr
     assert mine.read_text(encoding="utf-8") == '[environments.production]\nstore = "s3://real-backups"\n'
     assert not (project / "databases").exists()
+
+
+def try_lines(stdout: str) -> list[list[str]]:
+    """The commands the quickstart's closing "try:" lines print, as argv."""
+    return [shlex.split(line.removeprefix("try:")) for line in stdout.splitlines() if line.startswith("try:")]
+
+
+def test_every_try_line_works_as_printed(tmp_path: Path) -> None:
+    """status, serve and pull, as printed: the pull (no config; the store of staging, which holds
+    the sanitised artifacts, and the quickstart's public key) makes a developer's copy equal to
+    integration's, and the status page answers for the quickstart's chain."""
+    proc = dataferry("quickstart", cwd=tmp_path)
+    succeeded(proc)
+    lines = {
+        args[args.index("--config") + 2] if "--config" in args else args[1]: args
+        for args in try_lines(proc.stdout)
+    }
+    assert set(lines) == {"status", "serve", "pull"}, proc.stdout
+
+    succeeded(subprocess.run(lines["status"], cwd=tmp_path, capture_output=True, text=True, timeout=120))
+
+    pulled = subprocess.run(lines["pull"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    succeeded(pulled)
+    into = lines["pull"][lines["pull"].index("--into") + 1]
+    copy = tmp_path / into.removeprefix("sqlite:///")
+    assert dump(copy) == dump(tmp_path / "dataferry-quickstart/databases/integration" / f"{DB}.db")
+
+    port = free_port()
+    server = subprocess.Popen(
+        [*lines["serve"], "--bind", f"127.0.0.1:{port}"], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        status = wait_for_json(f"http://127.0.0.1:{port}/api/status", server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert {e["name"] for e in status["environments"]} == {"production", "staging", "integration"}
+
+
+def wait_for_json(url: str, server: subprocess.Popen[str]) -> Any:
+    """GET ``url`` once the server answers (it takes a moment to start)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.load(response)
+        except OSError:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, f"{url} did not answer"
+            time.sleep(0.2)
+
+
+def test_a_pull_from_the_quickstart_store_takes_a_duration_and_needs_no_config_for_its_hints(
+    tmp_path: Path,
+) -> None:
+    """``pull --at 1h`` reads a duration as ``restore --at`` does; a target whose directory is
+    missing exits 3 with a hint about --into, not about 'dataferry check' (which needs a config)."""
+    proc = dataferry("quickstart", cwd=tmp_path)
+    succeeded(proc)
+    pull = next(args for args in try_lines(proc.stdout) if "pull" in args)
+    key = pull[pull.index("--trust-key") + 1]
+    source = pull[pull.index("pull") + 1]
+    older = dataferry(
+        "pull", source, "--into", "sqlite:///older.db", "--trust-key", key, "--at", "1h", cwd=tmp_path
+    )
+    assert older.returncode == 4, older.stderr  # nothing is an hour old yet: not found, not a bad time
+    assert "at or before" in older.stderr and "hint: the oldest there is" in older.stderr
+    # integration only restores: its store has no artifact, and the hint says why that may be
+    integration = source.replace("/staging/", "/integration/")
+    empty = dataferry("pull", integration, "--into", "sqlite:///i.db", "--trust-key", key, cwd=tmp_path)
+    assert empty.returncode == 4 and "only restores" in empty.stderr, empty.stderr
+    newer = dataferry(
+        "pull", source, "--into", "sqlite:///new.db", "--trust-key", key, "--at", "0s", cwd=tmp_path
+    )
+    succeeded(newer)
+    missing = dataferry(
+        "pull", source, "--into", "sqlite:///no/such/dir/x.db", "--trust-key", key, cwd=tmp_path
+    )
+    assert missing.returncode == 3, missing.stderr
+    assert "--into" in missing.stderr and "dataferry check" not in missing.stderr
+
+
+def test_the_printed_exports_let_the_docs_commands_run_as_written(tmp_path: Path) -> None:
+    """The runbook's commands have no --config and 'dataferry check' needs the profile's salt: the
+    quickstart's closing lines say what to export, and with both exported 'check' passes."""
+    proc = dataferry("quickstart", cwd=tmp_path)
+    succeeded(proc)
+    assert dataferry("--config", "dataferry-quickstart/dataferry.toml", "check", cwd=tmp_path).returncode == 3
+    exports = re.findall(r"export (\w+)=(\$\(cat [^)]+\)|\S+)", proc.stdout)
+    assert {name for name, _ in exports} == {"DATAFERRY_CONFIG", "EMAIL_ALERT_API_QUICKSTART_SALT"}, (
+        proc.stdout
+    )
+    env = dict(os.environ)
+    for name, value in exports:
+        env[name] = subprocess.run(
+            ["bash", "-c", f"printf %s {value}"], cwd=tmp_path, capture_output=True, text=True, check=True
+        ).stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = subprocess.run(
+        [DATAFERRY, "check"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
+    succeeded(check)

@@ -279,6 +279,33 @@ def test_the_command_serves_and_refuses_a_bad_bind(cfg: Config) -> None:
         proc.stderr.close()
 
 
+def test_allow_host_adds_the_proxys_name_to_localhosts(cfg: Config) -> None:
+    """``--allow-host status.example.org`` (the runbook's reverse proxy) lets the proxy's name in and
+    keeps localhost's names, so the runbook's curl on the server itself still works."""
+    exe = str(Path(sys.executable).with_name("dataferry"))
+    assert cfg.path is not None
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFERRY_")}
+    argv = [exe, "--config", str(cfg.path), "serve", "--bind", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen([*argv, "--allow-host", "status.example.org"], env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                call(url)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "dataferry serve did not start"
+                time.sleep(0.2)
+        assert call(url, headers={"Host": "status.example.org"}).status == 200
+        assert call(url, headers={"Host": f"localhost:{port}"}).status == 200
+        assert call(url, headers={"Host": "attacker.example"}).status == 400
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
 def test_no_personal_data_or_secret_in_any_response(
     cfg: Config, site: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -274,6 +274,12 @@ def test_pause_and_resume_an_environment_and_everything(tmp_path: Path) -> None:
     assert held.returncode == 5 and "everything is held" in held.stderr
     status = dataferry(config, "status")
     assert "HELD: everything is held" in status.stdout and "cross-government test" in status.stdout
+    # held twice over: the hint names every resume it takes, not only the first hold's
+    assert dataferry(config, "pause", "prod", "--reason", "pen test").returncode == 0
+    twice = dataferry(config, "run", "prod")
+    assert twice.returncode == 5
+    assert "'dataferry resume prod' and 'dataferry resume --all' lift the holds" in twice.stderr, twice.stderr
+    assert dataferry(config, "resume", "prod").returncode == 0
     resumed = dataferry(config, "resume", "--all")
     assert resumed.returncode == 0 and "resumed everything" in resumed.stdout
     assert dataferry(config, "run", "prod").returncode == 0

@@ -264,6 +264,7 @@ def test_publishing_into_a_requires_sanitised_store_needs_a_key_it_trusts(tmp_pa
     with pytest.raises(UntrustedArtifact, match="does not trust the signing key SHA256:") as info:
         run_job(load(tmp_path / "dataferry.toml"), "stage")
     assert "other.key" in info.value.message
+    assert info.value.hint and f"keygen --show {tmp_path / 'other.key'}'" in info.value.hint  # as typed
     assert manifests(cfg, "staging") == []
     # no key at all: a configuration error before anything runs
     (tmp_path / "dataferry.toml").write_text(re.sub(r'signing_key_file = ".*"\n', "", text))

@@ -422,3 +422,9 @@ def test_a_signing_key_file_is_refused_not_rendered(project: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(project), "render", "kubernetes"])
     assert result.exit_code == 2, result.output
     assert "signing_key_env" in result.output and "BEGIN" not in result.output
+    # the hint is the recipe docs/kubernetes.md gives: the variable, and the key file into the Secret
+    key_file = project.parent / "signing.key"
+    assert 'signing_key_env = "DATAFERRY_SIGNING_KEY"' in result.output
+    assert f"--from-file=DATAFERRY_SIGNING_KEY={key_file}" in result.output
+    doc = (Path(__file__).parents[2] / "docs" / "kubernetes.md").read_text(encoding="utf-8")
+    assert "--from-file=DATAFERRY_SIGNING_KEY=" in doc and "### The manifest signing key" in doc

@@ -20,7 +20,8 @@ def prune(c: Context, database: str, environment: str, dry_run: bool, as_json: b
     """Remove DATABASE's artifacts in ENV's store that ENV's retention policy does not keep.
 
     Never the newest or latest artifact, one a restore is reading, one an 'after' trigger still
-    needs, or anything in a protected environment without --force. Manifests go before data."""
+    needs, or anything in a protected environment without --force (--dry-run needs none).
+    Manifests go before data."""
     from dataferry.jobs.pins import after_pins
     from dataferry.ops.prune import prune as run_prune
 

@@ -32,8 +32,8 @@ def parse_bind(value: str) -> tuple[str, int]:
     "--allow-host",
     "allow_hosts",
     multiple=True,
-    help="A host name the page may be reached by (repeat it). Default when bound to localhost: "
-    "only localhost's names; else any.",
+    help="A host name the page may be reached by (repeat it), e.g. a reverse proxy's. Bound to "
+    "localhost, localhost's names always work; bound elsewhere without it, any name.",
 )
 @pass_ctx
 def serve(c: Context, bind: str, allow_hosts: tuple[str, ...]) -> None:
@@ -42,7 +42,12 @@ def serve(c: Context, bind: str, allow_hosts: tuple[str, ...]) -> None:
     Read-only unless DATAFERRY_SERVE_TOKEN is set; then pause and resume need that token.
     """
     host, port = parse_bind(bind)
-    hosts = list(allow_hosts) or (list(LOOPBACK) if host in LOOPBACK else None)
+    # Bound to localhost, localhost's names always work (a curl on the machine, the runbook's API
+    # examples); --allow-host adds a reverse proxy's name. Bound elsewhere: the names given, or any.
+    if host in LOOPBACK:
+        hosts: list[str] | None = [*allow_hosts, *LOOPBACK]
+    else:
+        hosts = list(allow_hosts) or None
     try:
         import uvicorn
 

@@ -75,6 +75,9 @@ def _job_problems(
                         "(the profile, and the database it sanitises a copy in)",
                     )
                 )
+    if "prune" in steps and isinstance(environment, str) and environment in envs:
+        db_name = database if isinstance(database, str) else "DB"
+        out += _prune_problems(_table(envs[environment]), environment, db_name, at("steps"))
     if isinstance(after, str) and after in jobs:
         after_steps = _table(jobs[after]).get("steps") or []
         if not any(isinstance(s, str) and s.split(":", 1)[0] == "backup" for s in after_steps):
@@ -82,6 +85,24 @@ def _job_problems(
         if _after_cycle(jobs, job_name):
             out.append((at("after"), f"the 'after' chain loops back to {job_name!r}"))
     return out
+
+
+def _prune_problems(
+    env: dict[str, Any], name: str, database: str, where: Location
+) -> list[tuple[Location, str]]:
+    """A prune step that could only fail, after the job's other steps ran: no policy to apply, or a
+    protected environment, which only 'dataferry prune --force' prunes (a job has no --force)."""
+    if env.get("protected") is True:
+        return [
+            (
+                where,
+                f"'prune': {name} is protected, and a job has no --force; remove the step and prune "
+                f"by hand: 'dataferry prune {database} --env {name} --force'",
+            )
+        ]
+    if env.get("retention") is None:
+        return [(where, f"'prune' needs [environments.{name}] retention (which artifacts to keep)")]
+    return []
 
 
 def _after_cycle(jobs: dict[str, Any], start: str) -> bool:

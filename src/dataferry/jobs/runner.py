@@ -143,9 +143,18 @@ def _skip(ctx: RunContext, holds: list[state.Hold], *, record: bool = True) -> N
         held=True,
     )
     ctx.reporter.warn(f"job {ctx.name} skipped: {why}", job=ctx.name, run_id=ctx.record.run_id)
-    scope = holds[0]
-    target = {"job": ctx.name, "environment": f"--env {scope.target}", "all": "--all"}[scope.scope]
-    raise Held(f"job {ctx.name} skipped: {why}", hint=f"'dataferry resume {target}' lifts the hold")
+    raise Held(f"job {ctx.name} skipped: {why}", hint=_resume_hint(ctx.name, holds))
+
+
+def _resume_hint(job: str, holds: list[state.Hold]) -> str:
+    """Every resume the job needs: resuming only the first of two holds would leave it held."""
+    resumes = [
+        f"'dataferry resume {({'job': job, 'environment': f'--env {h.target}', 'all': '--all'})[h.scope]}'"
+        for h in holds
+    ]
+    if len(resumes) == 1:
+        return f"{resumes[0]} lifts the hold"
+    return f"{', '.join(resumes[:-1])} and {resumes[-1]} lift the holds"
 
 
 def _note_takeover(ctx: RunContext, lock: JobLock) -> None:

@@ -12,7 +12,7 @@ Whatever the policy says, prune never removes:
 - an artifact a running restore reads (a lease, ``ops.leases``);
 - an artifact an ``after`` trigger still needs (``pinned``: the job layer passes them,
   ``jobs.pins.after_pins``);
-- anything in a protected environment without ``force``.
+- anything in a protected environment without ``force`` (a dry run, which removes nothing, needs none).
 
 Each artifact loses its manifest first and its data objects after (so nothing half-deleted is ever
 "latest"). Orphans (data without a manifest, left by interrupted backups) older than
@@ -109,7 +109,8 @@ def prune(
             f"{environment} has no retention policy",
             hint=f"set retention = {{ keep_last = N, keep_daily = N, ... }} in [environments.{environment}]",
         )
-    if env.protected and not force:
+    # A dry run removes nothing, so looking first at a protected environment needs no --force.
+    if env.protected and not force and not dry_run:
         raise Refused(
             f"{environment} is protected: dataferry does not prune it",
             hint="if you really mean to delete its artifacts, repeat with --force",
@@ -118,6 +119,8 @@ def prune(
     layout = layout_for(cfg, environment, database)
     manifests = sorted(layout.list_manifests(engine), key=lambda m: m.created_at, reverse=True)
     report = PruneReport(database, environment, dry_run)
+    if env.protected and not force:
+        report.notes.append(f"{environment} is protected: the prune itself needs --force")
     report.kept = keep_by_policy(manifests, env.retention)
     for ident, reason in _exceptions(cfg, environment, layout, manifests, set(pinned), reporter):
         report.kept.setdefault(ident, []).append(reason)

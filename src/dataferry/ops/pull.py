@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from dataferry.artifacts import Manifest
 from dataferry.config import Config
-from dataferry.errors import ConfigError, NotFound, Refused
+from dataferry.errors import ConfigError, NotFound, NotReady, Refused
 from dataferry.layouts import layout_for
 from dataferry.ops.restore_flow import RestorePlan, RestoreRequest, plan_restore
 from dataferry.ops.rules import engine_for, refuse_unsanitised_source
@@ -127,15 +127,18 @@ def newest_sanitised(cfg: Config, database: str, at: datetime | None, reporter: 
     """The newest sanitised artifact (at or before ``at``); ``NotFound`` if there is no artifact,
     ``Refused`` (exit 9) if none of them is sanitised."""
     layout = layout_for(cfg, SOURCE, database)
-    manifests = [
-        m for m in layout.list_manifests(engine_for(cfg, database)) if at is None or m.created_at <= at
-    ]
+    listed = layout.list_manifests(engine_for(cfg, database))
+    manifests = [m for m in listed if at is None or m.created_at <= at]
     where = f"{layout.store.url}{layout.prefix()}"
     if not manifests:
         when = f" at or before {at.isoformat()}" if at else ""
-        raise NotFound(
-            f"no artifacts of {database}{when} in {where}", hint="check the URL and the database name"
+        hint = (
+            f"the oldest there is {min(listed, key=lambda m: m.created_at).id}"
+            if listed
+            else "check the URL and the database name: the store of an environment whose jobs back "
+            "the database up (one that only restores it has none)"
         )
+        raise NotFound(f"no artifacts of {database}{when} in {where}", hint=hint)
     refusals: list[Refused] = []
     for skipped, manifest in enumerate(manifests):
         if not manifest.is_publishable_sanitised():
@@ -176,4 +179,15 @@ def plan_pull(req: PullRequest, reporter: Reporter | None = None) -> RestorePlan
         jobs=req.jobs,
         dry_run=req.dry_run,
     )
-    return plan_restore(cfg, restore_req, reporter)
+    try:
+        return plan_restore(cfg, restore_req, reporter)
+    except NotReady as exc:
+        # 'dataferry check', the usual hint, needs a configuration file, which pull has none of.
+        raise NotReady(exc.message, hint=_NOT_READY_HINT) from None
+
+
+_NOT_READY_HINT = (
+    "fix the database given with --into: a SQLite file's directory must exist and be writable; a "
+    "server must be reachable, with its password in the variable named by --password-env; the "
+    "engine's client tools must be installed"
+)

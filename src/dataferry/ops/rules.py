@@ -85,9 +85,14 @@ def signer_for(cfg: Config, environment: str) -> Signer | None:
             f"the store of {environment} does not trust the signing key {signer.fingerprint} "
             f"({signer.source}): nothing it signed would be accepted there",
             hint=f"add that key's public key to [environments.{environment}] trusted_keys "
-            "('dataferry keygen --show FILE' prints it), or configure the right key",
+            f"('dataferry keygen --show {_key_file(signer.source)}' prints it), or configure the right key",
         )
     return signer
+
+
+def _key_file(source: str) -> str:
+    """The signing key's file for a hint; a key from a variable (``$VAR``) has none to name."""
+    return "FILE" if source.startswith("$") else source
 
 
 def require_passed(result: Sanitisation | None, database: str) -> Sanitisation:

@@ -158,7 +158,12 @@ def _signing_key(cfg: Config, job_name: str) -> set[str]:
         raise ConfigError(
             f"job {job_name} publishes sanitised artifacts, signed with the key file "
             f"{cfg.settings.signing_key_file}, which a pod does not have",
-            hint="on Kubernetes, set [settings] signing_key_env and put the key in the Secret",
+            hint=(
+                'on Kubernetes, replace it with signing_key_env = "DATAFERRY_SIGNING_KEY" in [settings] '
+                "and put the key in the Secret: kubectl create secret generic dataferry "
+                f"--from-file=DATAFERRY_SIGNING_KEY={cfg.resolve_path(cfg.settings.signing_key_file)} "
+                "(with its other keys; docs/kubernetes.md)"
+            ),
         )
     return set()
 
