@@ -30,7 +30,7 @@ PURPLE = "rgba(228, 220, 242, 1)"
 
 
 @pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def browser(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[object]:
     """A headless Chromium; the test is skipped (failed on CI) without the Debian packages."""
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
         missing_dependency(
@@ -46,6 +46,9 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,700"):
         options.add_argument(arg)
+    options.add_argument(
+        f"--user-data-dir={tmp_path / 'chromium-profile'}"
+    )  # its own, even beside another run
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(60)
     driver.implicitly_wait(5)  # a page just submitted may still be loading
