@@ -3,6 +3,7 @@ re-create them in the live schema after the swap."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -90,6 +91,18 @@ class SchemaObjects:
         events = b"".join(disable_event(line) for line in bytes(self.events).splitlines(keepends=True))
         views = b"".join(bytes(v) for v in self.views.values())
         return bytes(self.preamble + self.triggers) + events + bytes(self.routines) + views + self.postamble
+
+    def as_in_shadow(self, views: set[str], triggers: bytes) -> SchemaObjects:
+        """These objects as the shadow holds them at the swap: sanitisation may have dropped views,
+        triggers or whole tables (with their triggers) since the dump was loaded, and the swap must
+        install what was verified, not what the dump had. ``triggers`` is the shadow's own trigger
+        SQL (``mysqldump --triggers``); ``views`` the views the shadow still has."""
+        return dataclasses.replace(
+            self,
+            triggers=bytearray(triggers),
+            standins={k: v for k, v in self.standins.items() if k in views},
+            views={k: v for k, v in self.views.items() if k in views},
+        )
 
     def live_script(self, existing_views: set[str]) -> bytes:
         """What re-creates the objects in the live schema right after the tables moved in.

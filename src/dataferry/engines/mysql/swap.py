@@ -60,6 +60,7 @@ def swap(shadow: Shadow, lock_timeout: int) -> None:
         created_live = prepare(conn, live, state, info)
         keep = db.exclude_tables  # the target keeps its own excluded tables (GOV.UK's semantics)
         keys = kept_foreign_keys(conn, live, set(keep) - set(tables(conn, shadow.name)))
+        objects = as_verified(conn, opts, tool, shadow.name, objects)
         kept_views, kept = move_tables(conn, opts, tool, shadow.name, live, old, created_live, keep)
         try:
             repoint_foreign_keys(conn, live, [k for k in keys if k.table in kept])
@@ -76,6 +77,17 @@ def swap(shadow: Shadow, lock_timeout: int) -> None:
         drop_leftover(conn, old, info)
         drop_leftover(conn, shadow.name, info)
     shadow.release()
+
+
+def as_verified(
+    conn: Any, opts: OptionFile, tool: Tool, shadow: str, objects: SchemaObjects
+) -> SchemaObjects:
+    """The dump's schema objects as the shadow holds them now (after sanitisation, which may have
+    dropped a view, a trigger or a table with its triggers): read before the move drops the shadow's
+    triggers, so that the swap re-creates exactly what was verified."""
+    views = set(tables(conn, shadow, ("VIEW",)))
+    own = dump_triggers(opts, tool, shadow) if triggers(conn, shadow) else b""
+    return objects.as_in_shadow(views, own)
 
 
 def prepare(conn: Any, live: str, state: MySqlShadowState, info: ServerInfo) -> bool:
