@@ -42,6 +42,78 @@ app.kubernetes.io/name: dataferry
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
+{{- define "dataferry.podPlacement" -}}
+serviceAccountName: {{ .serviceAccount.name | quote }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 10001
+  runAsGroup: 10001
+  fsGroup: 10001
+  seccompProfile:
+    type: RuntimeDefault
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "dataferry.env" -}}
+- name: DATAFERRY_CONFIG
+  value: "/etc/dataferry/dataferry.toml"
+- name: TMPDIR
+  value: "/var/spool/dataferry"
+- name: HOME
+  value: "/var/spool/dataferry"
+{{- range .secretEnv }}
+- name: {{ . | quote }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.v.secretName | quote }}
+      key: {{ . | quote }}
+{{- end }}
+{{- with .v.extraEnv }}
+{{- toYaml . | nindent 0 }}
+{{- end }}
+{{- end }}
+
+{{- define "dataferry.containerFs" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop:
+      - ALL
+volumeMounts:
+  - name: config
+    mountPath: /etc/dataferry
+    readOnly: true
+  - name: spool
+    mountPath: /var/spool/dataferry
+{{- end }}
+
+{{- define "dataferry.volumes" -}}
+- name: config
+  configMap:
+    name: {{ printf "%s-config" .release | quote }}
+    items:
+      {{- range $key, $path := .v.configFiles }}
+      - key: {{ $key | quote }}
+        path: {{ $path | quote }}
+      {{- end }}
+- name: spool
+  {{- if .v.spool.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .v.spool.existingClaim | quote }}
+  {{- else }}
+  emptyDir:
+    sizeLimit: {{ .v.spool.sizeLimit | quote }}
+  {{- end }}
+{{- end }}
+
 {{- define "dataferry.cronjob" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
@@ -91,22 +163,7 @@ spec:
             {{- toYaml $podAnnotations | nindent 12 }}
         spec:
           restartPolicy: Never
-          serviceAccountName: {{ $v.serviceAccount.name | quote }}
-          securityContext:
-            runAsNonRoot: true
-            runAsUser: 10001
-            runAsGroup: 10001
-            fsGroup: 10001
-            seccompProfile:
-              type: RuntimeDefault
-          {{- with $v.nodeSelector }}
-          nodeSelector:
-            {{- toYaml . | nindent 12 }}
-          {{- end }}
-          {{- with $v.tolerations }}
-          tolerations:
-            {{- toYaml . | nindent 12 }}
-          {{- end }}
+          {{- include "dataferry.podPlacement" $v | nindent 10 }}
           containers:
             - name: dataferry
               image: {{ printf "%s:%s" $v.image.repository $v.image.tag | quote }}
@@ -114,53 +171,12 @@ spec:
               args:
                 {{- toYaml .args | nindent 16 }}
               env:
-                - name: DATAFERRY_CONFIG
-                  value: "/etc/dataferry/dataferry.toml"
-                - name: TMPDIR
-                  value: "/var/spool/dataferry"
-                - name: HOME
-                  value: "/var/spool/dataferry"
-                {{- range $e.secretEnv }}
-                - name: {{ . | quote }}
-                  valueFrom:
-                    secretKeyRef:
-                      name: {{ $v.secretName | quote }}
-                      key: {{ . | quote }}
-                {{- end }}
-                {{- with $v.extraEnv }}
-                {{- toYaml . | nindent 16 }}
-                {{- end }}
+                {{- include "dataferry.env" (dict "v" $v "secretEnv" $e.secretEnv) | nindent 16 }}
               resources:
                 {{- toYaml (default $v.resources $e.resources) | nindent 16 }}
-              securityContext:
-                allowPrivilegeEscalation: false
-                readOnlyRootFilesystem: true
-                capabilities:
-                  drop:
-                    - ALL
-              volumeMounts:
-                - name: config
-                  mountPath: /etc/dataferry
-                  readOnly: true
-                - name: spool
-                  mountPath: /var/spool/dataferry
+              {{- include "dataferry.containerFs" . | nindent 14 }}
           volumes:
-            - name: config
-              configMap:
-                name: {{ printf "%s-config" $root.Release.Name | quote }}
-                items:
-                  {{- range $key, $path := $v.configFiles }}
-                  - key: {{ $key | quote }}
-                    path: {{ $path | quote }}
-                  {{- end }}
-            - name: spool
-              {{- if $v.spool.existingClaim }}
-              persistentVolumeClaim:
-                claimName: {{ $v.spool.existingClaim | quote }}
-              {{- else }}
-              emptyDir:
-                sizeLimit: {{ $v.spool.sizeLimit | quote }}
-              {{- end }}
+            {{- include "dataferry.volumes" (dict "v" $v "release" $root.Release.Name) | nindent 12 }}
 {{- end }}
 """
 

@@ -73,22 +73,7 @@ spec:
         {{- toYaml $v.podAnnotations | nindent 8 }}
     spec:
       restartPolicy: Always
-      serviceAccountName: {{ $v.serviceAccount.name | quote }}
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 10001
-        runAsGroup: 10001
-        fsGroup: 10001
-        seccompProfile:
-          type: RuntimeDefault
-      {{- with $v.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $v.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+      {{- include "dataferry.podPlacement" $v | nindent 6 }}
       containers:
         - name: dataferry
           image: {{ printf "%s:%s" $v.image.repository $v.image.tag | quote }}
@@ -101,22 +86,7 @@ spec:
             - name: http
               containerPort: {{ int $s.port }}
           env:
-            - name: DATAFERRY_CONFIG
-              value: "/etc/dataferry/dataferry.toml"
-            - name: TMPDIR
-              value: "/var/spool/dataferry"
-            - name: HOME
-              value: "/var/spool/dataferry"
-            {{- range $s.secretEnv }}
-            - name: {{ . | quote }}
-              valueFrom:
-                secretKeyRef:
-                  name: {{ $v.secretName | quote }}
-                  key: {{ . | quote }}
-            {{- end }}
-            {{- with $v.extraEnv }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
+            {{- include "dataferry.env" (dict "v" $v "secretEnv" $s.secretEnv) | nindent 12 }}
             {{- if $s.tokenSecret }}
             - name: DATAFERRY_SERVE_TOKEN
               valueFrom:
@@ -135,35 +105,9 @@ spec:
               path: /healthz
               port: http
             periodSeconds: 30
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities:
-              drop:
-                - ALL
-          volumeMounts:
-            - name: config
-              mountPath: /etc/dataferry
-              readOnly: true
-            - name: spool
-              mountPath: /var/spool/dataferry
+          {{- include "dataferry.containerFs" . | nindent 10 }}
       volumes:
-        - name: config
-          configMap:
-            name: {{ printf "%s-config" .Release.Name | quote }}
-            items:
-              {{- range $key, $path := $v.configFiles }}
-              - key: {{ $key | quote }}
-                path: {{ $path | quote }}
-              {{- end }}
-        - name: spool
-          {{- if $v.spool.existingClaim }}
-          persistentVolumeClaim:
-            claimName: {{ $v.spool.existingClaim | quote }}
-          {{- else }}
-          emptyDir:
-            sizeLimit: {{ $v.spool.sizeLimit | quote }}
-          {{- end }}
+        {{- include "dataferry.volumes" (dict "v" $v "release" .Release.Name) | nindent 8 }}
 ---
 apiVersion: v1
 kind: Service
