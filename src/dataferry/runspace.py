@@ -70,7 +70,9 @@ def sweep_leftovers(spool: Path | None, reporter: Reporter) -> None:
 
 def sweep_shadows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> None:
     """Remove the shadows killed restores of ``ref`` left beside it (SQLite: files holding the
-    unsanitised data), and say so; engines whose shadows are named databases drop them themselves."""
+    unsanitised data), and say so; engines whose shadows are named databases drop them themselves.
+    The one sweep: every flow that makes a shadow (restore, ``backup --sanitise``'s scratch copy,
+    the pre-dump transformation's copy) calls it first, and ``cleanup`` calls the same engine method."""
     if isinstance(engine, SweepsShadows):
         for path in engine.remove_stale_shadows(ref):
             reporter.warn(f"removed {path}, left by a dataferry run that was killed")

@@ -135,8 +135,6 @@ class SQLiteEngine:
             raise NotReady(f"directory {target.parent} does not exist", hint="create it or fix the url")
         lock = SQLiteRestoreLock(target, db.environment)
         try:
-            for stale in _shadow_files(target):  # we hold the lock: a killed restore left these
-                stale.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=target.name + _SHADOW_MARK, dir=target.parent)
         except BaseException:
             lock.release()

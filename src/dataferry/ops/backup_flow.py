@@ -148,6 +148,7 @@ def _transformed_backup(
     """Copy the live database into a shadow beside it, transform that, publish it, drop it."""
     require_ready(engine.check(ref), ref)
     reporter.info(f"copy {what.database} into a scratch database for the pre-dump transformation")
+    pipeline.sweep_shadows(engine, ref, reporter)
     with pipeline.copy_to_shadow(engine, ref, ref) as shadow:
         try:
             transform(engine, shadow)
