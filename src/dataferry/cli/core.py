@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from dataferry import ops
+from dataferry.artifacts import Damaged
 from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
 from dataferry.errors import ConfigError
 from dataferry.progress import human_bytes
@@ -110,8 +111,8 @@ def restore(
 @pass_ctx
 def list_cmd(c: Context, database: str, environment: str, as_json: bool) -> None:
     """List artifacts of DATABASE in ENV's store, newest first."""
-    manifests = ops.list_artifacts(c.config, database, environment)
-    damaged = ops.damaged_artifacts(c.config, database, environment)
+    damaged: list[Damaged] = []
+    manifests = ops.list_artifacts(c.config, database, environment, damaged.append)
     for d in damaged:  # skipped by listing and by restore; reported so they can be removed
         click.echo(f"warning: artifact {d.id} has a damaged manifest and was skipped: {d.reason}", err=True)
     if damaged:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol
 
-from dataferry.artifacts import Manifest
+from dataferry.artifacts import Manifest, OnDamaged
 from dataferry.config import Config
 from dataferry.engines import DEFAULT_DUMP, DumpOptions, Engine
 from dataferry.errors import ConfigError
@@ -78,8 +78,9 @@ class Layout(Protocol):
         """The artifact asked for: explicit, else the newest at or before ``at``, else the latest."""
         ...
 
-    def list_manifests(self, engine: Engine) -> list[Manifest]:
-        """Every artifact, newest first."""
+    def list_manifests(self, engine: Engine, on_damaged: OnDamaged | None = None) -> list[Manifest]:
+        """Every artifact, newest first; a damaged manifest is skipped and passed to ``on_damaged``
+        (so one read of the store lists both)."""
         ...
 
     def check_readable(self, manifest: Manifest, engine: Engine) -> None:

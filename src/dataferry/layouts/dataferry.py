@@ -62,9 +62,9 @@ class DataferryLayout:
 
         return artifacts.select(self.store, self.database, artifact=artifact, at=at, on_damaged=warn)
 
-    def list_manifests(self, engine: Engine) -> list[Manifest]:
-        """Every readable manifest, newest first (damaged ones: ``artifacts.damaged_manifests``)."""
-        return list(artifacts.iter_manifests(self.store, self.database))
+    def list_manifests(self, engine: Engine, on_damaged: artifacts.OnDamaged | None = None) -> list[Manifest]:
+        """Every readable manifest, newest first; damaged ones go to ``on_damaged``."""
+        return list(artifacts.iter_manifests(self.store, self.database, on_damaged))
 
     def check_readable(self, manifest: Manifest, engine: Engine) -> None:
         """Nothing to sniff: the checksum is verified while the data streams in."""

@@ -173,9 +173,9 @@ class GovukLayout:
             )
         return manifest
 
-    def list_manifests(self, engine: Engine) -> list[Manifest]:
+    def list_manifests(self, engine: Engine, on_damaged: artifacts.OnDamaged | None = None) -> list[Manifest]:
         """Dumps newest first (stand-ins for those without a manifest), but none dataferry started
-        and did not commit."""
+        and did not commit. (``on_damaged`` is never called: a GOV.UK dump needs no manifest.)"""
         listing = self._list()
         committed = set(listing.dumps) - uncommitted(listing, self._manifest_key_in(listing))
         ordered = sorted(committed, key=lambda k: listing.dumps[k][0], reverse=True)

@@ -108,19 +108,12 @@ def _remove_damaged(store: Store, database: str, cutoff: datetime, report: Clean
 # -- list, verify, check ---------------------------------------------------------------------------
 
 
-def list_artifacts(cfg: Config, database: str, environment: str) -> list[Manifest]:
-    """Artifacts of ``database`` in ``environment``'s store, newest first."""
-    return layout_for(cfg, environment, database).list_manifests(engine_for(cfg, database))
-
-
-def damaged_artifacts(cfg: Config, database: str, environment: str) -> list[artifacts.Damaged]:
-    """Artifacts of ``database`` in ``environment``'s store whose manifest is damaged (listing and
-    choosing skip them; ``cleanup`` removes them). Only dataferry's own layout has manifests to
-    damage; the others report none."""
-    layout = layout_for(cfg, environment, database)
-    if layout.name != "dataferry":
-        return []
-    return artifacts.damaged_manifests(layout.store, database)
+def list_artifacts(
+    cfg: Config, database: str, environment: str, on_damaged: artifacts.OnDamaged | None = None
+) -> list[Manifest]:
+    """Artifacts of ``database`` in ``environment``'s store, newest first. An artifact whose manifest
+    is damaged is skipped (as choosing skips it; ``cleanup`` removes it) and passed to ``on_damaged``."""
+    return layout_for(cfg, environment, database).list_manifests(engine_for(cfg, database), on_damaged)
 
 
 def latest_artifact(cfg: Config, database: str, environment: str) -> Manifest:
