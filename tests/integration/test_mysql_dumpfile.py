@@ -25,9 +25,9 @@ from dataferry.engines.mysql.dumpfile import (
     insert_rows,
     segments,
 )
-from dataferry.engines.mysql.load import spool
 from dataferry.engines.mysql.objects import SchemaObjects, disable_event, replace_view, strip_definer
 from dataferry.engines.mysql.schemas import derived_name
+from dataferry.engines.mysql.spooler import spool
 from dataferry.errors import EngineError, VerificationFailed
 
 PREAMBLE = b"""/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
@@ -326,6 +326,9 @@ def test_spool_cuts_chunks_between_statements_and_drops_lock_statements(tmp_path
         text = path.read_bytes()
         assert text.startswith(bytes(objects.preamble))  # each client gets the session settings
         body = text[len(objects.preamble) :]
+        # row by row, not MariaDB's table-locking bulk insert (the tables have no unique key)
+        assert body.startswith(b"SET SESSION unique_checks=1;\n")
+        body = body[len(b"SET SESSION unique_checks=1;\n") :]
         # one transaction per chunk, so a deadlock victim is rolled back whole and can be retried
         assert body.startswith(b"START TRANSACTION;\n") and body.endswith(b"COMMIT;\n")
         body = body[len(b"START TRANSACTION;\n") : -len(b"COMMIT;\n")]
@@ -356,7 +359,8 @@ def test_spool_with_load_data_writes_row_lines_and_defers_keys(tmp_path: Path) -
     rows = b""
     for path, size in plan.chunks[1:]:
         script = path.read_bytes()
-        assert script.split(b"LOAD DATA")[0] == PREAMBLE  # the dump's SET statements, nothing else
+        # the dump's SET statements, then row by row (u has no unique key once k is held back)
+        assert script.split(b"LOAD DATA")[0] == PREAMBLE + b"SET SESSION unique_checks=1;\n"
         data = path.with_suffix(".rows").read_bytes()
         assert f"INFILE '{path.with_suffix('.rows')}' INTO TABLE `u`".encode() in script
         assert len(data) == size

@@ -496,20 +496,29 @@ def _seed_edge_table(world: World) -> None:
 
 
 class _LoadSpy:
-    """Records what each parallel load was given, then runs the real one."""
+    """Records every script a parallel restore's clients load (its text, and whether its client
+    may read local files), then runs the real load."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from dataferry.engines.mysql import load as _mysql_load
 
-        self.calls: list[tuple[list[str], set[str]]] = []
-        real = _mysql_load.parallel_load
+        self.scripts: list[tuple[str, str, bool]] = []
+        real = _mysql_load._Loads.load
+        spy = self
 
-        def spy(client: Any, chunks: Any, jobs: int, local_infile: Any = ()) -> None:
-            texts = [path.read_text(errors="replace") for path, _ in chunks]
-            self.calls.append((texts, {p.name for p in local_infile}))
-            real(client, chunks, jobs, local_infile)
+        def load(self: Any, path: Path) -> None:
+            spy.scripts.append((path.name, path.read_text(errors="replace"), path in self.local_infile))
+            real(self, path)
 
-        monkeypatch.setattr(_mysql_load, "parallel_load", spy)
+        monkeypatch.setattr(_mysql_load._Loads, "load", load)
+
+    def texts(self, prefix: str) -> list[str]:
+        """The scripts whose file name starts with ``prefix`` (``chunk-``, ``keys-``)."""
+        return [text for name, text, _ in self.scripts if name.startswith(prefix)]
+
+    def local(self, prefix: str) -> list[str]:
+        """The scripts loaded by a client that may read local files."""
+        return [text for name, text, local in self.scripts if name.startswith(prefix) and local]
 
 
 def test_parallel_restore_loads_plain_tables_with_load_data_and_adds_keys_after(
@@ -522,13 +531,13 @@ def test_parallel_restore_loads_plain_tables_with_load_data_and_adds_keys_after(
     spy = _LoadSpy(monkeypatch)
     world.restore(jobs=3)
     assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
-    (chunks, local), (keys, no_local) = spy.calls
+    chunks, keys = spy.texts("chunk-"), spy.texts("keys-")
     load_data = [t for t in chunks if "LOAD DATA LOCAL INFILE" in t]
     inserts = [t for t in chunks if "INSERT INTO" in t]
     assert any("INTO TABLE `edge`" in t for t in load_data) and any("`authors`" in t for t in load_data)
     assert all("`posts`" not in t for t in load_data)  # blob, binary, bit and generated columns
     assert any("INSERT INTO `posts`" in t for t in inserts)
-    assert len(local) == len(load_data) and no_local == set()
+    assert spy.local("chunk-") == load_data and spy.local("keys-") == []
     alters = "".join(keys)
     assert "ADD UNIQUE KEY `uq_w` (`w`,`id`)" in alters and "ADD KEY `fk_edge_author`" in alters
     assert "ft_v" not in alters  # FULLTEXT stays in CREATE TABLE
@@ -550,8 +559,8 @@ def test_parallel_restore_without_local_infile_loads_inserts(
     finally:
         world.server.execute("SET GLOBAL local_infile = 1")
     assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
-    chunks, local = spy.calls[0]
-    assert local == set() and not any("LOAD DATA" in t for t in chunks)
+    chunks = spy.texts("chunk-")
+    assert chunks and spy.local("chunk-") == [] and not any("LOAD DATA" in t for t in chunks)
 
 
 def test_events_stay_disabled_in_the_shadow_and_keep_their_status_live(world: World) -> None:

@@ -41,9 +41,10 @@ from dataferry.engines.mysql.conn import (
     tables,
 )
 from dataferry.engines.mysql.dumpfile import DumpHeader, DumpScanner, segments
-from dataferry.engines.mysql.load import CHUNK_BYTES, Client, load_spooled, spool, spool_dir, stream_load
+from dataferry.engines.mysql.load import Client, stream_load
 from dataferry.engines.mysql.lock import MySqlRestoreLock
 from dataferry.engines.mysql.objects import SchemaObjects
+from dataferry.engines.mysql.parallel import load_parallel
 from dataferry.engines.mysql.schemas import (
     OLD_SUFFIX,
     ROW_TABLES,
@@ -56,6 +57,7 @@ from dataferry.engines.mysql.schemas import (
     marked_as,
     q,
 )
+from dataferry.engines.mysql.spooler import CHUNK_BYTES, spool_dir
 from dataferry.engines.statements import Changed
 from dataferry.errors import EngineError, FerryError, VerificationFailed
 from dataferry.private import disk_full_is_clear
@@ -248,12 +250,18 @@ class MySQLEngine:
                     self._create_shadow(db, shadow.name, state, info)
                     stream_load(client, segs, objects)
                 else:
-                    with spool_dir(options.spool_dir) as directory:
-                        with disk_full_is_clear(directory):
-                            plan = spool(segs, objects, directory, self.chunk_bytes, load_data=local_infile)
-                        _require_complete(scanner)  # checked before the server is touched
-                        self._create_shadow(db, shadow.name, state, info)
-                        load_spooled(client, plan, objects, options.jobs)
+                    self._create_shadow(db, shadow.name, state, info)
+                    with spool_dir(options.spool_dir) as directory, disk_full_is_clear(directory):
+                        load_parallel(
+                            client,
+                            segs,
+                            objects,
+                            directory,
+                            chunk_bytes=self.chunk_bytes,
+                            jobs=options.jobs,
+                            load_data=local_infile,
+                            complete=lambda: _require_complete(scanner),
+                        )
             _require_complete(scanner)
         except BaseException:
             with contextlib.suppress(FerryError):  # keep the first failure
