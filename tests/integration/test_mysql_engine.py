@@ -884,16 +884,84 @@ def test_a_key_that_cannot_be_built_after_the_rows_leaves_live_untouched(
     assert list(world.spool.iterdir()) == []
 
 
-def test_truncated_dump_with_a_good_checksum_is_refused(world: World) -> None:
-    """A dump cut short (as by a tool that stopped but exited 0) loads no further than the shadow."""
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_truncated_dump_with_a_good_checksum_is_refused(world: World, jobs: int, small_chunks: None) -> None:
+    """A dump cut short (as by a tool that stopped but exited 0) loads no further than the shadow
+    (with --jobs, the rows read so far are loaded while the dump is read: the end decides)."""
     world.backup()
     world.restore()
     live_before = snapshot(world.server, world.target)
     _publish_crafted(world, lambda raw: raw[: raw.index(b"-- Table structure for table `posts`")])
     with pytest.raises(VerificationFailed, match="incomplete"):
-        world.restore()
+        world.restore(jobs=jobs)
     assert snapshot(world.server, world.target) == live_before
     assert leftovers(world.server) == set()
+    assert list(world.spool.iterdir()) == []
+
+
+def test_a_table_that_cannot_be_created_midway_leaves_live_untouched(world: World, small_chunks: None) -> None:
+    """--jobs creates the tables while earlier tables' rows load: a CREATE TABLE the server refuses
+    (checksum correct) stops every client, with the server's message; live is as it was, and no
+    shadow or spool file is left."""
+    world.backup()
+    world.restore()
+    live_before = snapshot(world.server, world.target)
+
+    def break_posts(raw: bytes) -> bytes:
+        marker = b"CREATE TABLE `posts` (\n"
+        assert marker in raw
+        return raw.replace(marker, marker + b"  `broken` nosuchtype NOT NULL,\n")
+
+    _publish_crafted(world, break_posts)
+    with pytest.raises(EngineError, match=r"creating the shadow's tables(?s:.*)nosuchtype"):
+        world.restore(jobs=3)
+    assert snapshot(world.server, world.target) == live_before
+    assert leftovers(world.server) == set()
+    assert list(world.spool.iterdir()) == []
+
+
+def test_a_parallel_restore_loads_rows_before_the_whole_dump_is_read(world: World, small_chunks: None) -> None:
+    """--jobs does not wait for the whole dump: with the reading held at 80% of it, rows of the
+    first table are already in the shadow. Then the restore completes exactly, and every key and
+    foreign key held back during the load is there (SHOW CREATE TABLE as the source's)."""
+    engine = MySQLEngine()
+    world.backup()
+    path = world.spool / "dump.sql"
+    with engine.dump(database_ref(world.cfg, DB, "production")) as dump, path.open("wb") as out:
+        while chunk := dump.stream.read(1 << 16):
+            out.write(chunk)
+    gate = Gate(path, path.stat().st_size * 4 // 5)
+    ref = database_ref(world.cfg, DB, "staging")
+    options = RestoreOptions(jobs=3, spool_dir=world.spool / "parallel")
+    (world.spool / "parallel").mkdir()
+    work = Background(lambda: engine.restore_shadow(ref, gate, options))  # type: ignore[arg-type]
+    try:
+        assert gate.reached.wait(60)
+        shadow_db = f"{world.target}_dfshadow"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(pymysql.err.MySQLError):
+                if sql(world.server, "SELECT COUNT(*) FROM authors", shadow_db)[0][0]:
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no row was loaded while the dump was still being read")
+        assert not gate.open.is_set() and work.thread.is_alive()
+    finally:
+        gate.open.set()
+    shadow = work.result()
+    try:
+        restored = snapshot(world.server, shadow.name)
+        source = snapshot(world.server, world.source)
+        assert {k: v for k, v in restored.items() if k.startswith(("count ", "create ", "checksum "))} == {
+            k: v for k, v in source.items() if k.startswith(("count ", "create ", "checksum "))
+        }
+        creates = "".join(str(v) for k, v in restored.items() if k.startswith("create "))
+        assert "FOREIGN KEY" in creates and "UNIQUE KEY `uq_name`" in creates
+    finally:
+        engine.drop_shadow(shadow)
+    path.unlink()
+    assert list((world.spool / "parallel").iterdir()) == []
 
 
 class Gate:

@@ -137,3 +137,18 @@ def test_load_data_statement_quotes_path_and_table() -> None:
     assert stmt.startswith(b"LOAD DATA LOCAL INFILE '/tmp/it\\'s\\\\here/chunk.rows' INTO TABLE `we``ird` ")
     assert b"CHARACTER SET utf8mb4 " in stmt
     assert stmt.endswith(b"LINES STARTING BY '(' TERMINATED BY '),\\n';\n")
+
+
+def test_tables_without_a_unique_key_at_load_time_load_row_by_row() -> None:
+    """unique_checks=1 keeps MariaDB off its table-locking bulk insert; it is set only where the table
+    as created for the load has no secondary unique key to check (its keys were held back)."""
+    hash_key = b"  UNIQUE KEY `long_unique` (`body`) USING HASH,\n"
+    deferred = parse_create(DOCUMENTS.replace(hash_key, b""))
+    assert deferred is not None and deferred.row_by_row
+    assert deferred.load_session() == b"SET SESSION unique_checks=1;\n"
+    with_hash = parse_create(DOCUMENTS)  # a hash UNIQUE key stays in CREATE TABLE: checks as dumped
+    assert with_hash is not None and not with_hash.row_by_row and with_hash.load_session() == b""
+    kept = parse_create(DOCUMENTS.replace(b"  PRIMARY KEY (`id`),\n", b""))  # no primary key: keys stay
+    assert kept is not None and not kept.row_by_row and kept.load_session() == b""
+    aria = parse_create(DOCUMENTS.replace(b"ENGINE=InnoDB", b"ENGINE=Aria"))
+    assert aria is not None and aria.load_session() == b""
