@@ -1,18 +1,27 @@
 """A/B of ``dataferry restore --jobs 2`` (MariaDB, local store) between two checkouts of dataferry,
-alternating on one server and one artifact, so that the server's drift (each restore leaves more for
-InnoDB to purge) hits both sides alike. Used for the redesign (issue 11); see bench/README.md.
+with the raw single stream ``zstd -dc | mariadb`` in the same rounds: raw, old, new, raw, old, new...
+on one server and one artifact, so that the server's drift (each restore leaves more for InnoDB to
+purge) and a shared machine's load hit every side alike. Used for the redesign (issue 11) and for
+the parallel restore of issue 15; see bench/README.md.
 
-    .venv/bin/python bench/ab/mysql_restore_ab.py OLD_SRC NEW_SRC   # e.g. a worktree's src and src
+    .venv/bin/python bench/ab/mysql_restore_ab.py OLD_SRC NEW_SRC [--size-mb 256] [--rounds 3]
+    # e.g. a checkout of main's src and this worktree's src
 
-Wall seconds and the process tree's CPU seconds (os.wait4) of each run are printed.
+For every run: wall seconds, the CPU seconds of the command's process tree (``os.wait4``) and of
+the MariaDB server meanwhile (``/proc``), and the load average. Every restore is checked by exact
+row counts. The medians and the speed-ups over the raw stream are printed, and written as Markdown
+under bench/results/ (``--no-results`` to skip).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -22,36 +31,141 @@ import common  # noqa: E402
 import generate_mysql  # noqa: E402
 from run import settle, tune_server, write_config  # noqa: E402
 
-SRC = {"old": sys.argv[1], "new": sys.argv[2]}
-servers = common.import_servers()
-workdir = common.workdir_for(None)
-with servers.start_mariadb() as server, common.moto_s3(workdir, workdir / "moto.log") as s3:
-    client = generate_mysql.Client(server, workdir / "client.cnf")
-    tune_server(client, False)
-    config = write_config(server, s3, workdir, 256, "bench_src_256")
-    generate_mysql.generate(client, "bench_src_256", 256)
-    env = common.ferry_env(server.password, s3)
+RAW_DB, TARGET_DB = "bench_raw", "bench_target"
 
-    def ferry(code: str, *args: str) -> tuple[float, float, int, str]:
-        e = dict(env)
-        e["PYTHONPATH"] = SRC[code]
-        argv = [sys.executable, "-m", "dataferry", "--config", str(config), "-q", *args]
-        t = time.monotonic()
-        p = subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert p.stderr is not None
-        err = p.stderr.read().decode()
-        _, status, ru = os.wait4(p.pid, 0)
-        return time.monotonic() - t, ru.ru_utime + ru.ru_stime, status, err[-300:]
 
-    print("backup", ferry("new", "backup", "bench", "--env", "local"), flush=True)
-    client.run("CREATE DATABASE bench_target CHARACTER SET utf8mb4;")
-    for _ in range(3):
-        for code in ("old", "new"):
-            settle(client)
-            subprocess.run(["sync"], check=True)
-            print(
-                code,
-                ferry(code, "restore", "bench", "--env", "target", "--from", "local", "--jobs", "2"),
-                flush=True,
+def server_cpu(pid: int) -> float:
+    """CPU seconds the server process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(argv: list[str], env: dict[str, str], pid: int) -> dict[str, float]:
+    """Run ``argv``; its wall and process-tree CPU seconds, the server's CPU seconds, the load."""
+    load = os.getloadavg()[0]
+    cpu0, t0 = server_cpu(pid), time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    if status != 0:
+        raise RuntimeError(f"{argv[:4]} failed: {err[-500:]}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "server": server_cpu(pid) - cpu0,
+        "load": load,
+    }
+
+
+def main() -> None:
+    """Generate, back up, then the interleaved rounds; print and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("old_src")
+    parser.add_argument("new_src")
+    parser.add_argument("--size-mb", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", default="2")
+    parser.add_argument("--no-results", action="store_true")
+    args = parser.parse_args()
+    servers = common.import_servers()
+    workdir = common.workdir_for(None)
+    src_db = f"bench_src_{args.size_mb}"
+    runs: dict[str, list[dict[str, float]]] = {"raw": [], "old": [], "new": []}
+    with servers.start_mariadb() as server, common.moto_s3(workdir, workdir / "moto.log") as s3:
+        client = generate_mysql.Client(server, workdir / "client.cnf")
+        pid = int(Path(client.run("SELECT @@GLOBAL.pid_file;").strip()).read_text())
+        tune_server(client, False)
+        config = write_config(server, s3, workdir, args.size_mb, src_db)
+        generate_mysql.generate(client, src_db, args.size_mb)
+        expected = generate_mysql.row_counts(client, src_db)
+        env = common.ferry_env(server.password, s3)
+        raw_zst = workdir / "raw.sql.zst"
+        subprocess.run(
+            f"mariadb-dump --defaults-extra-file={client.opts} --single-transaction {src_db} "
+            f"| zstd -3 -T0 -q > {raw_zst}",
+            shell=True,
+            check=True,
+            env=common.clean_env(),
+        )
+
+        def ferry(code: str, *more: str) -> list[str]:
+            env["PYTHONPATH"] = args.old_src if code == "old" else args.new_src
+            return [sys.executable, "-m", "dataferry", "--config", str(config), "-q", *more]
+
+        subprocess.run(ferry("new", "backup", "bench", "--env", "local"), env=env, check=True)
+        client.run(f"CREATE DATABASE {TARGET_DB} CHARACTER SET utf8mb4;")
+        raw = [
+            "bash",
+            "-o",
+            "pipefail",
+            "-c",
+            f"zstd -dc -q {raw_zst} | mariadb --defaults-extra-file={client.opts} {RAW_DB}",
+        ]
+        restore = ("restore", "bench", "--env", "target", "--from", "local", "--jobs", args.jobs)
+        for _ in range(args.rounds):
+            for code in runs:
+                if code == "raw":
+                    client.run(
+                        f"DROP DATABASE IF EXISTS {RAW_DB}; CREATE DATABASE {RAW_DB} CHARACTER SET utf8mb4;"
+                    )
+                settle(client)
+                subprocess.run(["sync"], check=True)
+                argv = raw if code == "raw" else ferry(code, *restore)
+                runs[code].append(timed(argv, common.clean_env() if code == "raw" else env, pid))
+                got = generate_mysql.row_counts(client, RAW_DB if code == "raw" else TARGET_DB)
+                if got != expected:
+                    raise RuntimeError(f"{code}: restored {got}, expected {expected}")
+                print(code, {k: round(v, 2) for k, v in runs[code][-1].items()}, flush=True)
+        version = client.run("SELECT VERSION();").strip()
+    common.remove_workdir(workdir, True)
+    report = render(args, runs, version)
+    print(report)
+    if not args.no_results:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%MZ")
+        out = HERE.parent / "results" / f"mysql-restore-ab-{args.size_mb}mb-{stamp}.md"
+        out.write_text(report)
+        print(f"written: {out}")
+
+
+def render(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], version: str) -> str:
+    """The Markdown report: every run, then the medians and speed-ups."""
+    label = {
+        "raw": "raw `zstd -dc | mariadb`",
+        "old": f"old `--jobs {args.jobs}`",
+        "new": f"new `--jobs {args.jobs}`",
+    }
+    lines = [
+        f"# MariaDB restore A/B, {args.size_mb} MB, {args.rounds} interleaved rounds",
+        "",
+        f"{version}; {os.cpu_count()} CPUs; old = `{args.old_src}`, new = `{args.new_src}`.",
+        "`bench/ab/mysql_restore_ab.py` (bench/README.md, MariaDB section). Every restore checked by row counts.",
+        "",
+        "| run | round | wall s | process tree CPU s | server CPU s | load avg at start |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for code, measured in runs.items():
+        for n, m in enumerate(measured, 1):
+            lines.append(
+                f"| {label[code]} | {n} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['server']:.2f} | {m['load']:.1f} |"
             )
-common.remove_workdir(workdir, True)
+    med = {
+        code: {k: statistics.median(m[k] for m in measured) for k in ("wall", "cpu", "server")}
+        for code, measured in runs.items()
+    }
+    raw = med["raw"]["wall"]
+    lines += [
+        "",
+        "| median | wall s | speed-up over raw | process tree + server CPU s |",
+        "| --- | --- | --- | --- |",
+    ]
+    for code, m in med.items():
+        lines.append(
+            f"| {label[code]} | {m['wall']:.2f} | {raw / m['wall']:.2f}x | {m['cpu'] + m['server']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -899,7 +899,9 @@ def test_truncated_dump_with_a_good_checksum_is_refused(world: World, jobs: int,
     assert list(world.spool.iterdir()) == []
 
 
-def test_a_table_that_cannot_be_created_midway_leaves_live_untouched(world: World, small_chunks: None) -> None:
+def test_a_table_that_cannot_be_created_midway_leaves_live_untouched(
+    world: World, small_chunks: None
+) -> None:
     """--jobs creates the tables while earlier tables' rows load: a CREATE TABLE the server refuses
     (checksum correct) stops every client, with the server's message; live is as it was, and no
     shadow or spool file is left."""
@@ -920,7 +922,9 @@ def test_a_table_that_cannot_be_created_midway_leaves_live_untouched(world: Worl
     assert list(world.spool.iterdir()) == []
 
 
-def test_a_parallel_restore_loads_rows_before_the_whole_dump_is_read(world: World, small_chunks: None) -> None:
+def test_a_parallel_restore_loads_rows_before_the_whole_dump_is_read(
+    world: World, small_chunks: None
+) -> None:
     """--jobs does not wait for the whole dump: with the reading held at 80% of it, rows of the
     first table are already in the shadow. Then the restore completes exactly, and every key and
     foreign key held back during the load is there (SHOW CREATE TABLE as the source's)."""
