@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", default="2")
     parser.add_argument("--no-results", action="store_true")
+    parser.add_argument("--phases", action="store_true", help="then one restore each with its phases timed")
     args = parser.parse_args()
     servers = common.import_servers()
     workdir = common.workdir_for(None)
@@ -118,9 +119,28 @@ def main() -> None:
                 if got != expected:
                     raise RuntimeError(f"{code}: restored {got}, expected {expected}")
                 print(code, {k: round(v, 2) for k, v in runs[code][-1].items()}, flush=True)
+        phases = {}
+        for code in ("old", "new") if args.phases else ():
+            settle(client)
+            subprocess.run(["sync"], check=True)
+            env["PYTHONPATH"] = args.old_src if code == "old" else args.new_src
+            profiler = [sys.executable, str(HERE.parent / "mysql" / "restore_phases.py"), str(config)]
+            out = subprocess.run(
+                [*profiler, "--server-pid", str(pid), "--jobs", args.jobs],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            phases[code] = out.stdout
+            print(out.stdout, flush=True)
         version = client.run("SELECT VERSION();").strip()
     common.remove_workdir(workdir, True)
     report = render(args, runs, version)
+    for code, timeline in phases.items():
+        report += (
+            f"\n## Phases of one more {code} restore (bench/mysql/restore_phases.py)\n\n```\n{timeline}```\n"
+        )
     print(report)
     if not args.no_results:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%MZ")
@@ -132,7 +152,7 @@ def main() -> None:
 def render(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], version: str) -> str:
     """The Markdown report: every run, then the medians and speed-ups."""
     label = {
-        "raw": "raw `zstd -dc | mariadb`",
+        "raw": "raw `zstd -dc \\| mariadb`",
         "old": f"old `--jobs {args.jobs}`",
         "new": f"new `--jobs {args.jobs}`",
     }
