@@ -88,6 +88,10 @@ def install(point: str) -> None:
         _reads(first=True)
     elif point in ("backup:upload", "restore:load"):
         _reads(first=False)
+    elif point == "backup:between-objects":
+        from dataferry import pieces
+
+        _wrap(pieces, "put_object", None, after=True)  # upload_objects calls it once per object
     elif point == "backup:before-commit":
         _wrap(pipeline, "Manifest", always)
     elif point == "backup:commit":

@@ -82,7 +82,7 @@ def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> tuple[P
     """Where a parallel restore spools, and its reservation there (invariant 1): the free space,
     less what other running restores reserved there and have not spooled yet, must hold this
     spool; it is then reserved until ``private.release(reservation)`` (or this process ends)."""
-    if jobs <= 1:
+    if jobs <= 1 or manifest.by_objects:  # an artifact of many objects streams into its workers
         return None, None
     base = configured or Path(tempfile.gettempdir())
     need = max(o.raw_size or o.size for o in manifest.objects)

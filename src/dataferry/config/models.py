@@ -173,6 +173,12 @@ class DatabaseConfig(_Model):
     )
     exclude_tables: list[str] = Field(default_factory=list, description="tables left out of backups")
     compression_level: int | None = Field(None, ge=1, le=22, description="zstd level for this database")
+    artifact_format: Literal["per-table", "single"] = Field(
+        "per-table",
+        description="layout dataferry, PostgreSQL: one object per table's data (restored in parallel "
+        "straight from the store) or a single pg_dump custom-format archive (what pg_restore reads "
+        "as it is; a parallel restore spools it)",
+    )
     store_path: str | None = Field(
         None,
         description="layouts govuk, govuk-puppet: directory of this database's objects (GOV.UK's DB host)",
