@@ -8,7 +8,8 @@ Backup (``publish``)::
 Restore (``restore_into``)::
 
     store.open -> verify sha256 and size while streaming -> [age decrypt] -> decode
-    -> engine.restore_shadow
+    -> engine.restore_shadow (or, for an artifact of many objects, engine.restore_shadow_objects
+       reading each object the same way through ``pieces.StoreObjects``, every one read and verified)
     -> row counts against the manifest -> before-swap hooks (sanitisation) -> engine.swap
 
 Invariants enforced here: 2 (the manifest is written by ``layout.publish`` only after the data object
