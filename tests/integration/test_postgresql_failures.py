@@ -108,7 +108,7 @@ def test_backup_killed_halfway_publishes_nothing(
     with pytest.raises(FerryError, match="pg_dump") as info:
         ops.backup(pg_setup.config(), "app", "production", reporter=HookReporter(kill_pg_dump))
 
-    assert killed == [1]
+    assert killed and killed[0] >= 1  # pg_dump, and its workers (one object per table)
     assert "signal 9" in str(info.value)
     store_ = ops.store_for(pg_setup.config(), "production")
     assert artifacts.latest(store_, "app") == first
