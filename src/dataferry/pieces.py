@@ -12,13 +12,12 @@ the swap every listed object must have been read to its end and matched its chec
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from dataferry import codecs, encryption
+from dataferry import codecs, cpus, encryption
 from dataferry.artifacts import DataObject, Encryption, Manifest
 from dataferry.config import DatabaseRef
 from dataferry.engines import DumpsObjects, Engine, RestoreOptions, Shadow, drop_after_failure
@@ -74,10 +73,10 @@ def put_object(
 
 
 def dump_workers() -> int:
-    """How many workers dump an artifact of many objects: the CPUs this process may use, at least
-    two (pg_dump reports finished tables only in parallel mode) and at most eight (each holds a
-    connection to the production server)."""
-    return min(8, max(2, len(os.sched_getaffinity(0))))
+    """How many workers dump an artifact of many objects: the usable CPUs (``cpus``: a container's
+    quota included), at least two (pg_dump reports finished tables only in parallel mode) and at
+    most eight (each holds a connection to the production server)."""
+    return min(8, max(2, cpus.usable_cpus()))
 
 
 def object_key(prefix: str, name: str, encoding: Encoding, recipients: tuple[str, ...]) -> str:

@@ -281,6 +281,18 @@ def estimated_dump_size(engine: Engine, db: DatabaseRef) -> int | None:
     return size if size else None
 
 
+@runtime_checkable
+class LimitsJobs(Protocol):
+    """Optional capability: how many parallel restore workers the server can take now, so that
+    ``--jobs`` left to its default (auto) never asks for more connections than the server, the
+    role or the account still allows."""
+
+    def max_jobs(self, db: DatabaseRef) -> int | None:
+        """Workers a restore into ``db`` may start (its own extra connections already taken off);
+        None when the server sets no limit. Reads only."""
+        ...
+
+
 # -- the registry --------------------------------------------------------------------------------
 
 

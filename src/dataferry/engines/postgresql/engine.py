@@ -30,6 +30,7 @@ from dataferry.engines.postgresql import swap as swapping
 from dataferry.engines.postgresql.backup import DumpStream, PgRowCounter, dump_snapshot
 from dataferry.engines.postgresql.directory import directory_dump
 from dataferry.engines.postgresql.keep import keep_target_rows
+from dataferry.engines.postgresql.limits import max_jobs
 from dataferry.engines.postgresql.lock import PgRestoreLock
 from dataferry.engines.postgresql.restore import (
     create_shadow,
@@ -190,6 +191,10 @@ class PostgresEngine:
         """``PostgreSQL 15.8 (...)``."""
         with contextlib.closing(connect(db)) as conn, sql_errors("reading the server version"):
             return server_version(conn)
+
+    def max_jobs(self, db: DatabaseRef) -> int | None:
+        """Restore workers the server and the role can still take (``LimitsJobs``, ``limits``)."""
+        return max_jobs(db)
 
     def database_size(self, db: DatabaseRef) -> int | None:
         """The size of the tables to dump, without indexes (a dump holds rows, not indexes; so this
