@@ -7,9 +7,11 @@ For each size, on a throwaway PostgreSQL server and a moto S3 server started her
 1. generate a realistic database of at least that size (bench/pg/generate_pg.py);
 2. back it up with the raw pipeline ``pg_dump -Fc -Z0 | zstd -3 -T0 > file``, then with
    ``dataferry backup`` to a local store and to S3;
-3. restore the raw file the single-stream GOV.UK way (``zstd -dc | pg_restore -f - | psql``) and
-   with ``pg_restore -j 2`` (after ``zstd -d``), then with ``dataferry restore`` (``--jobs 1`` and
-   ``--jobs 2``, from the local store and from S3); every restore is checked by row counts;
+3. restore the raw file the single-stream GOV.UK way (``zstd -dc | pg_restore -f - | psql``, at
+   1 GB and below) and with ``pg_restore -j 2`` (after ``zstd -d``), then with ``dataferry restore``
+   (the default settings from the local store and from S3, ``--jobs 1`` and ``--jobs 2`` from the
+   local store); every restore is checked by row counts, dataferry's also by a content
+   fingerprint of every table (``generate_pg.content_fingerprint``);
 4. print a Markdown table with times, ratios and peak RSS, and write it under bench/results/.
 
 Raw tools first, then dataferry, in the same run. bench/README.md explains the numbers.
@@ -151,6 +153,7 @@ class SizeRun:
         )
         self.generated = generate_pg.generate(server, self.src, size_mb)
         self.expected_rows = generate_pg.row_counts(server, self.src)
+        self.expected_content = generate_pg.content_fingerprint(server, self.src)
         self.raw_dump_bytes = self.raw_zst_bytes = self.ferry_artifact_bytes = 0
 
     def check_restored(self, dbname: str) -> None:
@@ -158,6 +161,14 @@ class SizeRun:
         got = generate_pg.row_counts(self.server, dbname)
         if got != self.expected_rows:
             raise RuntimeError(f"restore into {dbname} is incomplete: {got} != {self.expected_rows}")
+
+    def check_content(self, dbname: str) -> None:
+        """dataferry's restores (the new per-table format) are checked row by row too: exact row
+        counts and a content fingerprint of every table, against the source's (outside the timing)."""
+        self.check_restored(dbname)
+        got = generate_pg.content_fingerprint(self.server, dbname)
+        if got != self.expected_content:
+            raise RuntimeError(f"restore into {dbname} differs in content: {got} != {self.expected_content}")
 
     def fresh_raw_db(self) -> None:
         """An empty database for a raw restore (outside the timing)."""
@@ -227,7 +238,7 @@ class SizeRun:
             r.ferry(
                 f"restore: dataferry {'--jobs ' + jobs if jobs else '(default jobs)'} <- {where}",
                 *("restore", "bench", "--env", "target", "--from", source, *flags),
-                after=lambda: self.check_restored(TARGET_DB),
+                after=lambda: self.check_content(TARGET_DB),
             )
         self.server.drop_db(TARGET_DB)
 
