@@ -239,3 +239,16 @@ def row_counts(server: Any, dbname: str) -> dict[str, int]:
     """Exact rows per benchmark table of ``dbname`` (to check that every restore is complete)."""
     out = psql(server, " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in TABLES) + ";", dbname)
     return {name: int(n) for name, n in (line.split("|") for line in out.splitlines() if line)}
+
+
+def content_fingerprint(server: Any, dbname: str) -> dict[str, str]:
+    """Rows and content of every benchmark table: the count and the sum of each row's 64-bit hash
+    (md5 of its text form), which does not depend on row order, so it needs no sort of gigabytes;
+    any changed, lost or extra row changes it."""
+    query = " UNION ALL ".join(
+        f"SELECT '{t}', count(*) || ':' || coalesce(sum(('x' || left(md5(r::text), 16))::bit(64)::bigint::numeric), 0) "
+        f"FROM {t} r"
+        for t in TABLES
+    )
+    out = psql(server, query + ";", dbname)
+    return {name: value for name, value in (line.split("|") for line in out.splitlines() if line)}
