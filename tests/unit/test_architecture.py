@@ -196,7 +196,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dataferry.codecs", "dataferry.encryption", "dataferry.stores", "dataferry.engines"),
     ("dataferry.artifacts", "dataferry.signing"),
     ("dataferry.layouts", "dataferry.sanitise", "dataferry.metrics"),
-    ("dataferry.pipeline", "dataferry.runspace"),
+    ("dataferry.pipeline", "dataferry.pieces", "dataferry.runspace"),
     ("dataferry.ops",),
     ("dataferry.jobs", "dataferry.compat"),
     ("dataferry.quickstart", "dataferry.render", "dataferry.serve"),

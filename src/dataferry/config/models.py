@@ -176,6 +176,12 @@ class DatabaseConfig(_Model):
     restore_jobs: int | None = Field(
         None, ge=1, description="parallel restore workers for this database (default: settings.restore_jobs)"
     )
+    artifact_format: Literal["per-table", "single"] = Field(
+        "per-table",
+        description="layout dataferry, PostgreSQL: one object per table's data (restored in parallel "
+        "straight from the store) or a single pg_dump custom-format archive (what pg_restore reads "
+        "as it is; a parallel restore spools it)",
+    )
     store_path: str | None = Field(
         None,
         description="layouts govuk, govuk-puppet: directory of this database's objects (GOV.UK's DB host)",

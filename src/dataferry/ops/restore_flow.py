@@ -16,7 +16,7 @@ from dataferry import artifacts, encryption, pipeline, private
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow
-from dataferry.errors import ConfigError, Refused, VerificationFailed
+from dataferry.errors import ConfigError, Refused
 from dataferry.layouts import Layout, layout_for
 from dataferry.ops import leases
 from dataferry.ops.keys import identities_for
@@ -116,10 +116,7 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
     refuse_unsanitised_source(cfg, req.source, manifest)
     if req.max_age is not None:
         artifacts.check_fresh(manifest, req.max_age)
-    if len(manifest.objects) != 1:
-        raise VerificationFailed(
-            f"artifact {manifest.id} has {len(manifest.objects)} data objects; expected 1"
-        )
+    pipeline.check_objects(manifest, engine)  # one object, or many this engine restores
     identities = identities_for(cfg, req.source, layout, manifest)
     if identities is None:  # an encrypted object's header was read instead: nothing to sniff
         layout.check_readable(manifest, engine)
