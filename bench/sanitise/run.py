@@ -1,11 +1,12 @@
 """Benchmark: sanitising a 1M-row table (three masking rules plus the PII scan) against one plain
-``UPDATE t SET email = md5(email)`` over the same table, on PostgreSQL and MariaDB, in the same run.
+three-column ``UPDATE t SET email = md5(email), name = md5(name), phone = md5(phone)`` over the same
+table, on PostgreSQL and MariaDB, in the same run (issue 15's target: the profile <= 1.6x of it).
 
     .venv/bin/python bench/sanitise/run.py [--rows 1000000] [--rounds 3] [--engines postgresql,mysql]
 
 Throwaway servers come from tests/servers.py (the test fixtures' own code), tuned with larger buffers.
 Each round copies a pristine source table to ``t`` (so both contenders start from identical, freshly
-vacuumed/analysed tables), times the baseline UPDATE, copies again, and times the whole profile:
+vacuumed/analysed tables), times the baseline three-column UPDATE, copies again, and times the whole profile:
 schema read, strict coverage, one UPDATE with fake_email/fake_name/fake_phone, and the checks (the
 coverage re-check and the scan of every text column for emails and phone numbers). Both go through
 the dataferry engine's ``run_sql``/``query`` (psql for PostgreSQL scripts, PyMySQL for MariaDB), so
@@ -61,6 +62,11 @@ PROFILE = {
     },
     "scan": {"skip": ["src"]},
 }
+
+#: The cheapest masking of the same three columns: one UPDATE, md5 of each (issue 15's baseline).
+BASELINE = "UPDATE t SET email = md5(email), name = md5(name), phone = md5(phone);"
+#: Issue 15: the whole profile (rules, checks and scan) within this factor of BASELINE.
+TARGET = 1.6
 
 PG_SETTINGS = {
     "shared_buffers": "512MB",
@@ -212,7 +218,7 @@ class Round:
 def one_round(engine: Engine, runner: RunsSql, profile: Profile, rows: int) -> Round:
     script(runner, engine, engine.copy)
     start = time.monotonic()
-    runner.run_sql(engine.ref, "UPDATE t SET email = md5(email);")
+    runner.run_sql(engine.ref, BASELINE)
     baseline = time.monotonic() - start
 
     script(runner, engine, engine.copy)
@@ -257,7 +263,7 @@ def bench(engine: Engine, rounds: int, rows: int) -> list[Round]:
     for i in range(rounds):
         r = one_round(engine, runner, profile, rows)
         print(
-            f"# {engine.name} round {i + 1}: UPDATE md5 {r.baseline:.2f}s, profile {r.profile:.2f}s "
+            f"# {engine.name} round {i + 1}: UPDATE md5 x3 {r.baseline:.2f}s, profile {r.profile:.2f}s "
             f"(rules {r.statements:.2f}s, schema+checks {r.queries:.2f}s)",
             file=sys.stderr,
             flush=True,
@@ -280,7 +286,7 @@ def report(results: dict[str, tuple[Engine, list[Round]]], rows: int, rounds: in
         f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"- data: {rows:,} rows (id, email UNIQUE, name, phone); {rounds} rounds, median shown (min in brackets)",
         "",
-        "| engine | server | UPDATE t SET email = md5(email) | whole profile | of which rules (one UPDATE) | of which schema + checks (scan) | profile / UPDATE | target |",
+        "| engine | server | UPDATE t SET email = md5(email), name = md5(name), phone = md5(phone) | whole profile | of which rules (one UPDATE) | of which schema + checks (scan) | profile / UPDATE | target |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, (engine, rs) in results.items():
@@ -293,7 +299,7 @@ def report(results: dict[str, tuple[Engine, list[Round]]], rows: int, rounds: in
         lines.append(
             f"| {name} | {engine.version.splitlines()[0]} | {med['baseline']:.2f} s ({low['baseline']:.2f}) "
             f"| {med['profile']:.2f} s ({low['profile']:.2f}) | {med['statements']:.2f} s | {med['queries']:.2f} s "
-            f"| {ratio:.2f}x | {'met' if ratio <= 3 else 'MISSED'} (<= 3x) |"
+            f"| {ratio:.2f}x | {'met' if ratio <= TARGET else 'MISSED'} (<= {TARGET}x) |"
         )
     lines.append("")
     for name, (engine, _) in results.items():
