@@ -130,6 +130,15 @@ def render(argv: list[str], facts: list[tuple[str, str]], results: list[Any], jo
             "`s5cmd cat -c1` does). dataferry runs with its default settings; a restore without `--jobs` "
             f"used `--jobs {jobs}` (RestoreRequest's default in this checkout).",
             "",
+            'GOV.UK\'s way follows their Kubernetes `db-backup` chart (govuk-env-sync.md, "Kubernetes"): '
+            "PostgreSQL dumps are `pg_dump -Fc -Z1` (custom format compressed by pg_dump, not piped "
+            "through gzip), restored with `pg_restore --no-comments -f - | psql` into `<db>_restore` with "
+            "`session_replication_role = replica`, then renamed into place; MariaDB dumps are "
+            "`mariadb-dump --single-transaction | gzip -1`, restored with drop, create and "
+            "`gunzip | mariadb` (unique and foreign-key checks off), no shadow. The transform is the "
+            "UPDATE below, run on the live staging database. `ON_ERROR_STOP` is added to their psql so "
+            "that a failed load stops the benchmark instead of leaving an incomplete database.",
+            "",
             "Columns: wall time is the median over rounds of each stage (a stage is one command; every "
             "stage starts after a CHECKPOINT or InnoDB flush and a `sync`, untimed), end to end is their "
             "sum (range over rounds in brackets). CPU is the measured process tree's (plus moto's own) and "
