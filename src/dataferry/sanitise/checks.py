@@ -32,7 +32,8 @@ class Detector:
     very end cannot contain a match either, and it is tested with string functions, cheaper than
     any regular expression (Dialect.one_address_at). ``clean_fake_phone``: a value that is exactly
     ``fakes.FAKE_PHONE_PREFIX`` and three digits (our fake_phone) cannot match the phone detector
-    (it is in the drama range), tested the same way (Dialect.prefix_then_digits).
+    (it is in the drama range), tested the same way (Dialect.prefix_then_digits). Both are used
+    where they were measured to pay (``Dialect.string_shortcuts``: PostgreSQL).
     Regular expressions with lookahead are several times slower than these in PostgreSQL and MariaDB,
     and most scanned values are decided by the shortcuts."""
 
@@ -192,9 +193,9 @@ def _match_sum(d: Dialect, col: str, det: Detector) -> str:
         arms.append(f"WHEN {cannot} THEN 0")
     if det.needs:
         arms.append(f"WHEN NOT ({d.contains(d.as_text(col), d.string(det.needs))}) THEN 0")
-    if det.clean_address:
+    if det.clean_address and d.string_shortcuts:
         arms.append(f"WHEN {d.one_address_at(col, det.clean_address)} THEN 0")
-    if det.clean_fake_phone:
+    if det.clean_fake_phone and d.string_shortcuts:
         arms.append(f"WHEN {d.prefix_then_digits(col, fakes.FAKE_PHONE_PREFIX, 3)} THEN 0")
     if det.prefilter:
         arms.append(f"WHEN NOT ({d.regex(col, det.prefilter)}) THEN 0")
