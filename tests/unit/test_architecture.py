@@ -185,7 +185,14 @@ def test_no_module_over_400_lines_without_a_reason() -> None:
 #: ``__main__`` sit on top and load their names lazily.
 LAYERS: list[tuple[str, ...]] = [
     ("dataferry.errors", "dataferry._version", "dataferry.engines.registry", "dataferry.environ"),
-    ("dataferry.config", "dataferry.streams", "dataferry.progress", "dataferry.gzipio", "dataferry.private"),
+    (
+        "dataferry.config",
+        "dataferry.streams",
+        "dataferry.heap",
+        "dataferry.progress",
+        "dataferry.gzipio",
+        "dataferry.private",
+    ),
     ("dataferry.codecs", "dataferry.encryption", "dataferry.stores", "dataferry.engines"),
     ("dataferry.artifacts", "dataferry.signing"),
     ("dataferry.layouts", "dataferry.sanitise", "dataferry.metrics"),
