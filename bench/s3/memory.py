@@ -83,6 +83,8 @@ def child(args: argparse.Namespace) -> None:
     from dataferry.stores.s3 import S3Store
     from dataferry.streams import CHUNK, HashingReader
 
+    if args.no_heap:  # the A/B of heap.py: glibc's own dynamic threshold
+        heap.release_large_buffers = lambda: False  # type: ignore[assignment]
     heap.release_large_buffers()  # as every command does first (cli.run)
     if args.path.startswith("s3"):
         part, conc = args.spec.split("x")
@@ -139,6 +141,7 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     p.add_argument("--trace", action="store_true", help="also report tracemalloc's peak (slower)")
+    p.add_argument("--no-heap", action="store_true", help="leave glibc's mmap threshold dynamic (A/B)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -169,6 +172,7 @@ def main(argv: list[str]) -> int:
                     argv_ = [sys.executable, __file__, "--child", "--path", path, "--size", str(size)]
                     argv_ += ["--spec", spec, "--endpoint", s3.endpoint_url, "--bucket", s3.bucket]
                     argv_ += ["--local", str(local)] + (["--trace"] if args.trace else [])
+                    argv_ += ["--no-heap"] if args.no_heap else []
                     moto_cpu = common.process_cpu_seconds(s3.pid)
                     done = subprocess.run(argv_, env=env, capture_output=True, text=True, check=False)
                     if done.returncode != 0:
