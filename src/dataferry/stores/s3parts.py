@@ -9,12 +9,13 @@ an upload holds is therefore fixed by two settings, whatever the artifact's size
 (the parts being sent, plus the next one read while it waits for a free slot). The defaults were
 measured with ``bench/s3/memory.py`` (generated dump stream -> zstd -3 -> sha256 -> S3Store.put,
 moto's server on the same two CPUs; bench/README.md, "Memory"). Peak RSS of the whole process,
-whose imports and S3 client alone take about 92 MiB, for a 1 GB stream:
+whose imports and S3 client alone take about 92 MiB, for a 1 GB stream (glibc's heap as it comes):
 
-    parts x in flight   8x1   8x2   8x3   8x4   16x2   16x3
-    peak RSS, MiB       120   129   132   132   148    150-180
+    parts MiB x in flight   8x2   8x3   8x4   16x2   16x3
+    peak RSS, MiB           132   132   132   148    148
 
-Against moto the parts in flight made no difference to the time (80-90 s for 1 GB on a machine
+and with the defaults and ``heap.py``: 120, 126 and 130 MiB at 256 MB, 1 GB and 4 GB.
+Against moto the parts in flight made no difference to the time (68-91 s for 1 GB on a machine
 with a load average of 10-14; the compressor, not the upload, was the bound), so the defaults are
 chosen for memory: 8 MiB parts, 3 in flight, at most 32 MiB of parts. The price is S3's limit of
 10,000 parts: 8 MiB parts allow an artifact of up to 78 GiB (a database of about 300 GB at the
