@@ -4,7 +4,8 @@
     .venv/bin/python bench/s3/memory.py --size-mb 1024 --parts 8x2 8x4 16x2 16x3 --paths s3-backup
 
 A backup is ``dump -> zstd -3 (multi-threaded) -> sha256 -> store.put``; a restore is
-``store.open -> sha256 -> zstd -d -> the engine``. The dump is replaced here by a generated
+``store.open -> sha256 -> zstd -d -> the engine``; ``s3-backup-age`` (not run by default) adds age
+encryption after zstd, as for an environment with ``encryption`` recipients. The dump is replaced here by a generated
 stream of prose that compresses about 3.5x with zstd -3, like the benchmarks' dumps, made on the
 fly from an 8 MiB pool (larger than zstd -3's window, so the pool's repeats do not compress), so
 4 GB need neither a 4 GB database nor 4 GB of disk. The engine is replaced by reading to nowhere.
@@ -18,6 +19,7 @@ reported apart: it shares the machine), and against a local store.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -33,7 +35,7 @@ import common
 
 KEY_ENV, SECRET_ENV = "BENCH_S3_KEY", "BENCH_S3_SECRET"
 POOL = 8 << 20
-PATHS = ("local-backup", "local-restore", "s3-backup", "s3-restore")
+PATHS = ("local-backup", "local-restore", "s3-backup", "s3-restore", "s3-backup-age")
 
 
 class ProseSource:
@@ -100,16 +102,26 @@ def child(args: argparse.Namespace) -> None:
     else:
         store = LocalStore(Path(args.local))
     key = f"object-{args.size}.zst"
-    source = ProseSource(args.size << 20) if args.path.endswith("backup") else None
+    source = ProseSource(args.size << 20) if "backup" in args.path else None
     before = status()["VmHWM"]
     if args.trace:
         import tracemalloc
 
         tracemalloc.start()
     start, cpu = time.monotonic(), time.process_time()
-    if args.path.endswith("backup"):
-        hashed = HashingReader(codecs.zstd_compress(source, level=3))  # type: ignore[arg-type]
-        store.put(key, hashed)  # type: ignore[attr-defined]
+    if "backup" in args.path:
+        encoded = codecs.zstd_compress(source, level=3)  # type: ignore[arg-type]
+        with contextlib.ExitStack() as stack:
+            if args.path.endswith("age"):  # as pipeline.upload does for an environment's recipients
+                import pyrage
+
+                from dataferry import encryption
+
+                recipient = str(pyrage.x25519.Identity.generate().to_public())
+                keys = encryption.parse_recipients([recipient], "bench")
+                encoded = stack.enter_context(encryption.encrypting(encoded, keys))
+            hashed = HashingReader(encoded)
+            store.put(key, hashed)  # type: ignore[attr-defined]
         moved = hashed.size
     else:
         with store.open(key) as raw:  # type: ignore[attr-defined]
@@ -139,7 +151,7 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--parts", nargs="+", default=["default"], help="PARTMIBxCONCURRENCY, or default (the store's own)"
     )
-    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    p.add_argument("--paths", nargs="+", default=list(PATHS[:4]), choices=PATHS)
     p.add_argument("--trace", action="store_true", help="also report tracemalloc's peak (slower)")
     p.add_argument("--no-heap", action="store_true", help="leave glibc's mmap threshold dynamic (A/B)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
