@@ -88,6 +88,10 @@ def install(point: str) -> None:
         _reads(first=True)
     elif point in ("backup:upload", "restore:load"):
         _reads(first=False)
+    elif point == "backup:between-objects":
+        from dataferry import pieces
+
+        _wrap(pieces, "put_object", None, after=True)  # upload_objects calls it once per object
     elif point == "backup:before-commit":
         _wrap(pipeline, "Manifest", always)
     elif point == "backup:commit":
@@ -117,9 +121,12 @@ def _stopped_loaders(point: str) -> None:
     is stopped with SIGSTOP as it starts, and the run pauses. Killed there, the run leaves a loader
     that is still there, deterministically, for check and cleanup to find."""
     from dataferry.engines.mysql import load as mysql_load
+    from dataferry.engines.postgresql import parallel as pg_parallel
     from dataferry.engines.postgresql import restore as pg_restore
 
-    for module in (pg_restore, mysql_load):
+    # pg_restore of single-object artifacts, pg_restore's sections of per-table ones (their rows
+    # are loaded by threads of the run, which die with it), mariadb clients
+    for module in (pg_restore, pg_parallel, mysql_load):
         original = module.spawn
 
         def spawn(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:

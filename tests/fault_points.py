@@ -22,6 +22,8 @@ LAUNCHER = str(Path(__file__).resolve().parent / "fault_launch.py")
 PHASES: dict[str, str] = {
     "backup:dump": "the dump tool is running and its first bytes were read",
     "backup:upload": "the whole dump was read into the store's upload, which has not completed",
+    "backup:between-objects": "PostgreSQL's one object per table: the first table's object is stored, "
+    "the dump goes on (not a cell for the single-object engines)",
     "backup:before-commit": "the data object is stored, the manifest is being made",
     "backup:commit": "the manifest is being written (the commit)",
     "backup:committed": "the manifest was just written (the artifact is published)",

@@ -26,7 +26,8 @@ from dataferry.progress import NullReporter, Reporter, finish, human_duration
 from dataferry.stores import ObjectInfo, Store, put_bytes, read_bytes
 from dataferry.streams import CHUNK, VerifyingReader
 
-FORMAT_VERSION = 1
+#: The newest manifest format read here: 2 is named objects (``pg_directory``), refused by readers of 1.
+FORMAT_VERSION, SINGLE_OBJECT_VERSION = 2, 1
 MANIFEST_SUFFIX = ".manifest.json"
 TS_FORMAT = "%Y-%m-%dT%H%M%SZ"
 _ID_RE = re.compile(r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{6}Z)-(?P<db>.+)$")
@@ -54,6 +55,9 @@ class DataObject(BaseModel):
     raw_size: int = Field(0, description="bytes before compression (for capacity checks)")
     encryption: Encryption | None = Field(
         None, description="set when the stored bytes are encrypted (after compression); sha256 is theirs"
+    )
+    name: str | None = Field(
+        None, description="the file's name inside a dump of several objects (pg_directory: toc.dat, 3351.dat)"
     )
 
 
@@ -83,7 +87,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    format_version: int = FORMAT_VERSION
+    format_version: int = SINGLE_OBJECT_VERSION
     id: str
     database: str
     engine: str
@@ -115,6 +119,11 @@ class Manifest(BaseModel):
     def size(self) -> int:
         """Total stored bytes of the data objects."""
         return sum(o.size for o in self.objects)
+
+    @property
+    def by_objects(self) -> bool:
+        """True for an artifact of named objects (one per table, and a table of contents)."""
+        return any(o.name for o in self.objects)
 
     def is_publishable_sanitised(self) -> bool:
         """True only for an artifact that was sanitised and whose checks all passed."""
@@ -256,7 +265,7 @@ def damaged_manifests(store: Store, database: str) -> list[Damaged]:
 
 
 def _key_id(key: str) -> str:
-    return key.rsplit("/", 1)[-1].removesuffix(MANIFEST_SUFFIX)
+    return key.rsplit("/", 1)[-1].removesuffix(MANIFEST_SUFFIX)  # the artifact id
 
 
 def latest(store: Store, database: str, on_damaged: OnDamaged | None = None) -> Manifest:
@@ -316,10 +325,10 @@ def select(
 
 
 def _id_from(artifact: str, database: str) -> str:
-    """Accept an id, a manifest key or a data key."""
-    name = artifact.rsplit("/", 1)[-1]
-    name = name.removesuffix(MANIFEST_SUFFIX)
-    m = re.match(rf"^(\d{{4}}-\d{{2}}-\d{{2}}T\d{{6}}Z-{re.escape(database)})(\..+)?$", name)
+    """Accept an id, a manifest key or a data key (``<id>.pg_directory/toc.dat.zst`` too)."""
+    pattern = re.compile(rf"^(\d{{4}}-\d{{2}}-\d{{2}}T\d{{6}}Z-{re.escape(database)})(\..+)?$")
+    parts = [p.removesuffix(MANIFEST_SUFFIX) for p in reversed(artifact.split("/"))]
+    m = next((m for m in map(pattern.match, parts) if m), None)
     if not m:
         raise NotFound(
             f"{artifact!r} is not an artifact of {database}",

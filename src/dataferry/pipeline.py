@@ -8,7 +8,8 @@ Backup (``publish``)::
 Restore (``restore_into``)::
 
     store.open -> verify sha256 and size while streaming -> [age decrypt] -> decode
-    -> engine.restore_shadow
+    -> engine.restore_shadow (or, for an artifact of many objects, engine.restore_shadow_objects
+       reading each object the same way through ``pieces.StoreObjects``, every one read and verified)
     -> row counts against the manifest -> before-swap hooks (sanitisation) -> engine.swap
 
 Invariants enforced here: 2 (the manifest is written by ``layout.publish`` only after the data object
@@ -25,14 +26,16 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
 from dataferry import artifacts, codecs, encryption
-from dataferry.artifacts import DataObject, Encryption, Manifest, Sanitisation
+from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import (
+    DumpsObjects,
     Engine,
     RestoreOptions,
     Shadow,
@@ -41,8 +44,10 @@ from dataferry.engines import (
     estimated_dump_size,
 )
 from dataferry.engines import manifest_extra as describe_dump
-from dataferry.errors import FerryError, NotReady, StoreError, VerificationFailed
+from dataferry.errors import FerryError, NotReady, VerificationFailed
 from dataferry.layouts import Encoding, Layout
+from dataferry.pieces import check_objects as check_objects
+from dataferry.pieces import decrypting, drain, dump_workers, objects_restore, put_object, upload_objects
 from dataferry.progress import Estimate, Reporter, finish, human_bytes
 from dataferry.runspace import spool_dir as spool_dir
 from dataferry.runspace import stops_deferred
@@ -51,7 +56,6 @@ from dataferry.runspace import sweep_shadows as sweep_shadows
 from dataferry.streams import (
     CHUNK,
     ByteSource,
-    CountingReader,
     HashingReader,
     ProgressReader,
     VerifyingReader,
@@ -92,6 +96,8 @@ class Publication:
     sign: Callable[[Manifest], Manifest] | None = None
     #: age recipients (public keys) to encrypt the data object for; empty: not encrypted
     recipients: tuple[str, ...] = ()
+    #: where a dump that writes files before they are stored may put them (settings.spool_dir)
+    spool_dir: Path | None = None
 
 
 def publish(
@@ -102,15 +108,22 @@ def publish(
     server_version = engine.server_version(ref)
     engine_extra = describe_dump(engine, ref)  # optional capability (MySQL: character set, tool)
     encoding = layout.encoding(engine, level)
+    encoding = dataclasses.replace(
+        encoding,
+        dump=dataclasses.replace(
+            encoding.dump, spool_dir=what.spool_dir, database_name=what.dump_as or encoding.dump.database_name
+        ),
+    )
     new = layout.new_key(engine, encoding)
-    if what.recipients:  # say what the bytes are: <id>.<format>.zst.age is `age -d | zstd -d`
+    many = encoding.by_objects(engine)
+    if what.recipients and not many:  # say what the bytes are: <id>.<format>.zst.age is `age -d | zstd -d`
         new = dataclasses.replace(new, key=f"{new.key}{encryption.SUFFIX}")
     reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
-    if what.dump_as:
-        encoding = dataclasses.replace(
-            encoding, dump=dataclasses.replace(encoding.dump, database_name=what.dump_as)
-        )
-    obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter, what.recipients)
+    if many:
+        objects, row_counts = upload_many(layout, new.key, engine, ref, encoding, reporter, what.recipients)
+    else:
+        obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter, what.recipients)
+        objects = [obj]
     sanitisation = what.sanitisation
     manifest = Manifest(
         id=new.id,
@@ -120,7 +133,8 @@ def publish(
         source_environment=what.environment,
         created_at=new.created,
         finished_at=artifacts.utcnow(),
-        objects=[obj],
+        objects=objects,
+        format_version=artifacts.FORMAT_VERSION if many else artifacts.SINGLE_OBJECT_VERSION,
         sanitised=sanitisation is not None and sanitisation.passed,
         sanitisation=sanitisation,
         row_counts=row_counts,
@@ -130,7 +144,7 @@ def publish(
         manifest = what.sign(manifest)
     with stops_deferred() as stopped:
         layout.publish(manifest)  # the commit: a stop asked for meanwhile waits until it is done
-        reporter.info(f"published {manifest.id}", size=obj.size, sha256=obj.sha256[:12])
+        reporter.info(f"published {manifest.id}", size=manifest.size, objects=len(objects))
     if stopped:
         reporter.warn(f"{stopped[0]} arrived while the manifest was written; {manifest.id} is published")
     return manifest
@@ -151,40 +165,46 @@ def upload(
     A failed dump raises inside ``store.put``, so nothing becomes visible; a size the store did not
     confirm removes the object. Returns the data object and the dump's own row counts.
     """
-    store = layout.store
-    encode = codecs.encoder(encoding.compression, encoding.level)
     # The dump's size is known only at its end: the database's size gives an estimate and an ETA.
     estimate = estimated_dump_size(engine, ref)
     transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
-    keys = encryption.parse_recipients(recipients, "encryption.recipients") if recipients else []
     try:
         # The encrypting worker is stopped after the dump ends (a dump that stalls is killed first,
         # so a worker blocked reading it is released and the stop never waits on it).
         with contextlib.ExitStack() as stack, engine.dump(ref, encoding.dump) as dump:
-            raw = CountingReader(ProgressReader(dump.stream, transfer.advance))
-            encoded = encode(raw)
-            if keys:  # after compression: ciphertext does not compress
-                encoded = stack.enter_context(encryption.encrypting(encoded, keys))
-            hashed = HashingReader(encoded)  # only stored bytes need a hash
-            info = store.put(key, hashed)
+            raw = ProgressReader(dump.stream, transfer.advance)
+            obj = put_object(layout.store, key, raw, encoding, stack, recipients, engine.dump_format)
             row_counts = dict(dump.row_counts)
             for warning in dump.warnings:
                 reporter.warn(warning)
     finally:
         finish(transfer, ok=sys.exc_info()[0] is None)
-    if info.size != hashed.size:
-        store.delete(key)
-        raise StoreError(f"store reported {info.size} bytes for {key}, {hashed.size} were sent")
-    obj = DataObject(
-        key=key,
-        size=hashed.size,
-        sha256=hashed.sha256,
-        format=engine.dump_format,
-        compression=encoding.compression,
-        raw_size=raw.size,
-        encryption=Encryption(recipients=list(recipients)) if recipients else None,
-    )
     return obj, row_counts
+
+
+def upload_many(
+    layout: Layout,
+    prefix: str,
+    engine: Engine,
+    ref: DatabaseRef,
+    encoding: Encoding,
+    reporter: Reporter,
+    recipients: tuple[str, ...] = (),
+) -> tuple[list[DataObject], dict[str, int]]:
+    """Dump ``ref`` as one object per table's data plus a table of contents under ``prefix``, each
+    stored as soon as the dump finished it (``pieces.upload_objects``)."""
+    assert isinstance(engine, DumpsObjects)  # Encoding.by_objects chose this path
+    estimate = estimated_dump_size(engine, ref)
+    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
+    try:
+        objects, row_counts, warnings = upload_objects(
+            layout.store, prefix, engine, ref, encoding, transfer.advance, recipients, dump_workers()
+        )
+    finally:
+        finish(transfer, ok=sys.exc_info()[0] is None)
+    for warning in warnings:
+        reporter.warn(warning)
+    return objects, row_counts
 
 
 @contextlib.contextmanager
@@ -235,8 +255,11 @@ def restore_into(
 ) -> Loaded:
     """Shadow, verify, row counts, hooks, swap. The first hook's result is the sanitisation.
     ``identities`` decrypt an encrypted data object."""
-    obj = manifest.objects[0]
-    with shadow_restore(engine, ref, layout, obj, options, reporter, identities) as shadow:
+    if manifest.by_objects:  # one object per table: streamed by workers, no spool
+        restoring = objects_restore(engine, ref, layout.store, manifest, options, reporter, identities)
+    else:
+        restoring = shadow_restore(engine, ref, layout, manifest.objects[0], options, reporter, identities)
+    with restoring as shadow:
         counts = check_row_counts(engine, ref, shadow, manifest, reporter)
         results = [hook(engine, shadow) for hook in hooks]
         reporter.info(f"swap {shadow.name} -> live {ref.target} ({ref.name} in {ref.environment})")
@@ -284,7 +307,7 @@ def shadow_restore(
             # worker thread: pyrage pushes; its queue is bounded and closed with the restore.)
             stored: ByteSource = ProgressReader(check, transfer.advance, on_end=data_streamed)
             if obj.encryption is not None:
-                stored = stack.enter_context(_decrypting(stored, obj, identities))
+                stored = stack.enter_context(decrypting(stored, obj, identities))
             stream = codecs.decode(obj.compression, stored, obj.key)
             try:
                 shadow = engine.restore_shadow(ref, stream, options)
@@ -293,7 +316,7 @@ def shadow_restore(
                 if isinstance(check, VerifyingReader):
                     refuse_if_corrupt(check, exc)  # damaged bytes are VerificationFailed
                 raise
-            _drain(stream, check, obj)  # the engine may stop before EOF: verify what it did not read
+            drain(stream, check, obj)  # the engine may stop before EOF: verify what it did not read
         yield shadow
         swapped = True
     finally:
@@ -303,39 +326,10 @@ def shadow_restore(
             drop_after_failure(engine, shadow, sys.exc_info()[1])
 
 
-def _decrypting(
-    stored: ByteSource, obj: DataObject, identities: encryption.Identities | None
-) -> contextlib.AbstractContextManager[BinaryIO]:
-    if obj.encryption is None or obj.encryption.format != encryption.AGE:
-        fmt = obj.encryption.format if obj.encryption else None
-        raise VerificationFailed(
-            f"object {obj.key} is encrypted as {fmt!r}, which this dataferry cannot read"
-        )
-    if identities is None:
-        raise NotReady(
-            f"object {obj.key} is encrypted and no age identity was given",
-            hint="set encryption.identity_env for the environment it comes from",
-        )
-    return encryption.decrypting(stored, identities, obj.key)
-
-
 def _checker(raw: BinaryIO, obj: DataObject) -> HashingReader:
     if not obj.sha256:
         return HashingReader(raw)
     return VerifyingReader(raw, size=obj.size, sha256=obj.sha256, name=obj.key)
-
-
-def _drain(stream: BinaryIO, check: HashingReader, obj: DataObject) -> None:
-    """Read what the engine left, so the sha256 (or the codec's checksum) covers the whole object."""
-    while stream.read(CHUNK):
-        pass
-    if isinstance(check, VerifyingReader):
-        check.drain()
-    elif check.size != obj.size:
-        raise VerificationFailed(
-            f"read {check.size} bytes of {obj.key}, the store listed {obj.size}",
-            hint="the object changed or the read was cut short; nothing was swapped in",
-        )
 
 
 def refuse_if_corrupt(verifying: VerifyingReader, exc: Exception) -> None:

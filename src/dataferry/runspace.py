@@ -78,11 +78,30 @@ def sweep_shadows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> None:
             reporter.warn(f"removed {path}, left by a dataferry run that was killed")
 
 
+#: Object formats a parallel restore reads straight from the store, one worker per object, with
+#: nothing spooled to local disk (PostgreSQL's multi-object directory-format artifacts).
+STREAMED_IN_PARALLEL = frozenset({"pg_directory"})
+#: Engines whose restore is one file copy: ``jobs`` does not apply, nothing is ever spooled.
+_NO_PARALLEL_RESTORE = frozenset({"sqlite"})
+
+
+def parallel_spools(manifest: Manifest) -> bool:
+    """Whether a parallel restore (``jobs`` > 1) of this artifact spools it to local disk first:
+    a single-object dump (PostgreSQL's custom format for ``pg_restore -j``, MySQL's SQL cut into
+    chunks) does; a ``pg_directory`` artifact, whose objects are restored in parallel straight
+    from the store, does not; SQLite never does. The one place that says so: the spool check
+    (``spool_dir``) and the choice of ``jobs`` (``ops.parallelism``) both ask here."""
+    if manifest.engine in _NO_PARALLEL_RESTORE or not manifest.objects:
+        return False
+    return not all(o.format in STREAMED_IN_PARALLEL for o in manifest.objects)
+
+
 def spool_dir(configured: Path | None, jobs: int, manifest: Manifest) -> tuple[Path | None, Path | None]:
     """Where a parallel restore spools, and its reservation there (invariant 1): the free space,
     less what other running restores reserved there and have not spooled yet, must hold this
-    spool; it is then reserved until ``private.release(reservation)`` (or this process ends)."""
-    if jobs <= 1:
+    spool; it is then reserved until ``private.release(reservation)`` (or this process ends).
+    ``(None, None)`` for a restore that does not spool (``jobs`` 1, or ``parallel_spools`` false)."""
+    if jobs <= 1 or not parallel_spools(manifest):
         return None, None
     base = configured or Path(tempfile.gettempdir())
     need = max(o.raw_size or o.size for o in manifest.objects)

@@ -200,3 +200,26 @@ def test_times_are_shown_in_whole_seconds(project: Project) -> None:
     assert re.search(
         r"since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ:", proc.stdout
     )
+
+
+@pytest.mark.parametrize("command", ["restore", "pull"])
+def test_jobs_defaults_to_auto(project: Project, command: str) -> None:
+    """``--jobs`` is auto unless given (issue 15): the help says so and how auto chooses."""
+    proc = project.run(command, "--help", config=False)
+    assert proc.returncode == 0, proc.stderr
+    help_text = " ".join(proc.stdout.split())
+    assert "--jobs INTEGER" in help_text and "[default: (auto)]" in help_text
+    assert "usable CPUs" in help_text
+
+
+def test_restore_dry_run_says_the_jobs_it_would_use(project: Project) -> None:
+    """A SQLite restore copies one file: auto is 1 worker, and the dry run says why; an asked-for
+    value is shown as asked."""
+    dry = project.run("restore", "app", "--env", "staging", "--from", "production", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert re.search(r", jobs 1 \(auto: \d+ CPUs?, SQLite restores one file\)$", dry.stdout.strip()), (
+        dry.stdout
+    )
+    asked = project.run("restore", "app", "--env", "staging", "--from", "production", "--dry-run", "-j", "3")
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip().endswith(", jobs 3 (as asked)"), asked.stdout

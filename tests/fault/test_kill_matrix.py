@@ -328,6 +328,8 @@ def assert_nothing_left(rig: Rig) -> None:
 def test_a_killed_backup_publishes_nothing_partial(rig: Rig, point: str, signame: str) -> None:
     """Backup killed at ``point``: the source is untouched, the listing holds only complete
     artifacts (the new one only once its manifest was written), the next backup sweeps."""
+    if point == "backup:between-objects" and rig.engine != "postgresql":
+        pytest.skip("this engine's artifacts are one data object: there is no point between objects")
     rig.backup()
     before, source = rig.artifacts(), rig.fingerprint("source")
     ended = rig.killed(["backup", "app", "--env", "production"], point, signame)

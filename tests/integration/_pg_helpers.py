@@ -196,6 +196,8 @@ class PgSetup:
     user: str | None = None
     src_user: str | None = None
     exclude: list[str] = field(default_factory=list)
+    #: "per-table" (one object per table, the default) or "single" (one pg_dump archive)
+    artifact_format: str = "per-table"
 
     @property
     def config_path(self) -> Path:
@@ -218,6 +220,7 @@ protected = {"true" if self.staging_protected else "false"}
 [databases.app]
 engine = "postgresql"
 exclude_tables = [{exclude}]
+artifact_format = "{self.artifact_format}"
 
 [databases.app.environments]
 production = {connection(self.pg, self.src, user=self.src_user)}

@@ -66,7 +66,7 @@ def test_round_trip_is_exact_and_leaves_nothing_behind(pg_setup: PgSetup) -> Non
     assert "public.old_stuff" not in exact_counts(pg, pg_setup.dst)
     manifest = backup.manifest
     assert manifest.engine == "postgresql"
-    assert manifest.objects[0].format == "pg_custom"
+    assert {o.format for o in manifest.objects} == {"pg_directory"}  # one object per table (issue 15)
     assert manifest.server_version.startswith("PostgreSQL ")
     assert manifest.row_counts == exact_counts(pg, pg_setup.src)
     assert manifest.row_counts["billing.invoices"] == 600
@@ -91,7 +91,7 @@ def test_round_trip_through_s3_with_parallel_restore(
     assert sorted(keys) == sorted(
         [
             f"production/{backup.manifest.key}",
-            f"production/{backup.manifest.objects[0].key}",
+            *(f"production/{o.key}" for o in backup.manifest.objects),
             "staging/_dataferry/live/app.json",  # what the restore made live (ops.live), for status
         ]
     )

@@ -17,6 +17,13 @@ from dataferry.config.times import time_or_duration as time_or_duration
 from dataferry.errors import ConfigError, FerryError, Interrupted
 from dataferry.progress import LogReporter, Reporter, default_reporter
 
+#: ``--jobs`` of ``restore`` and ``pull``: auto unless given (``dataferry.ops.parallelism``).
+JOBS_HELP = (
+    "Parallel restore workers. auto: the usable CPUs, bounded by the connections the server "
+    "allows; one stream where a parallel restore would spool a PostgreSQL dump, or has no room "
+    "to spool."
+)
+
 
 class Context:
     """Per-invocation state: where the config is, and how to report."""

@@ -14,7 +14,7 @@ import click
 
 from dataferry import ops
 from dataferry.artifacts import Damaged
-from dataferry.cli._common import Context, duration_arg, pass_ctx, say, time_or_duration
+from dataferry.cli._common import JOBS_HELP, Context, duration_arg, pass_ctx, say, time_or_duration
 from dataferry.errors import ConfigError
 from dataferry.progress import human_bytes
 
@@ -66,7 +66,7 @@ def backup(c: Context, database: str, environment: str, sanitise: bool) -> None:
 @click.option(
     "--at", "at", help="The newest artifact at or before this time: ISO 8601, or a duration ago such as 3d."
 )
-@click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
+@click.option("--jobs", "-j", type=int, default=None, show_default="auto", help=JOBS_HELP)
 @click.option("--force", is_flag=True, help="Allow restoring into a protected environment.")
 @click.option("--dry-run", is_flag=True, help="Check everything and show the artifact; change nothing.")
 @click.option("--sanitise", is_flag=True, help="Sanitise on the shadow before the swap (implied by ENV).")
@@ -78,7 +78,7 @@ def restore(
     source: str,
     artifact: str | None,
     at: str | None,
-    jobs: int,
+    jobs: int | None,
     force: bool,
     dry_run: bool,
     sanitise: bool,
@@ -101,7 +101,8 @@ def restore(
     result = ops.restore(plan, reporter=c.reporter())
     verb = "would restore" if dry_run else "restored"
     done = ", sanitised" if result.sanitisation else (" (would sanitise)" if plan.sanitiser else "")
-    click.echo(f"{verb} {result.manifest.id} into {database} ({environment}){done}")
+    jobs_said = f", {plan.jobs_detail}" if dry_run else ""  # a real restore logs it
+    click.echo(f"{verb} {result.manifest.id} into {database} ({environment}){done}{jobs_said}")
 
 
 @click.command("list")

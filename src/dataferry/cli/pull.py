@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dataferry.cli._common import Context, pass_ctx, time_or_duration
+from dataferry.cli._common import JOBS_HELP, Context, pass_ctx, time_or_duration
 
 
 @click.command()
@@ -18,7 +18,7 @@ from dataferry.cli._common import Context, pass_ctx, time_or_duration
     "at",
     help="The newest sanitised artifact at or before this time (ISO 8601, or a duration ago such as 3d).",
 )
-@click.option("--jobs", "-j", default=1, show_default=True, help="Parallel restore workers.")
+@click.option("--jobs", "-j", type=int, default=None, show_default="auto", help=JOBS_HELP)
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the database password.")
 @click.option("--profile", help="AWS shared-config profile (default: boto3's credential chain).")
 @click.option("--region", help="S3 region.")
@@ -42,7 +42,7 @@ def pull(
     into: str,
     artifact: str | None,
     at: str | None,
-    jobs: int,
+    jobs: int | None,
     password_env: str | None,
     profile: str | None,
     region: str | None,
@@ -76,4 +76,5 @@ def pull(
     plan = plan_pull(req, reporter)
     result = restore(plan, reporter=reporter)
     verb = "would pull" if dry_run else "pulled"
-    click.echo(f"{verb} {result.manifest.id} (sanitised) into {into}")
+    jobs_said = f", {plan.jobs_detail}" if dry_run else ""  # a real pull logs it
+    click.echo(f"{verb} {result.manifest.id} (sanitised) into {into}{jobs_said}")

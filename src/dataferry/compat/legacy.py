@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dataferry import ops
-from dataferry.artifacts import Sanitisation
+from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.compat.jobfile import LegacyJob, check_files
 from dataferry.config import (
     NAME_RE,
@@ -241,7 +241,7 @@ def _push(job: LegacyJob, p: Plan, opts: LegacyOptions, reporter: Reporter) -> s
             }
         }
     result = ops.backup(p.config, p.database, p.target, reporter=reporter, transform=transform, extra=extra)
-    return f"pushed {result.store_url}{result.manifest.objects[0].key}"
+    return f"pushed {result.store_url}{_named(result.manifest)}"
 
 
 def _pull(
@@ -263,7 +263,12 @@ def _pull(
         ops.plan_restore(p.config, req, reporter), reporter=reporter, before_swap=before_swap
     )
     verb = "would pull" if opts.dry_run else "pulled"
-    return f"{verb} {result.manifest.objects[0].key} into {p.database} ({p.target})"
+    return f"{verb} {_named(result.manifest)} into {p.database} ({p.target})"
+
+
+def _named(manifest: Manifest) -> str:
+    """What a message names: the dump GOV.UK's layouts write, or the manifest of one of many objects."""
+    return manifest.key if manifest.by_objects else manifest.objects[0].key
 
 
 def transformation(path: Path, reporter: Reporter | None = None) -> ops.BeforeSwap:

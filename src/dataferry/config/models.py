@@ -173,6 +173,15 @@ class DatabaseConfig(_Model):
     )
     exclude_tables: list[str] = Field(default_factory=list, description="tables left out of backups")
     compression_level: int | None = Field(None, ge=1, le=22, description="zstd level for this database")
+    artifact_format: Literal["per-table", "single"] = Field(
+        "per-table",
+        description="layout dataferry, PostgreSQL: one object per table's data (restored in parallel "
+        "straight from the store) or a single pg_dump custom-format archive (what pg_restore reads "
+        "as it is; a parallel restore spools it)",
+    )
+    restore_jobs: int | None = Field(
+        None, ge=1, description="parallel restore workers for this database (default: settings.restore_jobs)"
+    )
     store_path: str | None = Field(
         None,
         description="layouts govuk, govuk-puppet: directory of this database's objects (GOV.UK's DB host)",
@@ -261,6 +270,11 @@ class Settings(_Model):
     compression_level: int = Field(3, ge=1, le=22, description="zstd level for backups")
     spool_dir: str | None = Field(
         None, description="directory for parallel-restore spooling (default: system temp)"
+    )
+    restore_jobs: int | None = Field(
+        None,
+        ge=1,
+        description="parallel restore workers (default: auto, the usable CPUs bounded by the server)",
     )
     state_environment: str | None = Field(None, description="environment whose store keeps global holds")
     lock_ttl: Duration = Field(

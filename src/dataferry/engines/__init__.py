@@ -9,6 +9,7 @@ up with ``drop_shadow`` and leaves the live database exactly as it was.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ class DumpOptions:
 
     native_compression: int = 0
     database_name: str | None = None
+    #: where a dump that writes files first (``DumpsObjects``) may put them (default: the temp dir)
+    spool_dir: Path | None = None
 
 
 #: The options of a plain dump (a module-level default: dataclass instances are immutable here).
@@ -197,6 +200,59 @@ class DescribesDumps(Protocol):
         ...
 
 
+@dataclass
+class ObjectDump:
+    """A dump in progress as several files (one per table's data, plus its table of contents):
+    ``files`` yields each finished file's name and bytes, in the order they finish; the engine
+    removes a file once the consumer asks for the next. ``row_counts`` and ``warnings`` as ``Dump``'s
+    (complete once ``files`` is exhausted)."""
+
+    files: Iterator[tuple[str, BinaryIO]]
+    row_counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class ObjectSource(Protocol):
+    """The objects of an artifact, as a restore reads them (``pipeline`` provides it): each one
+    verified against its manifest entry as it streams, decrypted and decompressed."""
+
+    def names(self) -> list[str]:
+        """The names of the objects (file names inside the dump), as the manifest lists them."""
+        ...
+
+    def size(self, name: str) -> int:
+        """Stored bytes of an object (to start the largest first)."""
+        ...
+
+    def open(self, name: str) -> AbstractContextManager[BinaryIO]:
+        """The decoded bytes of one object; reading to the end verifies it (``VerificationFailed``
+        otherwise), and leaving the block reads and verifies what was left unread. Each object may
+        be opened once; thread-safe."""
+        ...
+
+
+@runtime_checkable
+class DumpsObjects(Protocol):
+    """Optional capability: dump a database as one object per table's data plus a table of
+    contents, and restore such an artifact by streaming its objects into a shadow with several
+    workers at once, with nothing spooled to local disk (PostgreSQL's ``pg_directory``)."""
+
+    objects_format: ClassVar[str]
+
+    def dump_objects(
+        self, db: DatabaseRef, options: DumpOptions, jobs: int
+    ) -> AbstractContextManager[ObjectDump]:
+        """A dump of ``db`` as files, made by ``jobs`` workers. A failed dump raises while
+        ``files`` is iterated (at its end at the latest)."""
+        ...
+
+    def restore_shadow_objects(
+        self, db: DatabaseRef, source: ObjectSource, options: RestoreOptions
+    ) -> Shadow:
+        """As ``restore_shadow``, from ``source``'s objects with ``options.jobs`` workers."""
+        ...
+
+
 def manifest_extra(engine: Engine, db: DatabaseRef) -> dict[str, object]:
     """What ``engine`` records about ``db`` in ``Manifest.extra``; empty for engines that record
     nothing."""
@@ -223,6 +279,18 @@ def estimated_dump_size(engine: Engine, db: DatabaseRef) -> int | None:
     except Exception:
         return None
     return size if size else None
+
+
+@runtime_checkable
+class LimitsJobs(Protocol):
+    """Optional capability: how many parallel restore workers the server can take now, so that
+    ``--jobs`` left to its default (auto) never asks for more connections than the server, the
+    role or the account still allows."""
+
+    def max_jobs(self, db: DatabaseRef) -> int | None:
+        """Workers a restore into ``db`` may start (its own extra connections already taken off);
+        None when the server sets no limit. Reads only."""
+        ...
 
 
 # -- the registry --------------------------------------------------------------------------------

@@ -92,6 +92,10 @@ class SQLiteEngine:
         """SQLite has no server: the library version."""
         return f"SQLite {sqlite3.sqlite_version}"
 
+    def max_jobs(self, db: DatabaseRef) -> int | None:
+        """1: a restore copies one file, which workers could not share (``LimitsJobs``)."""
+        return 1
+
     def database_size(self, db: DatabaseRef) -> int | None:
         """The file's size: the dump is a copy of it (``SizesDatabases``)."""
         path = sqlite_path(db)

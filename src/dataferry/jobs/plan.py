@@ -7,7 +7,7 @@ import dataclasses
 import shlex
 from dataclasses import dataclass
 
-from dataferry import artifacts, ops, sanitise
+from dataferry import artifacts, ops, private, sanitise
 from dataferry.config import Config, JobConfig
 from dataferry.errors import ConfigError, Refused
 from dataferry.jobs.common import StoreCache
@@ -91,6 +91,7 @@ def _plan_step(
         following = job.steps[job.steps.index(step) + 1 :][:1]
         req = dataclasses.replace(req, sanitise=following == ["sanitise"])
         plan = ops.plan_restore(cfg, req)
+        private.release(plan.reservation)  # a dry run spools nothing: give the space back now
         manifest = plan.manifest
         age = artifacts.utcnow() - manifest.finished_at
         target = cfg.database(job.database).environments.get(job.environment)
@@ -100,7 +101,7 @@ def _plan_step(
         return (
             f"would restore {manifest.id} ({human_bytes(manifest.size)}, finished {human_duration(age.total_seconds())} ago"
             f"{', sanitised' if manifest.sanitised else ''}) from {plan.store_url} into {target.url if target else '?'} "
-            f"through a shadow and an atomic swap{forced}"
+            f"through a shadow and an atomic swap{forced}, {plan.jobs_detail}"
         )
     if kind == "sanitise":
         profile = sanitise.profile_for(cfg, job.database)

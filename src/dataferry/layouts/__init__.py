@@ -24,7 +24,7 @@ from typing import ClassVar, Protocol
 
 from dataferry.artifacts import Manifest, OnDamaged
 from dataferry.config import Config
-from dataferry.engines import DEFAULT_DUMP, DumpOptions, Engine
+from dataferry.engines import DEFAULT_DUMP, DumpOptions, DumpsObjects, Engine
 from dataferry.errors import ConfigError
 from dataferry.progress import Reporter
 from dataferry.stores import ObjectInfo, Store, open_store
@@ -38,6 +38,12 @@ class Encoding:
     compression: str
     level: int = 0
     dump: DumpOptions = field(default=DEFAULT_DUMP)
+    #: one object per table where the engine can (``DumpsObjects``): restored in parallel, unspooled
+    objects: bool = False
+
+    def by_objects(self, engine: Engine) -> bool:
+        """True when a backup of ``engine``'s with this encoding is an artifact of many objects."""
+        return self.objects and isinstance(engine, DumpsObjects)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import ClassVar
 from dataferry import artifacts
 from dataferry.artifacts import Manifest
 from dataferry.config import Config
-from dataferry.engines import Engine
+from dataferry.engines import DumpsObjects, Engine
 from dataferry.layouts import Encoding, NewArtifact
 from dataferry.progress import Reporter
 from dataferry.stores import ObjectInfo, Store
@@ -26,21 +26,29 @@ class DataferryLayout:
     name: ClassVar[str] = "dataferry"
     store: Store
     database: str
+    #: one object per table where the engine can (``artifact_format = "per-table"``)
+    per_table: bool = True
 
     @classmethod
     def for_config(cls, cfg: Config, environment: str, database: str, store: Store) -> DataferryLayout:
         """The layout of a configured database (it needs nothing but the name)."""
-        cfg.database(database)
-        return cls(store=store, database=database)
+        return cls(
+            store=store, database=database, per_table=cfg.database(database).artifact_format == "per-table"
+        )
 
     def encoding(self, engine: Engine, level: int) -> Encoding:
-        """zstd at the configured level; the dump tool does not compress."""
-        return Encoding(compression="zstd", level=level)
+        """zstd at the configured level; the dump tool does not compress; one object per table
+        where the engine can (PostgreSQL: restored in parallel straight from the store)."""
+        return Encoding(compression="zstd", level=level, objects=self.per_table)
 
     def new_key(self, engine: Engine, encoding: Encoding) -> NewArtifact:
-        """``<database>/<id>.<format>.zst``, with an id no artifact has."""
+        """``<database>/<id>.<format>.zst``, with an id no artifact has; for an artifact of many
+        objects, ``<database>/<id>.<format>``, the prefix of ``<name>.zst`` objects."""
         ident, created = artifacts.new_artifact_id(self.store, self.database)
-        key = artifacts.data_key(self.database, ident, f"{engine.dump_format}.zst")
+        if isinstance(engine, DumpsObjects) and encoding.by_objects(engine):
+            key = artifacts.data_key(self.database, ident, engine.objects_format)
+        else:
+            key = artifacts.data_key(self.database, ident, f"{engine.dump_format}.zst")
         return NewArtifact(id=ident, key=key, created=created)
 
     def manifest_extra(self, new: NewArtifact) -> dict[str, object]:

@@ -66,7 +66,11 @@ def backup(
     ref = database_ref(cfg, database, environment)
     layout = layout_for(cfg, environment, database)
     what = Publication(
-        database=database, environment=environment, extra=extra, recipients=recipients_for(cfg, environment)
+        database=database,
+        environment=environment,
+        extra=extra,
+        recipients=recipients_for(cfg, environment),
+        spool_dir=cfg.spool_path(),
     )
     pipeline.sweep_leftovers(cfg.spool_path(), reporter)
     if sanitise or transform is None:

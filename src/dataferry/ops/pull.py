@@ -47,7 +47,7 @@ class PullRequest:
     into: str
     artifact: str | None = None
     at: datetime | None = None
-    jobs: int = 1
+    jobs: int | None = None  # None: auto, as for a restore
     dry_run: bool = False
     password_env: str | None = None
     profile: str | None = None

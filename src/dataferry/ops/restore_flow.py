@@ -16,11 +16,12 @@ from dataferry import artifacts, encryption, pipeline, private
 from dataferry.artifacts import Manifest, Sanitisation
 from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, RestoreOptions, Shadow
-from dataferry.errors import ConfigError, Refused, VerificationFailed
+from dataferry.errors import ConfigError, Refused
 from dataferry.layouts import Layout, layout_for
 from dataferry.ops import leases
 from dataferry.ops.keys import identities_for
 from dataferry.ops.live import record_live
+from dataferry.ops.parallelism import choose_jobs
 from dataferry.ops.rules import (
     engine_for,
     refuse_protected,
@@ -41,7 +42,8 @@ class RestoreRequest:
     source: str
     artifact: str | None = None
     at: datetime | None = None
-    jobs: int = 1
+    #: parallel workers; None: auto (``ops.parallelism``: usable CPUs bounded by the server)
+    jobs: int | None = None
     force: bool = False
     max_age: timedelta | None = None
     dry_run: bool = False
@@ -68,6 +70,9 @@ class RestorePlan:
     identities: encryption.Identities | None = None  # an encrypted artifact's key; repr hides it
     #: The spool space this plan reserved (``private.reserve``); ``restore`` gives it back.
     reservation: Path | None = None
+    #: The workers the restore runs (the request's, or auto's choice) and why, for the log
+    jobs: int = 1
+    jobs_detail: str = "jobs 1"
 
     @property
     def store_url(self) -> str:
@@ -98,7 +103,7 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
 
     reporter = reporter or NullReporter()
     refuse_protected(cfg, req.environment, req.force)
-    if req.jobs < 1:
+    if req.jobs is not None and req.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     engine = engine_for(cfg, req.database)
     layout = layout_for(cfg, req.source, req.database)
@@ -111,10 +116,7 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
     refuse_unsanitised_source(cfg, req.source, manifest)
     if req.max_age is not None:
         artifacts.check_fresh(manifest, req.max_age)
-    if len(manifest.objects) != 1:
-        raise VerificationFailed(
-            f"artifact {manifest.id} has {len(manifest.objects)} data objects; expected 1"
-        )
+    pipeline.check_objects(manifest, engine)  # one object, or many this engine restores
     identities = identities_for(cfg, req.source, layout, manifest)
     if identities is None:  # an encrypted object's header was read instead: nothing to sniff
         layout.check_readable(manifest, engine)
@@ -125,10 +127,22 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
         sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
     ref = database_ref(cfg, req.database, req.environment)
     require_ready(engine.check(ref), ref)
-    spool, reservation = pipeline.spool_dir(cfg.spool_path(), req.jobs, manifest)
+    chosen = choose_jobs(cfg, req.jobs, req.database, engine, ref, manifest, reporter)  # and the spool
     pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
     return RestorePlan(
-        cfg, pinned, manifest, layout, engine, ref, spool, sanitiser, reason, identities, reservation
+        cfg,
+        pinned,
+        manifest,
+        layout,
+        engine,
+        ref,
+        chosen.spool,
+        sanitiser,
+        reason,
+        identities,
+        chosen.reservation,
+        chosen.jobs,
+        chosen.detail,
     )
 
 
@@ -173,10 +187,12 @@ def _restore(
     hooks = [_passing(plan.sanitiser, req.database)] if plan.sanitiser is not None else []
     if before_swap is not None:
         hooks.append(before_swap)
-    reporter.info(f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}")
+    reporter.info(
+        f"restore {req.database} ({req.environment}) <- {req.source}: {manifest.id}, {plan.jobs_detail}"
+    )
     pipeline.sweep_leftovers(plan.config.spool_path(), reporter)
     pipeline.sweep_shadows(plan.engine, plan.ref, reporter)
-    options = RestoreOptions(jobs=req.jobs, spool_dir=plan.spool)
+    options = RestoreOptions(jobs=plan.jobs, spool_dir=plan.spool)
     with leases.holding(plan.layout.store, plan.layout.database, manifest, reporter):  # kept from prune
         loaded = pipeline.restore_into(
             plan.engine, plan.ref, plan.layout, manifest, options, hooks, reporter, plan.identities

@@ -21,6 +21,7 @@ from dataferry.engines import (
     split_target,
     statements,
 )
+from dataferry.engines.mysql import limits
 from dataferry.engines.mysql import swap as swapping
 from dataferry.engines.mysql.backup import HeaderCountingReader, dump_argv
 from dataferry.engines.mysql.conn import (
@@ -137,6 +138,10 @@ class MySQLEngine:
         with connection(db) as conn:
             info = server_info(conn, target.database)
         return f"{info.flavor} {info.version} ({info.charset}, {info.collation})"
+
+    def max_jobs(self, db: DatabaseRef) -> int | None:
+        """Restore workers the server and the account can still take (``LimitsJobs``, ``limits``)."""
+        return limits.max_jobs(db)
 
     def database_size(self, db: DatabaseRef) -> int | None:
         """The tables' data size from information_schema, without indexes (a dump holds rows, not

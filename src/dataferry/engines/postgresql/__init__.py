@@ -1,8 +1,10 @@
 """PostgreSQL: ``pg_dump`` out, ``pg_restore`` into a shadow database, atomic rename swap.
 
 Backup
-    ``pg_dump --format=custom --compress=0`` streams into dataferry, which compresses with zstd
-    (faster than pg_dump's own compression at a similar ratio). The dump runs in a snapshot
+    By default (``artifact_format = "per-table"``) ``pg_dump --format=directory --jobs N`` writes one
+    file per table's data, each compressed with zstd and stored as soon as pg_dump finished it, the
+    table of contents last (``directory``). With ``"single"``, ``pg_dump --format=custom
+    --compress=0`` streams into dataferry, which compresses with zstd. The dump runs in a snapshot
     exported by a REPEATABLE READ transaction, and the same transaction counts every user table's
     rows while the dump streams, so the manifest's row counts are exact for that very dump.
     ``exclude_tables`` (``table`` in any schema, or ``schema.table``) keep their definition but
@@ -13,8 +15,10 @@ Restore
     A shadow database ``<db>-dataferry-shadow`` is created beside the live one (same encoding,
     locale and tablespace; owner preserved, or ``owner`` from the config), and the artifact
     streams into ``pg_restore --exit-on-error``: any error fails the restore and drops the shadow.
-    With ``--jobs N`` the artifact is first spooled to a 0600 temporary file (``settings.spool_dir``)
-    for ``pg_restore --jobs N``; the file is deleted whatever happens.
+    With ``--jobs N`` a single-object artifact is first spooled to a 0600 temporary file
+    (``settings.spool_dir``) for ``pg_restore --jobs N``; the file is deleted whatever happens. A
+    per-table artifact is never spooled: its objects stream from the store into ``COPY`` with N
+    workers between pg_restore's pre-data and post-data sections (``parallel``).
 
 Ownership
     By default every object keeps the owner it had in the dump, so those roles must exist on the
@@ -34,8 +38,9 @@ made it. A live database left refusing connections by a dataferry that died mid-
 back at the next restore. The connecting role needs CREATEDB (or superuser) to restore, and PostgreSQL 13 or newer.
 The password reaches tools only through ``PGPASSWORD`` and psycopg only as a keyword argument.
 
-Modules: ``engine`` (the ``PostgresEngine``), ``backup`` (pg_dump and the row counts), ``restore``
-(the shadow database and pg_restore), ``swap`` (the one destructive step), ``sql`` (connections
+Modules: ``engine`` (the ``PostgresEngine``), ``backup`` (pg_dump and the row counts), ``directory``
+(the per-table dump), ``restore`` (the shadow database and pg_restore), ``parallel`` (the per-table
+restore), ``swap`` (the one destructive step), ``sql`` (connections
 and catalogue queries), ``tools`` (finding client tools that match the server) and ``lock`` (the
 restore lock).
 """

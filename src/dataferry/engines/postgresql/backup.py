@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import psycopg
 
-from dataferry.engines.postgresql.sql import Conn, count_rows, first_line, table_key
+from dataferry.config import DatabaseRef
+from dataferry.engines.postgresql.sql import (
+    Conn,
+    connect,
+    conninfo,
+    count_rows,
+    first_line,
+    scalar,
+    sql_errors,
+    table_key,
+    user_tables,
+    where,
+)
 from dataferry.errors import EngineError
 from dataferry.streams import ProcessReader, Reader
 
@@ -32,6 +45,57 @@ def resolve_excluded(tables: Sequence[Table], names: Sequence[str]) -> tuple[set
 def dump_pattern(table: Table) -> str:
     """A pg_dump table pattern matching exactly this table (quoted, so no wildcards apply)."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in table)
+
+
+@dataclass(frozen=True)
+class DumpSnapshot:
+    """A dump's snapshot and what its pg_dump command line needs."""
+
+    pg_dump: str
+    snapshot: str
+    conninfo: str
+    skipped: list[Table]
+    counted: list[Table]
+    warnings: list[str]
+
+    def argv(self, format_args: list[str]) -> list[str]:
+        """pg_dump in this snapshot, the excluded tables' rows left out, in ``format_args``."""
+        return [
+            self.pg_dump,
+            *format_args,
+            "--no-password",
+            f"--snapshot={self.snapshot}",
+            *(f"--exclude-table-data={dump_pattern(t)}" for t in self.skipped),
+            f"--dbname={self.conninfo}",
+        ]
+
+
+@contextlib.contextmanager
+def dump_snapshot(pg_dump: str, db: DatabaseRef) -> Iterator[tuple[Conn, DumpSnapshot]]:
+    """A REPEATABLE READ transaction on ``db`` with an exported snapshot (the connection, which the
+    row counter then uses), and what a pg_dump in that snapshot needs."""
+    with contextlib.closing(connect(db)) as conn:
+        with sql_errors(f"starting the dump of {where(db)}"):
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot = str(scalar(conn, "SELECT pg_export_snapshot()"))
+            tables = user_tables(conn)
+        skipped, unknown = resolve_excluded(tables, db.exclude_tables)
+        warnings = [
+            f"exclude_tables of {db.name}: no table {name!r} in {where(db)}; check the spelling "
+            "(a misspelt name copies the table it meant to leave out)"
+            for name in unknown
+        ]
+        yield (
+            conn,
+            DumpSnapshot(
+                pg_dump=pg_dump,
+                snapshot=snapshot,
+                conninfo=conninfo(db),
+                skipped=sorted(skipped),
+                counted=[t for t in tables if t not in skipped],
+                warnings=warnings,
+            ),
+        )
 
 
 class PgRowCounter:

@@ -18,6 +18,8 @@ from dataferry.engines import (
     DbTarget,
     Dump,
     DumpOptions,
+    ObjectDump,
+    ObjectSource,
     RestoreOptions,
     Shadow,
     ToolCheck,
@@ -25,13 +27,16 @@ from dataferry.engines import (
     split_target,
 )
 from dataferry.engines.postgresql import swap as swapping
-from dataferry.engines.postgresql.backup import DumpStream, PgRowCounter, dump_pattern, resolve_excluded
+from dataferry.engines.postgresql.backup import DumpStream, PgRowCounter, dump_snapshot
+from dataferry.engines.postgresql.directory import directory_dump
 from dataferry.engines.postgresql.keep import keep_target_rows
+from dataferry.engines.postgresql.limits import max_jobs
 from dataferry.engines.postgresql.lock import PgRestoreLock
 from dataferry.engines.postgresql.restore import (
     create_shadow,
     explain,
     pg_restore_argv,
+    restore_objects,
     restore_spooled,
     restore_streamed,
 )
@@ -86,6 +91,7 @@ class PostgresEngine:
 
     name: ClassVar[str] = "postgresql"
     dump_format: ClassVar[str] = "pg_custom"
+    objects_format: ClassVar[str] = "pg_directory"
 
     def __init__(self) -> None:
         self._tools: PgTools | None = None
@@ -186,6 +192,10 @@ class PostgresEngine:
         with contextlib.closing(connect(db)) as conn, sql_errors("reading the server version"):
             return server_version(conn)
 
+    def max_jobs(self, db: DatabaseRef) -> int | None:
+        """Restore workers the server and the role can still take (``LimitsJobs``, ``limits``)."""
+        return max_jobs(db)
+
     def database_size(self, db: DatabaseRef) -> int | None:
         """The size of the tables to dump, without indexes (a dump holds rows, not indexes; so this
         is nearer the dump than ``pg_database_size``) (``SizesDatabases``)."""
@@ -204,33 +214,28 @@ class PostgresEngine:
     def dump(self, db: DatabaseRef, options: DumpOptions = DEFAULT_DUMP) -> Iterator[Dump]:
         """pg_dump in an exported snapshot, counting rows in that same snapshot meanwhile; the archive
         is compressed by pg_dump only at ``options.native_compression`` (default 0: dataferry's zstd)."""
-        tools = self.tools()
-        with contextlib.closing(connect(db)) as conn:
-            with sql_errors(f"starting the dump of {where(db)}"):
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                snapshot = str(scalar(conn, "SELECT pg_export_snapshot()"))
-                tables = user_tables(conn)
-            skipped, unknown = resolve_excluded(tables, db.exclude_tables)
-            warnings = [
-                f"exclude_tables of {db.name}: no table {name!r} in {where(db)}; check the spelling "
-                "(a misspelt name copies the table it meant to leave out)"
-                for name in unknown
-            ]
-            argv = [
-                tools.pg_dump.path,
-                "--format=custom",
-                f"--compress={options.native_compression}",
-                "--no-password",
-                f"--snapshot={snapshot}",
-                *(f"--exclude-table-data={dump_pattern(t)}" for t in sorted(skipped)),
-                f"--dbname={conninfo(db)}",
-            ]
+        with dump_snapshot(self.tools().pg_dump.path, db) as (conn, snap):
+            argv = snap.argv(["--format=custom", f"--compress={options.native_compression}"])
             reader = ProcessReader(argv, env=tool_env(db), what="pg_dump")
-            stream = DumpStream(reader, PgRowCounter(conn, [t for t in tables if t not in skipped]))
+            stream = DumpStream(reader, PgRowCounter(conn, snap.counted))
             try:
-                yield Dump(stream=cast(BinaryIO, stream), row_counts=stream.row_counts, warnings=warnings)
+                yield Dump(
+                    stream=cast(BinaryIO, stream), row_counts=stream.row_counts, warnings=snap.warnings
+                )
             finally:
                 stream.close()
+
+    @contextlib.contextmanager
+    def dump_objects(self, db: DatabaseRef, options: DumpOptions, jobs: int) -> Iterator[ObjectDump]:
+        """pg_dump ``--format=directory`` with ``jobs`` workers (at least 2: its leader reports each
+        finished table only in parallel mode) in an exported snapshot, rows counted meanwhile; each
+        file is handed on as it is finished (``directory``)."""
+        with dump_snapshot(self.tools().pg_dump.path, db) as (conn, snap):
+            argv = snap.argv(["--format=directory", "--compress=0", f"--jobs={max(2, jobs)}", "--verbose"])
+            counter = PgRowCounter(conn, snap.counted)
+            with directory_dump(argv, tool_env(db), counter, options.spool_dir) as dump:
+                dump.warnings += snap.warnings
+                yield dump
 
     def row_counts(self, target: DbTarget) -> dict[str, int]:
         """Exact ``count(*)`` of every user table of ``target``, named ``schema.table``."""
@@ -244,7 +249,28 @@ class PostgresEngine:
     def restore_shadow(self, db: DatabaseRef, src: BinaryIO, options: RestoreOptions) -> Shadow:
         """Take the restore lock, create the shadow database and pg_restore ``src`` into it; on any
         failure drop it and release the lock."""
-        tools = self.tools()
+        shadow = self._new_shadow(db)
+        with self._loading(shadow):
+            argv = pg_restore_argv(self.tools(), db, shadow.name, options.jobs)
+            if options.jobs > 1:
+                restore_spooled(argv, src, tool_env(db), options)
+            else:
+                restore_streamed(argv, src, tool_env(db))
+        return shadow
+
+    def restore_shadow_objects(
+        self, db: DatabaseRef, source: ObjectSource, options: RestoreOptions
+    ) -> Shadow:
+        """A ``pg_directory`` artifact into a new shadow (``parallel``): schema, then the tables'
+        data streamed by ``options.jobs`` workers, then indexes and constraints in parallel."""
+        shadow = self._new_shadow(db)
+        with self._loading(shadow):
+            restore_objects(self.tools(), db, shadow.name, source, options)
+        return shadow
+
+    def _new_shadow(self, db: DatabaseRef) -> Shadow:
+        """Take the restore lock, then create an empty shadow database marked as this restore's."""
+        self.tools()  # missing tools fail before anything is created
         live = live_name(db)
         state = PgShadowState(live=live, mark=swapping.shadow_mark(live, secrets.token_hex(6)))
         shadow = Shadow(
@@ -261,18 +287,18 @@ class PostgresEngine:
         except BaseException:
             shadow.release()
             raise
+        return shadow
+
+    @contextlib.contextmanager
+    def _loading(self, shadow: Shadow) -> Iterator[None]:
+        """Any failure while the shadow is loaded drops it (and explains the common tool errors)."""
         try:
-            argv = pg_restore_argv(tools, db, shadow.name, options.jobs)
-            if options.jobs > 1:
-                restore_spooled(argv, src, tool_env(db), options)
-            else:
-                restore_streamed(argv, src, tool_env(db))
+            yield
         except BaseException as exc:
             drop_after_failure(self, shadow, exc)
             if isinstance(exc, EngineError):
                 raise explain(exc) from None
             raise
-        return shadow
 
     def swap(self, shadow: Shadow) -> None:
         """Replace the live database with the shadow (see ``swap``), then drop the old one."""

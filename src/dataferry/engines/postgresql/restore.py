@@ -10,9 +10,10 @@ from typing import Any, BinaryIO
 from psycopg import sql
 
 from dataferry.config import DatabaseRef
-from dataferry.engines import RestoreOptions
+from dataferry.engines import ObjectSource, RestoreOptions
+from dataferry.engines.postgresql import parallel
 from dataferry.engines.postgresql import swap as swapping
-from dataferry.engines.postgresql.sql import Conn, conninfo, database_props, sql_errors
+from dataferry.engines.postgresql.sql import Conn, conninfo, database_props, sql_errors, tool_env
 from dataferry.engines.postgresql.tools import PgTools
 from dataferry.errors import EngineError
 from dataferry.private import disk_full_is_clear, private_dir
@@ -123,6 +124,22 @@ def restore_spooled(argv: list[str], src: BinaryIO, env: dict[str, str], options
             raise
         if code != 0:
             raise process_failed("pg_restore", [*argv, path], code, tail.text())
+
+
+def restore_objects(
+    tools: PgTools, db: DatabaseRef, shadow: str, source: ObjectSource, options: RestoreOptions
+) -> None:
+    """A ``pg_directory`` artifact into ``shadow`` with no local spool (``parallel``): pre-data, the
+    tables' data streamed by ``options.jobs`` workers and the rest of the data, then post-data."""
+    env = tool_env(db)
+    base = pg_restore_argv(tools, db, shadow, 1)
+    with private_dir(options.spool_dir) as directory:
+        toc = parallel.read_toc(tools.pg_restore.path, source, directory, env)
+        parallel.run_tool(parallel.section_argv(base, "pre-data", directory), env)
+        parallel.restore_other_data(base, toc, env)
+        parallel.load_tables(db, shadow, source, toc, options.jobs)
+        post = pg_restore_argv(tools, db, shadow, options.jobs)
+        parallel.run_tool(parallel.section_argv(post, "post-data", directory), env)
 
 
 def explain(exc: EngineError) -> EngineError:
