@@ -49,7 +49,7 @@ def decode(compression: str, stored: ByteSource, name: str) -> BinaryIO:
 #: Bytes of input each zstd worker compresses at once. zstd's default at level 3 is 8 MiB (four
 #: windows), and the multi-threaded compressor holds several jobs' input and output at once: 52 MiB
 #: more RSS with two workers than without threads (bench/s3/memory.py, bench/README.md "Memory").
-#: 2 MiB jobs hold 17 MiB, compress 0.2% larger, and cost no measurable CPU; 1 MiB jobs saved 6 MiB
+#: 2 MiB jobs hold 17 MiB, compress 0.1% larger, and cost no measurable CPU; 1 MiB jobs saved 6 MiB
 #: more but compressed 0.3% larger.
 ZSTD_JOB_SIZE = 2 * 1024 * 1024
 

@@ -1,9 +1,9 @@
 """A store in an S3 bucket (any S3-compatible endpoint) through boto3.
 
 Uploads stream as multipart uploads with a fixed part size and concurrency, so memory is bounded
-(part size x (concurrency + 1), ``s3parts.py``) whatever the object size. S3 makes an object visible only when its upload
-completes, and boto3 aborts the multipart upload when reading the source raises: a failed dump
-therefore never leaves an object behind.
+(part size x (concurrency + 1), ``s3parts.py``) whatever the object size. S3 makes an object
+visible only when its upload completes, and boto3 aborts the multipart upload when reading the
+source raises: a failed dump therefore never leaves an object behind.
 """
 
 from __future__ import annotations
