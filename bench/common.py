@@ -356,6 +356,11 @@ def ferry_main(argv: list[str]) -> int:
     out, args = Path(argv[1]), argv[3:]
     from dataferry import cli
 
+    if os.environ.get("BENCH_NO_HEAP"):  # the A/B of dataferry/heap.py (bench/README.md, "Memory")
+        from dataferry import heap
+
+        heap.release_large_buffers = lambda: False  # type: ignore[method-assign]
+
     try:
         code = cli.run(args)
     finally:

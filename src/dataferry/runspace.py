@@ -91,8 +91,8 @@ def parallel_spools(manifest: Manifest) -> bool:
     chunks) does; a ``pg_directory`` artifact, whose objects are restored in parallel straight
     from the store, does not; SQLite never does. The one place that says so: the spool check
     (``spool_dir``) and the choice of ``jobs`` (``ops.parallelism``) both ask here."""
-    if manifest.engine in _NO_PARALLEL_RESTORE or not manifest.objects:
-        return False
+    if manifest.engine in _NO_PARALLEL_RESTORE or not manifest.objects or manifest.by_objects:
+        return False  # an artifact of named objects (one per table) streams into its workers
     return not all(o.format in STREAMED_IN_PARALLEL for o in manifest.objects)
 
 

@@ -206,9 +206,9 @@ def test_put_memory_stays_bounded(store_case: StoreCase) -> None:
     """Python allocations during an upload stay well under the object size (parts x concurrency)."""
     if store_case.kind == "s3":
         # moto runs in this process and keeps the uploaded parts in memory, so its allocations would
-        # be counted too; S3Store's bound is measured out of process (see the report) and its read
-        # pattern is checked by the round-trip test.
-        pytest.skip("moto shares this process: measured out of process instead")
+        # be counted too; S3Store's bound is measured out of process (the whole process's RSS:
+        # tests/integration/test_memory_bound.py) and its read pattern by the round-trip test.
+        pytest.skip("moto shares this process: measured out of process (test_memory_bound.py)")
     store = store_case.build()
     size = 64 * MiB
     src = PatternSource(size, seed=3)

@@ -341,7 +341,7 @@ def test_killed_pg_restore_leaves_live_untouched_and_no_spool(pg_setup: PgSetup,
 def test_lost_connection_midway_leaves_live_untouched(pg_setup: PgSetup, artifact_format: str) -> None:
     """The loader's connection is cut during the COPY: pg_restore's (single) or a worker's (per-table)."""
     pg_setup.artifact_format = artifact_format
-    match = "pg_restore" if artifact_format == "single" else "loading TABLE DATA public bulk"
+    match = "pg_restore" if artifact_format == "single" else "loading TABLE DATA public "
     cut, error = _restore_interrupted(
         pg_setup, lambda shadow: terminate_backends(pg_setup.pg, shadow), 2, match
     )

@@ -454,6 +454,26 @@ def test_scan_matches_the_same_text_on_every_engine(world: World) -> None:
     assert [tuple(int(str(v)) for v in r) for r in via_scan] == expected
     assert [e for _, e, _ in expected[: len(EMAIL_CASES)]] == [int(m) for _, m in EMAIL_CASES]
     assert [p for _, _, p in expected[len(EMAIL_CASES) :]] == [int(m) for _, m in PHONE_CASES]
+    # the clean_address shortcut, in SQL, is exactly "ends with '@example.com', no other '@'"
+    shortcut = d.one_address_at("t", "example.com")
+    fired = direct_target(world, "integration").query(
+        f"SELECT id, CASE WHEN {shortcut} THEN 1 ELSE 0 END FROM corpus ORDER BY id", "corpus"
+    )
+    want = [(i, int(t.endswith("@example.com") and t.count("@") == 1)) for i, t in enumerate(corpus)]
+    assert [tuple(int(str(v)) for v in r) for r in fired] == want
+    assert any(w for _, w in want)  # it does fire, on the corpus's own fakes
+    # and clean_fake_phone: exactly fakes.FAKE_PHONE_PREFIX and three ASCII digits
+    phone = d.prefix_then_digits("t", fakes.FAKE_PHONE_PREFIX, 3)
+    fired = direct_target(world, "integration").query(
+        f"SELECT id, CASE WHEN {phone} THEN 1 ELSE 0 END FROM corpus ORDER BY id", "corpus"
+    )
+    prefix = fakes.FAKE_PHONE_PREFIX
+    want = [
+        (i, int(t.startswith(prefix) and len(t) == len(prefix) + 3 and all("0" <= c <= "9" for c in t[-3:])))
+        for i, t in enumerate(corpus)
+    ]
+    assert [tuple(int(str(v)) for v in r) for r in fired] == want
+    assert any(w for _, w in want)
 
 
 # -- the gate, through ops.restore / ops.backup ---------------------------------------------------

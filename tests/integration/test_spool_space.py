@@ -38,6 +38,7 @@ def _config(tmp: Path, pg: PgServer, src: str, targets: list[str]) -> Path:
         f"""
 [databases.app{i}]
 engine = "postgresql"
+artifact_format = "single"  # one pg_dump archive, which a parallel restore spools
 [databases.app{i}.environments]
 production = {{ url = "{pg.dsn(src)}", password_env = "{PASSWORD_ENV}" }}
 staging = {{ url = "{pg.dsn(dst)}", password_env = "{PASSWORD_ENV}" }}

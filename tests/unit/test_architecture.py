@@ -188,6 +188,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "dataferry.config",
         "dataferry.streams",
+        "dataferry.heap",
         "dataferry.progress",
         "dataferry.gzipio",
         "dataferry.private",

@@ -34,6 +34,28 @@ def test_round_trip_in_small_reads() -> None:
     assert bytes(out) == DATA
 
 
+@pytest.mark.parametrize("size", [0, 1, 65_536, 65_537, 200_003, 1_000_000])
+def test_reads_larger_than_a_chunk_are_exact(size: int) -> None:
+    """A read of n bytes returns exactly n until the end (S3 parts are read this way), cut from
+    the middle of a chunk or not, and nothing is lost or repeated around the cut."""
+    out = bytearray()
+    with encryption.decrypting(
+        io.BytesIO(encrypt(DATA)), encryption.Identities([KEY], "test"), "obj"
+    ) as plain:
+        while True:
+            chunk = plain.read(size) if size else plain.read(0)
+            if size == 0:
+                assert chunk == b""
+                chunk = plain.read(-1)
+                out += chunk
+                break
+            if not chunk:
+                break
+            assert len(chunk) == size or len(out) + len(chunk) == len(DATA)
+            out += chunk
+    assert bytes(out) == DATA
+
+
 class FailingSource:
     """A dump that fails after some data, as a dump tool that died would (and returns more than
     asked for, which a reader may)."""

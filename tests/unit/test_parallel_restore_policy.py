@@ -4,7 +4,6 @@ answers are tested in tests/integration/test_jobs_auto.py)."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,10 +17,17 @@ from dataferry.engines.postgresql import limits as pg_limits
 from dataferry.errors import ConfigError, NotReady
 
 
-def _manifest(engine: str, *formats: str, raw_size: int = 1000) -> Manifest:
+def _manifest(engine: str, *formats: str, raw_size: int = 1000, named: bool = False) -> Manifest:
     now = datetime.now(UTC)
     objects = [
-        DataObject(key=f"k{i}", size=1, sha256="0" * 64, format=f, raw_size=raw_size)
+        DataObject(
+            key=f"k{i}",
+            size=1,
+            sha256="0" * 64,
+            format=f,
+            raw_size=raw_size,
+            name=f"{i}.dat" if named else None,
+        )
         for i, f in enumerate(formats)
     ]
     return Manifest(
@@ -49,11 +55,18 @@ def test_which_parallel_restores_spool(engine: str, formats: tuple[str, ...], sp
     assert runspace.parallel_spools(_manifest(engine, *formats)) is spools
 
 
+def test_an_artifact_of_named_objects_never_spools() -> None:
+    """One object per table (``Manifest.by_objects``): streamed into the workers, whatever format."""
+    assert (
+        runspace.parallel_spools(_manifest("postgresql", "pg_directory", "pg_directory", named=True)) is False
+    )
+
+
 def test_no_spool_is_reserved_for_a_format_that_does_not_spool(tmp_path: Path) -> None:
     """Even with no room at all, a pg_directory or SQLite restore with jobs 4 is not refused for
     a spool it never writes, and reserves nothing; a pg_custom one is refused."""
     with private.space_lock(tmp_path):
-        everything = private.reserve(tmp_path, shutil.disk_usage(tmp_path).free)
+        everything = private.reserve(tmp_path, 10**15)  # more than any disk
     try:
         for manifest in (_manifest("postgresql", "pg_directory"), _manifest("sqlite", "sqlite")):
             assert runspace.spool_dir(tmp_path, 4, manifest) == (None, None)

@@ -171,6 +171,12 @@ EMAIL_CASES = [
     ("“@someone” said hello", False),
     ("résumé @ café.", False),
     ("山田@例え", False),
+    # the clean_address shortcut (one '@', then the fakes' domain at the very end) must not fire on
+    # these: another '@' before it (counted in characters, not bytes, on every engine)
+    ("ééééééééé@evil.org@example.com", True),
+    ("x@gmail.com y@example.com", True),
+    ("a@b.co@example.com", True),
+    ("write to anon-3f2a@example.com", False),
 ]
 PHONE_CASES = [
     ("07911 123456", True),
@@ -188,6 +194,10 @@ PHONE_CASES = [
     ("550e8400-e29b-41d4-a716-07911234567f", False),
     ("tel:07911123456;", True),
     ("2026-11-20 01:02:03", False),
+    # the clean_fake_phone shortcut (exactly "07700 900" and three ASCII digits) must not fire on these
+    ("07700 9001 2", True),
+    ("07700 900 123", True),
+    ("07700 900ab1", False),
     ("version 3.0.1, 12345", False),
     # UK numbers with the 0044 prefix, dots, or a bare 44
     ("0044 7911 223344", True),
@@ -234,10 +244,44 @@ def test_scan_shortcuts_never_change_an_answer() -> None:
             assert det.needs is None or det.needs in v, (det.name, v)
             assert det.prefilter is None or re.search(det.prefilter, v, re.I), (det.name, v)
             assert det.clean is None or not re.search(det.clean, v, re.I), (det.name, v)
+            assert det.clean_address is None or not _one_address_at(v, det.clean_address), (det.name, v)
+            assert not det.clean_fake_phone or not _fake_phone_shape(v), (det.name, v)
     # and the clean shortcuts do fire on our own fakes, which fill the columns scanned most
     clean = {det.name: re.compile(det.clean or "(?!)", re.I) for det in checks.detectors(profile)}
     assert all(clean["email"].search(fakes.fake_email(SALT, str(i), "example.com")) for i in range(200))
     assert all(clean["phone"].search(fakes.fake_phone(SALT, str(i))) for i in range(200))
+    email = next(det for det in checks.detectors(profile) if det.name == "email")
+    assert email.clean_address == "example.com"
+    assert all(
+        _one_address_at(fakes.fake_email(SALT, str(i), "example.com"), "example.com") for i in range(200)
+    )
+    assert next(det for det in checks.detectors(profile) if det.name == "phone").clean_fake_phone
+    assert all(_fake_phone_shape(fakes.fake_phone(SALT, str(i))) for i in range(200))
+
+
+def _fake_phone_shape(value: str) -> bool:
+    """What ``Dialect.prefix_then_digits(x, FAKE_PHONE_PREFIX, 3)`` tests in SQL."""
+    prefix = fakes.FAKE_PHONE_PREFIX
+    tail = value[len(prefix) :]
+    return value.startswith(prefix) and len(tail) == 3 and all("0" <= c <= "9" for c in tail)
+
+
+def _one_address_at(value: str, domain: str) -> bool:
+    """What ``Dialect.one_address_at`` tests in SQL: ends with '@' + domain exactly, no other '@'."""
+    return value.endswith("@" + domain) and value.count("@") == 1
+
+
+def test_clean_address_is_exact_and_counts_every_at() -> None:
+    """The shortcut holds only for the exact lower-case domain at the very end and a single '@'."""
+    assert _one_address_at("anon-0123@example.com", "example.com")
+    for value in (
+        "anon-0123@EXAMPLE.COM",
+        "a@b@example.com",
+        "x@example.com.",
+        "x@éxample.com",
+        "x@example.co",
+    ):
+        assert not _one_address_at(value, "example.com"), value
 
 
 def test_our_own_fakes_pass_the_scan() -> None:
@@ -347,3 +391,18 @@ def test_the_utf8_test_on_hex_digits_agrees_with_a_strict_decoder() -> None:
         except UnicodeDecodeError:
             valid = False
         assert bool(re.match(_UTF8_HEX, raw.hex())) == valid, raw
+
+
+def test_string_shortcuts_are_used_where_they_were_measured_to_pay() -> None:
+    """PostgreSQL's scan uses clean_address and clean_fake_phone; MariaDB's does not (they made its
+    scan slower, bench/sanitise/README.md), and both keep every regular expression."""
+    email, phone = checks.detectors(Profile())[:2]
+    pg, my = dialect_for("postgresql"), dialect_for("mysql")
+    assert "right(" in checks._match_sum(pg, '"c"', email) and "char_length(" in checks._match_sum(
+        pg, '"c"', phone
+    )
+    assert "RIGHT(" not in checks._match_sum(my, "`c`", email)
+    assert "CHAR_LENGTH(" not in checks._match_sum(my, "`c`", phone)
+    for d, col in ((pg, '"c"'), (my, "`c`")):
+        assert d.regex(col, email.pattern) in checks._match_sum(d, col, email)
+        assert d.regex(col, phone.pattern) in checks._match_sum(d, col, phone)

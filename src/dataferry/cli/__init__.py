@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import click
 
+from dataferry import heap
 from dataferry._version import __version__
 from dataferry.cli import core
 from dataferry.cli._common import (
@@ -117,6 +118,7 @@ def run(argv: list[str] | None = None) -> int:
     A bug still raises, with its traceback; everything else (errors, usage, ``--help``) ends in
     click's ``SystemExit``, which becomes the code.
     """
+    heap.release_large_buffers()  # before any data flows: freed buffers go back to the system
     try:
         cli.main(args=argv, prog_name="dataferry")
     except SystemExit as exc:

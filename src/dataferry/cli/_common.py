@@ -20,8 +20,8 @@ from dataferry.progress import LogReporter, Reporter, default_reporter
 #: ``--jobs`` of ``restore`` and ``pull``: auto unless given (``dataferry.ops.parallelism``).
 JOBS_HELP = (
     "Parallel restore workers. auto: the usable CPUs, bounded by the connections the server "
-    "allows; one stream where a parallel restore would spool a PostgreSQL dump, or has no room "
-    "to spool."
+    "allows; one stream where a parallel restore would spool a single-archive PostgreSQL dump, "
+    "or has no room to spool."
 )
 
 

@@ -89,7 +89,7 @@ class S3Options(_Model):
     secret_access_key_env: str | None = Field(None, description="env var holding the secret key")
     sse: str | None = Field(None, description="server-side encryption: AES256 or aws:kms")
     sse_kms_key_id: str | None = Field(None, description="KMS key for sse = aws:kms")
-    part_size_mib: int = Field(16, ge=5, le=5120, description="multipart part size")
+    part_size_mib: int = Field(8, ge=5, le=5120, description="multipart part size (stores/s3parts.py)")
     concurrency: int = Field(3, ge=1, le=64, description="parts uploaded at once")
 
     @classmethod

@@ -1,9 +1,9 @@
 """A store in an S3 bucket (any S3-compatible endpoint) through boto3.
 
 Uploads stream as multipart uploads with a fixed part size and concurrency, so memory is bounded
-(part size x concurrency) whatever the object size. S3 makes an object visible only when its upload
-completes, and boto3 aborts the multipart upload when reading the source raises: a failed dump
-therefore never leaves an object behind.
+(part size x (concurrency + 1), ``s3parts.py``) whatever the object size. S3 makes an object
+visible only when its upload completes, and boto3 aborts the multipart upload when reading the
+source raises: a failed dump therefore never leaves an object behind.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -31,9 +30,18 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from dataferry import heap
 from dataferry.config import S3Options
 from dataferry.errors import ConfigError, FerryError, NotFound, NotReady, StoreError, StoreUnavailable
 from dataferry.stores.base import ObjectInfo
+from dataferry.stores.s3parts import (
+    CONCURRENCY,
+    MIN_PART_MIB,
+    PART_SIZE_MIB,
+    LimitedReader,
+    max_object_bytes,
+    transfer_config,
+)
 from dataferry.streams import ByteSource
 
 if TYPE_CHECKING:
@@ -53,8 +61,8 @@ class S3Store:
         *,
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
-        part_size: int = 16 * _MiB,
-        concurrency: int = 3,
+        part_size: int = PART_SIZE_MIB * _MiB,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -65,16 +73,8 @@ class S3Store:
             self._extra["ServerSideEncryption"] = sse
         if sse_kms_key_id:
             self._extra["SSEKMSKeyId"] = sse_kms_key_id
-        self._transfer = TransferConfig(
-            multipart_threshold=part_size,
-            multipart_chunksize=part_size,
-            max_concurrency=concurrency,
-            use_threads=concurrency > 1,
-        )
-        # A non-seekable source is buffered part by part, and s3transfer allows 10 parts in memory
-        # whatever the concurrency (boto3's TransferConfig does not take it as an argument).
-        # Holding no more parts than are being sent keeps memory near part size x (concurrency + 1).
-        self._transfer.max_in_memory_upload_chunks = concurrency
+        self._transfer = transfer_config(part_size, concurrency)
+        heap.release_large_buffers()  # freed parts go back to the system (heap.py)
 
     @classmethod
     def from_url(cls, url: str, options: S3Options | Mapping[str, object]) -> S3Store:
@@ -116,7 +116,7 @@ class S3Store:
             client,
             sse=opts.sse,
             sse_kms_key_id=opts.sse_kms_key_id,
-            part_size=max(opts.part_size_mib, 5) * _MiB,
+            part_size=max(opts.part_size_mib, MIN_PART_MIB) * _MiB,
             concurrency=opts.concurrency,
         )
 
@@ -128,7 +128,7 @@ class S3Store:
 
     def put(self, key: str, src: ByteSource) -> ObjectInfo:
         """Stream ``src`` as a multipart upload; an exception while reading aborts it."""
-        counter = _CountingReader(src)
+        counter = LimitedReader(src, max_object_bytes(self._transfer), f"upload {key!r} to {self.url}")
         with _mapped(f"upload {key!r} to {self.url}"):
             self._client.upload_fileobj(
                 counter,  # type: ignore[arg-type]
@@ -214,42 +214,6 @@ class S3Store:
                                 Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
                             )
         return found
-
-
-class _CountingReader:
-    """Counts bytes read, so ``put`` can report the size without a HEAD request, and fills reads.
-
-    s3transfer treats a short read as the end of a part, and a short *first* read as a small
-    object that it then finishes with one unbounded ``read()``. Sources such as pipes return less
-    than asked, which would silently truncate the object or hold the rest of it in memory, so every
-    read here returns exactly ``n`` bytes unless the source is exhausted.
-    """
-
-    def __init__(self, src: ByteSource) -> None:
-        self._src = src
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            return self._read_all()
-        chunks: list[bytes] = []
-        want = n
-        while want > 0:
-            data = self._src.read(want)
-            if not data:
-                break
-            chunks.append(data)
-            want -= len(data)
-        out = b"".join(chunks)
-        self.count += len(out)
-        return out
-
-    def _read_all(self) -> bytes:
-        # Only reached after EOF once reads are filled; kept correct (in bounded pieces) regardless.
-        chunks: list[bytes] = []
-        while data := self.read(_MiB):
-            chunks.append(data)
-        return b"".join(chunks)
 
 
 #: Attempts of every S3 request (botocore's adaptive retry mode).

@@ -33,7 +33,7 @@ from psycopg import sql
 from dataferry.config import DatabaseRef
 from dataferry.engines import ObjectSource
 from dataferry.engines.postgresql.directory import TOC
-from dataferry.engines.postgresql.sql import connect, sql_errors, where
+from dataferry.engines.postgresql.sql import Conn, connect, sql_errors, where
 from dataferry.errors import EngineError, VerificationFailed
 from dataferry.streams import CHUNK, process_failed, spawn
 
@@ -131,52 +131,75 @@ def _copy_statements(
     return settings, copies
 
 
+class _Sessions:
+    """One connection to the shadow per worker thread, prepared once with pg_restore's session
+    settings (a database of hundreds of small tables would otherwise pay a connection per table);
+    all closed at the end."""
+
+    def __init__(self, db: DatabaseRef, shadow: str, settings: list[bytes]) -> None:
+        self._db, self._shadow, self._settings = db, shadow, settings
+        self.where = where(db, shadow)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Conn] = []
+
+    def get(self) -> Conn:
+        """This thread's connection."""
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self._db, self._shadow)
+            with self._lock:
+                self._all.append(conn)
+            with sql_errors(f"preparing to load into {where(self._db, self._shadow)}"):
+                for setting in self._settings:
+                    conn.execute(setting)
+                if self._db.owner:
+                    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self._db.owner)))
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close every worker's connection."""
+        for conn in self._all:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
 def load_tables(db: DatabaseRef, shadow: str, source: ObjectSource, toc: Toc, jobs: int) -> dict[str, int]:
     """COPY every table's object into ``shadow`` with ``jobs`` workers, largest first; the first
     failure stops the others. Returns the rows each COPY loaded, by file."""
     stop = threading.Event()
     order = sorted(toc.tables, key=lambda t: source.size(t.file), reverse=True)
-    rows: dict[str, int] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="dataferry-pg-load") as pool:
-        futures = {pool.submit(_load_one, db, shadow, source, toc.settings, t, stop): t for t in order}
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            stop.set()
-            for f in futures:
-                f.cancel()
-            wait(futures)
-            exc = failed[0].exception()
-            assert exc is not None
-            raise exc
-        for f, t in futures.items():
-            rows[t.file] = f.result()
-    return rows
+    sessions = _Sessions(db, shadow, toc.settings)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="dataferry-pg-load") as pool:
+            futures = {pool.submit(_load_one, sessions, source, t, stop): t for t in order}
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                exc = failed[0].exception()
+                assert exc is not None
+                raise exc
+            return {t.file: f.result() for f, t in futures.items()}
+    finally:
+        sessions.close()
 
 
-def _load_one(
-    db: DatabaseRef,
-    shadow: str,
-    source: ObjectSource,
-    settings: list[bytes],
-    table: TableData,
-    stop: threading.Event,
-) -> int:
+def _load_one(sessions: _Sessions, source: ObjectSource, table: TableData, stop: threading.Event) -> int:
     if stop.is_set():
         return 0
-    with contextlib.closing(connect(db, shadow)) as conn:
-        with sql_errors(f"preparing to load {table.label} into {where(db, shadow)}"):
-            for setting in settings:
-                conn.execute(setting)
-            if db.owner:
-                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(db.owner)))
-        with source.open(table.file) as data, conn.cursor() as cur:
-            with sql_errors(f"loading {table.label} into {where(db, shadow)}"), cur.copy(table.copy) as copy:
-                while chunk := data.read(CHUNK):
-                    if stop.is_set():
-                        raise EngineError(f"loading {table.label} stopped: another table failed")
-                    copy.write(chunk)
-            return cur.rowcount
+    conn = sessions.get()
+    with source.open(table.file) as data, conn.cursor() as cur:
+        with sql_errors(f"loading {table.label} into {sessions.where}"), cur.copy(table.copy) as copy:
+            while chunk := data.read(CHUNK):
+                if stop.is_set():
+                    raise EngineError(f"loading {table.label} stopped: another table failed")
+                copy.write(chunk)
+        return cur.rowcount
 
 
 def section_argv(base: Sequence[str], section: str, directory: Path, *extra: str) -> list[str]:

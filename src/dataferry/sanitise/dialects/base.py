@@ -87,6 +87,36 @@ class Dialect:
         """Condition: the text of ``expr`` matches ``pattern`` somewhere, ignoring case."""
         raise NotImplementedError
 
+    #: whether the scan uses ``one_address_at`` and ``prefix_then_digits`` as shortcuts: measured
+    #: (bench/sanitise --scan-ab) on 1M sanitised rows, they halved PostgreSQL's scan and made
+    #: MariaDB's 1.75x slower (each call converts the value again, where PCRE's anchored clean
+    #: pattern fails fast); SQLite is not measured
+    string_shortcuts = False
+
+    def one_address_at(self, expr: str, domain: str) -> str:
+        """Condition: the text of ``expr`` ends with ``'@' + domain`` exactly (code point for code
+        point, no case or accent folding) and holds no other ``@``. String functions only, no
+        regular expression: it is the scan's cheapest proof that a value is one of our own fakes."""
+        raise NotImplementedError
+
+    def prefix_then_digits(self, expr: str, prefix: str, digits: int) -> str:
+        """Condition: the text of ``expr`` is exactly ``prefix`` followed by ``digits`` ASCII digits
+        (code point comparisons, no folding); string functions only, like ``one_address_at``."""
+        raise NotImplementedError
+
+    def _prefix_then_digits(
+        self, text: str, prefix: str, digits: int, length: str, substr: str, binary: str
+    ) -> str:
+        """The condition of ``prefix_then_digits`` from a dialect's length and substring functions
+        and its code-point ordering (``binary``: a COLLATE clause or nothing): every character
+        between '0' and '9' by code point is an ASCII digit."""
+        each = [
+            f"{substr}({text}, {len(prefix) + i}, 1){binary} BETWEEN '0' AND '9'"
+            for i in range(1, digits + 1)
+        ]
+        head = f"{substr}({text}, 1, {len(prefix)}){binary} = {self.string(prefix)}"
+        return "(" + " AND ".join([f"{length}({text}) = {len(prefix) + digits}", head, *each]) + ")"
+
     def older_than(self, column: str, days: int) -> str:
         """Condition: ``column`` is NULL or more than ``days`` days before now."""
         raise NotImplementedError

@@ -85,6 +85,19 @@ class MySQL(Dialect):
         collation-safe utf8mb4 text."""
         return f"{self.as_text(expr)} REGEXP {self.string('(?i)' + pattern)}"
 
+    def one_address_at(self, expr: str, domain: str) -> str:
+        """On the utf8mb4 text with its binary collation (as_text), so no case or accent folding;
+        LOCATE and CHAR_LENGTH both count characters of that text (never bytes against characters)."""
+        text, suffix = self.as_text(expr), "@" + domain
+        return (
+            f"(RIGHT({text}, {len(suffix)}) = {self.string(suffix)} "
+            f"AND LOCATE('@', {text}) = CHAR_LENGTH({text}) - {len(suffix) - 1})"
+        )
+
+    def prefix_then_digits(self, expr: str, prefix: str, digits: int) -> str:
+        """On as_text's utf8mb4_bin text: code point order, lengths in characters."""
+        return self._prefix_then_digits(self.as_text(expr), prefix, digits, "CHAR_LENGTH", "SUBSTRING", "")
+
     def older_than(self, column: str, days: int) -> str:
         """Compared with NOW() on the server."""
         return f"({column} IS NULL OR {column} < NOW() - INTERVAL {int(days)} DAY)"

@@ -79,6 +79,21 @@ class SQLite(Dialect):
         """The REGEXP operator, which calls the registered ``regexp`` function."""
         return f"{expr} REGEXP {self.string(pattern)}"
 
+    def one_address_at(self, expr: str, domain: str) -> str:
+        """substr from the end, compared with BINARY; instr and length count characters (an ASCII
+        byte always starts one, so the first ``@`` found is the first 0x40 byte)."""
+        text, suffix = self.as_text(expr), "@" + domain
+        return (
+            f"(substr({text}, -{len(suffix)}) = {self.string(suffix)} COLLATE BINARY "
+            f"AND instr({text}, '@') = length({text}) - {len(suffix) - 1})"
+        )
+
+    def prefix_then_digits(self, expr: str, prefix: str, digits: int) -> str:
+        """BINARY: byte order, which is code point order for UTF-8."""
+        return self._prefix_then_digits(
+            self.as_text(expr), prefix, digits, "length", "substr", " COLLATE BINARY"
+        )
+
     def older_than(self, column: str, days: int) -> str:
         """julianday() reads ISO-8601 text; a value it cannot read counts as old (NULL)."""
         return f"(julianday({column}) IS NULL OR julianday({column}) < julianday('now', '-{int(days)} days'))"
