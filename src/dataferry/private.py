@@ -170,7 +170,30 @@ def spool_room(base: Path) -> tuple[int, int]:
             reserved[owner] = reserved.get(owner, 0) + int((entry / RESERVED).read_text())
         used[owner] = used.get(owner, 0) + _size(entry)
     promised = sum(max(0, n - used.get(owner, 0)) for owner, n in reserved.items())
-    return shutil.disk_usage(base).free, promised
+    free = shutil.disk_usage(base).free
+    limit = size_limit(os.environ.get(SIZE_LIMIT_ENV, ""))
+    if limit is not None:  # a Kubernetes emptyDir: its free space is the node's, its limit is this
+        free = min(free, max(0, limit - _size(base)))
+    return free, promised
+
+
+#: Set by rendered Kubernetes pods to their spool volume's ``sizeLimit`` (``render``): the kubelet
+#: evicts a pod that writes past it, while ``statvfs`` shows the node disk's free space.
+SIZE_LIMIT_ENV = "DATAFERRY_SPOOL_SIZE_LIMIT"
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_UNITS = {
+    **{s: 1024 ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: 1000 ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+}
+
+
+def size_limit(quantity: str) -> int | None:
+    """Bytes of a Kubernetes quantity (``10Gi``, ``500M``, ``1.5Gi``, ``1048576``); None for an
+    empty or unreadable one (no limit is applied then, as before)."""
+    m = _QUANTITY.match(quantity.strip())
+    if not m:
+        return None
+    return int(float(m.group(1)) * _UNITS.get(m.group(2) or "", 1))
 
 
 def _size(directory: Path) -> int:

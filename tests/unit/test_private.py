@@ -115,3 +115,31 @@ def test_two_restores_sharing_a_spool_cannot_both_pass_on_the_same_free_space(tm
     _, second = pipeline.spool_dir(tmp_path, 2, _manifest(half))
     private.release(second)
     assert pipeline.spool_dir(tmp_path, 1, _manifest(half)) == (None, None)  # --jobs 1 streams
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("10Gi", 10 * 1024**3), ("500M", 500 * 1000**2), ("1.5Gi", int(1.5 * 1024**3)), ("1048576", 1048576)],
+)
+def test_a_kubernetes_quantity_is_read_as_bytes(quantity: str, expected: int) -> None:
+    assert private.size_limit(quantity) == expected
+
+
+@pytest.mark.parametrize("quantity", ["", "ten", "10GB", "-1Gi"])
+def test_an_unreadable_quantity_sets_no_limit(quantity: str) -> None:
+    assert private.size_limit(quantity) is None
+
+
+def test_a_pods_spool_room_is_its_volume_limit_less_what_is_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a rendered pod the spool is an emptyDir whose free space (statvfs) is the node disk's;
+    the kubelet evicts the pod past the volume's sizeLimit, so that limit is what a restore may use."""
+    (tmp_path / "already-there").write_bytes(b"x" * 3000)
+    monkeypatch.setenv(private.SIZE_LIMIT_ENV, "10k")
+    free, promised = private.spool_room(tmp_path)
+    assert (free, promised) == (10_000 - 3000, 0)
+    monkeypatch.setenv(private.SIZE_LIMIT_ENV, "1k")  # already over: nothing is free
+    assert private.spool_room(tmp_path)[0] == 0
+    monkeypatch.delenv(private.SIZE_LIMIT_ENV)
+    assert private.spool_room(tmp_path)[0] > 10_000  # no limit: the disk's free space

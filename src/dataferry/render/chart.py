@@ -68,6 +68,10 @@ tolerations:
   value: "/var/spool/dataferry"
 - name: HOME
   value: "/var/spool/dataferry"
+{{- if not .v.spool.existingClaim }}
+- name: DATAFERRY_SPOOL_SIZE_LIMIT
+  value: {{ .v.spool.sizeLimit | quote }}
+{{- end }}
 {{- range .secretEnv }}
 - name: {{ . | quote }}
   valueFrom:

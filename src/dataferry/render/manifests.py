@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataferry.private import SIZE_LIMIT_ENV
 from dataferry.render.alerts import prometheus_rule
 from dataferry.render.values import CONFIG_DIR, CONFIG_FILE, SPOOL_DIR, UID
 
@@ -71,6 +72,8 @@ def _env(values: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "TMPDIR", "value": SPOOL_DIR},
         {"name": "HOME", "value": SPOOL_DIR},
     ]
+    if not values["spool"]["existingClaim"]:  # what a restore may spool: the emptyDir's limit
+        env.append({"name": SIZE_LIMIT_ENV, "value": values["spool"]["sizeLimit"]})
     for name in entry["secretEnv"]:
         ref = {"name": values["secretName"], "key": name}
         env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
