@@ -71,11 +71,23 @@ def _shot(driver: object, name: str) -> None:
 
 def _follow(driver: object, element: object) -> None:
     """Click a link or a button and wait until its page has been replaced by the next one."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.wait import WebDriverWait
 
+    def gone(_driver: object) -> bool:
+        try:
+            element.is_enabled()  # type: ignore[attr-defined]
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # Chromium sometimes says so in its own words, caught mid-navigation (seen in CI once)
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
     element.click()  # type: ignore[attr-defined]
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))  # type: ignore[arg-type]
+    WebDriverWait(driver, 30).until(gone)  # type: ignore[arg-type]
 
 
 def _cell(driver: object, env: str) -> object:
