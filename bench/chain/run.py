@@ -67,7 +67,9 @@ keep = ["id", "document_id", "kind", "payload", "occurred_at"]
 [scan]
 # The generator's session ids are 12 hex digits of an md5, about 0.4% of them all digits, which
 # the phone detector rightly cannot tell from a phone number: left out, as an operator would.
-skip = ["events.payload"]
+# MariaDB's content_id is a uuid kept as CHAR(36) text (PostgreSQL's is a uuid, not scanned): at
+# 1 GB a few of them hold a run of digits the detector reads as a phone number (seen), so the same.
+skip = ["events.payload", "documents.content_id"]
 """
 
 G_PROD = "GOV.UK production: backup (dump | upload)"
