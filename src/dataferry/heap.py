@@ -41,3 +41,25 @@ def release_large_buffers() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+@functools.cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        trim = libc.malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+def return_freed() -> None:
+    """Give the memory freed so far back to the operating system (glibc's ``malloc_trim``, every
+    arena): between a job's steps, so the buffers a restore's worker threads freed do not stay
+    in their arenas under the backup that follows (a job's restore, sanitisation and backup in one
+    process peaked at 155 MiB in the 1 GB chain benchmark). Nothing where the C library is not glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -112,3 +112,33 @@ def test_large_buffers_are_returned_to_the_system_on_glibc() -> None:
     assert heap.release_large_buffers() is True
     threshold = heap.MMAP_THRESHOLD
     assert threshold <= 5 * MiB  # below the smallest S3 part
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_freed_memory_goes_back_between_a_jobs_steps() -> None:
+    """glibc's malloc_trim is found and called: 64 MiB of 1 MiB blocks (under the fixed mmap
+    threshold, so on a heap) allocated by a worker thread, as a restore's workers do, and freed, no
+    longer count in the process's resident set after ``return_freed``."""
+    import re
+    import threading
+    from pathlib import Path
+
+    def rss_kib() -> int:
+        m = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
+        assert m
+        return int(m.group(1))
+
+    assert heap.release_large_buffers() is True
+    assert heap._malloc_trim() is not None
+    held: list[int] = []
+
+    def work() -> None:
+        blocks = [bytearray(b"x" * (1024 * 1024)) for _ in range(64)]
+        held.append(rss_kib())
+        del blocks
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    heap.return_freed()
+    assert rss_kib() < held[0] - 32 * 1024

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dataferry import heap
 from dataferry.config import Config
 from dataferry.errors import FerryError, Held
 from dataferry.errors import HookFailed as HookFailed  # these three were defined here; now in errors.py
@@ -242,6 +243,7 @@ def _execute(ctx: RunContext, from_step: int) -> None:
             if ctx.lock is not None:
                 ctx.lock.confirm(f"step {step.index}")
             run_step(ctx, step)
+            heap.return_freed()  # what the step's threads freed, before the next step allocates
     except BaseException as exc:
         _finish(ctx, exc)
         raise

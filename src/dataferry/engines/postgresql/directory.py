@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -85,18 +85,17 @@ class _Progress:
 
 class _Growing(Reader):
     """A table's file that pg_dump may still be writing: at its current end, a read waits for
-    more until pg_dump says the file is finished. So a large table is compressed and stored while
-    it is dumped, as a single-stream dump is, instead of after."""
+    more until ``finished()`` says pg_dump is done with it. So a large table is compressed and
+    stored while it is dumped, as a single-stream dump is, instead of after."""
 
-    def __init__(self, f: BinaryIO, name: str, progress: _Progress) -> None:
+    def __init__(self, f: BinaryIO, finished: Callable[[], bool]) -> None:
         self._f = f
-        self._name = name
-        self._progress = progress
+        self._finished = finished
 
     def read(self, n: int = -1) -> bytes:
         """The next bytes; empty only once the file is finished and read to its end."""
         while True:
-            finished = self._progress.done(self._name)  # before the read: then it read the last bytes
+            finished = self._finished()  # before the read: then it read the last bytes
             data = self._f.read(n if n > 0 else CHUNK)
             if data or finished:
                 return data
@@ -105,7 +104,7 @@ class _Growing(Reader):
 
 @contextlib.contextmanager
 def directory_dump(
-    argv: Sequence[str], env: dict[str, str], counter: PgRowCounter, spool: Path | None
+    argv: Sequence[str], env: dict[str, str], counter: PgRowCounter, spool: Path | None, serial: bool = False
 ) -> Iterator[ObjectDump]:
     """Run ``argv`` (pg_dump ``--format=directory --jobs N --verbose``, without ``--file``) into a
     private run directory under ``spool``; the ``ObjectDump`` hands each file on when it is done."""
@@ -116,7 +115,7 @@ def directory_dump(
         assert proc.stderr is not None
         progress = _Progress(proc.stderr)
         dump = ObjectDump(files=iter(()))
-        dump.files = _files(proc, full, progress, out, counter, dump)
+        dump.files = _files(proc, full, progress, out, counter, dump, serial)
         try:
             yield dump
         finally:
@@ -133,11 +132,12 @@ def _files(
     out: Path,
     counter: PgRowCounter,
     dump: ObjectDump,
+    serial: bool,
 ) -> Iterator[tuple[str, BinaryIO]]:
     handed: set[str] = set()
     while (name := _next_table(out, handed, progress)) is not None:
         handed.add(name)
-        yield from _hand_on(out / name, progress)
+        yield from _hand_on(out / name, _finished(out, name, progress, serial))
     code = proc.wait()
     if code != 0:
         error = process_failed("pg_dump", argv, code, progress.tail())
@@ -171,7 +171,19 @@ def _next_table(out: Path, handed: set[str], progress: _Progress) -> str | None:
         time.sleep(_POLL)
 
 
-def _hand_on(path: Path, progress: _Progress | None) -> Iterator[tuple[str, BinaryIO]]:
+def _finished(out: Path, name: str, progress: _Progress, serial: bool) -> Callable[[], bool]:
+    """When pg_dump is done with the table file ``name``: its leader said so (``--jobs`` 2 or more),
+    or, dumping serially (one file open at a time), the next table's file exists; or pg_dump exited."""
+
+    def finished() -> bool:
+        if progress.done(name):
+            return True
+        return serial and any(_TABLE_FILE.match(n) and n != name for n in os.listdir(out))
+
+    return finished
+
+
+def _hand_on(path: Path, finished: Callable[[], bool] | None) -> Iterator[tuple[str, BinaryIO]]:
     with open(path, "rb") as f:
-        yield path.name, (cast(BinaryIO, _Growing(f, path.name, progress)) if progress else f)
+        yield path.name, (cast(BinaryIO, _Growing(f, finished)) if finished else f)
     os.unlink(path)  # stored: its disk space is free for the tables still being dumped

@@ -227,13 +227,13 @@ class PostgresEngine:
 
     @contextlib.contextmanager
     def dump_objects(self, db: DatabaseRef, options: DumpOptions, jobs: int) -> Iterator[ObjectDump]:
-        """pg_dump ``--format=directory`` with ``jobs`` workers (at least 2: its leader reports each
-        finished table only in parallel mode) in an exported snapshot, rows counted meanwhile; each
-        file is handed on as it is finished (``directory``)."""
+        """pg_dump ``--format=directory`` with ``jobs`` workers (1: serially) in an exported snapshot,
+        rows counted meanwhile; each table's file is handed on as it is written (``directory``)."""
         with dump_snapshot(self.tools().pg_dump.path, db) as (conn, snap):
-            argv = snap.argv(["--format=directory", "--compress=0", f"--jobs={max(2, jobs)}", "--verbose"])
+            workers = [f"--jobs={jobs}"] if jobs > 1 else []
+            argv = snap.argv(["--format=directory", "--compress=0", *workers, "--verbose"])
             counter = PgRowCounter(conn, snap.counted)
-            with directory_dump(argv, tool_env(db), counter, options.spool_dir) as dump:
+            with directory_dump(argv, tool_env(db), counter, options.spool_dir, serial=jobs <= 1) as dump:
                 dump.warnings += snap.warnings
                 yield dump
 
