@@ -26,7 +26,10 @@ import common
 import generate_pg
 from run import tune_server
 
-CHILD = "import sys; from dataferry import pipeline; pipeline.dump_workers = lambda: int(sys.argv.pop(1)); from dataferry.cli import main; sys.argv[0] = 'dataferry'; main()"
+CHILD = (
+    "import sys; from dataferry import pipeline; n = int(sys.argv.pop(1)); pipeline.dump_workers = lambda: n; "
+    "from dataferry.cli import main; sys.argv[0] = 'dataferry'; main()"
+)
 
 
 def timed(argv: list[str], env: dict[str, str], before: object) -> tuple[float, float]:
