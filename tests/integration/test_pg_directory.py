@@ -218,3 +218,57 @@ def test_a_serial_dump_stores_each_table_as_it_is_written(
 
     assert result.swapped and result.row_counts == manifest.row_counts
     assert fingerprint(pg_setup.pg, pg_setup.dst) == before
+
+
+def test_rows_are_counted_in_the_dump_itself_not_by_a_second_scan(
+    pg_setup: PgSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-table backup reads production once: each table's rows are the lines of its data
+    file (COPY writes a newline inside a value as ``\\n``), not a ``count(*)`` beside pg_dump.
+    Values with newlines, backslashes, tabs, empty strings and NULLs, and an empty table, count
+    exactly."""
+    from dataferry.engines.postgresql import directory
+
+    def no_second_scan(*_: object) -> int:
+        raise AssertionError("count(*) ran on production during a per-table backup")
+
+    pg = pg_setup.pg
+    pg.psql(
+        r"""
+        CREATE TABLE public.lines (id int, body text);
+        INSERT INTO public.lines VALUES (1, E'two\nlines'), (2, E'back\\slash\.'), (3, ''), (4, NULL),
+            (5, E'\\.'), (6, E'tab\there\r\n');
+        INSERT INTO public.lines SELECT g, repeat(E'x\n', g % 7) FROM generate_series(7, 30000) g;
+        CREATE TABLE public.nothing (id int);
+        """,
+        pg_setup.src,
+    )
+    monkeypatch.setattr(directory, "count_rows", no_second_scan)
+
+    manifest = ops.backup(pg_setup.config(), "app", "production").manifest
+
+    tables = pg.psql(
+        "SELECT schemaname || '.' || relname FROM pg_stat_user_tables ORDER BY 1", pg_setup.src
+    ).split()
+    exact = {t: int(pg.psql(f"SELECT count(*) FROM {t}", pg_setup.src)) for t in tables}
+    assert manifest.row_counts == exact
+    assert exact["public.lines"] == 30000 and exact["public.nothing"] == 0
+    result = restore(pg_setup)
+    assert result.swapped and result.row_counts == exact
+
+
+def test_a_table_file_that_cannot_be_counted_is_counted_in_the_snapshot(
+    pg_setup: PgSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a table's file does not end as pg_dump ends one, its rows come from ``count(*)`` in
+    the dump's snapshot: still exact, never a guess."""
+    from dataferry.engines.postgresql import directory
+
+    monkeypatch.setattr(directory._Lines, "rows", lambda self: None)
+    manifest = ops.backup(pg_setup.config(), "app", "production").manifest
+    pg = pg_setup.pg
+    tables = pg.psql(
+        "SELECT schemaname || '.' || relname FROM pg_stat_user_tables ORDER BY 1", pg_setup.src
+    ).split()
+    assert manifest.row_counts == {t: int(pg.psql(f"SELECT count(*) FROM {t}", pg_setup.src)) for t in tables}
+    assert sum(manifest.row_counts.values()) > 0

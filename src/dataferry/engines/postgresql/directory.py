@@ -7,7 +7,11 @@ it, read as it grows, until pg_dump's leader says it is done (``--verbose``: ``f
 TABLE DATA ...``), so dumping and storing overlap as in a single stream; files that other workers
 finished meanwhile follow. A file is deleted once stored, so the local disk holds only what is
 dumped and not stored yet. The table of contents comes last, after pg_dump succeeded.
-The dump runs in the snapshot the row counter holds open, as the single-stream dump does.
+
+The dump runs in an exported snapshot, as the single-stream dump does, but its rows are counted in
+the dump's own output rather than by a ``count(*)`` of every table beside it: COPY's text format
+writes one line per row, so each table's file is counted as it is stored, and production is read
+once instead of twice (``RowsFromFiles``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from dataferry.engines import ObjectDump
-from dataferry.engines.postgresql.backup import PgRowCounter
+from dataferry.engines.postgresql.sql import Conn, count_rows, sql_errors, table_key, user_table_oids
+from dataferry.engines.postgresql.tools import run_tool
 from dataferry.private import private_dir
 from dataferry.streams import CHUNK, Reader, process_failed, spawn
 
@@ -37,6 +42,10 @@ _TAIL_LINES = 40
 _TABLE_FILE = re.compile(r"^\d+\.dat$")
 #: How long to wait for pg_dump to write more (it writes megabytes between two polls).
 _POLL = 0.01
+#: How pg_dump ends every table's data file: COPY's end-of-data marker, then two empty lines.
+_TRAILER = b"\\.\n\n\n"
+#: A table's data in ``pg_restore --list``: its dump id, then 0 and the table's OID.
+_DATA_ENTRY = re.compile(rb"^(\d+); 0 (\d+) TABLE DATA ", re.M)
 
 
 def message_env(env: dict[str, str]) -> dict[str, str]:
@@ -102,9 +111,69 @@ class _Growing(Reader):
             time.sleep(_POLL)
 
 
+class _Lines(Reader):
+    """Counts the lines of a table's data file as it is read. COPY's text format writes one line
+    per row (a newline inside a value is written as ``\\n``), so the rows are the lines before
+    pg_dump's trailer."""
+
+    def __init__(self, inner: BinaryIO | Reader) -> None:
+        self._inner = inner
+        self.lines = 0
+        self._tail = b""
+
+    def read(self, n: int = -1) -> bytes:
+        """The next bytes of the file, counted."""
+        data = self._inner.read(n)
+        self.lines += data.count(b"\n")
+        self._tail = (self._tail + data[-len(_TRAILER) :])[-len(_TRAILER) :]
+        return data
+
+    def rows(self) -> int | None:
+        """The rows read, or None when the file did not end as pg_dump ends a table's data."""
+        return self.lines - _TRAILER.count(b"\n") if self._tail == _TRAILER else None
+
+
+class RowsFromFiles:
+    """A directory dump's row counts, counted in the table files as they are stored.
+
+    Which table a file holds comes from the table of contents (a table's data entry carries the
+    table's OID), matched against the tables of the dump's snapshot. A table whose file was not
+    counted, or did not end as pg_dump ends one, is counted with ``count(*)`` in the snapshot, so
+    every table always gets an exact count.
+    """
+
+    def __init__(
+        self, conn: Conn, tables: Sequence[tuple[str, str]], pg_restore: str, env: dict[str, str]
+    ) -> None:
+        self._conn, self._pg_restore, self._env = conn, pg_restore, env
+        wanted = set(tables)
+        with sql_errors("listing the tables to count"):
+            self._tables = {oid: t for oid, t in user_table_oids(conn).items() if t in wanted}
+        self._files: dict[str, _Lines] = {}
+
+    def counting(self, name: str, reader: BinaryIO | Reader) -> _Lines:
+        """``reader`` (table file ``name``), its lines counted as it is read."""
+        self._files[name] = _Lines(reader)
+        return self._files[name]
+
+    def result(self, directory: Path) -> dict[str, int]:
+        """Every table's rows, once pg_dump has written its table of contents into ``directory``."""
+        listing = run_tool([self._pg_restore, "--list", str(directory)], message_env(self._env))
+        by_oid = {int(oid): f"{dump_id.decode()}.dat" for dump_id, oid in _DATA_ENTRY.findall(listing)}
+        counts: dict[str, int] = {}
+        for oid, table in self._tables.items():
+            counted = self._files.get(by_oid.get(oid, ""))
+            rows = counted.rows() if counted is not None else None
+            if rows is None:
+                with sql_errors(f"counting the rows of {table_key(table)} in the dump's snapshot"):
+                    rows = count_rows(self._conn, table)
+            counts[table_key(table)] = rows
+        return counts
+
+
 @contextlib.contextmanager
 def directory_dump(
-    argv: Sequence[str], env: dict[str, str], counter: PgRowCounter, spool: Path | None, serial: bool = False
+    argv: Sequence[str], env: dict[str, str], rows: RowsFromFiles, spool: Path | None, serial: bool = False
 ) -> Iterator[ObjectDump]:
     """Run ``argv`` (pg_dump ``--format=directory --jobs N --verbose``, without ``--file``) into a
     private run directory under ``spool``; the ``ObjectDump`` hands each file on when it is done."""
@@ -115,14 +184,13 @@ def directory_dump(
         assert proc.stderr is not None
         progress = _Progress(proc.stderr)
         dump = ObjectDump(files=iter(()))
-        dump.files = _files(proc, full, progress, out, counter, dump, serial)
+        dump.files = _files(proc, full, progress, out, rows, dump, serial)
         try:
             yield dump
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            counter.stop()
 
 
 def _files(
@@ -130,14 +198,14 @@ def _files(
     argv: Sequence[str],
     progress: _Progress,
     out: Path,
-    counter: PgRowCounter,
+    rows: RowsFromFiles,
     dump: ObjectDump,
     serial: bool,
 ) -> Iterator[tuple[str, BinaryIO]]:
     handed: set[str] = set()
     while (name := _next_table(out, handed, progress)) is not None:
         handed.add(name)
-        yield from _hand_on(out / name, _finished(out, name, progress, serial))
+        yield from _hand_on(out / name, _finished(out, name, progress, serial), rows)
     code = proc.wait()
     if code != 0:
         error = process_failed("pg_dump", argv, code, progress.tail())
@@ -147,11 +215,11 @@ def _files(
                 "published: set settings.spool_dir to a larger disk (it holds about the largest tables)"
             )
         raise error
-    dump.row_counts.update(counter.result())
+    dump.row_counts.update(rows.result(out))
     # Large objects, and anything else pg_dump wrote, then the table of contents last.
     rest = sorted(p.name for p in out.iterdir() if p.name not in handed and p.name != TOC)
     for name in [*rest, TOC]:
-        yield from _hand_on(out / name, None)
+        yield from _hand_on(out / name)
 
 
 def _next_table(out: Path, handed: set[str], progress: _Progress) -> str | None:
@@ -183,7 +251,12 @@ def _finished(out: Path, name: str, progress: _Progress, serial: bool) -> Callab
     return finished
 
 
-def _hand_on(path: Path, finished: Callable[[], bool] | None) -> Iterator[tuple[str, BinaryIO]]:
+def _hand_on(
+    path: Path, finished: Callable[[], bool] | None = None, rows: RowsFromFiles | None = None
+) -> Iterator[tuple[str, BinaryIO]]:
+    """Hand on the file at ``path`` (a table's file read as it grows, its lines counted), then
+    delete it: stored, its disk space is free for the tables still being dumped."""
     with open(path, "rb") as f:
-        yield path.name, (cast(BinaryIO, _Growing(f, finished)) if finished else f)
-    os.unlink(path)  # stored: its disk space is free for the tables still being dumped
+        reader: BinaryIO | Reader = _Growing(f, finished) if finished else f
+        yield path.name, cast(BinaryIO, rows.counting(path.name, reader) if rows else reader)
+    os.unlink(path)

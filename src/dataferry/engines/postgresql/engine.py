@@ -28,7 +28,7 @@ from dataferry.engines import (
 )
 from dataferry.engines.postgresql import swap as swapping
 from dataferry.engines.postgresql.backup import DumpStream, PgRowCounter, dump_snapshot
-from dataferry.engines.postgresql.directory import directory_dump
+from dataferry.engines.postgresql.directory import RowsFromFiles, directory_dump
 from dataferry.engines.postgresql.keep import keep_target_rows
 from dataferry.engines.postgresql.limits import max_jobs
 from dataferry.engines.postgresql.lock import PgRestoreLock
@@ -227,13 +227,13 @@ class PostgresEngine:
 
     @contextlib.contextmanager
     def dump_objects(self, db: DatabaseRef, options: DumpOptions, jobs: int) -> Iterator[ObjectDump]:
-        """pg_dump ``--format=directory`` with ``jobs`` workers (1: serially) in an exported snapshot,
-        rows counted meanwhile; each table's file is handed on as it is written (``directory``)."""
+        """pg_dump ``--format=directory`` with ``jobs`` workers (1: serially) in an exported snapshot;
+        each table's file is handed on as it is written, its rows counted in it (``directory``)."""
         with dump_snapshot(self.tools().pg_dump.path, db) as (conn, snap):
             workers = [f"--jobs={jobs}"] if jobs > 1 else []
             argv = snap.argv(["--format=directory", "--compress=0", *workers, "--verbose"])
-            counter = PgRowCounter(conn, snap.counted)
-            with directory_dump(argv, tool_env(db), counter, options.spool_dir, serial=jobs <= 1) as dump:
+            rows = RowsFromFiles(conn, snap.counted, self.tools().pg_restore.path, tool_env(db))
+            with directory_dump(argv, tool_env(db), rows, options.spool_dir, serial=jobs <= 1) as dump:
                 dump.warnings += snap.warnings
                 yield dump
 

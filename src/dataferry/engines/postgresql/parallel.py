@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import subprocess
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -34,8 +33,9 @@ from dataferry.config import DatabaseRef
 from dataferry.engines import ObjectSource
 from dataferry.engines.postgresql.directory import TOC
 from dataferry.engines.postgresql.sql import Conn, connect, sql_errors, where
+from dataferry.engines.postgresql.tools import run_tool
 from dataferry.errors import EngineError, VerificationFailed
-from dataferry.streams import CHUNK, process_failed, spawn
+from dataferry.streams import CHUNK
 
 _ENTRY = re.compile(rb"^(\d+); \d+ \d+ (.*)$", re.M)
 _COPY = re.compile(rb"^COPY .*? FROM stdin;$", re.M | re.S)
@@ -60,15 +60,6 @@ class Toc:
     tables: list[TableData]
     other_data: list[bytes]
     settings: list[bytes]
-
-
-def run_tool(argv: Sequence[str], env: dict[str, str], what: str = "pg_restore") -> bytes:
-    """Run a client tool to its end; its output (small here: listings and COPY statements)."""
-    proc = spawn(argv, env=env, stdout=subprocess.PIPE)
-    out, err = proc.communicate()
-    if proc.returncode != 0:
-        raise process_failed(what, argv, proc.returncode, err.decode("utf-8", "replace"))
-    return out
 
 
 def read_toc(pg_restore: str, source: ObjectSource, directory: Path, env: dict[str, str]) -> Toc:

@@ -14,7 +14,7 @@ from dataferry.engines import ObjectSource, RestoreOptions
 from dataferry.engines.postgresql import parallel
 from dataferry.engines.postgresql import swap as swapping
 from dataferry.engines.postgresql.sql import Conn, conninfo, database_props, sql_errors, tool_env
-from dataferry.engines.postgresql.tools import PgTools
+from dataferry.engines.postgresql.tools import PgTools, run_tool
 from dataferry.errors import EngineError
 from dataferry.private import disk_full_is_clear, private_dir
 from dataferry.streams import CHUNK, StderrTail, copy_to_file, process_failed, spawn
@@ -135,11 +135,11 @@ def restore_objects(
     base = pg_restore_argv(tools, db, shadow, 1)
     with private_dir(options.spool_dir) as directory:
         toc = parallel.read_toc(tools.pg_restore.path, source, directory, env)
-        parallel.run_tool(parallel.section_argv(base, "pre-data", directory), env)
+        run_tool(parallel.section_argv(base, "pre-data", directory), env)
         parallel.restore_other_data(base, toc, env)
         parallel.load_tables(db, shadow, source, toc, options.jobs)
         post = pg_restore_argv(tools, db, shadow, options.jobs)
-        parallel.run_tool(parallel.section_argv(post, "post-data", directory), env)
+        run_tool(parallel.section_argv(post, "post-data", directory), env)
 
 
 def explain(exc: EngineError) -> EngineError:

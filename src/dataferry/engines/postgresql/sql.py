@@ -29,8 +29,8 @@ MAX_IDENT_BYTES = 63
 
 #: User tables whose rows a dump carries: ordinary tables and leaf partitions, outside the system
 #: schemas, not owned by an extension (pg_dump leaves those to CREATE EXTENSION).
-USER_TABLES = """
-SELECT n.nspname, c.relname
+#: Every user table whose rows a dump carries (not extensions' tables, not other sessions' temporary ones).
+_USER_TABLES_FROM = """
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -38,8 +38,10 @@ WHERE c.relkind = 'r'
   AND NOT EXISTS (
     SELECT 1 FROM pg_depend d
     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
+ORDER BY n.nspname, c.relname
 """
+USER_TABLES = "SELECT n.nspname, c.relname" + _USER_TABLES_FROM
+USER_TABLE_OIDS = "SELECT c.oid, n.nspname, c.relname" + _USER_TABLES_FROM
 
 #: Everything about a database that a dump without --create does not carry, as one JSON object.
 DATABASE_PROPS = """
@@ -186,6 +188,11 @@ def scalar(conn: Conn, query: LiteralString | sql.SQL | sql.Composed, params: tu
 def user_tables(conn: Conn) -> list[tuple[str, str]]:
     """(schema, table) of every user table whose rows a dump carries."""
     return [(str(s), str(t)) for s, t in conn.execute(USER_TABLES).fetchall()]
+
+
+def user_table_oids(conn: Conn) -> dict[int, tuple[str, str]]:
+    """The same tables as ``user_tables``, by OID (how pg_dump's table of contents names a table's data)."""
+    return {int(oid): (str(s), str(t)) for oid, s, t in conn.execute(USER_TABLE_OIDS).fetchall()}
 
 
 def table_key(table: tuple[str, str]) -> str:

@@ -13,10 +13,12 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dataferry.errors import NotReady
+from dataferry.streams import process_failed, spawn
 
 TOOLS = ("pg_dump", "pg_restore", "psql")
 BINDIR_ENV = "DATAFERRY_PG_BINDIR"
@@ -106,3 +108,12 @@ def find_tools() -> PgTools:
 def _tool(name: str, path: str) -> Tool:
     major, version = tool_version(path)
     return Tool(name=name, path=path, major=major, version=version)
+
+
+def run_tool(argv: Sequence[str], env: dict[str, str], what: str = "pg_restore") -> bytes:
+    """Run a client tool to its end; its output (small here: listings and COPY statements)."""
+    proc = spawn(argv, env=env, stdout=subprocess.PIPE)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise process_failed(what, argv, proc.returncode, err.decode("utf-8", "replace"))
+    return out
