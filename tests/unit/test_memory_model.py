@@ -142,3 +142,30 @@ def test_freed_memory_goes_back_between_a_jobs_steps() -> None:
     worker.join()
     heap.return_freed()
     assert rss_kib() < held[0] - 32 * 1024
+
+
+def test_every_s3_store_of_a_process_shares_one_copy_of_the_s3_model() -> None:
+    """Each store has its own session (credentials, profile), but botocore's parsed service model
+    is loaded once per process: a job reading one S3 store and writing another held two copies
+    (12 MiB each). Measured in a fresh process: the second and third stores' clients add at most
+    3 MiB together."""
+    import subprocess
+    import sys
+
+    script = """
+import re
+from pathlib import Path
+from dataferry.stores.s3 import S3Store
+
+def rss():
+    return int(re.search(r"VmRSS:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+opts = {"region": "eu-west-2", "endpoint_url": "http://127.0.0.1:9"}
+stores = [S3Store.from_url("s3://first/a", opts)]
+one = rss()
+stores += [S3Store.from_url("s3://second/b", opts), S3Store.from_url("s3://third/c", opts)]
+assert stores[0]._client._loader is stores[2]._client._loader
+print(rss() - one)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(out.stdout) <= 3 * 1024, f"two more S3 stores took {int(out.stdout) // 1024} MiB"

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -48,6 +51,27 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 _MiB = 1024 * 1024
+
+
+@functools.cache
+def _models() -> botocore.loaders.Loader:
+    """The loader of botocore's service models and endpoints, one for the whole process: each
+    store has its own session (its own credentials and profile), and a session with its own loader
+    parses its own copy of the S3 model, 12 MiB per store (a job reading one store and writing
+    another held two)."""
+    return botocore.loaders.create_loader()
+
+
+def _session(opts: S3Options) -> boto3.session.Session:
+    """A session with this store's credentials and profile, sharing the process's model loader."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _models())
+    return boto3.session.Session(
+        botocore_session=core,
+        profile_name=opts.profile,
+        aws_access_key_id=_env(opts.access_key_id_env, "access_key_id_env"),
+        aws_secret_access_key=_env(opts.secret_access_key_env, "secret_access_key_env"),
+    )
 
 
 class S3Store:
@@ -86,30 +110,25 @@ class S3Store:
         if not bucket:
             raise ConfigError(f"no bucket in store URL {url!r}", hint="write it as s3://bucket/prefix")
         try:
-            session = boto3.session.Session(
-                profile_name=opts.profile,
-                aws_access_key_id=_env(opts.access_key_id_env, "access_key_id_env"),
-                aws_secret_access_key=_env(opts.secret_access_key_env, "secret_access_key_env"),
+            client = _session(opts).client(
+                "s3",
+                endpoint_url=opts.endpoint_url,
+                region_name=opts.region,
+                # Checksums only where S3 requires them: third-party endpoints reject the newer
+                # defaults, and dataferry checks its own sha256 end to end anyway.
+                config=BotoConfig(
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    # Adaptive: backs off on throttling (SlowDown) client-side too; 10 attempts, as
+                    # a 30% SlowDown rate exhausted the standard mode's 5 (issue 19).
+                    retries={"max_attempts": RETRY_ATTEMPTS, "mode": "adaptive"},
+                ),
             )
-        except ProfileNotFound:
+        except ProfileNotFound:  # raised by the session or, with a shared loader, by the client
             raise NotReady(
                 f"AWS profile {opts.profile!r} (store option profile of {url}) does not exist",
                 hint="add it to ~/.aws/config (or $AWS_CONFIG_FILE), or fix the store's profile",
             ) from None
-        client = session.client(
-            "s3",
-            endpoint_url=opts.endpoint_url,
-            region_name=opts.region,
-            # Checksums only where S3 requires them: third-party endpoints reject the newer defaults,
-            # and dataferry checks its own sha256 end to end anyway.
-            config=BotoConfig(
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                # Adaptive: backs off on throttling (SlowDown) client-side too; 10 attempts, as a
-                # 30% SlowDown rate exhausted the standard mode's 5 (issue 19).
-                retries={"max_attempts": RETRY_ATTEMPTS, "mode": "adaptive"},
-            ),
-        )
         return cls(
             bucket,
             prefix,
