@@ -48,7 +48,7 @@ from dataferry.errors import FerryError, NotReady, VerificationFailed
 from dataferry.layouts import Encoding, Layout
 from dataferry.pieces import check_objects as check_objects
 from dataferry.pieces import decrypting, drain, dump_workers, objects_restore, put_object, upload_objects
-from dataferry.progress import Estimate, Reporter, finish, human_bytes
+from dataferry.progress import Estimate, Reporter, Transfer, finish, human_bytes
 from dataferry.runspace import spool_dir as spool_dir
 from dataferry.runspace import stops_deferred
 from dataferry.runspace import sweep_leftovers as sweep_leftovers
@@ -150,6 +150,20 @@ def publish(
     return manifest
 
 
+@contextlib.contextmanager
+def backup_transfer(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> Iterator[Transfer]:
+    """A backup's progress, ended as done or failed. The dump's size is known only at its end: the
+    database's size gives an estimate and an ETA."""
+    estimate = estimated_dump_size(engine, ref)
+    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
+    ok = False
+    try:
+        yield transfer
+        ok = True
+    finally:
+        finish(transfer, ok=ok)
+
+
 def upload(
     layout: Layout,
     key: str,
@@ -165,20 +179,18 @@ def upload(
     A failed dump raises inside ``store.put``, so nothing becomes visible; a size the store did not
     confirm removes the object. Returns the data object and the dump's own row counts.
     """
-    # The dump's size is known only at its end: the database's size gives an estimate and an ETA.
-    estimate = estimated_dump_size(engine, ref)
-    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
-    try:
-        # The encrypting worker is stopped after the dump ends (a dump that stalls is killed first,
-        # so a worker blocked reading it is released and the stop never waits on it).
-        with contextlib.ExitStack() as stack, engine.dump(ref, encoding.dump) as dump:
-            raw = ProgressReader(dump.stream, transfer.advance)
-            obj = put_object(layout.store, key, raw, encoding, stack, recipients, engine.dump_format)
-            row_counts = dict(dump.row_counts)
-            for warning in dump.warnings:
-                reporter.warn(warning)
-    finally:
-        finish(transfer, ok=sys.exc_info()[0] is None)
+    # The encrypting worker is stopped after the dump ends (a dump that stalls is killed first, so
+    # a worker blocked reading it is released and the stop never waits on it).
+    with (
+        backup_transfer(engine, ref, reporter) as transfer,
+        contextlib.ExitStack() as stack,
+        engine.dump(ref, encoding.dump) as dump,
+    ):
+        raw = ProgressReader(dump.stream, transfer.advance)
+        obj = put_object(layout.store, key, raw, encoding, stack, recipients, engine.dump_format)
+        row_counts = dict(dump.row_counts)
+        for warning in dump.warnings:
+            reporter.warn(warning)
     return obj, row_counts
 
 
@@ -194,14 +206,10 @@ def upload_many(
     """Dump ``ref`` as one object per table's data plus a table of contents under ``prefix``, each
     stored as soon as the dump finished it (``pieces.upload_objects``)."""
     assert isinstance(engine, DumpsObjects)  # Encoding.by_objects chose this path
-    estimate = estimated_dump_size(engine, ref)
-    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
-    try:
+    with backup_transfer(engine, ref, reporter) as transfer:
         objects, row_counts, warnings = upload_objects(
             layout.store, prefix, engine, ref, encoding, transfer.advance, recipients, dump_workers()
         )
-    finally:
-        finish(transfer, ok=sys.exc_info()[0] is None)
     for warning in warnings:
         reporter.warn(warning)
     return objects, row_counts
