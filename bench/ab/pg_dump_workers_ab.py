@@ -5,7 +5,7 @@ beside the raw ``pg_dump -Fc -Z0 | zstd -3 -T0`` pipeline, in interleaved rounds
 
 Why: on two CPUs shared with the server, the per-table backup measured 1.12-1.14x of the raw
 pipeline with two pg_dump workers (issue 15); this says whether one worker (the raw pipeline's
-shape) closes the gap. dataferry runs as the CLI in a child process with ``pipeline.dump_workers``
+shape) closes the gap. dataferry runs as the CLI in a child process with ``pieces.dump_workers``
 replaced; the wall time and the process tree's CPU time are reported.
 """
 
@@ -27,7 +27,7 @@ import generate_pg
 from run import tune_server
 
 CHILD = (
-    "import sys; from dataferry import pipeline; n = int(sys.argv.pop(1)); pipeline.dump_workers = lambda: n; "
+    "import sys; from dataferry import pieces; n = int(sys.argv.pop(1)); pieces.dump_workers = lambda: n; "
     "from dataferry.cli import main; sys.argv[0] = 'dataferry'; main()"
 )
 

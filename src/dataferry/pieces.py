@@ -20,10 +20,17 @@ from typing import BinaryIO
 from dataferry import codecs, cpus, encryption
 from dataferry.artifacts import DataObject, Encryption, Manifest
 from dataferry.config import DatabaseRef
-from dataferry.engines import DumpsObjects, Engine, RestoreOptions, Shadow, drop_after_failure
+from dataferry.engines import (
+    DumpsObjects,
+    Engine,
+    RestoreOptions,
+    Shadow,
+    drop_after_failure,
+    estimated_dump_size,
+)
 from dataferry.errors import NotReady, StoreError, VerificationFailed
-from dataferry.layouts import Encoding
-from dataferry.progress import Reporter, finish
+from dataferry.layouts import Encoding, Layout
+from dataferry.progress import Estimate, Reporter, Transfer, finish
 from dataferry.stores import Store
 from dataferry.streams import (
     CHUNK,
@@ -273,3 +280,38 @@ def objects_restore(
             finish(transfer, ok=False)
         if shadow is not None and not swapped:
             drop_after_failure(engine, shadow, sys.exc_info()[1])
+
+
+@contextlib.contextmanager
+def backup_transfer(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> Iterator[Transfer]:
+    """A backup's progress, ended as done or failed. The dump's size is known only at its end: the
+    database's size gives an estimate and an ETA."""
+    estimate = estimated_dump_size(engine, ref)
+    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
+    ok = False
+    try:
+        yield transfer
+        ok = True
+    finally:
+        finish(transfer, ok=ok)
+
+
+def upload_many(
+    layout: Layout,
+    prefix: str,
+    engine: Engine,
+    ref: DatabaseRef,
+    encoding: Encoding,
+    reporter: Reporter,
+    recipients: tuple[str, ...] = (),
+) -> tuple[list[DataObject], dict[str, int]]:
+    """Dump ``ref`` as one object per table's data plus a table of contents under ``prefix``, each
+    stored as soon as the dump finished it (``pieces.upload_objects``)."""
+    assert isinstance(engine, DumpsObjects)  # Encoding.by_objects chose this path
+    with backup_transfer(engine, ref, reporter) as transfer:
+        objects, row_counts, warnings = upload_objects(
+            layout.store, prefix, engine, ref, encoding, transfer.advance, recipients, dump_workers()
+        )
+    for warning in warnings:
+        reporter.warn(warning)
+    return objects, row_counts

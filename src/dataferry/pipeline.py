@@ -31,11 +31,10 @@ from typing import BinaryIO
 
 import zstandard
 
-from dataferry import artifacts, codecs, encryption
+from dataferry import artifacts, codecs, encryption, private, runspace
 from dataferry.artifacts import DataObject, Manifest, Sanitisation
 from dataferry.config import DatabaseRef
 from dataferry.engines import (
-    DumpsObjects,
     Engine,
     RestoreOptions,
     Shadow,
@@ -46,9 +45,9 @@ from dataferry.engines import (
 from dataferry.engines import manifest_extra as describe_dump
 from dataferry.errors import FerryError, NotReady, VerificationFailed
 from dataferry.layouts import Encoding, Layout
+from dataferry.pieces import backup_transfer, decrypting, drain, objects_restore, put_object, upload_many
 from dataferry.pieces import check_objects as check_objects
-from dataferry.pieces import decrypting, drain, dump_workers, objects_restore, put_object, upload_objects
-from dataferry.progress import Estimate, Reporter, Transfer, finish, human_bytes
+from dataferry.progress import Reporter, finish, human_bytes
 from dataferry.runspace import spool_dir as spool_dir
 from dataferry.runspace import stops_deferred
 from dataferry.runspace import sweep_leftovers as sweep_leftovers
@@ -114,13 +113,25 @@ def publish(
             encoding.dump, spool_dir=what.spool_dir, database_name=what.dump_as or encoding.dump.database_name
         ),
     )
-    new = layout.new_key(engine, encoding)
     many = encoding.by_objects(engine)
+    # a per-table dump may hold the whole dump on the spool: room reserved, or one streamed archive
+    reservation, too_small = runspace.backup_spool(
+        what.spool_dir, estimated_dump_size(engine, ref) if many else None
+    )
+    if too_small:
+        reporter.warn(f"backup {what.database}: {too_small}")
+        many, encoding = False, dataclasses.replace(encoding, objects=False)
+    new = layout.new_key(engine, encoding)
     if what.recipients and not many:  # say what the bytes are: <id>.<format>.zst.age is `age -d | zstd -d`
         new = dataclasses.replace(new, key=f"{new.key}{encryption.SUFFIX}")
     reporter.info(f"backup {what.database} ({what.environment}) -> {layout.store.url}{new.key}")
     if many:
-        objects, row_counts = upload_many(layout, new.key, engine, ref, encoding, reporter, what.recipients)
+        try:
+            objects, row_counts = upload_many(
+                layout, new.key, engine, ref, encoding, reporter, what.recipients
+            )
+        finally:
+            private.release(reservation)  # the dump's files are stored and gone
     else:
         obj, row_counts = upload(layout, new.key, engine, ref, encoding, reporter, what.recipients)
         objects = [obj]
@@ -148,20 +159,6 @@ def publish(
     if stopped:
         reporter.warn(f"{stopped[0]} arrived while the manifest was written; {manifest.id} is published")
     return manifest
-
-
-@contextlib.contextmanager
-def backup_transfer(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> Iterator[Transfer]:
-    """A backup's progress, ended as done or failed. The dump's size is known only at its end: the
-    database's size gives an estimate and an ETA."""
-    estimate = estimated_dump_size(engine, ref)
-    transfer = reporter.transfer(f"backup {ref.name}", Estimate(estimate) if estimate else None)
-    ok = False
-    try:
-        yield transfer
-        ok = True
-    finally:
-        finish(transfer, ok=ok)
 
 
 def upload(
@@ -192,27 +189,6 @@ def upload(
         for warning in dump.warnings:
             reporter.warn(warning)
     return obj, row_counts
-
-
-def upload_many(
-    layout: Layout,
-    prefix: str,
-    engine: Engine,
-    ref: DatabaseRef,
-    encoding: Encoding,
-    reporter: Reporter,
-    recipients: tuple[str, ...] = (),
-) -> tuple[list[DataObject], dict[str, int]]:
-    """Dump ``ref`` as one object per table's data plus a table of contents under ``prefix``, each
-    stored as soon as the dump finished it (``pieces.upload_objects``)."""
-    assert isinstance(engine, DumpsObjects)  # Encoding.by_objects chose this path
-    with backup_transfer(engine, ref, reporter) as transfer:
-        objects, row_counts, warnings = upload_objects(
-            layout.store, prefix, engine, ref, encoding, transfer.advance, recipients, dump_workers()
-        )
-    for warning in warnings:
-        reporter.warn(warning)
-    return objects, row_counts
 
 
 @contextlib.contextmanager

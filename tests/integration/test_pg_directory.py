@@ -204,13 +204,13 @@ def test_a_serial_dump_stores_each_table_as_it_is_written(
 ) -> None:
     """pg_dump without --jobs (one worker) reports no finished tables: a table's file is finished
     when the next one appears, or pg_dump exits; the artifact restores exactly."""
-    from dataferry import pipeline
+    from dataferry import pieces
 
     from ._pg_helpers import seed_bulk
 
     seed_bulk(pg_setup.pg, pg_setup.src, 50_000)  # several chunks, so the reader waits on pg_dump
     before = fingerprint(pg_setup.pg, pg_setup.src)
-    monkeypatch.setattr(pipeline, "dump_workers", lambda: 1)
+    monkeypatch.setattr(pieces, "dump_workers", lambda: 1)
     manifest = ops.backup(pg_setup.config(), "app", "production").manifest
     assert {o.format for o in manifest.objects} == {"pg_directory"} and len(manifest.objects) >= 5
 
@@ -272,3 +272,53 @@ def test_a_table_file_that_cannot_be_counted_is_counted_in_the_snapshot(
     ).split()
     assert manifest.row_counts == {t: int(pg.psql(f"SELECT count(*) FROM {t}", pg_setup.src)) for t in tables}
     assert sum(manifest.row_counts.values()) > 0
+
+
+def test_a_spool_too_small_for_the_dump_gets_one_streamed_archive(
+    pg_setup: PgSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pg_dump can write tables faster than they are compressed and stored, so a per-table backup
+    may hold nearly the whole uncompressed dump on the spool. Where the spool cannot hold it (here
+    a pod's spool limit of 1 KiB), the backup says so and is one streamed archive instead, which
+    restores exactly; nothing is left on the spool."""
+    from dataferry.progress import NullReporter
+
+    class Warnings(NullReporter):
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def warn(self, message: str, **fields: object) -> None:
+            self.said.append(message)
+
+    monkeypatch.setenv("DATAFERRY_SPOOL_SIZE_LIMIT", "1Ki")
+    before = fingerprint(pg_setup.pg, pg_setup.src)
+    reporter = Warnings()
+
+    manifest = ops.backup(pg_setup.config(), "app", "production", reporter=reporter).manifest
+
+    assert manifest.format_version == artifacts.SINGLE_OBJECT_VERSION and len(manifest.objects) == 1
+    assert any("per-table backup may hold" in w and "streamed archive" in w for w in reporter.said)
+    result = restore(pg_setup)
+    assert result.swapped and result.row_counts == manifest.row_counts
+    assert fingerprint(pg_setup.pg, pg_setup.dst) == before
+    assert pg_setup.spool_files() == []
+
+
+def test_a_per_table_backup_reserves_its_room_on_the_spool_and_gives_it_back(pg_setup: PgSetup) -> None:
+    """With room, the backup is per-table, its reservation (the estimated dump) counts against other
+    runs' checks while it runs, and nothing of it is left afterwards."""
+    from dataferry import private
+
+    seen: list[int] = []
+    original = private.reserve
+
+    def reserve(base: Path, nbytes: int) -> Path:
+        seen.append(nbytes)
+        return original(base, nbytes)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(private, "reserve", reserve)
+        manifest = ops.backup(pg_setup.config(), "app", "production").manifest
+    assert manifest.format_version == artifacts.FORMAT_VERSION and len(manifest.objects) > 1
+    assert len(seen) == 1 and seen[0] > 0
+    assert pg_setup.spool_files() == []

@@ -5,8 +5,10 @@ the table of contents (``toc.dat``; large objects add ``blobs.toc`` and ``blob_<
 table's file is handed on (compressed, checksummed and stored by the pipeline) while pg_dump writes
 it, read as it grows, until pg_dump's leader says it is done (``--verbose``: ``finished item <id>
 TABLE DATA ...``), so dumping and storing overlap as in a single stream; files that other workers
-finished meanwhile follow. A file is deleted once stored, so the local disk holds only what is
-dumped and not stored yet. The table of contents comes last, after pg_dump succeeded.
+finished meanwhile follow. A file is deleted once stored, so the local disk holds what is dumped
+and not stored yet: where pg_dump is faster than the compression, nearly the whole dump (the
+pipeline reserves room for it first, ``runspace.backup_spool``). The table of contents comes last,
+after pg_dump succeeded.
 
 The dump runs in an exported snapshot, as the single-stream dump does, but its rows are counted in
 the dump's own output rather than by a ``count(*)`` of every table beside it: COPY's text format
@@ -212,7 +214,7 @@ def _files(
         if "No space left" in error.stderr_tail or "Disk quota" in error.stderr_tail:
             error.hint = (
                 f"the disk under {out.parent.parent} filled up with tables not yet stored; nothing was "
-                "published: set settings.spool_dir to a larger disk (it holds about the largest tables)"
+                "published: set settings.spool_dir to a larger disk (it may hold the whole uncompressed dump)"
             )
         raise error
     dump.row_counts.update(rows.result(out))
