@@ -121,12 +121,12 @@ def _stopped_loaders(point: str) -> None:
     is stopped with SIGSTOP as it starts, and the run pauses. Killed there, the run leaves a loader
     that is still there, deterministically, for check and cleanup to find."""
     from dataferry.engines.mysql import load as mysql_load
-    from dataferry.engines.postgresql import parallel as pg_parallel
     from dataferry.engines.postgresql import restore as pg_restore
+    from dataferry.engines.postgresql import tools as pg_tools
 
-    # pg_restore of single-object artifacts, pg_restore's sections of per-table ones (their rows
-    # are loaded by threads of the run, which die with it), mariadb clients
-    for module in (pg_restore, pg_parallel, mysql_load):
+    # pg_restore of single-object artifacts, pg_restore's sections of per-table ones (run by
+    # tools.run_tool; their rows are loaded by threads of the run, which die with it), mariadb clients
+    for module in (pg_restore, pg_tools, mysql_load):
         original = module.spawn
 
         def spawn(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
