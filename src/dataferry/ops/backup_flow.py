@@ -16,6 +16,7 @@ from dataferry.config import Config, DatabaseRef, database_ref
 from dataferry.engines import Engine, Shadow
 from dataferry.layouts import Layout, layout_for
 from dataferry.ops.keys import recipients_for
+from dataferry.ops.parallelism import auto_connections
 from dataferry.ops.restore_flow import RestoreResult
 from dataferry.ops.rules import engine_for, refuse_unsanitised, signer_for
 from dataferry.pipeline import Publication, require_ready
@@ -132,7 +133,8 @@ def _sanitised_backup(
     reporter.info(f"sanitised backup of {what.database} ({what.environment}) through scratch {scratch.url}")
     pipeline.sweep_shadows(engine, scratch, reporter)
     with pipeline.copy_to_shadow(engine, source, scratch) as shadow:
-        sanitisation = sanitising.sanitise_shadow(engine, shadow, profile, salt, reporter)
+        jobs = auto_connections(engine, scratch, reporter)  # the scan's connections
+        sanitisation = sanitising.sanitise_shadow(engine, shadow, profile, salt, reporter, jobs)
         engine.swap(shadow)
     refuse_unsanitised(cfg, what.database, what.environment, sanitisation)
     what = dataclasses.replace(what, sanitisation=sanitisation, dump_as=_database_name(source))

@@ -80,7 +80,7 @@ def _auto(
 ) -> JobsChoice:
     usable = cpus.usable_cpus()
     allowed, said = _server_allows(engine, ref, reporter)
-    jobs = max(1, min(usable, allowed))
+    jobs = max(1, min(usable, allowed))  # as auto_connections
     note = f"auto: {usable} CPU{'s' if usable != 1 else ''}, {said}"
     if jobs == 1 or not runspace.parallel_spools(manifest):
         return JobsChoice(jobs, f"jobs {jobs} ({note})")
@@ -97,6 +97,12 @@ def _auto(
         )
         return JobsChoice(1, f"jobs 1 ({note}; no room to spool, streamed)")
     return JobsChoice(jobs, f"jobs {jobs} ({note})", spool, reservation)
+
+
+def auto_connections(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> int:
+    """What auto gives outside a restore (the scan of a sanitised backup's scratch copy): the
+    usable CPUs, bounded by the connections ``ref``'s server allows now."""
+    return max(1, min(cpus.usable_cpus(), _server_allows(engine, ref, reporter)[0]))
 
 
 def _server_allows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> tuple[int, str]:

@@ -121,13 +121,14 @@ def plan_restore(cfg: Config, req: RestoreRequest, reporter: Reporter | None = N
     if identities is None:  # an encrypted object's header was read instead: nothing to sniff
         layout.check_readable(manifest, engine)
     reason = sanitisation_needed(cfg, req.environment, req.sanitise, manifest)
-    sanitiser = None
-    if reason is not None:
-        profile = sanitising.require_profile(cfg, req.database, reason)
-        sanitiser = sanitising.shadow_sanitiser(profile, sanitising.load_salt(profile), reporter)
+    profile = sanitising.require_profile(cfg, req.database, reason) if reason is not None else None
+    salt = sanitising.load_salt(profile) if profile is not None else None
     ref = database_ref(cfg, req.database, req.environment)
     require_ready(engine.check(ref), ref)
     chosen = choose_jobs(cfg, req.jobs, req.database, engine, ref, manifest, reporter)  # and the spool
+    sanitiser = None  # its scan uses the restore's workers
+    if profile is not None:
+        sanitiser = sanitising.shadow_sanitiser(profile, salt, reporter, chosen.jobs)
     pinned = dataclasses.replace(req, artifact=manifest.id, at=None)  # a re-plan finds the same one
     return RestorePlan(
         cfg,

@@ -90,27 +90,28 @@ def load_salt(profile: Profile) -> str | None:
 
 
 def shadow_sanitiser(
-    profile: Profile, salt: str | None, reporter: Reporter
+    profile: Profile, salt: str | None, reporter: Reporter, jobs: int = 1
 ) -> Callable[[Engine, Shadow], Sanitisation]:
     """The step ``ops.restore`` runs on the shadow before the swap: scripts, rules, coverage and
     checks. Returns the passed ``Sanitisation`` or raises ``SanitisationFailed`` (exit 8).
 
     The profile and the salt are loaded by the caller before the restore starts (check before you
-    destroy).
+    destroy). ``jobs``: the restore's workers, the connections the scan may use at once.
     """
 
     def before_swap(engine: Engine, shadow: Shadow) -> Sanitisation:
-        return sanitise_shadow(engine, shadow, profile, salt, reporter)
+        return sanitise_shadow(engine, shadow, profile, salt, reporter, jobs)
 
     return before_swap
 
 
 def sanitise_shadow(
-    engine: Engine, shadow: Shadow, profile: Profile, salt: str | None, reporter: Reporter
+    engine: Engine, shadow: Shadow, profile: Profile, salt: str | None, reporter: Reporter, jobs: int = 1
 ) -> Sanitisation:
-    """Sanitise a shadow (or scratch copy) in place and run the profile's gate on it."""
+    """Sanitise a shadow (or scratch copy) in place and run the profile's gate on it, its scan on
+    up to ``jobs`` connections."""
     secrets = (salt,) if salt else ()
-    return execution.sanitise(target(engine, shadow.ref, shadow, secrets), profile, salt, reporter)
+    return execution.sanitise(target(engine, shadow.ref, shadow, secrets, jobs), profile, salt, reporter)
 
 
 def check_live(cfg: Config, database: str, environment: str, reporter: Reporter) -> Sanitisation:

@@ -19,7 +19,7 @@ from dataferry.engines.statements import Changed
 from dataferry.errors import ChecksFailed as ChecksFailed  # defined in errors.py; importable here too
 from dataferry.errors import EngineError, NotReady, SanitisationFailed
 from dataferry.progress import Reporter
-from dataferry.sanitise import checks, objects, rules, script_rows, times, triggers
+from dataferry.sanitise import checks, objects, rules, scanning, script_rows, times, triggers
 from dataferry.sanitise.dialects import Dialect, dialect_for
 from dataferry.sanitise.profile import Profile
 from dataferry.sanitise.schema import Schema, coverage, from_rows, require_coverage
@@ -36,6 +36,7 @@ class Target:
     dialect: Dialect
     secrets: tuple[str, ...] = ()
     known: set[str] = field(default_factory=set)  # names kept in scrubbed messages
+    jobs: int = 1  # connections the scan may use at once (``scanning.py``)
 
     @property
     def where(self) -> str:
@@ -65,14 +66,18 @@ class Target:
         )
 
 
-def target(engine: Engine, ref: DatabaseRef, shadow: Shadow | None, secrets: tuple[str, ...] = ()) -> Target:
-    """A ``Target``, or ``NotReady`` when the engine cannot run SQL."""
+def target(
+    engine: Engine, ref: DatabaseRef, shadow: Shadow | None, secrets: tuple[str, ...] = (), jobs: int = 1
+) -> Target:
+    """A ``Target``, or ``NotReady`` when the engine cannot run SQL. ``jobs``: connections its scan
+    may use at once (a restore's workers; one on a live database, and on SQLite)."""
     if not isinstance(engine, RunsSql):
         raise NotReady(
             f"the {engine.name} engine cannot run sanitisation SQL",
             hint="sanitisation profiles work with the postgresql, mysql and sqlite engines",
         )
-    return Target(engine, ref, shadow, dialect_for(engine.name), secrets)
+    dialect = dialect_for(engine.name)
+    return Target(engine, ref, shadow, dialect, secrets, jobs=max(1, jobs) if dialect.parallel_scan else 1)
 
 
 def read_schema(t: Target) -> Schema:
@@ -145,11 +150,7 @@ def run_checks(
         rows = t.query(checks.check_query(check.sql), f"check {check.name}")
         count = int(str(rows[0][0])) if rows else 0
         results.append({"check": "sql", "name": check.name, "passed": count == 0, "rows": count})
-    counts: dict[tuple[str, str, str], int] = {}
-    for q in checks.scan_queries(profile, schema, t.dialect):
-        rows = t.query(q.sql, f"scan {q.table}")
-        for (column, det), value in zip(q.cells, rows[0], strict=True):
-            counts[(q.table, column, det)] = int(str(value or 0))
+    counts = scanning.scan(t, checks.scan_queries(profile, schema, t.dialect), schema.kinds, reporter)
     if profile.scan.enabled:  # view and routine definitions, triggers, defaults, comments
         counts |= checks.scan_definitions(profile, t.query(t.dialect.definitions_query(), "scan definitions"))
     results += checks.scan_results(profile, counts)

@@ -18,6 +18,10 @@ class Dialect:
     known_kinds: ClassVar[frozenset[str]] = frozenset({"table", "view"})
     #: kinds whose content derives from tables (rebuilt after the rules): no classification needed
     derived_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: whether the scan's queries may run on several connections at once (``sanitise/scanning.py``)
+    parallel_scan: ClassVar[bool] = True
+    #: primary key types whose MIN..MAX the scan cuts into ranges (where ``scan_keys_query`` is given)
+    integer_types: ClassVar[frozenset[str]] = frozenset()
 
     def ident(self, name: str) -> str:
         """A quoted identifier."""
@@ -159,6 +163,12 @@ class Dialect:
     def trigger_toggles(self, row: tuple[object, ...]) -> tuple[str, str]:
         """SQL that turns one trigger of ``triggers_query`` off, and SQL that puts it back as it was."""
         raise NotImplementedError
+
+    def scan_keys_query(self) -> str | None:
+        """Rows of ``(table, primary key column, its data type, bytes)`` for every base table, one
+        per column of its primary key (NULLs for a table without one), so that the scan can cut a
+        large table into key ranges; None when the engine's scan is not cut (``scanning.py``)."""
+        return None
 
     def holds_no_text(self, expr: str) -> str | None:
         """A condition true for values that cannot hold text, tested before anything else (None: the

@@ -31,6 +31,8 @@ class SQLite(Dialect):
         {"rtree table", "rtree_i32 table", "geopoly table"}
     )
     derived_kinds = frozenset({"shadow table"})
+    #: one file, scanned by the Python functions of one process: nothing gained by more connections
+    parallel_scan = False
 
     def as_text(self, expr: str) -> str:
         """CAST."""
