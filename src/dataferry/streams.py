@@ -116,7 +116,8 @@ class Prefetcher(Reader):
         self._stream = stream
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=PREFETCH)
         self._stopping = threading.Event()
-        self._buf = b""
+        self._buf = b""  # the chunk being read, from ``_pos``
+        self._pos = 0
         self._eof = False
         self._thread = threading.Thread(target=self._pump, name="dataferry-prefetch", daemon=True)
         self._thread.start()
@@ -147,20 +148,34 @@ class Prefetcher(Reader):
         return item
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (everything when negative); fewer only at EOF."""
+        """Up to ``n`` bytes (everything when negative); fewer only at EOF.
+
+        A chunk is handed on as it is when the read takes all of it, and otherwise read from an
+        offset, so each byte is copied once at most: re-slicing the rest of a 1 MiB chunk at every
+        read copied four bytes for each byte of a MariaDB dump once a 64 KiB read had shifted the
+        reads off the chunks (1.6 s of a 1 GB backup's CPU).
+        """
         want = None if n is None or n < 0 else n
-        parts = [self._buf] if self._buf else []
-        have = len(self._buf)
-        while (want is None or have < want) and not self._eof:
-            data = self._next()
-            parts.append(data)
-            have += len(data)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if want is None or len(data) <= want:
-            self._buf = b""
-            return data
-        self._buf = data[want:]
-        return data[:want]
+        parts: list[bytes | memoryview] = []
+        have = 0
+        while want is None or have < want:
+            if self._pos >= len(self._buf):
+                if self._eof:
+                    break
+                self._buf, self._pos = self._next(), 0
+                continue
+            part = self._take(len(self._buf) if want is None else want - have)
+            parts.append(part)
+            have += len(part)
+        if len(parts) == 1:
+            return parts[0] if isinstance(parts[0], bytes) else bytes(parts[0])
+        return b"".join(parts)
+
+    def _take(self, most: int) -> bytes | memoryview:
+        """Up to ``most`` bytes of the current chunk: the chunk itself when all of it is taken."""
+        buf, start = self._buf, self._pos
+        self._pos = end = min(len(buf), start + most)
+        return buf if start == 0 and end == len(buf) else memoryview(buf)[start:end]
 
     def close(self) -> None:
         """Stop reading ahead and close the stream."""

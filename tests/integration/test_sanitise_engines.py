@@ -265,7 +265,14 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv(SALT_ENV, SALT)
     if request.param == "sqlite":
         return _sqlite_backend(tmp_path)
-    if request.param == "postgresql":
+    return server_backend(request.param, request, tmp_path, monkeypatch)
+
+
+def server_backend(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Backend:
+    """A PostgreSQL or MariaDB backend on the session's throwaway server, its password in the env."""
+    if name == "postgresql":
         b = _pg_backend(tmp_path, request.getfixturevalue("pg_server"))
     else:
         b = _mysql_backend(tmp_path, request.getfixturevalue("mariadb_server"))

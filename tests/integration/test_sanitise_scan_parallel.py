@@ -22,14 +22,12 @@ from dataferry.sanitise import checks, scanning
 from dataferry.sanitise.execution import Target, read_schema, target
 from dataferry.sanitise.profile import load as load_profile
 from integration.test_sanitise_engines import (
-    PASSWORD_ENV,
     SALT,
     SALT_ENV,
     Backend,
-    _mysql_backend,
-    _pg_backend,
     backup_production,
     make_world,
+    server_backend,
 )
 
 pytestmark = pytest.mark.integration
@@ -100,12 +98,7 @@ def _scan(t: Target, profile_path: Path) -> tuple[scanning.Counts, list[scanning
 @pytest.fixture(params=["postgresql", "mysql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     monkeypatch.setenv(SALT_ENV, SALT)
-    if request.param == "postgresql":
-        b = _pg_backend(tmp_path, request.getfixturevalue("pg_server"))
-    else:
-        b = _mysql_backend(tmp_path, request.getfixturevalue("mariadb_server"))
-    monkeypatch.setenv(PASSWORD_ENV, b.password or "")
-    return b
+    return server_backend(request.param, request, tmp_path, monkeypatch)
 
 
 def test_the_scan_on_several_connections_finds_what_one_query_finds(

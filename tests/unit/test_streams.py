@@ -317,6 +317,22 @@ def test_prefetcher_returns_the_same_bytes_whatever_the_read_size(size: int) -> 
     assert ahead.read(10) == b""  # EOF stays EOF
 
 
+@pytest.mark.parametrize("size", [1, 5, 64, 1000])
+def test_prefetcher_reads_are_full_until_the_end_and_whole_chunks_are_not_copied(size: int) -> None:
+    pieces = [bytes([i]) * (i * 37 + 1) for i in range(30)]
+    ahead = Prefetcher(_Chunks(pieces))
+    lengths = []
+    while data := ahead.read(size):
+        lengths.append(len(data))
+    total = sum(len(p) for p in pieces)
+    assert lengths == [size] * (total // size) + ([total % size] if total % size else [])
+    same = Prefetcher(_Chunks([b"a" * 100, b"b" * 100]))
+    first = same.read(100)
+    assert first == b"a" * 100 and same.read(30) == b"b" * 30 and same.read(100) == b"b" * 70
+    whole = [b"c" * 50]
+    assert Prefetcher(_Chunks(whole)).read(50) is whole[0]  # handed on as it is
+
+
 def test_prefetcher_raises_a_source_failure_in_the_consumer_after_the_bytes_before_it() -> None:
     ahead = Prefetcher(_Chunks([b"abc", b"def"], fail=VerificationFailed("corrupt")))
     assert ahead.read(6) == b"abcdef"
