@@ -78,10 +78,7 @@ def _asked(cfg: Config, asked: int | None, database: str) -> tuple[int | None, s
 def _auto(
     cfg: Config, engine: Engine, ref: DatabaseRef, manifest: Manifest, reporter: Reporter
 ) -> JobsChoice:
-    usable = cpus.usable_cpus()
-    allowed, said = _server_allows(engine, ref, reporter)
-    jobs = max(1, min(usable, allowed))  # as auto_connections
-    note = f"auto: {usable} CPU{'s' if usable != 1 else ''}, {said}"
+    jobs, note = _auto_count(engine, ref, reporter)
     if jobs == 1 or not runspace.parallel_spools(manifest):
         return JobsChoice(jobs, f"jobs {jobs} ({note})")
     formats = ", ".join(sorted({o.format for o in manifest.objects}))
@@ -102,7 +99,15 @@ def _auto(
 def auto_connections(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> int:
     """What auto gives outside a restore (the scan of a sanitised backup's scratch copy): the
     usable CPUs, bounded by the connections ``ref``'s server allows now."""
-    return max(1, min(cpus.usable_cpus(), _server_allows(engine, ref, reporter)[0]))
+    return _auto_count(engine, ref, reporter)[0]
+
+
+def _auto_count(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> tuple[int, str]:
+    """Auto's number (the usable CPUs, bounded by the server's free connections, at least 1) and
+    how to say where it came from."""
+    usable = cpus.usable_cpus()
+    allowed, said = _server_allows(engine, ref, reporter)
+    return max(1, min(usable, allowed)), f"auto: {usable} CPU{'s' if usable != 1 else ''}, {said}"
 
 
 def _server_allows(engine: Engine, ref: DatabaseRef, reporter: Reporter) -> tuple[int, str]:

@@ -57,10 +57,11 @@ def scan(t: Target, queries: list[ScanQuery], kinds: dict[str, str], reporter: R
 
 def plan(t: Target, queries: list[ScanQuery], kinds: dict[str, str]) -> list[Piece]:
     """The scan's queries, large tables cut into key ranges where the dialect can, largest first."""
-    keys_sql = t.dialect.scan_keys_query() if t.jobs > 1 else None
+    keys_sql = t.dialect.scan_keys_query() if t.jobs > 1 and queries else None
     if keys_sql is None:
         return [Piece(q, q.sql, 0) for q in queries]
-    keys = _single_integer_keys(t.query(keys_sql, "list the tables' keys for the scan"), t)
+    rows = t.query(keys_sql, "list the tables' keys for the scan")
+    keys = _single_integer_keys(rows, t.dialect.integer_types)
     pieces: list[Piece] = []
     for q in queries:
         key, size = keys.get(q.table, (None, 0))
@@ -72,8 +73,11 @@ def plan(t: Target, queries: list[ScanQuery], kinds: dict[str, str]) -> list[Pie
     return sorted(pieces, key=lambda p: -p.weight)
 
 
-def _single_integer_keys(rows: list[tuple[object, ...]], t: Target) -> dict[str, tuple[str | None, int]]:
-    """``{table: (key column or None, bytes)}``: the column when the primary key is one integer."""
+def _single_integer_keys(
+    rows: list[tuple[object, ...]], integer: frozenset[str]
+) -> dict[str, tuple[str | None, int]]:
+    """``{table: (key column or None, bytes)}``: the column when the primary key is one column of
+    a type in ``integer``."""
     columns: dict[str, list[tuple[str, str]]] = {}
     sizes: dict[str, int] = {}
     for table, column, data_type, size in rows:
@@ -81,7 +85,6 @@ def _single_integer_keys(rows: list[tuple[object, ...]], t: Target) -> dict[str,
         sizes[name] = int(str(size or 0))
         if column is not None:
             columns.setdefault(name, []).append((str(column), str(data_type).lower()))
-    integer = t.dialect.integer_types
     out: dict[str, tuple[str | None, int]] = {}
     for name, size in sizes.items():
         cols = columns.get(name, [])
