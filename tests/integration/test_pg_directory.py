@@ -16,6 +16,7 @@ import pytest
 
 from dataferry import artifacts, ops
 from dataferry.artifacts import Manifest
+from dataferry.engines.postgresql import parallel
 from dataferry.errors import FerryError, VerificationFailed
 from servers import PgServer, S3Server
 
@@ -92,8 +93,14 @@ def assert_untouched(setup: PgSetup, before: dict[str, str]) -> None:
     assert setup.spool_files() == []
 
 
-@pytest.mark.parametrize("jobs", [1, 3])
-def test_every_kind_of_object_restores_exactly(pg_setup: PgSetup, jobs: int) -> None:
+@pytest.mark.parametrize(("jobs", "early"), [(1, False), (3, False), (1, True), (3, True)])
+def test_every_kind_of_object_restores_exactly(
+    pg_setup: PgSetup, jobs: int, early: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``early``: every table's own indexes and keys built as soon as it is loaded, however small
+    (by default only tables of 8 MiB or more are)."""
+    if early:
+        monkeypatch.setattr(parallel, "EARLY_BYTES", 0)
     pg = pg_setup.pg
     pg.psql('DROP ROLE IF EXISTS "dir reader";')
     pg.psql(RICH_SQL, pg_setup.src)

@@ -10,7 +10,9 @@ directory; every table's data streams from the store straight into the shadow. I
    pg_restore's own COPY statement and session settings (rendered from the table of contents with
    empty stand-ins for the data files); the rest of the data section (sequence values, large
    objects) through ``pg_restore --section=data``;
-3. ``pg_restore --section=post-data --jobs N``: indexes, constraints and triggers, in parallel.
+3. post-data: a table's own indexes, keys and triggers as soon as its rows are in while other
+   tables still load (``postdata``: what ``pg_restore --jobs`` does), then the rest (foreign keys,
+   the last table's indexes) with ``pg_restore --use-list --jobs N``.
 
 Every table the table of contents names must be an object of the manifest, and every object of the
 manifest is read to its end and verified (``pipeline`` checks the latter) before the swap.
@@ -21,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import subprocess
 import threading
-from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +34,12 @@ from psycopg import sql
 
 from dataferry.config import DatabaseRef
 from dataferry.engines import ObjectSource
+from dataferry.engines.postgresql import postdata
 from dataferry.engines.postgresql.directory import TOC
 from dataferry.engines.postgresql.sql import Conn, connect, sql_errors, where
 from dataferry.engines.postgresql.tools import run_tool
 from dataferry.errors import EngineError, VerificationFailed
-from dataferry.streams import CHUNK
+from dataferry.streams import CHUNK, process_failed, spawn
 
 _ENTRY = re.compile(rb"^(\d+); \d+ \d+ (.*)$", re.M)
 _COPY = re.compile(rb"^COPY .*? FROM stdin;$", re.M | re.S)
@@ -54,12 +58,14 @@ class TableData:
 @dataclass(frozen=True)
 class Toc:
     """What a restore needs from the table of contents: the tables' data, the other data entries'
-    list lines (sequence values, large objects) and pg_restore's session settings."""
+    list lines (sequence values, large objects), pg_restore's session settings and the post-data
+    section split by table."""
 
     directory: Path
     tables: list[TableData]
     other_data: list[bytes]
     settings: list[bytes]
+    post: postdata.PostData
 
 
 def read_toc(pg_restore: str, source: ObjectSource, directory: Path, env: dict[str, str]) -> Toc:
@@ -92,9 +98,19 @@ def read_toc(pg_restore: str, source: ObjectSource, directory: Path, env: dict[s
         _fetch(source, name, directory)  # large objects: blobs.toc, blob_<oid>.dat
     for t in tables:
         (directory / t.file).touch()  # an empty stand-in: pg_restore renders the COPY statement only
-    settings, copies = _copy_statements(pg_restore, directory, tables, env)
+    settings, copies, owners = _copy_statements(pg_restore, directory, tables, env)
     tables = [TableData(t.file, t.label, c) for t, c in zip(tables, copies, strict=True)]
-    return Toc(directory, tables, other, settings)
+    return Toc(directory, tables, other, settings, _post_data(pg_restore, directory, owners, env))
+
+
+def _post_data(
+    pg_restore: str, directory: Path, owners: dict[int, str], env: dict[str, str]
+) -> postdata.PostData:
+    listed = run_tool([pg_restore, "--list", "--section=post-data", str(directory)], env)
+    script = b""
+    if owners and postdata.listing(listed):
+        script = run_tool([pg_restore, "--verbose", "--section=post-data", "--file=-", str(directory)], env)
+    return postdata.split(listed, script, owners)
 
 
 def _fetch(source: ObjectSource, name: str, directory: Path) -> None:
@@ -104,13 +120,15 @@ def _fetch(source: ObjectSource, name: str, directory: Path) -> None:
 
 def _copy_statements(
     pg_restore: str, directory: Path, tables: list[TableData], env: dict[str, str]
-) -> tuple[list[bytes], list[bytes]]:
-    """pg_restore's session settings and one COPY statement per table, in ``tables``' order."""
+) -> tuple[list[bytes], list[bytes], dict[int, str]]:
+    """pg_restore's session settings and one COPY statement per table, in ``tables``' order, and
+    the data file each table's dump ids stand for (``postdata.tables_by_id``)."""
     if not tables:
-        return [], []
+        return [], [], {}
     listed = directory / "tables.list"
     listed.write_bytes(b"".join(f"{t.file.removesuffix('.dat')}; 0 0 TABLE DATA\n".encode() for t in tables))
-    script = run_tool([pg_restore, "--section=data", f"--use-list={listed}", "--file=-", str(directory)], env)
+    argv = [pg_restore, "--verbose", "--section=data", f"--use-list={listed}", "--file=-", str(directory)]
+    script = run_tool(argv, env)
     first = script.find(b"\nCOPY ")
     settings = _SETTING.findall(script[: first if first >= 0 else len(script)])
     copies = _COPY.findall(script)
@@ -119,7 +137,8 @@ def _copy_statements(
             f"pg_restore rendered {len(copies)} COPY statements for {len(tables)} tables",
             hint="this pg_restore writes scripts dataferry does not understand; report it with its version",
         )
-    return settings, copies
+    owners = postdata.tables_by_id(postdata.headers(script), [t.file for t in tables])
+    return settings, copies, owners
 
 
 class _Sessions:
@@ -156,21 +175,83 @@ class _Sessions:
                 conn.close()
 
 
-def load_tables(db: DatabaseRef, shadow: str, source: ObjectSource, toc: Toc, jobs: int) -> dict[str, int]:
-    """COPY every table's object into ``shadow`` with ``jobs`` workers, largest first; the first
-    failure stops the others. Returns the rows each COPY loaded, by file."""
-    stop = threading.Event()
+#: A table's own post-data is built early only when its object is at least this large: below it,
+#: a pg_restore of its own (~20 ms) costs more than building its indexes later with the rest.
+EARLY_BYTES = 8 * 1024 * 1024
+
+
+class OwnBuilds:
+    """Each table's own post-data entries (``postdata``), built by ``pg_restore`` on the worker that
+    loaded the table, once its rows are in and while other tables still load; the last table's are
+    left to the final step, which has every worker. Builds still running when the restore stops
+    are killed."""
+
+    def __init__(self, argv: Sequence[str], toc: Toc, env: dict[str, str], stop: threading.Event) -> None:
+        self._argv, self.toc, self._env = list(argv), toc, env
+        self.stop = stop
+        self._left = len(toc.tables)
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.built: list[str] = []
+
+    def loaded(self, table: TableData, size: int) -> None:
+        """``table``'s rows are in: build its own entries now if other tables are still loading."""
+        with self._lock:
+            self._left -= 1
+            now = self._left > 0 and size >= EARLY_BYTES and table.file in self.toc.post.own
+        if now and not self.stop.is_set():
+            self._build(table)
+
+    def _build(self, table: TableData) -> None:
+        listed = self.toc.directory / f"own-{table.file}.list"
+        listed.write_bytes(b"\n".join(self.toc.post.own[table.file]) + b"\n")
+        argv = section_argv(self._argv, "post-data", self.toc.directory, f"--use-list={listed}")
+        proc = spawn(argv, env=self._env, stdout=subprocess.DEVNULL)
+        with self._lock:
+            self._running.add(proc)
+            if self.stop.is_set():
+                proc.kill()
+        try:
+            _, err = proc.communicate()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        if proc.returncode != 0:
+            if self.stop.is_set():
+                raise EngineError(f"building the indexes of {table.label} stopped: another table failed")
+            raise process_failed("pg_restore", argv, proc.returncode, err.decode("utf-8", "replace"))
+        with self._lock:
+            self.built.append(table.file)
+
+    def halt(self) -> None:
+        """Stop: no new build starts, and the running ones are killed (the restore has failed or
+        is stopping)."""
+        self.stop.set()
+        with self._lock:
+            for proc in self._running:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def load_tables(
+    db: DatabaseRef, shadow: str, source: ObjectSource, toc: Toc, jobs: int, builds: OwnBuilds
+) -> dict[str, int]:
+    """COPY every table's object into ``shadow`` with ``jobs`` workers, largest first, each worker
+    building a table's own post-data once it is loaded (``builds``); the first failure, or a stop,
+    stops the others. Returns the rows each COPY loaded, by file."""
     order = sorted(toc.tables, key=lambda t: source.size(t.file), reverse=True)
     sessions = _Sessions(db, shadow, toc.settings)
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="dataferry-pg-load") as pool:
-            futures = {pool.submit(_load_one, sessions, source, t, stop): t for t in order}
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            futures = {pool.submit(_load_one, sessions, source, t, builds): t for t in order}
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # a stop (SIGTERM, max_runtime) raised here: stop the workers too
+                _halt(builds, futures)
+                raise
             failed = [f for f in done if f.exception() is not None]
             if failed:
-                stop.set()
-                for f in futures:
-                    f.cancel()
+                _halt(builds, futures)
                 wait(futures)
                 exc = failed[0].exception()
                 assert exc is not None
@@ -180,7 +261,14 @@ def load_tables(db: DatabaseRef, shadow: str, source: ObjectSource, toc: Toc, jo
         sessions.close()
 
 
-def _load_one(sessions: _Sessions, source: ObjectSource, table: TableData, stop: threading.Event) -> int:
+def _halt(builds: OwnBuilds, futures: Iterable[Future[int]]) -> None:
+    builds.halt()
+    for f in futures:
+        f.cancel()
+
+
+def _load_one(sessions: _Sessions, source: ObjectSource, table: TableData, builds: OwnBuilds) -> int:
+    stop = builds.stop
     if stop.is_set():
         return 0
     conn = sessions.get()
@@ -190,7 +278,9 @@ def _load_one(sessions: _Sessions, source: ObjectSource, table: TableData, stop:
                 if stop.is_set():
                     raise EngineError(f"loading {table.label} stopped: another table failed")
                 copy.write(chunk)
-        return cur.rowcount
+        rows = cur.rowcount
+    builds.loaded(table, source.size(table.file))
+    return rows
 
 
 def section_argv(base: Sequence[str], section: str, directory: Path, *extra: str) -> list[str]:

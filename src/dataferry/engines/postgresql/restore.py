@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 from typing import Any, BinaryIO
 
 from psycopg import sql
@@ -130,16 +131,22 @@ def restore_objects(
     tools: PgTools, db: DatabaseRef, shadow: str, source: ObjectSource, options: RestoreOptions
 ) -> None:
     """A ``pg_directory`` artifact into ``shadow`` with no local spool (``parallel``): pre-data, the
-    tables' data streamed by ``options.jobs`` workers and the rest of the data, then post-data."""
+    rest of the data, the tables' data streamed by ``options.jobs`` workers (each building a
+    table's own indexes once it is loaded), then the rest of post-data."""
     env = tool_env(db)
     base = pg_restore_argv(tools, db, shadow, 1)
     with private_dir(options.spool_dir) as directory:
         toc = parallel.read_toc(tools.pg_restore.path, source, directory, env)
         run_tool(parallel.section_argv(base, "pre-data", directory), env)
         parallel.restore_other_data(base, toc, env)
-        parallel.load_tables(db, shadow, source, toc, options.jobs)
-        post = pg_restore_argv(tools, db, shadow, options.jobs)
-        run_tool(parallel.section_argv(post, "post-data", directory), env)
+        builds = parallel.OwnBuilds(base, toc, env, threading.Event())
+        parallel.load_tables(db, shadow, source, toc, options.jobs, builds)
+        rest = toc.post.remaining(builds.built)
+        if rest:
+            listed = directory / "post-data.list"
+            listed.write_bytes(b"\n".join(rest) + b"\n")
+            post = pg_restore_argv(tools, db, shadow, options.jobs)
+            run_tool(parallel.section_argv(post, "post-data", directory, f"--use-list={listed}"), env)
 
 
 def explain(exc: EngineError) -> EngineError:
