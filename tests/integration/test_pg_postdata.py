@@ -46,10 +46,10 @@ class Recording(parallel.OwnBuilds):
         self.loads: list[str] = []
         Recording.last = self
 
-    def loaded(self, table: parallel.TableData, size: int) -> None:
+    def loaded(self, table: parallel.TableData, size: int) -> bool:
         """Record, then decide as ``OwnBuilds`` does."""
         self.loads.append(table.file)
-        super().loaded(table, size)
+        return super().loaded(table, size)
 
 
 @pytest.fixture

@@ -168,6 +168,16 @@ class _Sessions:
             self._local.conn = conn
         return conn
 
+    def release(self) -> None:
+        """Close this thread's connection (the next ``get`` opens another)."""
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                self._all.remove(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
+
     def close(self) -> None:
         """Close every worker's connection."""
         for conn in self._all:
@@ -194,15 +204,16 @@ class OwnBuilds:
         self._running: set[subprocess.Popen[bytes]] = set()
         self.built: list[str] = []
 
-    def loaded(self, table: TableData, size: int) -> None:
-        """``table``'s rows are in: build its own entries now if other tables are still loading."""
+    def loaded(self, table: TableData, size: int) -> bool:
+        """``table``'s rows are in: whether to build its own entries now (other tables are still
+        loading, it is large enough, it has entries of its own)."""
         with self._lock:
             self._left -= 1
             now = self._left > 0 and size >= EARLY_BYTES and table.file in self.toc.post.own
-        if now and not self.stop.is_set():
-            self._build(table)
+        return now and not self.stop.is_set()
 
-    def _build(self, table: TableData) -> None:
+    def build(self, table: TableData) -> None:
+        """Build ``table``'s own entries with ``pg_restore``; an error of it fails the restore."""
         listed = self.toc.directory / f"own-{table.file}.list"
         listed.write_bytes(b"\n".join(self.toc.post.own[table.file]) + b"\n")
         argv = section_argv(self._argv, "post-data", self.toc.directory, f"--use-list={listed}")
@@ -279,7 +290,9 @@ def _load_one(sessions: _Sessions, source: ObjectSource, table: TableData, build
                     raise EngineError(f"loading {table.label} stopped: another table failed")
                 copy.write(chunk)
         rows = cur.rowcount
-    builds.loaded(table, source.size(table.file))
+    if builds.loaded(table, source.size(table.file)):
+        sessions.release()  # one connection per worker at a time: the server was asked for jobs
+        builds.build(table)
     return rows
 
 
