@@ -228,6 +228,81 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def reaped_cpu_seconds(pid: int) -> float:
+    """CPU time of process ``pid`` and of the children it has reaped (a PostgreSQL postmaster and
+    its exited backends): utime, stime, cutime and cstime."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_seconds() -> float:
+    """CPU seconds the machine's CPUs have spent idle or waiting for I/O so far (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_run(
+    argv: Sequence[str], env: Mapping[str, str], server_cpu: Callable[[], float], exit_wait: float = 0.0
+) -> dict[str, float]:
+    """Run ``argv`` to its end for an A/B: wall seconds, its process tree's CPU seconds
+    (``os.wait4``), the server's CPU seconds meanwhile (``server_cpu``, read ``exit_wait`` seconds
+    after the end so that exited backends are counted), the CPU seconds the machine left idle (a
+    CPU idle while a restore runs is time a better schedule could use) and the load at the start."""
+    load = os.getloadavg()[0]
+    idle0 = idle_cpu_seconds()
+    cpu0, t0 = server_cpu(), time.monotonic()
+    proc = subprocess.Popen(list(argv), env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    idle = idle_cpu_seconds() - idle0
+    time.sleep(exit_wait)
+    if status != 0:
+        raise CommandFailed(f"{list(argv)[:4]} failed: {err[-500:]}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "server": server_cpu() - cpu0,
+        "idle": idle,
+        "load": load,
+    }
+
+
+def ab_tables(
+    label: Mapping[str, str], runs: Mapping[str, list[dict[str, float]]], speed_up: bool
+) -> list[str]:
+    """The Markdown tables of an A/B of ``timed_run`` measurements: every run, then the medians
+    with each side's ratio to ``raw`` (``speed_up``: raw / side, else side / raw)."""
+    lines = [
+        "| run | round | wall s | process tree CPU s | server CPU s | CPU s left idle | load avg at start |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for code, measured in runs.items():
+        lines += [
+            f"| {label[code]} | {n} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['server']:.2f} | {m['idle']:.2f} "
+            f"| {m['load']:.1f} |"
+            for n, m in enumerate(measured, 1)
+        ]
+    med = {
+        code: {k: statistics.median(m[k] for m in measured) for k in ("wall", "cpu", "server", "idle")}
+        for code, measured in runs.items()
+    }
+    raw = med["raw"]["wall"]
+    lines += [
+        "",
+        f"| median | wall s | {'speed-up over raw' if speed_up else 'vs raw'} | process tree + server CPU s "
+        "| CPU s left idle |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for code, m in med.items():
+        ratio = raw / m["wall"] if speed_up else m["wall"] / raw
+        lines.append(
+            f"| {label[code]} | {m['wall']:.2f} | {ratio:.2f}x | {m['cpu'] + m['server']:.2f} | {m['idle']:.2f} |"
+        )
+    return lines
+
+
 class CommandFailed(RuntimeError):
     """A measured command exited non-zero; the message carries the tail of its output."""
 

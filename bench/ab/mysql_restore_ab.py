@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,25 +36,6 @@ def server_cpu(pid: int) -> float:
     """CPU seconds the server process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def timed(argv: list[str], env: dict[str, str], pid: int) -> dict[str, float]:
-    """Run ``argv``; its wall and process-tree CPU seconds, the server's CPU seconds, the load."""
-    load = os.getloadavg()[0]
-    cpu0, t0 = server_cpu(pid), time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t0
-    if status != 0:
-        raise RuntimeError(f"{argv[:4]} failed: {err[-500:]}")
-    return {
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "server": server_cpu(pid) - cpu0,
-        "load": load,
-    }
 
 
 def main() -> None:
@@ -114,7 +93,11 @@ def main() -> None:
                 settle(client)
                 subprocess.run(["sync"], check=True)
                 argv = raw if code == "raw" else ferry(code, *restore)
-                runs[code].append(timed(argv, common.clean_env() if code == "raw" else env, pid))
+                runs[code].append(
+                    common.timed_run(
+                        argv, common.clean_env() if code == "raw" else env, lambda: server_cpu(pid)
+                    )
+                )
                 got = generate_mysql.row_counts(client, RAW_DB if code == "raw" else TARGET_DB)
                 if got != expected:
                     raise RuntimeError(f"{code}: restored {got}, expected {expected}")
@@ -162,28 +145,8 @@ def render(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], ve
         f"{version}; {os.cpu_count()} CPUs; old = `{args.old_src}`, new = `{args.new_src}`.",
         "`bench/ab/mysql_restore_ab.py` (bench/README.md, MariaDB section). Every restore checked by row counts.",
         "",
-        "| run | round | wall s | process tree CPU s | server CPU s | load avg at start |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for code, measured in runs.items():
-        for n, m in enumerate(measured, 1):
-            lines.append(
-                f"| {label[code]} | {n} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['server']:.2f} | {m['load']:.1f} |"
-            )
-    med = {
-        code: {k: statistics.median(m[k] for m in measured) for k in ("wall", "cpu", "server")}
-        for code, measured in runs.items()
-    }
-    raw = med["raw"]["wall"]
-    lines += [
-        "",
-        "| median | wall s | speed-up over raw | process tree + server CPU s |",
-        "| --- | --- | --- | --- |",
-    ]
-    for code, m in med.items():
-        lines.append(
-            f"| {label[code]} | {m['wall']:.2f} | {raw / m['wall']:.2f}x | {m['cpu'] + m['server']:.2f} |"
-        )
+    lines += common.ab_tables(label, runs, speed_up=True)
     return "\n".join(lines) + "\n"
 
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,43 +30,6 @@ import generate_pg  # noqa: E402
 from run import tune_server  # noqa: E402
 
 RAW_DB, TARGET_DB = "ab_raw", "ab_target"
-
-
-def server_cpu(postmaster: int) -> float:
-    """CPU seconds of the postmaster and the backends it has reaped."""
-    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def idle_seconds() -> float:
-    """CPU seconds the machine's CPUs have spent idle or waiting for I/O so far (/proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    return (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")
-
-
-def timed(argv: list[str], env: dict[str, str], postmaster: int) -> dict[str, float]:
-    """Run ``argv``; its wall and process-tree CPU seconds, the server's CPU seconds, the CPU
-    seconds the machine left idle meanwhile (a CPU idle while a restore runs is time a better
-    schedule could use), the load."""
-    load = os.getloadavg()[0]
-    idle0 = idle_seconds()
-    cpu0, t0 = server_cpu(postmaster), time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t0
-    idle = idle_seconds() - idle0
-    time.sleep(0.3)  # the backends' exit reaches the postmaster's accounts
-    if status != 0:
-        raise RuntimeError(f"{argv[:4]} failed: {err[-500:]}")
-    return {
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "server": server_cpu(postmaster) - cpu0,
-        "idle": idle,
-        "load": load,
-    }
 
 
 def main() -> None:
@@ -125,7 +86,14 @@ def main() -> None:
                 generate_pg.psql(server, "CHECKPOINT;", "postgres")
                 subprocess.run(["sync"], check=True)
                 argv = raw if code == "raw" else ferry(code, *restore)
-                runs[code].append(timed(argv, tools_env if code == "raw" else env, postmaster))
+                runs[code].append(
+                    common.timed_run(
+                        argv,
+                        tools_env if code == "raw" else env,
+                        lambda: common.reaped_cpu_seconds(postmaster),
+                        0.3,
+                    )
+                )
                 db = RAW_DB if code == "raw" else TARGET_DB
                 if generate_pg.row_counts(server, db) != counts:
                     raise RuntimeError(f"{code}: the restored row counts differ")
@@ -157,30 +125,8 @@ def render(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], ve
         "`bench/ab/pg_restore_ab.py` (bench/README.md). Every dataferry restore checked by row counts",
         "and a content fingerprint of every table; dataferry's times include the row-count check and the swap.",
         "",
-        "| run | round | wall s | process tree CPU s | server CPU s | CPU s left idle | load avg at start |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for code, measured in runs.items():
-        for n, m in enumerate(measured, 1):
-            lines.append(
-                f"| {label[code]} | {n} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['server']:.2f} | {m['idle']:.2f} "
-                f"| {m['load']:.1f} |"
-            )
-    med = {
-        code: {k: statistics.median(m[k] for m in measured) for k in ("wall", "cpu", "server", "idle")}
-        for code, measured in runs.items()
-    }
-    raw = med["raw"]["wall"]
-    lines += [
-        "",
-        "| median | wall s | vs raw | process tree + server CPU s | CPU s left idle |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for code, m in med.items():
-        lines.append(
-            f"| {label[code]} | {m['wall']:.2f} | {m['wall'] / raw:.2f}x | {m['cpu'] + m['server']:.2f} "
-            f"| {m['idle']:.2f} |"
-        )
+    lines += common.ab_tables(label, runs, speed_up=False)
     return "\n".join(lines) + "\n"
 
 
