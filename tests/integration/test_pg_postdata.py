@@ -9,7 +9,7 @@ the restore before the swap whether it was built early or at the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +20,7 @@ from dataferry.engines.postgresql import parallel
 from dataferry.errors import EngineError
 from servers import PgServer
 
-from ._pg_helpers import PgSetup, fingerprint, new_setup
+from ._pg_helpers import SHADOW_SUFFIX, PgSetup, fingerprint, new_setup
 from .test_pg_directory import assert_untouched, restore
 
 pytestmark = pytest.mark.integration
@@ -40,11 +40,20 @@ class Recording(parallel.OwnBuilds):
     """``OwnBuilds`` that also remembers the order the tables finished loading in."""
 
     last: ClassVar[Recording | None] = None
+    #: Counts the connections to the shadow when a build starts (set by a test).
+    probe: ClassVar[Callable[[], int] | None] = None
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.loads: list[str] = []
+        self.connected_at_build: list[int] = []
         Recording.last = self
+
+    def build(self, table: parallel.TableData) -> None:
+        """Count the shadow's connections, then build as ``OwnBuilds`` does."""
+        if Recording.probe is not None:
+            self.connected_at_build.append(Recording.probe())
+        super().build(table)
 
     def loaded(self, table: parallel.TableData, size: int) -> bool:
         """Record, then decide as ``OwnBuilds`` does."""
@@ -56,7 +65,7 @@ class Recording(parallel.OwnBuilds):
 def pg_setup(pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PgSetup]:
     """A seeded source, a target with other data, local stores; builds recorded."""
     monkeypatch.setattr(parallel, "OwnBuilds", Recording)
-    Recording.last = None
+    Recording.last, Recording.probe = None, None
     yield from new_setup(pg_server, tmp_path, monkeypatch)
 
 
@@ -97,6 +106,25 @@ def test_each_tables_own_indexes_are_built_as_soon_as_it_is_loaded(
     assert len(builds.built) >= 2
     assert result.swapped
     assert fingerprint(pg_setup.pg, pg_setup.dst) == before
+
+
+def test_a_worker_builds_with_its_own_connection_closed(
+    pg_setup: PgSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore holds no more connections than the jobs the server was asked for: the worker that
+    builds a table's indexes (pg_restore's connection) has closed its COPY connection first."""
+    monkeypatch.setattr(parallel, "EARLY_BYTES", 0)
+    shadow = pg_setup.dst + SHADOW_SUFFIX
+    Recording.probe = lambda: int(
+        pg_setup.pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{shadow}'")
+    )
+    ops.backup(pg_setup.config(), "app", "production")
+
+    assert restore(pg_setup, jobs=1).swapped
+
+    builds = recorded()
+    assert len(builds.connected_at_build) >= 2
+    assert builds.connected_at_build == [0] * len(builds.connected_at_build)
 
 
 @pytest.mark.parametrize("early", [True, False])
