@@ -184,7 +184,13 @@ def test_no_module_over_400_lines_without_a_reason() -> None:
 #: the ones below; nothing imports upward. The package's ``__init__`` (the public API) and
 #: ``__main__`` sit on top and load their names lazily.
 LAYERS: list[tuple[str, ...]] = [
-    ("dataferry.errors", "dataferry._version", "dataferry.engines.registry", "dataferry.environ"),
+    (
+        "dataferry.errors",
+        "dataferry._version",
+        "dataferry.engines.registry",
+        "dataferry.environ",
+        "dataferry.stopping",
+    ),
     (
         "dataferry.config",
         "dataferry.streams",

@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import click
 
-from dataferry import heap
+from dataferry import heap, stopping
 from dataferry._version import __version__
 from dataferry.cli import core
 from dataferry.cli._common import (
@@ -148,9 +148,14 @@ def stop_on_sigterm() -> None:
     ``dataferry run`` replaces it with the job runner's own handler while a job runs."""
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+        raise stopping.raising(KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}"))
+
+    def ctrl_c(signum: int, frame: object) -> None:
+        raise stopping.raising(KeyboardInterrupt())  # as Python's own handler, but recorded
 
     signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, ctrl_c)
 
 
 def exit_now(code: int) -> NoReturn:

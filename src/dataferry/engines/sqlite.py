@@ -11,6 +11,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
+from dataferry import stopping
 from dataferry.config import DatabaseRef
 from dataferry.engines import (
     DEFAULT_DUMP,
@@ -223,6 +224,7 @@ class SQLiteEngine:
         statement (SQLite's own ``complete_statement`` splits it); any error is fatal and rolls back.
         Returns what each data-changing statement changed."""
         path = _path(target)
+        since = stopping.mark()
         con = _connect(path)
         con.isolation_level = None  # transactions are ours: BEGIN ... COMMIT around the script
         done: list[tuple[str, int]] = []
@@ -234,7 +236,7 @@ class SQLiteEngine:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 con.execute("ROLLBACK")
-            _reraise_stop(con)
+            _reraise_stop(since)
             raise EngineError(f"SQL failed on {path.name}: {exc}") from exc
         finally:
             con.close()
@@ -247,11 +249,12 @@ class SQLiteEngine:
             raise NotFound(
                 f"SQLite database {path} does not exist", hint="check the url in the configuration"
             )
+        since = stopping.mark()
         con = _connect(path, read_only=True)
         try:
             return [tuple(row) for row in con.execute(sql).fetchall()]
         except sqlite3.Error as exc:
-            _reraise_stop(con)
+            _reraise_stop(since)
             raise EngineError(f"SQL query failed on {path.name}: {exc}") from exc
         finally:
             con.close()
@@ -288,45 +291,22 @@ def register_sql_function(name: str, nargs: int, fn: SqlFunction) -> None:
     _SQL_FUNCTIONS[name] = (nargs, fn)
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that remembers a stop (Ctrl-C, SIGTERM) raised inside one of our SQL functions.
-
-    SQLite calls those functions inside its statements and turns whatever they raise into "user-defined
-    function raised exception"; a stop request that arrived meanwhile would then be reported as a
-    failed statement (a failed sanitisation, exit 8) instead of a stopped run."""
-
-    stops: list[BaseException]
-
-
-def _connect(path: Path, *, read_only: bool = False) -> _Connection:
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     target = f"file:{path}?mode=ro" if read_only else str(path)
-    con = sqlite3.connect(target, uri=read_only, factory=_Connection)
-    con.stops = []
+    con = sqlite3.connect(target, uri=read_only)
     for name, (nargs, fn) in _SQL_FUNCTIONS.items():
-        con.create_function(name, nargs, _watching(fn, con.stops), deterministic=True)
+        con.create_function(name, nargs, fn, deterministic=True)
     return con
 
 
-def _watching(fn: SqlFunction, stops: list[BaseException]) -> SqlFunction:
-    """``fn``, noting any ``BaseException`` that is not an ``Exception`` (a stop) it raises."""
-
-    def call(*args: object) -> str | int | float | bytes | None:
-        try:
-            return fn(*args)
-        except Exception:
-            raise
-        except BaseException as exc:
-            stops.append(exc)
-            raise
-
-    return call
-
-
-def _reraise_stop(con: sqlite3.Connection) -> None:
-    """Raise the stop a statement was cut short by, if it was (see ``_Connection``)."""
-    stops = getattr(con, "stops", None)
-    if stops:
-        raise stops[0].with_traceback(None)
+def _reraise_stop(since: int) -> None:
+    """Raise the stop (Ctrl-C, SIGTERM, a job's stop) that arrived while a statement ran, if one
+    did: SQLite turns a stop raised inside one of our SQL functions into "user-defined function
+    raised exception", which would otherwise be reported as a failed statement (a failed
+    sanitisation, exit 8) instead of a stopped run (``stopping``)."""
+    stop = stopping.raised_since(since)
+    if stop is not None:
+        raise stop.with_traceback(None)
 
 
 def _count_rows(path: Path) -> dict[str, int]:

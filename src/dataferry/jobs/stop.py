@@ -12,6 +12,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+from dataferry import stopping
 from dataferry.errors import FerryError, Interrupted, RunTimedOut
 
 
@@ -65,7 +66,7 @@ class StopGuard:
             self.reason = signal.Signals(signum).name
         self.stop.set()
         if self._armed and not self._critical:
-            raise _StopNow()
+            raise stopping.raising(_StopNow())
 
     def error(self) -> FerryError:
         """The exception that reports why the run stopped."""
