@@ -95,9 +95,11 @@ def test_backup_killed_halfway_publishes_nothing(
     pg = pg_setup.pg
     if store == "s3":
         use_s3(pg_setup, s3_server, s3_bucket, monkeypatch)
-    # ~40 MB of dump: more than one 5 MiB part before the kill (S3), and pg_dump still running
-    # then although dataferry reads ahead of what it has uploaded (a 1 MiB pipe, 8 MiB queued)
-    seed_bulk(pg, pg_setup.src, 400_000)
+    # ~100 MB of dump: more than one 5 MiB part before the kill (S3), and pg_dump still running
+    # then although dataferry reads ahead of what it has uploaded (a 1 MiB pipe, 8 MiB queued) and
+    # pg_dump writes its files without waiting for dataferry (with 40 MB, a slow hour of CI once let
+    # pg_dump finish before dataferry had read 13 MiB: nothing was left to kill)
+    seed_bulk(pg, pg_setup.src, 1_000_000)
     first = ops.backup(pg_setup.config(), "app", "production").manifest
     killed: list[int] = []
 
