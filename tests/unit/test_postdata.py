@@ -115,7 +115,7 @@ def test_a_stop_kills_a_running_build_and_starts_no_other(tmp_path: Path) -> Non
     plan = postdata.PostData({"1.dat": [b"5; 0 0 INDEX public a_idx x"]}, [], {})
     toc = parallel.Toc(tmp_path, tables, [], [], plan)
     slow = [sys.executable, "-c", "import time; time.sleep(60)"]  # stands in for pg_restore
-    builds = parallel.OwnBuilds(slow, toc, {}, threading.Event())
+    builds = parallel.OwnBuilds(slow, toc, {})
     failure: list[BaseException] = []
 
     def load_first() -> None:

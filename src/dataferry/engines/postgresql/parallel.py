@@ -196,9 +196,9 @@ class OwnBuilds:
     left to the final step, which has every worker. Builds still running when the restore stops
     are killed."""
 
-    def __init__(self, argv: Sequence[str], toc: Toc, env: dict[str, str], stop: threading.Event) -> None:
+    def __init__(self, argv: Sequence[str], toc: Toc, env: dict[str, str]) -> None:
         self._argv, self.toc, self._env = list(argv), toc, env
-        self.stop = stop
+        self.stop = threading.Event()  # set by ``halt``: the loads and the builds end
         self._left = len(toc.tables)
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import threading
 from typing import Any, BinaryIO
 
 from psycopg import sql
@@ -139,7 +138,7 @@ def restore_objects(
         toc = parallel.read_toc(tools.pg_restore.path, source, directory, env)
         run_tool(parallel.section_argv(base, "pre-data", directory), env)
         parallel.restore_other_data(base, toc, env)
-        builds = parallel.OwnBuilds(base, toc, env, threading.Event())
+        builds = parallel.OwnBuilds(base, toc, env)
         parallel.load_tables(db, shadow, source, toc, options.jobs, builds)
         rest = toc.post.remaining(builds.built)
         if rest:
