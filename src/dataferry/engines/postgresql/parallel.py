@@ -214,9 +214,8 @@ class OwnBuilds:
 
     def build(self, table: TableData) -> None:
         """Build ``table``'s own entries with ``pg_restore``; an error of it fails the restore."""
-        listed = self.toc.directory / f"own-{table.file}.list"
-        listed.write_bytes(b"\n".join(self.toc.post.own[table.file]) + b"\n")
-        argv = section_argv(self._argv, "post-data", self.toc.directory, f"--use-list={listed}")
+        own = self.toc.post.own[table.file]
+        argv = listed_argv(self._argv, "post-data", self.toc.directory, f"own-{table.file}", own)
         proc = spawn(argv, env=self._env, stdout=subprocess.DEVNULL)
         with self._lock:
             self._running.add(proc)
@@ -301,10 +300,18 @@ def section_argv(base: Sequence[str], section: str, directory: Path, *extra: str
     return [*base, f"--section={section}", *extra, str(directory)]
 
 
+def listed_argv(
+    base: Sequence[str], section: str, directory: Path, name: str, entries: Iterable[bytes]
+) -> list[str]:
+    """pg_restore ``base`` for only ``entries`` (``--use-list`` lines) of one section of
+    ``directory``; the list is written beside the table of contents as ``NAME.list``."""
+    listed = directory / f"{name}.list"
+    listed.write_bytes(b"\n".join(entries) + b"\n")
+    return section_argv(base, section, directory, f"--use-list={listed}")
+
+
 def restore_other_data(base: Sequence[str], toc: Toc, env: dict[str, str]) -> None:
     """Sequence values, large objects: the data entries that are not a table's rows."""
     if not toc.other_data:
         return
-    listed = toc.directory / "other.list"
-    listed.write_bytes(b"\n".join(toc.other_data) + b"\n")
-    run_tool(section_argv(base, "data", toc.directory, f"--use-list={listed}"), env)
+    run_tool(listed_argv(base, "data", toc.directory, "other", toc.other_data), env)

@@ -142,10 +142,8 @@ def restore_objects(
         parallel.load_tables(db, shadow, source, toc, options.jobs, builds)
         rest = toc.post.remaining(builds.built)
         if rest:
-            listed = directory / "post-data.list"
-            listed.write_bytes(b"\n".join(rest) + b"\n")
             post = pg_restore_argv(tools, db, shadow, options.jobs)
-            run_tool(parallel.section_argv(post, "post-data", directory, f"--use-list={listed}"), env)
+            run_tool(parallel.listed_argv(post, "post-data", directory, "post-data", rest), env)
 
 
 def explain(exc: EngineError) -> EngineError:
