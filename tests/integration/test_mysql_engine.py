@@ -36,7 +36,7 @@ from dataferry.engines.mysql import MySQLEngine
 from dataferry.errors import EngineError, FerryError, NotReady, VerificationFailed
 from dataferry.progress import NullReporter
 from dataferry.stores import Store
-from servers import MariaDbServer, S3Server
+from servers import MariaDbServer, S3Server, ServerError
 
 pytestmark = pytest.mark.integration
 
@@ -561,6 +561,30 @@ def test_parallel_restore_without_local_infile_loads_inserts(
     assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
     chunks = spy.texts("chunk-")
     assert chunks and spy.local("chunk-") == [] and not any("LOAD DATA" in t for t in chunks)
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_rows_that_break_a_check_constraint_are_restored_as_production_holds_them(
+    world: World, jobs: int, small_chunks: None
+) -> None:
+    """Rows are loaded without MariaDB's CHECK constraints, like without the keys' checks: rows
+    production holds although they break one (written with the checks off) are restored as they
+    are, not refused, and the restored table still checks the rows written to it."""
+    world.server.execute(
+        "CREATE TABLE checked (id INT PRIMARY KEY, doc JSON NOT NULL, n INT CHECK (n > 0)) ENGINE=InnoDB;"
+        "INSERT INTO checked SELECT seq, JSON_OBJECT('k', seq), seq FROM seq_1_to_2000;"
+        "SET SESSION check_constraint_checks = 0;"
+        "INSERT INTO checked VALUES (0, '{not json', -1);",
+        database=world.source,
+    )
+    world.backup()
+    world.restore(jobs=jobs)
+    assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
+    assert sql(world.server, "SELECT doc, n FROM checked WHERE id = 0", world.target) == [("{not json", -1)]
+    with pytest.raises(ServerError, match="CONSTRAINT"):
+        world.server.execute("INSERT INTO checked VALUES (-1, '{}', -5);", database=world.target)
+    with pytest.raises(ServerError, match="CONSTRAINT"):
+        world.server.execute("INSERT INTO checked VALUES (-2, '{bad', 5);", database=world.target)
 
 
 def test_events_stay_disabled_in_the_shadow_and_keep_their_status_live(world: World) -> None:

@@ -250,7 +250,7 @@ class MySQLEngine:
         state.collation = header.collation or info.collation or ""
         try:
             with option_file(db) as opts:
-                client = Client(tool, opts, shadow.name)
+                client = Client(tool, opts, shadow.name, mariadb=info.is_mariadb)
                 if options.jobs <= 1:
                     self._create_shadow(db, shadow.name, state, info)
                     stream_load(client, segs, objects)
