@@ -429,7 +429,7 @@ def test_restore_with_jobs_loads_chunks_with_several_clients(
     world: World, small_chunks: None, tmp_path: Path
 ) -> None:
     """--jobs 3 spools the rows into many chunk files (removed afterwards) loaded by several clients
-    at once, with unique and foreign-key checks off."""
+    at once, with unique, foreign-key and CHECK constraint checks off."""
     world.backup()
     seen: dict[int, list[str]] = {}
     overlap = 0
@@ -449,7 +449,8 @@ def test_restore_with_jobs_loads_chunks_with_several_clients(
     for argv in seen.values():
         assert argv[1].startswith("--defaults-extra-file=")
     assert any(
-        "--init-command=SET SESSION unique_checks=0, foreign_key_checks=0" in argv for argv in seen.values()
+        "--init-command=SET SESSION unique_checks=0, foreign_key_checks=0, check_constraint_checks=0" in argv
+        for argv in seen.values()
     )
     assert list(world.spool.iterdir()) == []
     assert snapshot(world.server, world.target) == snapshot(world.server, world.source)
