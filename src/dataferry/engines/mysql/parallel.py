@@ -6,7 +6,8 @@ The dump is read once, on the calling thread, by the ``spooler``: its schema goe
 unique and foreign-key checks off, a deadlock victim loaded again), after the client creating the
 tables has run that table's ``CREATE TABLE``; the file is removed once loaded. When every row of a
 table is in, its held-back secondary keys are built by one ``ALTER TABLE`` (while other tables'
-rows still load). After the dump ended and was found complete (the caller checks), the foreign keys
+rows still load). A free client takes a ready key build first, else a chunk of the table with the
+most bytes still queued (``_Workers``). After the dump ended and was found complete (the caller checks), the foreign keys
 are added, one table after another, unchecked, and then the triggers, events (disabled), routines
 and views. The first failure anywhere stops every client; the caller drops the shadow.
 
@@ -16,9 +17,8 @@ for it, then the server loaded while the spool's CPU was idle (bench/README.md).
 
 from __future__ import annotations
 
-import itertools
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,19 +39,26 @@ class _Table:
     failed: bool = False
 
 
-#: Job priorities: a table's key build (one long ALTER TABLE) starts before chunks waiting to load,
-#: so that it runs beside them rather than alone at the end.
-KEYS, CHUNK = 0, 1
+Job = Callable[[], None]
 
 
 class _Workers:
-    """``jobs`` threads running jobs by priority, then in the order submitted."""
+    """``jobs`` threads running jobs: a table's key build (one long ``ALTER TABLE``) as soon as it
+    is ready, ahead of any chunk; then a chunk of the table with the most bytes still queued (the
+    first queued of it), so the tables' loads end together instead of one after another. A table's
+    key build can only start once its last chunk is in: when the tables end one after another, the
+    last one's build runs alone at the end, leaving the other workers idle (bench/README.md); when
+    they end together, their builds run side by side."""
 
     def __init__(self, jobs: int) -> None:
-        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = queue.PriorityQueue()
-        self._order = itertools.count()
-        self._cond = threading.Condition()
+        lock = threading.Lock()  # guards the state below
+        self._cond = threading.Condition(lock)  # told when a job ends
+        self._ready = threading.Condition(lock)  # told when a job is queued, and on close
+        self._keys: deque[Job] = deque()
+        self._chunks: dict[str, deque[tuple[int, Job]]] = {}
+        self._queued: dict[str, int] = {}  # bytes of each table's chunks not started yet
         self._outstanding = 0
+        self._closed = False
         self._threads = [
             threading.Thread(target=self._work, name=f"dataferry-mysql-load-{n}", daemon=True)
             for n in range(jobs)
@@ -59,14 +66,39 @@ class _Workers:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, priority: int, job: Callable[[], None]) -> None:
-        """Run ``job`` on a worker (it reports its own failure)."""
+    def submit_keys(self, job: Job) -> None:
+        """Run a key build next (``job`` reports its own failure)."""
         with self._cond:
             self._outstanding += 1
-        self._queue.put((priority, next(self._order), job))
+            self._keys.append(job)
+            self._ready.notify()
+
+    def submit_chunk(self, table: str, size: int, job: Job) -> None:
+        """Queue loading a chunk of ``size`` bytes of ``table``'s rows."""
+        with self._cond:
+            self._outstanding += 1
+            self._chunks.setdefault(table, deque()).append((size, job))
+            self._queued[table] = self._queued.get(table, 0) + size
+            self._ready.notify()
+
+    def _next(self) -> Job | None:
+        """The next job (the class docstring), None once closed and drained."""
+        with self._cond:
+            while not self._keys and not self._chunks:
+                if self._closed:
+                    return None
+                self._ready.wait()
+            if self._keys:
+                return self._keys.popleft()
+            table = max(self._chunks, key=lambda t: self._queued[t])  # the first such table on a tie
+            size, job = self._chunks[table].popleft()
+            self._queued[table] -= size
+            if not self._chunks[table]:
+                del self._chunks[table]
+            return job
 
     def _work(self) -> None:
-        while (job := self._queue.get()[2]) is not None:
+        while (job := self._next()) is not None:
             try:
                 job()
             finally:
@@ -82,8 +114,9 @@ class _Workers:
 
     def close(self) -> None:
         """Stop the workers once the jobs queued before have run (they return at once when stopped)."""
-        for _ in self._threads:
-            self._queue.put((CHUNK + 1, next(self._order), None))
+        with self._cond:
+            self._closed = True
+            self._ready.notify_all()
         for thread in self._threads:
             thread.join()
 
@@ -114,12 +147,13 @@ class ParallelLoad:
 
     # -- the spool's events (on the reading thread) -------------------------------------------
 
-    def chunk(self, table: str, script: Path) -> None:
+    def chunk(self, table: str, script: Path, size: int) -> None:
         """Load a complete chunk once its table exists."""
         self._raise_if_failed()
         with self._lock:
             self._tables.setdefault(table, _Table()).pending += 1
-        self._submit(CHUNK, self.schema.mark(), script, lambda ok: self._chunk_done(table, ok))
+        job = self._job(self.schema.mark(), script, lambda ok: self._chunk_done(table, ok))
+        self.workers.submit_chunk(table, size, job)
 
     def table_read(self, table: str, keys: Path | None) -> None:
         """Every row of ``table`` is spooled: its keys are built once its chunks are loaded."""
@@ -128,14 +162,12 @@ class ParallelLoad:
             state.read, state.keys = True, keys
             ready = state.pending == 0 and keys is not None
         if ready and keys is not None:
-            self._submit(KEYS, self.schema.mark(), keys)
+            self.workers.submit_keys(self._job(self.schema.mark(), keys))
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def _submit(
-        self, priority: int, mark: int, script: Path, then: Callable[[bool], None] | None = None
-    ) -> None:
-        self.workers.submit(priority, lambda: self._run(mark, script, then))
+    def _job(self, mark: int, script: Path, then: Callable[[bool], None] | None = None) -> Job:
+        return lambda: self._run(mark, script, then)
 
     def _run(self, mark: int, script: Path, then: Callable[[bool], None] | None) -> None:
         ok = False
@@ -162,7 +194,7 @@ class ParallelLoad:
             state.failed |= not ok
             keys = state.keys if state.read and state.pending == 0 and not state.failed else None
         if keys is not None and not self._stop.is_set():
-            self._submit(KEYS, 0, keys)  # the table exists: its chunks loaded
+            self.workers.submit_keys(self._job(0, keys))  # the table exists: its chunks loaded
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:

@@ -59,8 +59,8 @@ class SchemaSink(Protocol):
 class SpoolEvents(Protocol):
     """What a spool tells a load that runs while it spools."""
 
-    def chunk(self, table: str, script: Path) -> None:
-        """``script`` (a chunk of ``table``'s rows) is complete and can be loaded."""
+    def chunk(self, table: str, script: Path, size: int) -> None:
+        """``script`` (a chunk of ``size`` bytes of ``table``'s rows) is complete and can be loaded."""
 
     def table_read(self, table: str, keys: Path | None) -> None:
         """Every row of ``table`` was spooled; ``keys`` adds its held-back keys (None: none)."""
@@ -200,7 +200,7 @@ class Spooler:
             self.plan.chunks[-1] = (path, self._chunk_size)
             self._chunk = None
             if self.events is not None:
-                self.events.chunk(self._chunk_table, path)
+                self.events.chunk(self._chunk_table, path, self._chunk_size)
 
     def finish(self) -> None:
         """The dump ended: the last chunk and table are complete."""
