@@ -11,11 +11,13 @@ properties to keep, and they are kept when the destination is a bucket.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataferry.errors import ConfigError
 from dataferry.stores.base import Store
-from dataferry.stores.s3 import S3Store, _mapped
+
+if TYPE_CHECKING:
+    from dataferry.stores.s3 import S3Store
 
 #: The ACL GOV.UK's ``aws s3 sync --acl bucket-owner-full-control`` applied.
 DEFAULT_ACL = "bucket-owner-full-control"
@@ -51,6 +53,9 @@ def check_acl(acl: str) -> str:
 def copy_object(src: Store, dst: Store, key: str, *, acl: str = DEFAULT_ACL) -> None:
     """Copy ``key`` from ``src`` to ``dst``: server-side between buckets of one endpoint."""
     check_acl(acl)
+    # Imported here, as open_store does: boto3 costs 0.2 s of start-up, and most commands never copy.
+    from dataferry.stores.s3 import S3Store
+
     if isinstance(src, S3Store) and isinstance(dst, S3Store):
         _s3_copy(src, dst, key, acl)
         return
@@ -60,6 +65,8 @@ def copy_object(src: Store, dst: Store, key: str, *, acl: str = DEFAULT_ACL) -> 
 
 def _s3_copy(src: S3Store, dst: S3Store, key: str, acl: str) -> None:
     # The stores module's own helpers and attributes: this module is its sibling, not a caller.
+    from dataferry.stores.s3 import _mapped
+
     with _mapped(f"read the properties of {key!r} in {src.url}", missing_key=key):
         head: dict[str, Any] = dict(src._client.head_object(Bucket=src.bucket, Key=src._key(key)))
     extra: dict[str, Any] = {k: head[k] for k in COPIED_PROPERTIES if head.get(k)}
