@@ -526,7 +526,8 @@ def test_parallel_restore_loads_plain_tables_with_load_data_and_adds_keys_after(
     world: World, small_chunks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tables of plain columns load through LOAD DATA LOCAL (their own client only), the others
-    through INSERT; secondary keys and foreign keys are added after the rows; the result is exact."""
+    through INSERT; secondary keys and foreign keys are added after the rows; the result is exact,
+    also where the fields load as bytes (``tables.load_data_charset``)."""
     _seed_edge_table(world)
     world.backup()
     spy = _LoadSpy(monkeypatch)
@@ -536,6 +537,10 @@ def test_parallel_restore_loads_plain_tables_with_load_data_and_adds_keys_after(
     load_data = [t for t in chunks if "LOAD DATA LOCAL INFILE" in t]
     inserts = [t for t in chunks if "INSERT INTO" in t]
     assert any("INTO TABLE `edge`" in t for t in load_data) and any("`authors`" in t for t in load_data)
+    # edge's every column is utf8mb4, as the dump: its fields load as the bytes they are; authors'
+    # bio is latin1, so its rows are read as utf8mb4 and converted (checked exact above)
+    assert all("CHARACTER SET binary" in t for t in load_data if "INTO TABLE `edge`" in t)
+    assert all("CHARACTER SET utf8mb4" in t for t in load_data if "INTO TABLE `authors`" in t)
     assert all("`posts`" not in t for t in load_data)  # blob, binary, bit and generated columns
     assert any("INSERT INTO `posts`" in t for t in inserts)
     assert spy.local("chunk-") == load_data and spy.local("keys-") == []

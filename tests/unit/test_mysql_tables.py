@@ -8,6 +8,7 @@ import pytest
 from dataferry.engines.mysql.tables import (
     as_load_data,
     connection_charset,
+    load_data_charset,
     load_data_statement,
     parse_create,
     rows_on_own_lines,
@@ -130,6 +131,43 @@ def test_session_settings_keep_only_set_statements() -> None:
     )
     assert connection_charset(preamble) == "utf8mb4"
     assert connection_charset(b"/*!40103 SET TIME_ZONE='+00:00' */;\n") is None
+
+
+def test_a_table_whose_every_column_stores_the_dumps_utf8_loads_its_fields_as_bytes() -> None:
+    table = parse_create(DOCUMENTS)  # a JSON column names utf8mb4 and utf8mb4_bin: the same
+    assert table is not None and table.charset == "utf8mb4"
+    assert load_data_charset(table, "utf8mb4") == "binary"
+    assert load_data_charset(table, "utf8mb3") == "utf8mb3"  # other bytes than the columns store
+    assert load_data_charset(table, "latin1") == "latin1"
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        b"`old` varchar(10) CHARACTER SET latin1 COLLATE latin1_swedish_ci DEFAULT NULL",
+        b"`old` varchar(10) COLLATE latin1_swedish_ci DEFAULT NULL",
+        b"`n` varchar(10) CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci DEFAULT NULL",
+        # only spelled in a comment: taken as another character set all the same (never binary wrongly)
+        b"`c` int(11) DEFAULT NULL COMMENT 'was CHARACTER SET latin1'",
+    ],
+)
+def test_a_column_in_another_character_set_keeps_the_dumps_and_the_servers_conversion(column: bytes) -> None:
+    table = parse_create(DOCUMENTS.replace(b"  PRIMARY KEY", b"  " + column + b",\n  PRIMARY KEY"))
+    assert table is not None and table.plain_columns and table.charset is None
+    assert load_data_charset(table, "utf8mb4") == "utf8mb4"
+
+
+def test_a_utf8mb3_table_from_a_utf8mb3_dump_loads_as_bytes_and_latin1_never_does() -> None:
+    utf8mb3 = parse_create(DOCUMENTS.replace(b"utf8mb4", b"utf8mb3"))
+    latin1 = parse_create(DOCUMENTS.replace(b"utf8mb4", b"latin1"))
+    unknown = parse_create(DOCUMENTS.replace(b" DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci", b""))
+    assert utf8mb3 is not None and load_data_charset(utf8mb3, "utf8mb3") == "binary"
+    assert (
+        latin1 is not None and latin1.charset == "latin1" and load_data_charset(latin1, "latin1") == "latin1"
+    )
+    assert (
+        unknown is not None and unknown.charset is None and load_data_charset(unknown, "utf8mb4") == "utf8mb4"
+    )
 
 
 def test_load_data_statement_quotes_path_and_table() -> None:

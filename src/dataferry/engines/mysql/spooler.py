@@ -23,6 +23,7 @@ from dataferry.engines.mysql.tables import (
     TableDef,
     as_load_data,
     connection_charset,
+    load_data_charset,
     load_data_statement,
     parse_create,
     rows_on_own_lines,
@@ -167,7 +168,8 @@ class Spooler:
         found = self._tables.get(table)
         if not (self.load_data and found and found.plain_columns and rows_on_own_lines(insert_line)):
             return None
-        return connection_charset(bytes(self.objects.preamble))
+        charset = connection_charset(bytes(self.objects.preamble))
+        return load_data_charset(found, charset) if charset else None
 
     def _open_chunk(self, table: str) -> None:
         number = len(self.plan.chunks)
