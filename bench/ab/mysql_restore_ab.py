@@ -19,7 +19,6 @@ import argparse
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -127,10 +126,7 @@ def main() -> None:
         )
     print(report)
     if not args.no_results:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%MZ")
-        out = HERE.parent / "results" / f"mysql-restore-ab-{args.size_mb}mb-{stamp}.md"
-        out.write_text(report)
-        print(f"written: {out}")
+        print(f"written: {common.write_results(report, None, 'mysql-restore-ab', [args.size_mb])}")
 
 
 def render(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], version: str) -> str:
