@@ -64,21 +64,12 @@ def import_servers() -> Any:
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """``os.environ`` without PG*/MYSQL*/MARIADB*/AWS_*/DATAFERRY_* variables, plus ``extra``.
 
-    Without ``PYTHONDONTWRITEBYTECODE`` too: dataferry installed by pip has its modules compiled,
-    and a run that compiled every module of a checkout first paid ~0.1 s that no user pays (some
-    shells set it). ``compile_sources`` compiles a checkout before it is timed."""
+    Without ``PYTHONDONTWRITEBYTECODE`` too, so that a checkout ``compile_dataferry`` did not
+    compile caches its bytecode on the first run rather than compiling it on every run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLIENT_ENV_PREFIXES)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra or {})
     return env
-
-
-def compile_sources(*srcs: str | Path) -> None:
-    """Compile the modules of each checkout's ``src`` (as ``pip install`` does), untimed."""
-    for src in srcs:
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", str(src)], check=True, stdout=subprocess.DEVNULL
-        )
 
 
 # -- realistic text --------------------------------------------------------------------------------
@@ -685,8 +676,7 @@ target = {{ url = "{target_url}", password_env = "{PASSWORD_ENV}" }}
 
 def ferry_env(password: str, s3: S3Endpoint) -> dict[str, str]:
     """The environment dataferry runs with: secrets by env var, nothing inherited that could
-    redirect it (PG*, MYSQL*, AWS_*). This checkout's modules are compiled first (``clean_env``)."""
-    compile_sources(Path(__file__).resolve().parent.parent / "src")
+    redirect it (PG*, MYSQL*, AWS_*)."""
     return clean_env(
         {
             PASSWORD_ENV: password,
@@ -897,8 +887,9 @@ def ensure_tools(packages: Mapping[str, str]) -> None:
     )
 
 
-def compile_dataferry() -> None:
-    """Write dataferry's bytecode before measuring, as ``pip install`` does for a wheel.
+def compile_dataferry(*srcs: str | Path) -> None:
+    """Write dataferry's bytecode before measuring, as ``pip install`` does for a wheel: this
+    checkout's ``src``, or each of ``srcs`` (the A/B scripts' two checkouts).
 
     The editable install in ``.venv`` compiles sources on first import and caches the result,
     unless ``PYTHONDONTWRITEBYTECODE`` is set (it is on some CI machines): then every dataferry
@@ -906,7 +897,8 @@ def compile_dataferry() -> None:
     """
     import compileall
 
-    compileall.compile_dir(str(REPO / "src"), quiet=1)
+    for src in srcs or (REPO / "src",):
+        compileall.compile_dir(str(src), quiet=1)
 
 
 def remove_workdir(workdir: Path, ok: bool, keep_logs: bool = False) -> None:

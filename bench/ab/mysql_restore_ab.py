@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--no-results", action="store_true")
     parser.add_argument("--phases", action="store_true", help="then one restore each with its phases timed")
     args = parser.parse_args()
-    common.compile_sources(args.old_src, args.new_src)
+    common.compile_dataferry(args.old_src, args.new_src)
     servers = common.import_servers()
     workdir = common.workdir_for(None)
     src_db = f"bench_src_{args.size_mb}"

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--jobs", default="auto", help="dataferry's --jobs (auto: the default settings)")
     parser.add_argument("--no-results", action="store_true")
     args = parser.parse_args()
-    common.compile_sources(args.old_src, args.new_src)
+    common.compile_dataferry(args.old_src, args.new_src)
     servers = common.import_servers()
     workdir = common.workdir_for(None)
     src = f"ab_src_{args.size_mb}"
