@@ -7,9 +7,9 @@ unique and foreign-key checks off, a deadlock victim loaded again), after the cl
 tables has run that table's ``CREATE TABLE``; the file is removed once loaded. When every row of a
 table is in, its held-back secondary keys are built by one ``ALTER TABLE`` (while other tables'
 rows still load). A free client takes a ready key build first, else a chunk of the table with the
-most bytes still queued (``_Workers``). After the dump ended and was found complete (the caller checks), the foreign keys
-are added, one table after another, unchecked, and then the triggers, events (disabled), routines
-and views. The first failure anywhere stops every client; the caller drops the shadow.
+most bytes still queued (``_Workers``). After the dump ended and was found complete (the caller
+checks), the foreign keys are added, one table after another, unchecked, and then the triggers,
+events (disabled), routines and views. The first failure anywhere stops every client; the caller drops the shadow.
 
 Why overlap: a 1 GB dump took seconds to decompress and cut (one CPU) while the server waited
 for it, then the server loaded while the spool's CPU was idle (bench/README.md).
