@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -698,6 +698,19 @@ def mib(kib: int | None) -> str:
 def human_size(n: int) -> str:
     """Bytes as MiB with one decimal."""
     return f"{n / MiB:.1f} MiB"
+
+
+def largest_artifact(objects: Iterable[tuple[str, int]]) -> int:
+    """Bytes of the largest artifact among stored ``(key, size)`` objects. A per-table artifact's
+    objects share a directory named ``<id>.<format>`` and are summed; any other object (one per
+    artifact, or GOV.UK's) is an artifact of its own. A store that ran ``--repeat`` rounds holds
+    one artifact per round: this is one of them, not their sum."""
+    sizes: dict[str, int] = {}
+    for key, size in objects:
+        parent = key.rpartition("/")[0]
+        artifact = parent if "." in parent.rpartition("/")[2] else key
+        sizes[artifact] = sizes.get(artifact, 0) + size
+    return max(sizes.values(), default=0)
 
 
 def ratio(a: float, b: float) -> str:

@@ -84,13 +84,6 @@ GOVUK = (G_PROD, G_RESTORE, G_UPDATE, G_BACKUP, G_INT)
 FERRY = (F_PROD, F_STAGING, F_INT)
 
 
-def _artifact_of(key: str) -> str:
-    """The artifact an object belongs to: a per-table artifact's objects share a directory named
-    ``<id>.<format>``; any other object (one per artifact, or GOV.UK's) is its own."""
-    parent, _, _ = key.rpartition("/")
-    return parent if "." in parent.rsplit("/", 1)[-1] else key
-
-
 class ChainRunner(common.Runner):
     """A Runner that also records the server's CPU time during each measurement (the loads, the
     UPDATE and the scan run in the server, not in the measured process tree)."""
@@ -439,13 +432,11 @@ class Chain:
             ("dataferry production artifact", f"{self.prefix}/production/"),
         ):
             listed = client.list_objects_v2(Bucket=self.s3.bucket, Prefix=prefix).get("Contents", [])
-            by_artifact: dict[str, int] = {}
-            for o in listed:
-                key = o["Key"]
-                if key.endswith(".json") or "/_dataferry/" in key:
-                    continue
-                by_artifact[_artifact_of(key)] = by_artifact.get(_artifact_of(key), 0) + o["Size"]
-            sizes[label] = max(by_artifact.values(), default=0)
+            sizes[label] = common.largest_artifact(
+                (o["Key"], o["Size"])
+                for o in listed
+                if not o["Key"].endswith(".json") and "/_dataferry/" not in o["Key"]
+            )
         return sizes
 
     def run(self, repeat: int) -> Result:

@@ -192,12 +192,10 @@ class SizeRun:
                 env=common.aws_env(self.s3),
             )
         r.ferry("backup: dataferry -> local store", "backup", "bench", "--env", "local")
-        # every object of one artifact (one per table, and the table of contents, in a directory
-        # of their own): with --repeat the store holds one artifact per round, not one in all
-        by_artifact: dict[Path, int] = {}
-        for p in (self.workdir / "store-local").rglob("*.zst"):
-            by_artifact[p.parent] = by_artifact.get(p.parent, 0) + p.stat().st_size
-        self.ferry_artifact_bytes = max(by_artifact.values())
+        store = self.workdir / "store-local"
+        self.ferry_artifact_bytes = common.largest_artifact(
+            (p.relative_to(store).as_posix(), p.stat().st_size) for p in store.rglob("*.zst")
+        )
         r.ferry("backup: dataferry -> S3 (moto)", "backup", "bench", "--env", "s3")
 
     def restores(self) -> None:
